@@ -1,0 +1,477 @@
+"""The one internal form of a set of particles, and the input boundary.
+
+Every public entry point converts what the user passed (an awkward array, a
+list of ``(n_i, d)`` arrays, an object ndarray, the plain list that
+scikit-learn's cross-validation hands to each fold, ...) exactly once into a
+:class:`Particles`: flat coordinates plus offsets, the layout that pytorch3d
+calls "packed". Everything downstream works on that form with vectorised
+numpy, never with a Python loop over particles.
+
+Input is validated here, with errors that name the particle and the problem.
+Nothing the user passed is modified: coordinates are always copied.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Particles", "as_particles"]
+
+_COORD_NAMES = ("x", "y", "z")
+
+
+@dataclass(frozen=True, eq=False)
+class Particles:
+    """A ragged set of particles in packed form.
+
+    Parameters
+    ----------
+    coords : ndarray of shape (n_localizations, n_dims)
+        Coordinates of all localizations of all particles, particle after
+        particle, in nm. ``n_dims`` is 2 or 3.
+    offsets : ndarray of shape (n_particles + 1,)
+        Particle ``i`` owns ``coords[offsets[i]:offsets[i + 1]]``.
+    fields : dict of str to ndarray of shape (n_localizations,)
+        Extra per-localization columns (precision, photons, frame, ...).
+    ids : ndarray of shape (n_particles,) or None
+        The user's particle identifiers (a Picasso ``group``, say). ``None``
+        means the particles are numbered ``0 .. n_particles - 1``.
+    """
+
+    coords: np.ndarray
+    offsets: np.ndarray
+    fields: dict = field(default_factory=dict)
+    ids: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def n_particles(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def n_dims(self) -> int:
+        return self.coords.shape[1]
+
+    @property
+    def n_localizations(self) -> int:
+        return self.coords.shape[0]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Number of localizations per particle, shape (n_particles,)."""
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return self.n_particles
+
+    def particle_index(self) -> np.ndarray:
+        """Particle number of every localization, shape (n_localizations,)."""
+        return np.repeat(np.arange(self.n_particles), self.lengths)
+
+    def particle(self, i: int) -> np.ndarray:
+        """Coordinates of particle ``i`` (a read-only view)."""
+        view = self.coords[self.offsets[i] : self.offsets[i + 1]]
+        view.flags.writeable = False
+        return view
+
+    def name(self, i: int) -> str:
+        """How errors refer to particle ``i``."""
+        if self.ids is None:
+            return f"particle {i}"
+        return f"particle {i} (id {self.ids[i]!r})"
+
+    # ------------------------------------------------------------ reductions
+    def segment_sum(self, values: np.ndarray) -> np.ndarray:
+        """Sum ``values`` (n_localizations, ...) over each particle."""
+        values = np.asarray(values)
+        out = np.zeros((self.n_particles,) + values.shape[1:], dtype=np.result_type(values, np.float64))
+        nonempty = self.lengths > 0
+        if values.shape[0]:
+            sums = np.add.reduceat(values, self.offsets[:-1][nonempty], axis=0)
+            out[nonempty] = sums
+        return out
+
+    def centroids(self) -> np.ndarray:
+        """Mean position of every particle, shape (n_particles, n_dims)."""
+        lengths = np.maximum(self.lengths, 1)[:, None]
+        return self.segment_sum(self.coords) / lengths
+
+    def centred(self) -> "Particles":
+        """A copy with every particle moved to its own centroid."""
+        shift = np.repeat(self.centroids(), self.lengths, axis=0)
+        return self.replace(coords=self.coords - shift)
+
+    # ------------------------------------------------------------- selection
+    def take(self, indices) -> "Particles":
+        """The particles at ``indices``, in that order (vectorised gather)."""
+        indices = np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        indices = indices.astype(np.intp, copy=False)
+        lengths = self.lengths[indices]
+        offsets = np.zeros(len(indices) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        # flat index of every localization of the selected particles
+        starts = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths)
+        rows = np.arange(offsets[-1], dtype=np.int64) + starts
+        return Particles(
+            coords=self.coords[rows],
+            offsets=offsets,
+            fields={k: v[rows] for k, v in self.fields.items()},
+            ids=None if self.ids is None else self.ids[indices],
+        )
+
+    def replace(self, **changes) -> "Particles":
+        """A copy with some attributes replaced (fields are shared)."""
+        kwargs = dict(coords=self.coords, offsets=self.offsets, fields=dict(self.fields), ids=self.ids)
+        kwargs.update(changes)
+        return Particles(**kwargs)
+
+    # ------------------------------------------------------------ conversion
+    def to_list(self) -> list:
+        """A list of ``(n_i, n_dims)`` arrays (copies)."""
+        return np.split(self.coords.copy(), self.offsets[1:-1])
+
+    def to_awkward(self):
+        """An awkward array ``n * var * {x, y[, z], <fields>}``."""
+        import awkward as ak
+
+        columns = {name: self.coords[:, k] for k, name in enumerate(_COORD_NAMES[: self.n_dims])}
+        columns.update(self.fields)
+        return ak.unflatten(ak.zip(columns, depth_limit=1), self.lengths)
+
+    def to_padded(self, max_points: int | None = None):
+        """Padded coordinates and a validity mask.
+
+        Returns
+        -------
+        padded : ndarray of shape (n_particles, max_points, n_dims)
+        mask : ndarray of bool, shape (n_particles, max_points)
+        """
+        lengths = self.lengths
+        width = int(lengths.max()) if max_points is None else int(max_points)
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        padded = np.zeros((self.n_particles, width, self.n_dims), dtype=self.coords.dtype)
+        keep = np.arange(self.n_localizations) - np.repeat(self.offsets[:-1], lengths) < width
+        padded[mask] = self.coords[keep]
+        return padded, mask
+
+
+# ---------------------------------------------------------------- the boundary
+def _type_name(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}".replace("builtins.", "")
+
+
+def _is_sparse(obj) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy is a dependency
+        return False
+    return sp.issparse(obj)
+
+
+def _is_awkward(obj) -> bool:
+    mod = type(obj).__module__
+    return mod.startswith("awkward") and type(obj).__name__ in {"Array", "Record"}
+
+
+def _reject_obvious(X, what="X"):
+    if X is None:
+        raise TypeError(f"{what} is None; expected particles (an awkward array or a list of (n_i, 2) or (n_i, 3) arrays).")
+    if _is_sparse(X):
+        raise TypeError(
+            f"{what} is a scipy sparse matrix ({_type_name(X)}); particles must be dense coordinates, "
+            "one (n_i, 2) or (n_i, 3) array of localizations per particle."
+        )
+    if isinstance(X, (str, bytes)):
+        raise TypeError(f"{what} is a string ({X[:40]!r}); expected particles. To read a file use pcvae_sklearn.io.read_particles.")
+    if isinstance(X, (numbers.Number, np.generic)):
+        raise TypeError(f"{what} is a single number ({X!r}); expected particles.")
+    if isinstance(X, dict):
+        raise TypeError(f"{what} is a dict; expected particles. Wrap x, y[, z] columns with awkward.zip or pass a list of arrays.")
+
+
+def _as_float_coords(a, i):
+    """Validate one particle given as an array-like; return a float64 (n, d) copy."""
+    if a is None:
+        raise TypeError(f"particle {i} is None; every particle must be an (n_i, 2) or (n_i, 3) array of localizations.")
+    if _is_sparse(a):
+        raise TypeError(f"particle {i} is a scipy sparse matrix ({_type_name(a)}); pass dense coordinates.")
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"particle {i} is a string ({a[:40]!r}); expected an (n_i, 2) or (n_i, 3) array of numbers.")
+    if isinstance(a, (numbers.Number, np.generic)):
+        raise TypeError(f"particle {i} is a single number ({a!r}); expected an (n_i, 2) or (n_i, 3) array.")
+    if _is_awkward(a):
+        return _awkward_particle(a, i)
+    if hasattr(a, "to_numpy") and hasattr(a, "columns"):  # a pandas DataFrame
+        cols = [c for c in _COORD_NAMES if c in a.columns]
+        a = a[cols].to_numpy() if len(cols) >= 2 else a.to_numpy()
+    arr = np.asarray(a)
+    if arr.dtype.names is not None:  # structured array with x, y[, z]
+        names = [c for c in _COORD_NAMES if c in arr.dtype.names]
+        if len(names) < 2:
+            raise ValueError(f"particle {i} is a structured array without x and y fields (fields: {arr.dtype.names}).")
+        arr = np.stack([np.asarray(arr[c]) for c in names], axis=-1)
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"particle {i} holds values that are not numbers ({exc}).") from None
+    if arr.dtype.kind in "USab" or arr.dtype.kind == "V":
+        raise TypeError(f"particle {i} has dtype {arr.dtype}; coordinates must be numbers.")
+    if arr.dtype.kind == "c":
+        raise TypeError(f"particle {i} has complex coordinates; coordinates must be real numbers in nm.")
+    if arr.dtype.kind == "b":
+        raise TypeError(f"particle {i} has boolean values; coordinates must be numbers in nm.")
+    if arr.ndim != 2:
+        raise ValueError(
+            f"particle {i} has shape {arr.shape}; every particle must be a 2-D array of shape (n_i, 2) or (n_i, 3), "
+            "one row per localization."
+        )
+    return arr
+
+
+def _awkward_particle(a, i):
+    import awkward as ak
+
+    if isinstance(a, ak.Record):
+        raise ValueError(f"particle {i} is a single awkward record, not a list of localizations.")
+    fields = ak.fields(a)
+    if fields:
+        names = [c for c in _COORD_NAMES if c in fields]
+        if len(names) < 2:
+            raise ValueError(f"particle {i} has fields {fields} but no x and y.")
+        cols = [_ak_to_numpy(a[c], f"particle {i}, field {c!r}") for c in names]
+        return np.stack(cols, axis=-1) if len(cols[0]) else np.empty((0, len(names)))
+    return np.asarray(_ak_to_numpy(a, f"particle {i}"))
+
+
+def _ak_to_numpy(a, where):
+    import awkward as ak
+
+    try:
+        out = ak.to_numpy(a, allow_missing=False)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{where} cannot be read as numbers: it has missing values or an irregular layout ({exc}).") from None
+    if out.dtype.kind not in "iuf":
+        raise TypeError(f"{where} has dtype {out.dtype}; coordinates must be numbers.")
+    return out
+
+
+def _from_awkward(X) -> Particles:
+    import awkward as ak
+
+    if isinstance(X, ak.Record):
+        raise TypeError("X is a single awkward record; expected an array of particles.")
+    ndim = X.ndim
+    fields = ak.fields(X)
+    if fields:
+        names = [c for c in _COORD_NAMES if c in fields]
+        if len(names) < 2:
+            raise ValueError(f"the awkward array's records have fields {fields}; particles need at least x and y (nm).")
+        if ndim < 2:
+            # record of lists: n * {x: var * float, ...}
+            inner = X[names[0]]
+            if inner.ndim != 2:
+                raise ValueError(f"the awkward array has type {X.type}; expected n * var * {{x, y[, z]}} localizations.")
+            lengths = _ak_to_numpy(ak.num(inner, axis=1), "X").astype(np.int64)
+            for c in names[1:]:
+                other = _ak_to_numpy(ak.num(X[c], axis=1), "X")
+                if not np.array_equal(other, lengths):
+                    bad = int(np.flatnonzero(other != lengths)[0])
+                    raise ValueError(f"particle {bad} has {lengths[bad]} x values but {other[bad]} {c} values.")
+            flat = {f: X[f] for f in fields}
+            flatten = lambda v: ak.flatten(v, axis=1)  # noqa: E731
+        else:
+            if ndim != 2:
+                raise ValueError(f"the awkward array has type {X.type}; expected n * var * {{x, y[, z]}} localizations.")
+            lengths = _ak_to_numpy(ak.num(X, axis=1), "X").astype(np.int64)
+            flat_rec = ak.flatten(X, axis=1)
+            flat = {f: flat_rec[f] for f in fields}
+            flatten = lambda v: v  # noqa: E731
+        coords_cols, extra = [], {}
+        offsets = _offsets(lengths)
+        for f in fields:
+            col = flatten(flat[f])
+            where = f"field {f!r}"
+            if col.ndim != 1:
+                if f in names:
+                    raise ValueError(f"{where} is nested ({col.type}); coordinates must be one number per localization.")
+                continue  # a nested extra field cannot travel per localization; skip it
+            try:
+                values = ak.to_numpy(col, allow_missing=False)
+            except (ValueError, TypeError):
+                if f in names:
+                    missing = np.asarray(ak.is_none(col))
+                    bad_row = int(np.flatnonzero(missing)[0])
+                    p = int(np.searchsorted(offsets, bad_row, side="right") - 1)
+                    raise ValueError(f"particle {p}: coordinate {f!r} is missing (None) at localization {bad_row - offsets[p]}.") from None
+                continue
+            if f in names:
+                if values.dtype.kind not in "iuf":
+                    raise TypeError(f"{where} has dtype {values.dtype}; coordinates must be numbers.")
+                coords_cols.append(values)
+            elif values.dtype.kind in "iufb":
+                extra[f] = np.array(values)
+        coords = np.stack(coords_cols, axis=-1).astype(np.float64) if coords_cols else np.empty((0, len(names)))
+        if coords.shape[0] == 0:
+            coords = coords.reshape(0, len(names))
+        return _checked(Particles(coords=coords, offsets=offsets, fields=extra))
+
+    # plain numbers: n * var * d * float or n * var * var * float
+    if ndim != 3:
+        if ndim == 2:
+            raise ValueError(
+                f"the awkward array has type {X.type}: one list of numbers per particle. Each particle must be "
+                "(n_i, 2) or (n_i, 3): n * var * 2 numbers, or records with fields x, y[, z]."
+            )
+        raise ValueError(f"the awkward array has type {X.type}; expected n * var * d numbers or n * var * {{x, y[, z]}} records.")
+    lengths = _ak_to_numpy(ak.num(X, axis=1), "X").astype(np.int64)
+    flat = ak.flatten(X, axis=1)
+    widths = _ak_to_numpy(ak.num(flat, axis=1), "X")
+    offsets = _offsets(lengths)
+    if len(widths) and (widths != widths[0]).any():
+        bad_row = int(np.flatnonzero(widths != widths[0])[0])
+        p = int(np.searchsorted(offsets, bad_row, side="right") - 1)
+        raise ValueError(
+            f"particle {p}: localization {bad_row - offsets[p]} has {widths[bad_row]} coordinates but others have {widths[0]}; "
+            "a mix of 2D and 3D localizations is not allowed."
+        )
+    coords = _ak_to_numpy(flat, "X") if len(widths) else np.empty((0, 2))
+    if coords.ndim != 2:
+        raise ValueError(f"the awkward array has type {X.type}; expected n * var * d numbers.")
+    return _checked(Particles(coords=np.array(coords, dtype=np.float64), offsets=offsets))
+
+
+def _offsets(lengths):
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def _from_sequence(X) -> Particles:
+    arrays = [_as_float_coords(a, i) for i, a in enumerate(X)]
+    if not arrays:
+        raise ValueError("X holds no particles.")
+    widths = np.fromiter((a.shape[1] for a in arrays), dtype=np.int64, count=len(arrays))
+    # report a 2D/3D mix before the per-width check so the message names the mix
+    dims_ok = np.isin(widths, (2, 3))
+    if not dims_ok.all():
+        i = int(np.flatnonzero(~dims_ok)[0])
+        raise ValueError(
+            f"particle {i} has {widths[i]} coordinate columns; particles must have 2 (x, y) or 3 (x, y, z) columns, in nm."
+        )
+    if (widths != widths[0]).any():
+        i = int(np.flatnonzero(widths != widths[0])[0])
+        raise ValueError(
+            f"particle {i} is {widths[i]}D but particle 0 is {widths[0]}D; a mix of 2D and 3D particles is not allowed."
+        )
+    lengths = np.fromiter((a.shape[0] for a in arrays), dtype=np.int64, count=len(arrays))
+    coords = np.concatenate(arrays, axis=0).astype(np.float64, copy=False)
+    if coords is arrays[0] or np.shares_memory(coords, arrays[0]):
+        coords = coords.copy()
+    return _checked(Particles(coords=coords, offsets=_offsets(lengths)))
+
+
+def _checked(p: Particles) -> Particles:
+    """Validate shape and values of a freshly built Particles."""
+    if p.n_dims not in (2, 3):
+        raise ValueError(
+            f"particles have {p.n_dims} coordinate columns; they must have 2 (x, y) or 3 (x, y, z) columns, in nm."
+        )
+    lengths = p.lengths
+    empty = np.flatnonzero(lengths == 0)
+    if empty.size:
+        more = f" (and {empty.size - 1} more)" if empty.size > 1 else ""
+        raise ValueError(f"{p.name(int(empty[0]))} is empty{more}: it has no localizations.")
+    finite = np.isfinite(p.coords).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+        n_bad = int((~finite).sum())
+        raise ValueError(
+            f"{p.name(i)} has a non-finite coordinate (NaN or inf) at localization {row - p.offsets[i]}: "
+            f"{p.coords[row].tolist()}; {n_bad} localization(s) in all are non-finite. Remove them before fitting."
+        )
+    p.coords.flags.writeable = False
+    return p
+
+
+def as_particles(X, *, min_particles: int = 1, n_dims: int | None = None, what: str = "X") -> Particles:
+    """Convert any supported ragged input into :class:`Particles`, validating it.
+
+    Parameters
+    ----------
+    X : awkward array, list of array-likes, object ndarray, ndarray or Particles
+        Accepted forms:
+
+        - an awkward array ``n * var * {x, y[, z], ...}`` (records; extra
+          numeric fields such as ``precision`` travel along) or
+          ``n * var * d`` numbers;
+        - a list / tuple / object ndarray of ``(n_i, d)`` array-likes (this is
+          also what scikit-learn's cross-validation passes for each fold;
+          elements may be awkward arrays, numpy structured arrays with x, y[, z]
+          fields or DataFrames with x, y[, z] columns);
+        - a regular numeric ndarray of shape ``(n_particles, n_points, d)``;
+        - a :class:`Particles` (returned as is).
+    min_particles : int, default=1
+        Raise if fewer particles are given.
+    n_dims : {2, 3} or None
+        Raise if the particles do not have this dimensionality.
+
+    Returns
+    -------
+    Particles
+        A new object; ``X`` itself is never modified.
+
+    Raises
+    ------
+    TypeError
+        For None, strings, numbers, scipy sparse matrices (checked before
+        awkward sees them) and non-numeric coordinates.
+    ValueError
+        For empty particles, NaN or inf coordinates, 1-D input, a mix of 2D
+        and 3D particles, coordinates with other than 2 or 3 columns and too
+        few particles. The message names the particle.
+    """
+    _reject_obvious(X, what)
+    if isinstance(X, Particles):
+        p = X
+    elif _is_awkward(X):
+        p = _from_awkward(X)
+    elif isinstance(X, np.ndarray) and X.dtype != object:
+        if X.dtype.names is not None:
+            raise TypeError(f"{what} is one structured array; pass a list with one structured array per particle.")
+        if X.ndim == 3:
+            p = _from_sequence(list(X))
+        elif X.ndim == 2:
+            raise ValueError(
+                f"{what} is a single 2-D array of shape {X.shape}. If this is one particle, pass [X]; "
+                "if it holds many particles, split it into one (n_i, d) array per particle "
+                "(pcvae_sklearn.io.read_particles does this from a particle-id column)."
+            )
+        else:
+            raise ValueError(
+                f"{what} is a {X.ndim}-D array of shape {X.shape}; expected a list of (n_i, 2) or (n_i, 3) arrays, one per particle."
+            )
+    elif isinstance(X, (list, tuple)) or (isinstance(X, np.ndarray) and X.dtype == object):
+        if isinstance(X, np.ndarray) and X.ndim != 1:
+            raise ValueError(f"{what} is an object array of shape {X.shape}; expected a 1-D array of particles.")
+        p = _from_sequence(X)
+    elif hasattr(X, "to_numpy") and hasattr(X, "columns"):
+        raise TypeError(
+            f"{what} is a DataFrame; use pcvae_sklearn.io.read_particles(df, particle_column=...) to split it into particles."
+        )
+    else:
+        raise TypeError(
+            f"{what} has type {_type_name(X)}; expected an awkward array, a list of (n_i, 2) or (n_i, 3) arrays, "
+            "or an object ndarray of such arrays."
+        )
+    if p.n_particles < min_particles:
+        raise ValueError(f"{what} holds {p.n_particles} particle(s); at least {min_particles} are needed.")
+    if n_dims is not None and p.n_dims != n_dims:
+        raise ValueError(f"{what} holds {p.n_dims}D particles, but {n_dims}D particles were expected.")
+    return p
