@@ -1,0 +1,74 @@
+"""Vectorised batch assembly from the packed form (no per-particle Python loop)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "chunk_by_budget"]
+
+
+def gather_rows(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the packed array that belong to particles ``idx``, in that order.
+
+    Returns
+    -------
+    rows : ndarray of shape (sum(lengths[idx]),)
+    lengths : ndarray of shape (len(idx),)
+    """
+    starts = offsets[:-1][idx]
+    lengths = offsets[1:][idx] - starts
+    out_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    rows = np.arange(out_offsets[-1], dtype=np.int64) + np.repeat(starts - out_offsets[:-1], lengths)
+    return rows, lengths
+
+
+def subsample_rows(rows: np.ndarray, lengths: np.ndarray, max_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Keep a uniformly random subset of at most ``max_points`` rows per particle.
+
+    ``rows`` is grouped by particle (``lengths`` rows each). Particles with at
+    most ``max_points`` rows keep all of them, in their order.
+    """
+    if max_points is None or lengths.max(initial=0) <= max_points:
+        return rows, lengths
+    segment = np.repeat(np.arange(len(lengths)), lengths)
+    keys = rng.random(len(rows))
+    big = np.repeat(lengths > max_points, lengths)
+    keys[~big] = 0.0  # small particles: keep every row, in order (stable sort)
+    order = np.lexsort((keys, segment))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    rank = np.arange(len(rows)) - np.repeat(starts, lengths)
+    keep = order[rank < max_points]
+    keep.sort()  # back to packed order, grouped by particle
+    return rows[keep], np.minimum(lengths, max_points)
+
+
+def rotate_about_z(points: np.ndarray, lengths: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Rotate each particle's points about the optical (z) axis by its own angle.
+
+    points (N, d) with d in {2, 3}, lengths (B,), angles (B,) radians -> (N, d).
+    """
+    c = np.repeat(np.cos(angles), lengths)
+    s = np.repeat(np.sin(angles), lengths)
+    out = points.copy()
+    out[:, 0] = c * points[:, 0] - s * points[:, 1]
+    out[:, 1] = s * points[:, 0] + c * points[:, 1]
+    return out
+
+
+def chunk_by_budget(lengths: np.ndarray, max_particles: int, max_localizations: int) -> list[tuple[int, int]]:
+    """Split ``range(len(lengths))`` into consecutive chunks.
+
+    Each chunk holds at most ``max_particles`` particles and at most
+    ``max_localizations`` localizations (a single larger particle gets a chunk
+    of its own). The loop runs once per chunk, not once per particle.
+    """
+    cum = np.concatenate([[0], np.cumsum(lengths)])
+    n = len(lengths)
+    chunks = []
+    start = 0
+    while start < n:
+        stop = int(np.searchsorted(cum, cum[start] + max_localizations, side="right")) - 1
+        stop = min(max(stop, start + 1), start + max_particles, n)
+        chunks.append((start, stop))
+        start = stop
+    return chunks

@@ -1,0 +1,144 @@
+"""The PC-VAE networks as plain torch modules (no estimator logic here).
+
+Encoder: a PointNet on *packed* localizations. The shared per-localization
+MLP and its batch norm see only real localizations (there are no padded rows
+in a packed tensor), and the pooling is a per-particle mean computed with
+``index_add_``, so neither the latent nor the batch-norm statistics can encode
+how many localizations a particle has through padding.
+
+Decoder: a tanh MLP from the latent, a learned seed per output point plus a
+skip connection of the global feature, two 1x1 convolutions and multi-head
+self-attention over the output points of *one* particle (the batch axis of
+``nn.MultiheadAttention`` is the particle axis, so particles never attend to
+each other), then a linear map to coordinates.
+
+Shapes lead every docstring: ``N`` localizations in a batch, ``B`` particles,
+``M`` decoded points, ``d`` spatial dimensions, ``k`` latent dimensions.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["PointNetEncoder", "AttentionDecoder", "PCVAEModule"]
+
+
+class PointNetEncoder(nn.Module):
+    """PointNet encoder on packed localizations.
+
+    Parameters
+    ----------
+    in_dim : int
+        Spatial dimensions ``d`` (2 or 3).
+    widths : tuple of int
+        Widths of the shared per-localization MLP (paper: 64, 128, 1024), each
+        followed by batch norm and ReLU.
+    latent_dim : int
+        ``k``.
+    head_width : int
+        Hidden width of the two MLP heads to the mean and log-variance.
+    """
+
+    def __init__(self, in_dim: int, widths=(64, 128, 1024), latent_dim: int = 8, head_width: int = 256):
+        super().__init__()
+        layers = []
+        prev = in_dim
+        for w in widths:
+            layers += [nn.Linear(prev, w), nn.BatchNorm1d(w), nn.ReLU()]
+            prev = w
+        self.shared = nn.Sequential(*layers)
+        self.mu_head = nn.Sequential(nn.Linear(prev, head_width), nn.ReLU(), nn.Linear(head_width, latent_dim))
+        self.logvar_head = nn.Sequential(nn.Linear(prev, head_width), nn.ReLU(), nn.Linear(head_width, latent_dim))
+
+    def pool(self, points: torch.Tensor, segment: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Per-particle mean of the shared features.
+
+        points (N, d), segment (N,) particle of each row, lengths (B,) -> (B, C)
+        """
+        feats = self.shared(points)
+        pooled = feats.new_zeros((lengths.shape[0], feats.shape[1]))
+        pooled.index_add_(0, segment, feats)
+        return pooled / lengths.clamp(min=1).to(feats.dtype)[:, None]
+
+    def forward(self, points, segment, lengths):
+        """points (N, d), segment (N,), lengths (B,) -> mu (B, k), logvar (B, k)."""
+        g = self.pool(points, segment, lengths)
+        return self.mu_head(g), self.logvar_head(g)
+
+
+class AttentionDecoder(nn.Module):
+    """Decoder from a latent vector to a fixed-size point set.
+
+    Parameters
+    ----------
+    latent_dim : int
+        ``k``.
+    out_dim : int
+        Spatial dimensions ``d``.
+    widths : tuple of int
+        Widths of the tanh MLP on the latent (paper: 256, 512, 1024).
+    channels : int
+        Channels of the two 1x1 convolutions and of the attention (paper: 1024).
+    n_points : int
+        ``M``, the number of decoded points.
+    n_heads : int
+        Attention heads (paper: 4). ``channels`` must be divisible by it.
+    """
+
+    def __init__(self, latent_dim: int, out_dim: int, widths=(256, 512, 1024), channels: int = 1024, n_points: int = 128, n_heads: int = 4):
+        super().__init__()
+        layers = []
+        prev = latent_dim
+        for w in widths:
+            layers += [nn.Linear(prev, w), nn.Tanh()]
+            prev = w
+        self.mlp = nn.Sequential(*layers)
+        self.lift = nn.Linear(prev, channels)
+        self.seeds = nn.Parameter(torch.randn(n_points, channels) / channels**0.5)
+        self.conv1 = nn.Linear(channels, channels)  # a 1x1 convolution over the points
+        self.conv2 = nn.Linear(channels, channels)
+        self.attention = nn.MultiheadAttention(channels, n_heads, batch_first=True)
+        self.norm = nn.LayerNorm(channels)
+        self.out = nn.Linear(channels, out_dim)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """z (B, k) -> points (B, M, d)."""
+        g = self.lift(self.mlp(z))[:, None, :]  # (B, 1, C)
+        h = torch.relu(self.conv1(self.seeds[None] + g))
+        h = torch.relu(self.conv2(h)) + g  # skip connection of the global feature
+        # batch axis = particles: attention only mixes points of the same particle
+        a, _ = self.attention(h, h, h, need_weights=False)
+        h = self.norm(h + a)
+        return self.out(h)
+
+
+class PCVAEModule(nn.Module):
+    """Encoder + decoder with the reparameterisation trick."""
+
+    def __init__(self, in_dim: int, latent_dim: int, encoder_widths, decoder_widths, decoder_channels: int, n_output_points: int, n_heads: int):
+        super().__init__()
+        self.config = dict(
+            in_dim=in_dim,
+            latent_dim=latent_dim,
+            encoder_widths=tuple(encoder_widths),
+            decoder_widths=tuple(decoder_widths),
+            decoder_channels=decoder_channels,
+            n_output_points=n_output_points,
+            n_heads=n_heads,
+        )
+        self.encoder = PointNetEncoder(in_dim, encoder_widths, latent_dim)
+        self.decoder = AttentionDecoder(latent_dim, in_dim, decoder_widths, decoder_channels, n_output_points, n_heads)
+
+    def forward(self, points, segment, lengths, generator=None):
+        """Returns decoded points (B, M, d), mu (B, k), logvar (B, k)."""
+        mu, logvar = self.encoder(points, segment, lengths)
+        logvar = logvar.clamp(-20.0, 10.0)
+        eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        return self.decoder(z), mu, logvar
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per particle: mu, logvar (B, k) -> (B,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
