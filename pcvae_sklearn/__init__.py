@@ -17,6 +17,7 @@ Sci. Rep. (2025).
 """
 
 from ._ragged import Particles, as_particles
+from .encode import PointCloudVAE
 from ._version import __version__
 
-__all__ = ["Particles", "as_particles", "__version__"]
+__all__ = ["PointCloudVAE", "Particles", "as_particles", "__version__"]

@@ -81,7 +81,9 @@ class Particles:
         """How errors refer to particle ``i``."""
         if self.ids is None:
             return f"particle {i}"
-        return f"particle {i} (id {self.ids[i]!r})"
+        pid = self.ids[i]
+        pid = pid.item() if isinstance(pid, np.generic) else pid
+        return f"particle {i} (id {pid!r})"
 
     # ------------------------------------------------------------ reductions
     def segment_sum(self, values: np.ndarray) -> np.ndarray:
@@ -376,8 +378,8 @@ def _from_sequence(X) -> Particles:
     return _checked(Particles(coords=coords, offsets=_offsets(lengths)))
 
 
-def _checked(p: Particles) -> Particles:
-    """Validate shape and values of a freshly built Particles."""
+def _checked(p: Particles, freeze: bool = True) -> Particles:
+    """Validate shape and values of a Particles; ``freeze`` marks freshly built coords read-only."""
     if p.n_dims not in (2, 3):
         raise ValueError(
             f"particles have {p.n_dims} coordinate columns; they must have 2 (x, y) or 3 (x, y, z) columns, in nm."
@@ -396,7 +398,8 @@ def _checked(p: Particles) -> Particles:
             f"{p.name(i)} has a non-finite coordinate (NaN or inf) at localization {row - p.offsets[i]}: "
             f"{p.coords[row].tolist()}; {n_bad} localization(s) in all are non-finite. Remove them before fitting."
         )
-    p.coords.flags.writeable = False
+    if freeze:
+        p.coords.flags.writeable = False
     return p
 
 
@@ -439,7 +442,7 @@ def as_particles(X, *, min_particles: int = 1, n_dims: int | None = None, what: 
     """
     _reject_obvious(X, what)
     if isinstance(X, Particles):
-        p = X
+        p = _checked(X, freeze=False)
     elif _is_awkward(X):
         p = _from_awkward(X)
     elif isinstance(X, np.ndarray) and X.dtype != object:

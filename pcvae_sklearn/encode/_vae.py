@@ -448,7 +448,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ persistence
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object.__getstate__ may return the live __dict__
         module = state.pop("module_", None)
         if module is not None:
             state["_module_state"] = {

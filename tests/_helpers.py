@@ -1,0 +1,37 @@
+"""Shared test helpers: tiny models and tiny ragged data (benchmarks reuse them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# A PointCloudVAE small enough to train in a fraction of a second on one core.
+TINY_VAE = dict(
+    latent_dim=2,
+    n_epochs=1,
+    batch_size=8,
+    encoder_widths=(16, 32),
+    decoder_widths=(16, 32),
+    decoder_channels=32,
+    n_output_points=16,
+    n_heads=4,
+    learning_rate=1e-3,
+)
+
+
+def ragged_rings(n_particles=24, n_dims=2, seed=0, min_points=10, max_points=40):
+    """Noisy rings of random radius: (list of (n_i, d) arrays, radii)."""
+    rng = np.random.default_rng(seed)
+    radii = rng.uniform(30.0, 60.0, n_particles)
+    out = []
+    for r in radii:
+        n = int(rng.integers(min_points, max_points + 1))
+        a = rng.uniform(0, 2 * np.pi, n)
+        pts = np.c_[r * np.cos(a), r * np.sin(a)]
+        if n_dims == 3:
+            pts = np.c_[pts, rng.choice([-25.0, 25.0], n)]
+        out.append(pts + rng.normal(0, 3.0, (n, n_dims)) + rng.normal(0, 200.0, n_dims))
+    return out, radii

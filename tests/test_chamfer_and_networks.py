@@ -1,0 +1,149 @@
+"""Kernels against naive references: Chamfer distance, packed pooling, attention isolation, batching."""
+
+import numpy as np
+import pytest
+import torch
+
+from pcvae_sklearn.encode import chamfer_distance
+from pcvae_sklearn.encode._batching import chunk_by_budget, gather_rows, rotate_about_z, subsample_rows
+from pcvae_sklearn.encode._chamfer import pad_packed
+from pcvae_sklearn.encode._networks import AttentionDecoder, PointNetEncoder
+
+SEEDS = range(6)
+
+
+def naive_chamfer(pred, targets):
+    """One particle at a time, with torch.cdist, on the unpadded target."""
+    out = []
+    for p, t in zip(pred, targets):
+        d2 = torch.cdist(t[None], p[None])[0].pow(2)
+        out.append(d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean())
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("chunk_size", [3, 4096])
+def test_chamfer_matches_naive_with_gradients(seed, d, chunk_size):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 20, (5,), generator=g)
+    targets = [torch.randn(int(n), d, generator=g, dtype=torch.float64, requires_grad=True) for n in lengths]
+    pred = torch.randn(5, 7, d, generator=g, dtype=torch.float64, requires_grad=True)
+
+    packed = torch.cat(targets)
+    padded, _ = pad_packed(packed, lengths)
+    fast = chamfer_distance(pred, padded, lengths, chunk_size=chunk_size)
+    ref = naive_chamfer(pred, targets)
+    torch.testing.assert_close(fast, ref)
+
+    w = torch.randn(5, dtype=torch.float64, generator=g)
+    g_fast = torch.autograd.grad((fast * w).sum(), [pred] + targets)
+    g_ref = torch.autograd.grad((ref * w).sum(), [pred] + targets)
+    for a, b in zip(g_fast, g_ref):
+        torch.testing.assert_close(a, b)
+
+
+def test_chamfer_padding_never_counts():
+    pred = torch.zeros(1, 2, 2)
+    target = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])  # last two rows are padding
+    cd = chamfer_distance(pred, target, torch.tensor([1]))
+    assert cd.item() == pytest.approx(2.0)  # 1 (target->pred) + 1 (pred->target), padding at 0 ignored
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_packed_pooling_matches_per_particle_mean(seed):
+    torch.manual_seed(seed)
+    enc = PointNetEncoder(3, widths=(8, 16), latent_dim=2).eval()
+    lengths = torch.randint(1, 30, (6,))
+    pts = torch.randn(int(lengths.sum()), 3)
+    seg = torch.repeat_interleave(torch.arange(6), lengths)
+    pooled = enc.pool(pts, seg, lengths)
+    ref = torch.stack([enc.shared(p).mean(0) for p in torch.split(pts, lengths.tolist())])
+    torch.testing.assert_close(pooled, ref)
+
+
+def test_latent_does_not_encode_count():
+    """Repeating every localization twice doubles the count but leaves the latent unchanged."""
+    torch.manual_seed(0)
+    enc = PointNetEncoder(2, widths=(8, 16), latent_dim=3).eval()
+    pts = torch.randn(20, 2)
+    one = enc(pts, torch.zeros(20, dtype=torch.long), torch.tensor([20]))[0]
+    two = enc(torch.cat([pts, pts]), torch.zeros(40, dtype=torch.long), torch.tensor([40]))[0]
+    torch.testing.assert_close(one, two)
+
+
+def test_batch_norm_statistics_see_only_real_localizations():
+    torch.manual_seed(0)
+    enc = PointNetEncoder(2, widths=(4,), latent_dim=1).train()
+    bn = enc.shared[1]
+    bn.momentum = 1.0  # running stats = this batch's stats
+    lengths = torch.tensor([3, 10])
+    pts = torch.randn(13, 2)
+    enc(pts, torch.repeat_interleave(torch.arange(2), lengths), lengths)
+    feats = enc.shared[0](pts)
+    torch.testing.assert_close(bn.running_mean, feats.mean(0).detach())
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_attention_stays_inside_one_particle(seed):
+    torch.manual_seed(seed)
+    dec = AttentionDecoder(4, 2, widths=(8,), channels=16, n_points=5, n_heads=4)
+    z = torch.randn(3, 4)
+    out = dec(z)
+    z2 = z.clone()
+    z2[1] += 10.0  # change particle 1 only
+    out2 = dec(z2)
+    torch.testing.assert_close(out[[0, 2]], out2[[0, 2]])
+    assert not torch.allclose(out[1], out2[1])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_batching_kernels_match_naive(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 40, 12)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    idx = rng.permutation(12)[:7]
+    rows, lens = gather_rows(offsets, idx)
+    np.testing.assert_array_equal(rows, np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx]))
+    np.testing.assert_array_equal(lens, lengths[idx])
+
+    sub, sub_lens = subsample_rows(rows, lens, 10, rng)
+    np.testing.assert_array_equal(sub_lens, np.minimum(lens, 10))
+    start = 0
+    for i, k in zip(idx, sub_lens):
+        chosen = sub[start : start + k]
+        start += k
+        assert len(set(chosen)) == k and set(chosen) <= set(range(offsets[i], offsets[i + 1]))
+        if lengths[i] <= 10:
+            np.testing.assert_array_equal(chosen, np.arange(offsets[i], offsets[i + 1]))
+
+    pts = rng.normal(size=(int(lens.sum()), 3))
+    ang = rng.uniform(0, 2 * np.pi, len(lens))
+    rot = rotate_about_z(pts, lens, ang)
+    ref = []
+    for a, p in zip(ang, np.split(pts, np.cumsum(lens)[:-1])):
+        R = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
+        ref.append(p @ R.T)
+    np.testing.assert_allclose(rot, np.concatenate(ref))
+
+
+def test_subsample_is_uniform():
+    rng = np.random.default_rng(0)
+    counts = np.zeros(20)
+    for _ in range(2000):
+        rows, _ = subsample_rows(np.arange(20), np.array([20]), 5, rng)
+        counts[rows] += 1
+    assert np.abs(counts / 2000 - 0.25).max() < 0.05
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_chunk_by_budget(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 100, 50)
+    chunks = chunk_by_budget(lengths, 7, 150)
+    assert chunks[0][0] == 0 and chunks[-1][1] == 50
+    for (a, b), (c, _) in zip(chunks, chunks[1:]):
+        assert b == c
+    for a, b in chunks:
+        assert b - a <= 7
+        assert lengths[a:b].sum() <= 150 or b - a == 1

@@ -1,0 +1,137 @@
+"""The input boundary: every accepted form gives the same Particles; bad input gives clear errors."""
+
+import awkward as ak
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from pcvae_sklearn import Particles, as_particles
+
+SEEDS = range(5)
+
+
+def _random_ragged(seed, n_dims=2, n=30):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 50, n)
+    return [rng.normal(scale=40, size=(k, n_dims)) for k in lengths]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_all_forms_agree(seed, n_dims):
+    parts = _random_ragged(seed, n_dims)
+    flat = np.concatenate(parts)
+    lengths = [len(a) for a in parts]
+    names = "xyz"[:n_dims]
+    forms = {
+        "list": parts,
+        "tuple": tuple(parts),
+        "object ndarray": np.array(parts + [np.zeros((0, n_dims))], dtype=object)[:-1],
+        "awkward numbers": ak.unflatten(flat, lengths),
+        "awkward records": ak.unflatten(ak.zip({c: flat[:, k] for k, c in enumerate(names)}), lengths),
+        "awkward record of lists": ak.zip({c: ak.unflatten(flat[:, k], lengths) for k, c in enumerate(names)}, depth_limit=1),
+        "list of lists": [a.tolist() for a in parts],
+        "list of float32": [a.astype(np.float32) for a in parts],
+        "cv fold of awkward": list(ak.unflatten(ak.zip({c: flat[:, k] for k, c in enumerate(names)}), lengths)),
+    }
+    for name, X in forms.items():
+        p = as_particles(X)
+        assert p.n_particles == len(parts), name
+        assert p.n_dims == n_dims, name
+        np.testing.assert_array_equal(p.lengths, lengths, err_msg=name)
+        atol = 1e-5 * 40 if "float32" in name else 0
+        np.testing.assert_allclose(p.coords, flat, atol=atol, err_msg=name)
+
+
+def test_regular_3d_ndarray():
+    X = np.random.default_rng(0).normal(size=(5, 7, 3))
+    p = as_particles(X)
+    assert p.n_particles == 5 and p.n_dims == 3
+    np.testing.assert_array_equal(p.coords, X.reshape(-1, 3))
+
+
+def test_extra_fields_travel():
+    flat = np.arange(12.0).reshape(6, 2)
+    arr = ak.unflatten(ak.zip({"x": flat[:, 0], "y": flat[:, 1], "precision": np.arange(6.0), "frame": np.arange(6)}), [2, 4])
+    p = as_particles(arr)
+    assert set(p.fields) == {"precision", "frame"}
+    np.testing.assert_array_equal(p.take([1]).fields["precision"], [2, 3, 4, 5])
+    back = p.to_awkward()
+    assert ak.to_list(back) == ak.to_list(arr)
+
+
+def test_input_is_never_modified():
+    parts = _random_ragged(1)
+    before = [a.copy() for a in parts]
+    p = as_particles(parts)
+    assert not p.coords.flags.writeable
+    for a, b in zip(parts, before):
+        np.testing.assert_array_equal(a, b)
+        assert not np.shares_memory(a, p.coords)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_take_matches_naive(seed):
+    parts = _random_ragged(seed)
+    p = as_particles(parts)
+    idx = np.random.default_rng(seed).integers(0, len(parts), 17)
+    q = p.take(idx)
+    for j, i in enumerate(idx):
+        np.testing.assert_array_equal(q.particle(j), parts[i])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_centroids_and_padding_match_naive(seed):
+    parts = _random_ragged(seed, 3)
+    p = as_particles(parts)
+    np.testing.assert_allclose(p.centroids(), [a.mean(axis=0) for a in parts], rtol=1e-12, atol=1e-12)
+    padded, mask = p.to_padded()
+    for i, a in enumerate(parts):
+        np.testing.assert_array_equal(padded[i][mask[i]], a)
+        assert not padded[i][~mask[i]].any()
+
+
+BAD_INPUT = [
+    (None, TypeError, "X is None"),
+    ("particles.csv", TypeError, "string"),
+    (3.0, TypeError, "single number"),
+    (sp.csr_matrix(np.ones((4, 2))), TypeError, "sparse"),
+    ([sp.csr_matrix(np.ones((4, 2))), np.ones((3, 2))], TypeError, "particle 0 is a scipy sparse"),
+    ([np.ones((3, 2)), np.zeros((0, 2))], ValueError, "particle 1 is empty"),
+    ([np.ones((3, 2)), np.array([[0.0, np.nan]])], ValueError, "particle 1 has a non-finite"),
+    ([np.ones((3, 2)), np.array([[0.0, np.inf]])], ValueError, "particle 1 has a non-finite"),
+    ([np.ones((3, 2)), np.ones((3, 3))], ValueError, "particle 1 is 3D but particle 0 is 2D"),
+    (np.ones(5), ValueError, "1-D array"),
+    (np.ones((5, 2)), ValueError, "single 2-D array"),
+    ([np.ones((3, 4))], ValueError, "particle 0 has 4 coordinate columns"),
+    ([np.ones((3, 1))], ValueError, "particle 0 has 1 coordinate columns"),
+    ([np.ones(3)], ValueError, r"particle 0 has shape \(3,\)"),
+    ([np.array([["a", "b"]])], TypeError, "particle 0 has dtype"),
+    ([np.ones((2, 2)), None], TypeError, "particle 1 is None"),
+    ([np.ones((2, 2)), "abc"], TypeError, "particle 1 is a string"),
+    ([], ValueError, "no particles"),
+    ({"x": [1, 2]}, TypeError, "dict"),
+    (ak.Array([[1.0, 2.0], [3.0]]), ValueError, "one list of numbers per particle"),
+    (ak.Array([[[1.0, 2.0]], [[3.0, 4.0, 5.0]]]), ValueError, "mix of 2D and 3D"),
+    (ak.Array([[{"x": 1.0, "y": None}], [{"x": 1.0, "y": 2.0}]]), ValueError, "particle 0: coordinate 'y' is missing"),
+    (ak.Array([[{"x": 1.0, "q": 2.0}]]), ValueError, "no x and y|at least x and y"),
+]
+
+
+@pytest.mark.parametrize("X, exc, match", BAD_INPUT)
+def test_bad_input_errors(X, exc, match):
+    with pytest.raises(exc, match=match):
+        as_particles(X)
+
+
+def test_too_few_particles_and_wrong_dims():
+    with pytest.raises(ValueError, match="holds 1 particle"):
+        as_particles([np.ones((3, 2))], min_particles=2)
+    with pytest.raises(ValueError, match="3D particles were expected"):
+        as_particles([np.ones((3, 2))], n_dims=3)
+
+
+def test_error_names_particle_id():
+    p = Particles(coords=np.array([[0.0, 0.0], [np.nan, 1.0]]), offsets=np.array([0, 1, 2]), ids=np.array([7, 42]))
+    with pytest.raises(ValueError, match=r"particle 1 \(id 42\)"):
+        as_particles(p)

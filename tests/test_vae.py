@@ -1,0 +1,280 @@
+"""PointCloudVAE: the scikit-learn contract, tested explicitly on ragged input.
+
+sklearn's common checks skip estimators whose input is not a 2-D array, so
+clone, get/set_params, Pipeline, GridSearchCV, pickle, idempotence, order
+invariance and NotFittedError are each tested here.
+"""
+
+import pickle
+
+import awkward as ak
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.cluster import KMeans
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import (
+    check_get_params_invariance,
+    check_no_attributes_set_in_init,
+    check_parameters_default_constructible,
+    check_set_params,
+)
+
+from _helpers import TINY_VAE, ragged_rings
+from pcvae_sklearn import PointCloudVAE
+
+
+@pytest.fixture(scope="module")
+def rings():
+    return ragged_rings(24)[0]
+
+
+@pytest.fixture(scope="module")
+def fitted(rings):
+    return PointCloudVAE(**TINY_VAE, random_state=0).fit(rings)
+
+
+@pytest.mark.parametrize(
+    "check", [check_no_attributes_set_in_init, check_get_params_invariance, check_set_params, check_parameters_default_constructible]
+)
+def test_sklearn_checks_that_need_no_data(check):
+    check("PointCloudVAE", PointCloudVAE())
+
+
+def test_fit_returns_self_and_attributes(rings):
+    vae = PointCloudVAE(**TINY_VAE, random_state=0)
+    assert vae.fit(rings) is vae
+    assert vae.n_features_in_ == 2
+    assert vae.scale_ > 0
+    assert len(vae.history_) == TINY_VAE["n_epochs"]
+    assert set(vae.history_[0]) >= {"epoch", "loss", "reconstruction", "kl", "beta", "seconds"}
+    assert vae.n_steps_ == int(np.ceil(len(rings) / TINY_VAE["batch_size"]))
+
+
+def test_params_are_not_written_by_fit(rings):
+    vae = PointCloudVAE(**TINY_VAE, random_state=0)
+    before = vae.get_params()
+    vae.fit(rings)
+    assert vae.get_params() == before
+
+
+def test_clone_and_set_params(fitted):
+    c = clone(fitted)
+    assert c.get_params() == fitted.get_params()
+    assert not hasattr(c, "module_")
+    c.set_params(latent_dim=3, beta=0.5)
+    assert c.latent_dim == 3 and c.beta == 0.5
+
+
+def test_not_fitted(rings):
+    vae = PointCloudVAE(**TINY_VAE)
+    for method in (vae.transform, vae.score, vae.reconstruction_error):
+        with pytest.raises(NotFittedError):
+            method(rings)
+    with pytest.raises(NotFittedError):
+        vae.inverse_transform(np.zeros((1, 2)))
+    with pytest.raises(NotFittedError):
+        vae.get_feature_names_out()
+
+
+def test_transform_outputs(fitted, rings):
+    Z = fitted.transform(rings)
+    assert Z.shape == (len(rings), 2) and Z.dtype == np.float64 and np.isfinite(Z).all()
+    assert list(fitted.get_feature_names_out()) == ["pcvae0", "pcvae1"]
+    decoded = fitted.inverse_transform(Z[:3])
+    assert len(decoded) == 3
+    assert ak.all(ak.num(decoded, axis=1) == TINY_VAE["n_output_points"])
+    s = fitted.score(rings)
+    assert isinstance(s, float) and s < 0
+    np.testing.assert_allclose(-s, fitted.reconstruction_error(rings).mean())
+
+
+def test_set_output_pandas(rings):
+    pd = pytest.importorskip("pandas")
+    vae = PointCloudVAE(**TINY_VAE, random_state=0).set_output(transform="pandas")
+    out = vae.fit_transform(rings)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == ["pcvae0", "pcvae1"]
+    assert isinstance(vae.transform(rings), pd.DataFrame)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_same_random_state_same_latents(rings, seed):
+    a = PointCloudVAE(**TINY_VAE, random_state=seed).fit_transform(rings)
+    vae = PointCloudVAE(**TINY_VAE, random_state=seed)
+    b = vae.fit_transform(rings)
+    np.testing.assert_array_equal(a, b)
+    # fitting again (idempotence) gives the same model
+    np.testing.assert_array_equal(vae.fit(rings).transform(rings), a)
+
+
+def test_different_seeds_differ(rings):
+    a = PointCloudVAE(**TINY_VAE, random_state=0).fit_transform(rings)
+    b = PointCloudVAE(**TINY_VAE, random_state=1).fit_transform(rings)
+    assert not np.allclose(a, b)
+
+
+def test_fit_does_not_touch_global_torch_rng(rings):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    PointCloudVAE(**TINY_VAE, random_state=0).fit(rings)
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_particle_order_invariance(fitted, rings, seed):
+    perm = np.random.default_rng(seed).permutation(len(rings))
+    Z = fitted.transform(rings)
+    Zp = fitted.transform([rings[i] for i in perm])
+    np.testing.assert_allclose(Zp, Z[perm], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_localization_order_invariance(fitted, rings, seed):
+    rng = np.random.default_rng(seed)
+    shuffled = [a[rng.permutation(len(a))] for a in rings]
+    np.testing.assert_allclose(fitted.transform(shuffled), fitted.transform(rings), rtol=1e-5, atol=1e-5)
+
+
+def test_subset_invariance(fitted, rings):
+    """A particle's latent does not depend on which other particles are transformed with it."""
+    Z = fitted.transform(rings)
+    np.testing.assert_allclose(fitted.transform(rings[5:9]), Z[5:9], rtol=1e-5, atol=1e-5)
+
+
+def test_translation_invariance(fitted, rings):
+    """Particles are centred on their centroid: a picking offset does not change the latent."""
+    moved = [a + np.array([1000.0, -500.0]) for a in rings]
+    np.testing.assert_allclose(fitted.transform(moved), fitted.transform(rings), rtol=1e-4, atol=1e-4)
+
+
+def test_input_forms_give_same_latents(fitted, rings):
+    flat = np.concatenate(rings)
+    lengths = [len(a) for a in rings]
+    Z = fitted.transform(rings)
+    for X in (
+        ak.unflatten(flat, lengths),
+        ak.unflatten(ak.zip({"x": flat[:, 0], "y": flat[:, 1]}), lengths),
+        np.array(rings, dtype=object),
+    ):
+        np.testing.assert_allclose(fitted.transform(X), Z, rtol=1e-6, atol=1e-6)
+
+
+def test_input_not_modified(rings):
+    before = [a.copy() for a in rings]
+    PointCloudVAE(**TINY_VAE, random_state=0).fit(rings)
+    for a, b in zip(rings, before):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+def test_persistence_round_trip(fitted, rings, dump, tmp_path):
+    if dump == "pickle":
+        loaded = pickle.loads(pickle.dumps(fitted))
+    else:
+        joblib.dump(fitted, tmp_path / "m.joblib")
+        loaded = joblib.load(tmp_path / "m.joblib")
+    assert hasattr(fitted, "module_"), "pickling must not strip the original"
+    np.testing.assert_array_equal(loaded.transform(rings), fitted.transform(rings))
+    assert loaded.get_params() == fitted.get_params()
+
+
+def test_3d(rings):
+    X, _ = ragged_rings(20, n_dims=3)
+    vae = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+    assert vae.n_features_in_ == 3
+    assert vae.transform(X).shape == (20, 2)
+    with pytest.raises(ValueError, match="fitted on 3D"):
+        vae.transform(rings)
+
+
+def test_large_particles_are_subsampled_in_training_not_in_transform():
+    rng = np.random.default_rng(0)
+    X = [rng.normal(scale=30, size=(int(n), 2)) for n in rng.integers(300, 600, 10)]
+    vae = PointCloudVAE(**{**TINY_VAE, "max_points": 32}, random_state=0).fit(X)
+    Z = vae.transform(X)
+    # the transform uses every localization: dropping half of them changes the latent
+    half = [a[::2] for a in X]
+    assert not np.allclose(vae.transform(half), Z)
+
+
+def test_pipeline_with_clustering(rings):
+    pipe = make_pipeline(PointCloudVAE(**TINY_VAE, random_state=0), StandardScaler(), KMeans(2, n_init=2, random_state=0))
+    labels = pipe.fit_predict(rings)
+    assert labels.shape == (len(rings),)
+    np.testing.assert_array_equal(pipe.predict(rings), labels)
+
+
+def test_grid_search_over_latent_dim_and_beta(rings):
+    pipe = Pipeline([("vae", PointCloudVAE(**TINY_VAE, random_state=0))])
+    search = GridSearchCV(pipe, {"vae__latent_dim": [1, 2], "vae__beta": [0.1, 1.0]}, cv=3)
+    search.fit(rings)
+    assert set(search.best_params_) == {"vae__latent_dim", "vae__beta"}
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.transform(rings).shape[1] == search.best_params_["vae__latent_dim"]
+
+
+def test_grid_search_on_awkward_input(rings):
+    flat = np.concatenate(rings)
+    X = ak.unflatten(ak.zip({"x": flat[:, 0], "y": flat[:, 1]}), [len(a) for a in rings])
+    search = GridSearchCV(PointCloudVAE(**TINY_VAE, random_state=0), {"beta": [0.5, 1.0]}, cv=3).fit(X)
+    assert np.isfinite(search.best_score_)
+
+
+BAD_FIT_INPUT = [
+    ([np.ones((3, 2))], ValueError, "at least 2"),
+    (None, TypeError, "None"),
+    ("file.hdf5", TypeError, "string"),
+    (np.ones(4), ValueError, "1-D"),
+    ([np.ones((3, 2)), np.zeros((0, 2))], ValueError, "particle 1 is empty"),
+    ([np.ones((3, 2)), np.full((3, 2), np.nan)], ValueError, "particle 1 has a non-finite"),
+    ([np.ones((3, 2)), np.ones((3, 3))], ValueError, "mix of 2D and 3D"),
+    ([np.ones((3, 4)), np.ones((3, 4))], ValueError, "4 coordinate columns"),
+    ([np.zeros((3, 2)), np.zeros((4, 2))], ValueError, "zero spread"),
+]
+
+
+@pytest.mark.parametrize("X, exc, match", BAD_FIT_INPUT)
+def test_bad_fit_input(X, exc, match):
+    with pytest.raises(exc, match=match):
+        PointCloudVAE(**TINY_VAE).fit(X)
+
+
+def test_sparse_rejected_before_awkward():
+    sp = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match="sparse"):
+        PointCloudVAE(**TINY_VAE).fit(sp.random(10, 3, density=0.5, format="csr"))
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"latent_dim": 0}, "latent_dim"),
+        ({"beta": -1.0}, "beta"),
+        ({"learning_rate": 0.0}, "learning_rate"),
+        ({"decoder_channels": 30, "n_heads": 4}, "divisible"),
+        ({"device": "cuda:0"} if not torch.cuda.is_available() else {"latent_dim": -1}, "CUDA|latent_dim"),
+    ],
+)
+def test_bad_parameters(rings, params, match):
+    with pytest.raises(ValueError, match=match):
+        PointCloudVAE(**{**TINY_VAE, **params}).fit(rings)
+
+
+def test_inverse_transform_validates(fitted):
+    with pytest.raises(ValueError, match="shape"):
+        fitted.inverse_transform(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.inverse_transform(np.full((1, 2), np.nan))
+
+
+def test_verbose_goes_to_stderr(rings, capsys):
+    PointCloudVAE(**TINY_VAE, random_state=0, verbose=1).fit(rings)
+    captured = capsys.readouterr()
+    assert "epoch 1/1" in captured.err and captured.out == ""
