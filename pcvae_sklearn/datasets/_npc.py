@@ -1,0 +1,401 @@
+"""Simulated nuclear pore complexes (NPCs), 2D top views and 3D pores."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import (
+    check_int,
+    check_random_state,
+    check_real,
+    check_rotation_3d,
+    common_truth,
+    draw_pose,
+    per_particle,
+    pose_sites,
+    simulate_localizations,
+)
+
+__all__ = ["make_npc_2d", "make_npc_3d"]
+
+#: symmetry of the nuclear pore
+N_CORNERS = 8
+#: arc length (nm) over which the copies of one corner are spread: the two
+#: Y-complexes of a spoke put their copies of Nup96 / Nup107 about 12 nm apart
+CORNER_ARC = 12.0
+
+
+def _ring(radius: np.ndarray, sites_per_corner: int, phase: float = 0.0) -> np.ndarray:
+    """Sites on a circle: (n, 8 * sites_per_corner, 2), corner-major.
+
+    Corner ``c`` is at angle ``2 pi c / 8 + phase``; its copies sit on the
+    circle of the particle's radius at arc offsets evenly spread over
+    ``CORNER_ARC`` nm (one copy: at the corner itself). Every site is thus
+    exactly at distance ``radius`` from the centre.
+    """
+    corners = 2.0 * np.pi * np.arange(N_CORNERS) / N_CORNERS + phase
+    if sites_per_corner == 1:
+        arcs = np.zeros(1)
+    else:
+        arcs = np.linspace(-CORNER_ARC / 2, CORNER_ARC / 2, sites_per_corner)
+    # angle of every site, per particle: (n, 8, m)
+    theta = corners[None, :, None] + arcs[None, None, :] / radius[:, None, None]
+    theta = theta.reshape(len(radius), -1)
+    return np.stack([radius[:, None] * np.cos(theta), radius[:, None] * np.sin(theta)], axis=-1)
+
+
+def _geometric_counts(mean_blinks: float, rng: np.random.Generator):
+    p = 1.0 / mean_blinks
+
+    def draw(shape):
+        return rng.geometric(p, size=shape)
+
+    return draw
+
+
+def _check_common(n_particles, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius):
+    n = check_int(n_particles, "n_particles", minimum=1)
+    dol = check_real(dol, "dol", low=0.0, high=1.0, low_open=True)
+    mean_blinks = check_real(mean_blinks, "mean_blinks", low=1.0)
+    precision = check_real(precision, "precision", low=0.0, low_open=True)
+    precision_spread = check_real(precision_spread, "precision_spread", low=0.0)
+    background = check_real(background, "background", low=0.0)
+    picking_offset = check_real(picking_offset, "picking_offset", low=0.0)
+    pick_radius = check_real(pick_radius, "pick_radius", low=0.0, low_open=True)
+    return n, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius
+
+
+def make_npc_2d(
+    n_particles=1000,
+    *,
+    radius=(40.0, 60.0),
+    dol=0.6,
+    sites_per_corner=4,
+    mean_blinks=7.5,
+    precision=6.0,
+    precision_spread=0.3,
+    background=6.0,
+    picking_offset=5.0,
+    pick_radius=100.0,
+    rotation=True,
+    random_state=None,
+):
+    r"""Simulate top views of nuclear pores (2D SMLM), with ground truth.
+
+    The model is the Nup96 layout of Thevathasan et al. (2019), seen from
+    above: 8 corners on a ring, each carrying ``sites_per_corner`` copies of
+    the protein (Nup96: 2 in the cytoplasmic and 2 in the nuclear ring, which
+    project onto the same corner). The copies of a corner are spread evenly
+    along a 12 nm arc of the ring (the two Y-complexes of a spoke hold their
+    Nup96 copies about 12 nm apart), so every site lies exactly at the
+    particle's radius from its centre. The radius varies from particle to
+    particle, which is the continuous structural heterogeneity to recover.
+
+    The image formation, per particle:
+
+    1. **Labelling.** Each site carries a fluorophore with probability
+       ``dol`` (degree of labelling), independently.
+    2. **Blinking.** A fluorophore gives a geometric number of localizations
+       (support 1, 2, ...; mean ``mean_blinks``), the distribution of the
+       number of switching cycles of a dSTORM dye that bleaches with a
+       constant probability per cycle.
+    3. **Background.** A Poisson number (mean ``background``) of spurious
+       localizations, uniform in the pick disc of radius ``pick_radius``
+       around the pick centre.
+    4. **Precision.** Every localization has its own precision ``sigma``,
+       lognormal with median ``precision`` nm and log-standard deviation
+       ``precision_spread`` (photon counts are near lognormal and
+       ``sigma ~ 1 / sqrt(photons)``); its coordinates are Gaussian around
+       the true position with standard deviation ``sigma`` per axis.
+    5. **Pose.** The ring is rotated by a uniform angle in [0, 2 pi) (when
+       ``rotation``) and its centre is shifted from the pick centre by a
+       Gaussian picking offset of ``picking_offset`` nm per axis.
+
+    The expected number of localizations per particle is
+    ``8 * sites_per_corner * dol * mean_blinks + background``: 150 with the
+    defaults (32 x 0.6 x 7.5 + 6). A particle that would have no localization
+    at all (no fluorophore and no background, probability ``(1 - dol) ** 32``
+    with the defaults) has its labelling, blinking and background redrawn
+    until it has one: no empty particle is ever returned.
+
+    Parameters
+    ----------
+    n_particles : int, default=1000
+        Number of particles.
+    radius : float, tuple (low, high) or array-like of shape (n_particles,), default=(40.0, 60.0)
+        Ring radius in nm. A tuple draws radii uniformly in [low, high]; a
+        number gives every particle that radius (a homogeneous dataset); a
+        list or array gives each particle's radius (mixtures).
+    dol : float in (0, 1], default=0.6
+        Degree of labelling: probability that a site carries a fluorophore.
+    sites_per_corner : int, default=4
+        Copies of the protein at each of the 8 corners (4 for Nup96).
+    mean_blinks : float >= 1, default=7.5
+        Mean number of localizations per fluorophore.
+    precision : float, default=6.0
+        Median localization precision (standard deviation per axis) in nm.
+    precision_spread : float, default=0.3
+        Standard deviation of ``log(precision)``; 0 gives every localization
+        the same precision.
+    background : float, default=6.0
+        Mean number of background localizations per particle.
+    picking_offset : float, default=5.0
+        Standard deviation (nm, per axis) of the offset between the pick
+        centre and the true centre of the ring.
+    pick_radius : float, default=100.0
+        Radius (nm) of the picking disc in which background falls.
+    rotation : bool, default=True
+        Rotate every particle by a uniform random angle about its centre.
+        ``"z"`` (about the optical axis) means True and ``None`` False, as for
+        the 3D simulators.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed or generator; the same seed gives the same dataset.
+
+    Returns
+    -------
+    particles : awkward.Array
+        ``n_particles * var * {x, y, precision, site}``. ``x``, ``y``
+        (float64, nm) relative to the pick centre; ``precision`` (float64,
+        nm) the sigma used for that localization; ``site`` (int32) the index
+        of the true site it came from (corner ``site // sites_per_corner``),
+        -1 for background.
+    truth : numpy structured array of shape (n_particles,)
+        One row per particle, fields:
+
+        - ``radius`` (float64): ring radius, nm;
+        - ``angle`` (float64): in-plane rotation, rad, in [0, 2 pi) (0
+          without rotation);
+        - ``rotation`` (float64, (2, 2)): the rotation matrix ``R``;
+        - ``offset`` (float64, (2,)): true centre relative to the pick centre,
+          nm, so that ``observed = model @ R.T + offset``;
+        - ``n_localizations`` (int64): localizations of the particle,
+          background included;
+        - ``n_fluorophores`` (int64): labelled sites;
+        - ``n_background`` (int64): background localizations;
+        - ``mean_precision`` (float64): mean ``precision`` of its
+          localizations, nm;
+        - ``sites`` (float64, (8 * sites_per_corner, 2)): true site positions
+          in the observed frame (after rotation and offset), nm;
+        - ``labelled`` (bool, (8 * sites_per_corner,)): which sites carry a
+          fluorophore.
+
+        ``pandas.DataFrame(truth)`` does not accept the sub-array fields;
+        select the scalar ones, e.g.
+        ``pandas.DataFrame(truth[["radius", "angle", "n_localizations"]])``.
+
+    See Also
+    --------
+    make_npc_3d : both rings of the pore in 3D.
+    make_tetrahedron : a 3D DNA-origami tetrahedron of varying height.
+
+    References
+    ----------
+    .. [1] Thevathasan, J. V. et al. "Nuclear pores as versatile reference
+       standards for quantitative superresolution microscopy." Nat. Methods
+       16, 1045-1053 (2019).
+    .. [2] Haghparast, S., Zhang, Y. et al. "Point cloud variational
+       auto-encoder for continuous structural heterogeneity in single
+       molecule localization microscopy." Sci. Rep. (2025).
+
+    Examples
+    --------
+    >>> from pcvae_sklearn.datasets import make_npc_2d
+    >>> particles, truth = make_npc_2d(200, random_state=0)
+    >>> len(particles), particles.fields
+    (200, ['x', 'y', 'precision', 'site'])
+    >>> truth["sites"].shape
+    (200, 32, 2)
+    >>> bool(((truth["radius"] >= 40) & (truth["radius"] <= 60)).all())
+    True
+    >>> bool(120 < truth["n_localizations"].mean() < 180)
+    True
+    """
+    n, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius = _check_common(
+        n_particles, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius
+    )
+    sites_per_corner = check_int(sites_per_corner, "sites_per_corner", minimum=1)
+    if isinstance(rotation, str) and rotation == "z":
+        rotation = True  # about the optical axis: the only rotation a 2D particle has
+    elif rotation is None:
+        rotation = False
+    elif not isinstance(rotation, (bool, np.bool_)):
+        raise ValueError(
+            f"rotation must be True, False (or 'z', None) for 2D particles, got {rotation!r}; "
+            "a full 3D rotation needs make_npc_3d."
+        )
+    rng = check_random_state(random_state)
+
+    radius = per_particle(radius, "radius", n, rng)
+    model = _ring(radius, sites_per_corner)
+    rot, angle, offset = draw_pose(n, 2, bool(rotation), picking_offset, rng)
+    sites = pose_sites(model, rot, offset)
+    p, labelled, n_background = simulate_localizations(
+        sites,
+        dol=dol,
+        draw_counts=_geometric_counts(mean_blinks, rng),
+        background=background,
+        pick_radius=pick_radius,
+        precision=precision,
+        precision_spread=precision_spread,
+        z_ratio=1.0,
+        rng=rng,
+    )
+    truth = common_truth(p, labelled, n_background, rot, angle, offset, sites, {"radius": radius})
+    return p.to_awkward(), truth
+
+
+def make_npc_3d(
+    n_particles=1000,
+    *,
+    radius=(45.0, 60.0),
+    height=(40.0, 70.0),
+    dol=0.6,
+    sites_per_corner=2,
+    mean_blinks=7.5,
+    precision=6.0,
+    precision_spread=0.3,
+    z_ratio=2.5,
+    background=6.0,
+    picking_offset=5.0,
+    pick_radius=100.0,
+    rotation="z",
+    random_state=None,
+):
+    r"""Simulate 3D nuclear pores (two 8-fold rings), with ground truth.
+
+    The model is a Nup107-like pore: two 8-fold rings, the cytoplasmic and
+    the nuclear one, at ``z = -height / 2`` and ``z = +height / 2`` (which of
+    the two faces the coverslip depends on the side of the nucleus imaged),
+    in register with each other. Each corner of each ring carries
+    ``sites_per_corner`` copies (2 for Nup107, one per Y-complex of the
+    spoke), spread along a 12 nm arc of the ring: 32 sites in all with the
+    defaults, all at distance ``radius`` from the pore axis. Both the radius
+    and the ring distance ``height`` vary from particle to particle.
+
+    The image formation is that of :func:`make_npc_2d` (labelling with
+    probability ``dol``, geometric blinking with mean ``mean_blinks``,
+    Poisson background, lognormal lateral precision), in 3D: the axial
+    precision of every localization is ``z_ratio`` times its lateral one, as
+    for astigmatic 3D imaging, and background falls uniformly in a cylinder
+    of radius ``pick_radius`` and height ``2 * pick_radius`` around the pick
+    centre. The pore is rotated about the optical axis (``rotation="z"``),
+    uniformly in 3D (``"3d"``, for registration tests) or not at all
+    (``None``), then shifted by a Gaussian picking offset (x, y and z).
+
+    The expected number of localizations per particle is
+    ``16 * sites_per_corner * dol * mean_blinks + background``: 150 with the
+    defaults. Particles without any localization are redrawn (labelling,
+    blinking, background) until they have one.
+
+    Parameters
+    ----------
+    n_particles : int, default=1000
+        Number of particles.
+    radius : float, tuple (low, high) or array-like of shape (n_particles,), default=(45.0, 60.0)
+        Ring radius in nm: uniform in [low, high] for a tuple, fixed for a
+        number, per particle for a list or array.
+    height : float, tuple (low, high) or array-like of shape (n_particles,), default=(40.0, 70.0)
+        Distance between the two rings along the pore axis, in nm, drawn the
+        same way (independently of the radius).
+    dol : float in (0, 1], default=0.6
+        Degree of labelling.
+    sites_per_corner : int, default=2
+        Copies of the protein at each corner of each ring.
+    mean_blinks : float >= 1, default=7.5
+        Mean number of localizations per fluorophore (geometric).
+    precision : float, default=6.0
+        Median lateral localization precision, nm.
+    precision_spread : float, default=0.3
+        Standard deviation of ``log(precision)``.
+    z_ratio : float, default=2.5
+        Axial over lateral precision, ``precision_z = z_ratio * precision``.
+    background : float, default=6.0
+        Mean number of background localizations per particle.
+    picking_offset : float, default=5.0
+        Standard deviation (nm, per axis) of the offset of the true centre
+        from the pick centre.
+    pick_radius : float, default=100.0
+        Radius and half-height (nm) of the cylinder in which background falls.
+    rotation : {None, "z", "3d"}, default="z"
+        No rotation, a uniform rotation about the optical axis, or a uniform
+        random 3D rotation.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed or generator.
+
+    Returns
+    -------
+    particles : awkward.Array
+        ``n_particles * var * {x, y, z, precision, precision_z, site}``
+        (coordinates and precisions float64 in nm; ``site`` int32, -1 for
+        background). Site ``k`` is in ring ``k // (8 * sites_per_corner)``
+        (0: ``z = -height / 2`` in the model frame), corner
+        ``(k // sites_per_corner) % 8``.
+    truth : numpy structured array of shape (n_particles,)
+        Fields ``radius`` and ``height`` (nm), then as in :func:`make_npc_2d`
+        in 3D: ``angle`` (rad; NaN for ``rotation="3d"``, 0 for None),
+        ``rotation`` (3, 3), ``offset`` (3,), ``n_localizations``,
+        ``n_fluorophores``, ``n_background``, ``mean_precision`` (lateral),
+        ``sites`` (16 * sites_per_corner, 3) in the observed frame and
+        ``labelled`` (16 * sites_per_corner,).
+
+    See Also
+    --------
+    make_npc_2d : the 2D top view.
+    make_tetrahedron : a 3D DNA-origami tetrahedron.
+
+    References
+    ----------
+    .. [1] Thevathasan, J. V. et al. "Nuclear pores as versatile reference
+       standards for quantitative superresolution microscopy." Nat. Methods
+       16, 1045-1053 (2019).
+    .. [2] Heydarian, H. et al. "3D particle averaging and detection of
+       macromolecular symmetry in localization microscopy." Nat. Commun. 12,
+       2847 (2021).
+    .. [3] Wang, W. et al. "Joint registration of multiple point clouds for
+       fast particle fusion in localization microscopy." Bioinformatics 38,
+       3281-3287 (2022).
+
+    Examples
+    --------
+    >>> from pcvae_sklearn.datasets import make_npc_3d
+    >>> particles, truth = make_npc_3d(100, rotation="3d", random_state=0)
+    >>> particles.fields
+    ['x', 'y', 'z', 'precision', 'precision_z', 'site']
+    >>> truth["sites"].shape, truth["rotation"].shape
+    ((100, 32, 3), (100, 3, 3))
+    >>> import numpy as np
+    >>> bool(np.allclose(truth["rotation"] @ truth["rotation"].transpose(0, 2, 1), np.eye(3)))
+    True
+    """
+    n, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius = _check_common(
+        n_particles, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius
+    )
+    sites_per_corner = check_int(sites_per_corner, "sites_per_corner", minimum=1)
+    z_ratio = check_real(z_ratio, "z_ratio", low=0.0, low_open=True)
+    rotation = check_rotation_3d(rotation)
+    rng = check_random_state(random_state)
+
+    radius = per_particle(radius, "radius", n, rng)
+    height = per_particle(height, "height", n, rng)
+    ring = _ring(radius, sites_per_corner)  # (n, 8 m, 2)
+    per_ring = ring.shape[1]
+    model = np.empty((n, 2 * per_ring, 3))
+    model[:, :per_ring, :2] = ring
+    model[:, per_ring:, :2] = ring
+    model[:, :per_ring, 2] = -height[:, None] / 2
+    model[:, per_ring:, 2] = height[:, None] / 2
+    rot, angle, offset = draw_pose(n, 3, rotation, picking_offset, rng)
+    sites = pose_sites(model, rot, offset)
+    p, labelled, n_background = simulate_localizations(
+        sites,
+        dol=dol,
+        draw_counts=_geometric_counts(mean_blinks, rng),
+        background=background,
+        pick_radius=pick_radius,
+        precision=precision,
+        precision_spread=precision_spread,
+        z_ratio=z_ratio,
+        rng=rng,
+    )
+    truth = common_truth(p, labelled, n_background, rot, angle, offset, sites, {"radius": radius, "height": height})
+    return p.to_awkward(), truth
