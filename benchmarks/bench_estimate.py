@@ -1,0 +1,63 @@
+"""Speed of the per-particle estimators, the binner and subsampling (vectorised, packed form).
+
+Run:  OMP_NUM_THREADS=1 python3 benchmarks/bench_estimate.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from pcvae_sklearn._ragged import Particles
+from pcvae_sklearn.bin import LatentBinner
+from pcvae_sklearn.estimate import HeightEstimator, RadiusEstimator, subsample_localizations
+
+
+def packed(n_particles, n_loc, n_dims, rng, z_levels=None):
+    """Ragged rings (or two-level 3D particles) straight into packed form."""
+    lengths = rng.poisson(n_loc, n_particles).clip(2)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    n = offsets[-1]
+    a = rng.uniform(0, 2 * np.pi, n)
+    r = np.repeat(rng.uniform(40, 60, n_particles), lengths)
+    cols = [r * np.cos(a), r * np.sin(a)]
+    if n_dims == 3:
+        levels = rng.choice(z_levels, n)
+        cols.append(levels)
+    coords = np.column_stack(cols) + rng.normal(0, 5, (n, n_dims))
+    return Particles(coords=coords, offsets=offsets)
+
+
+def timed(label, fn, n_particles, n_loc):
+    t = time.perf_counter()
+    fn()
+    dt = time.perf_counter() - t
+    print(f"{label:<55s} {dt:8.3f} s   {n_particles / dt:12.0f} particles/s   {n_loc / dt / 1e6:7.1f} M loc/s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    scale = 10 if args.quick else 1
+
+    n = 100_000 // scale
+    p2 = packed(n, 150, 2, rng)
+    timed(f"RadiusEstimator 2D mean,  {n} particles x ~150 loc", lambda: RadiusEstimator().fit_transform(p2), n, p2.n_localizations)
+    p3 = packed(n, 150, 3, rng, z_levels=(-25.0, 25.0))
+    timed(f"RadiusEstimator 3D median, {n} particles x ~150 loc", lambda: RadiusEstimator().fit_transform(p3), n, p3.n_localizations)
+    timed(f"HeightEstimator pore,     {n} particles x ~150 loc", lambda: HeightEstimator(structure="pore").fit_transform(p3), n, p3.n_localizations)
+    nt = 1000 // scale
+    pt = packed(nt, 5000, 3, rng, z_levels=(0.0, 0.0, 0.0, 70.0))
+    timed(f"HeightEstimator tetrahedron (EM), {nt} x ~5000 loc", lambda: HeightEstimator().fit_transform(pt), nt, pt.n_localizations)
+    Z = rng.normal(size=(n, 8))
+    timed(f"LatentBinner(20).fit_transform, {n} x 8 latents", lambda: LatentBinner().fit_transform(Z), n, 0)
+    ak_p2 = p2.to_awkward()
+    timed(f"subsample_localizations(0.5), {n} particles (awkward)", lambda: subsample_localizations(ak_p2, 0.5, random_state=0), n, p2.n_localizations)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Structure estimates per particle and scorers for model selection.
+
+- :class:`RadiusEstimator`, :class:`HeightEstimator`: the paper's model-based
+  estimates (radius of rings and pores, height of pores and tetrahedra), with
+  their precision, for particles and super-particles.
+- :func:`latent_correlation_scorer`: a ``scoring=`` callable for
+  ``GridSearchCV``: the largest |correlation| of a latent dimension with an
+  estimate.
+- :func:`latent_correlation_table`, :func:`best_latent_dimension`: Pearson and
+  Spearman of every latent dimension against estimates.
+- :func:`subsample_localizations`: keep a random fraction of localizations
+  (robustness experiment).
+
+References
+----------
+Haghparast, Zhang et al., "Point cloud variational auto-encoder for continuous
+structural heterogeneity in single molecule localization microscopy",
+Sci. Rep. (2025).
+"""
+
+from ._estimators import HeightEstimator, RadiusEstimator
+from ._scorers import best_latent_dimension, latent_correlation_scorer, latent_correlation_table
+from ._segments import segment_median
+from ._subsample import subsample_localizations
+
+__all__ = [
+    "RadiusEstimator",
+    "HeightEstimator",
+    "latent_correlation_scorer",
+    "latent_correlation_table",
+    "best_latent_dimension",
+    "subsample_localizations",
+    "segment_median",
+]

@@ -1,0 +1,494 @@
+"""RadiusEstimator, HeightEstimator, their vectorised kernels, and subsample_localizations."""
+
+from __future__ import annotations
+
+import pickle
+
+import awkward as ak
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.mixture import GaussianMixture
+from sklearn.utils._param_validation import InvalidParameterError
+
+from pcvae_sklearn.estimate import HeightEstimator, RadiusEstimator, segment_median, subsample_localizations
+from pcvae_sklearn.estimate._estimators import FWHM_PER_SIGMA
+from pcvae_sklearn.estimate._segments import segment_mean_std, segment_sort, sorted_range_median
+from pcvae_sklearn.estimate._two_gaussian import two_gaussian_fit
+
+SEEDS = [0, 1, 2, 3, 4]
+
+
+# ------------------------------------------------------------------ helpers
+def random_segments(rng, n_segments=30, max_len=12, min_len=1, ties=False):
+    lengths = rng.integers(min_len, max_len + 1, n_segments)
+    values = rng.normal(0, 10, lengths.sum())
+    if ties:
+        values = np.round(values / 5) * 5  # many equal values
+    offsets = np.r_[0, np.cumsum(lengths)]
+    return values, offsets
+
+
+def ring(rng, radius, n, noise=2.0, centre=(0.0, 0.0), n_dims=2, z_levels=(0.0,)):
+    a = rng.uniform(0, 2 * np.pi, n)
+    pts = np.c_[radius * np.cos(a), radius * np.sin(a)] + rng.normal(0, noise, (n, 2)) + np.asarray(centre)
+    if n_dims == 3:
+        pts = np.c_[pts, rng.choice(z_levels, n) + rng.normal(0, noise, n)]
+    return pts
+
+
+def pore(rng, radius, height, n, noise=3.0):
+    """Two rings of equal size at z = -height/2 and +height/2."""
+    return ring(rng, radius, n, noise, centre=rng.normal(0, 100, 2), n_dims=3, z_levels=(-height / 2, height / 2))
+
+
+def tetrahedron(rng, height, per_site=150, edge=100.0, noise=4.0):
+    """3 base sites at z=0 and an apex at z=height (the paper's DNA-origami tetrahedron)."""
+    ang = np.array([0, 2 * np.pi / 3, 4 * np.pi / 3])
+    r = edge / np.sqrt(3)
+    sites = np.c_[np.r_[r * np.cos(ang), 0], np.r_[r * np.sin(ang), 0], [0, 0, 0, height]]
+    pts = np.repeat(sites, per_site, axis=0) + rng.normal(0, noise, (4 * per_site, 3))
+    return pts + rng.normal(0, 200, 3)
+
+
+def naive_radius(particles, stat):
+    out = []
+    for p in particles:
+        d = np.linalg.norm(p[:, :2] - p[:, :2].mean(axis=0), axis=1)
+        value = d.mean() if stat == "mean" else np.median(d)
+        out.append([value, FWHM_PER_SIGMA * d.std() / np.sqrt(len(d))])
+    return np.array(out)
+
+
+def naive_pore_height(particles):
+    out = []
+    for p in particles:
+        z = np.sort(p[:, 2])
+        h = len(z) // 2
+        lo, hi = z[:h], z[len(z) - h :]
+        prec = FWHM_PER_SIGMA * np.sqrt(lo.var() / h + hi.var() / h)
+        out.append([np.median(hi) - np.median(lo), prec])
+    return np.array(out)
+
+
+def naive_two_gaussian(z, max_iter=100, tol=1e-6, reg=1e-6):
+    """The same EM on one particle, written plainly."""
+    eps = 10 * np.finfo(float).eps
+    up = z > z.mean()
+    resp = np.c_[~up, up].astype(float)
+
+    def m_step(resp):
+        nk = resp.sum(0) + eps
+        mu = (resp * z[:, None]).sum(0) / nk
+        var = (resp * (z[:, None] - mu) ** 2).sum(0) / nk + reg
+        return nk / len(z), mu, var, nk
+
+    w, mu, var, nk = m_step(resp)
+    if (nk < 0.5).any():
+        mu = np.full(2, z.mean())
+        var = np.full(2, z.var() + reg)
+        w = np.full(2, 0.5)
+    bound = -np.inf
+    for _ in range(max_iter):
+        logp = np.log(w) - 0.5 * (np.log(2 * np.pi * var) + (z[:, None] - mu) ** 2 / var)
+        norm = np.logaddexp(logp[:, 0], logp[:, 1])
+        resp = np.exp(logp - norm[:, None])
+        w, mu_new, var_new, nk = m_step(resp)
+        alive = nk > eps * 1e3
+        mu = np.where(alive, mu_new, mu)
+        var = np.where(alive, var_new, var)
+        new_bound = norm.mean()
+        if abs(new_bound - bound) < tol:
+            break
+        bound = new_bound
+    return np.sort(mu)
+
+
+# ------------------------------------------------------------ segment kernels
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("ties", [False, True])
+def test_segment_median_matches_numpy_loop(seed, ties):
+    rng = np.random.default_rng(seed)
+    values, offsets = random_segments(rng, ties=ties)
+    expected = [np.median(values[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
+    np.testing.assert_allclose(segment_median(values, offsets), expected, rtol=0, atol=1e-12)
+
+
+def test_segment_median_of_empty_segment_is_nan():
+    out = segment_median(np.array([1.0, 5.0, 2.0]), np.array([0, 2, 2, 3]))
+    np.testing.assert_array_equal(out, [3.0, np.nan, 2.0])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_segment_sort_with_long_and_short_segments(seed):
+    rng = np.random.default_rng(seed)
+    lengths = np.r_[rng.integers(1, 5, 20), 3000, 1, 0, 257]
+    rng.shuffle(lengths)
+    offsets = np.r_[0, np.cumsum(lengths)]
+    values = rng.normal(0, 1, offsets[-1])
+    expected = np.concatenate([np.sort(values[a:b]) for a, b in zip(offsets[:-1], offsets[1:])])
+    np.testing.assert_array_equal(segment_sort(values, offsets), expected)
+    expected_median = [np.median(values[a:b]) if b > a else np.nan for a, b in zip(offsets[:-1], offsets[1:])]
+    np.testing.assert_array_equal(segment_median(values, offsets), expected_median)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_segment_sort_and_range_median(seed):
+    rng = np.random.default_rng(seed)
+    values, offsets = random_segments(rng, ties=True)
+    sorted_values, order = segment_sort(values, offsets, return_order=True)
+    np.testing.assert_array_equal(segment_sort(values, offsets), sorted_values)
+    np.testing.assert_array_equal(sorted_values, values[order])
+    for a, b in zip(offsets[:-1], offsets[1:]):
+        np.testing.assert_array_equal(sorted_values[a:b], np.sort(values[a:b]))
+        np.testing.assert_array_equal(order[a:b], a + np.argsort(values[a:b], kind="stable"))
+    lengths = np.diff(offsets) // 2
+    starts = offsets[1:] - lengths  # the upper halves
+    expected = [np.median(sorted_values[s : s + n]) if n else np.nan for s, n in zip(starts, lengths)]
+    np.testing.assert_allclose(sorted_range_median(sorted_values, starts, lengths), expected)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_segment_mean_std_matches_numpy_loop(seed):
+    rng = np.random.default_rng(seed)
+    values, offsets = random_segments(rng)
+    values = values + 1e6  # large offsets must not cancel digits
+    mean, std = segment_mean_std(values, offsets)
+    pieces = [values[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    np.testing.assert_allclose(mean, [p.mean() for p in pieces], rtol=1e-14)
+    np.testing.assert_allclose(std, [p.std() for p in pieces], rtol=1e-8, atol=1e-9)
+
+
+# ------------------------------------------------------------ two-Gaussian EM
+@pytest.mark.parametrize("seed", SEEDS)
+def test_vectorised_em_matches_naive_em(seed):
+    rng = np.random.default_rng(seed)
+    zs = []
+    for _ in range(12):
+        n1, n2 = rng.integers(2, 60, 2)
+        zs.append(np.r_[rng.normal(rng.uniform(0, 60), rng.uniform(1, 10), n1), rng.normal(0, rng.uniform(1, 10), n2)])
+    zs.append(np.full(4, 7.0))  # all equal: both components start as the whole particle
+    zs.append(np.array([1.0, 2.0]))
+    offsets = np.r_[0, np.cumsum([len(z) for z in zs])]
+    fit = two_gaussian_fit(np.concatenate(zs), offsets)
+    expected = np.array([naive_two_gaussian(z) for z in zs])
+    np.testing.assert_allclose(fit["means"], expected, rtol=1e-9, atol=1e-9)
+    assert (fit["means"][:, 0] <= fit["means"][:, 1]).all()
+    np.testing.assert_allclose(fit["weights"].sum(1), 1.0)
+    np.testing.assert_allclose(fit["counts"].sum(1), np.diff(offsets))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_vectorised_em_result_does_not_depend_on_other_particles(seed):
+    rng = np.random.default_rng(seed)
+    zs = [np.r_[rng.normal(50, 5, 40), rng.normal(0, 5, 120)] for _ in range(6)]
+    offsets = np.r_[0, np.cumsum([len(z) for z in zs])]
+    together = two_gaussian_fit(np.concatenate(zs), offsets)["means"]
+    alone = np.array([two_gaussian_fit(z, np.array([0, len(z)]))["means"][0] for z in zs])
+    np.testing.assert_allclose(together, alone, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_vectorised_em_agrees_with_sklearn_gaussian_mixture(seed):
+    rng = np.random.default_rng(seed)
+    zs = []
+    for _ in range(4):
+        n_apex = int(rng.integers(40, 200))
+        height = rng.uniform(30, 90)
+        zs.append(np.r_[rng.normal(height, 5, n_apex), rng.normal(0, 5, 3 * n_apex)])
+    offsets = np.r_[0, np.cumsum([len(z) for z in zs])]
+    fit = two_gaussian_fit(np.concatenate(zs), offsets, tol=1e-10, max_iter=1000)
+    for i, z in enumerate(zs):
+        gm = GaussianMixture(2, tol=1e-10, max_iter=1000, random_state=seed).fit(z[:, None])
+        order = np.argsort(gm.means_.ravel())
+        np.testing.assert_allclose(fit["means"][i], gm.means_.ravel()[order], atol=1e-4)
+        np.testing.assert_allclose(fit["variances"][i], gm.covariances_.ravel()[order], rtol=1e-4)
+        np.testing.assert_allclose(fit["weights"][i], gm.weights_[order], atol=1e-6)
+
+
+def test_two_gaussian_fit_needs_two_values():
+    with pytest.raises(ValueError, match="at least 2 localizations"):
+        two_gaussian_fit(np.array([1.0, 2.0, 3.0]), np.array([0, 2, 3]))
+
+
+# ------------------------------------------------------------ radius
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+@pytest.mark.parametrize("method", ["mean", "median"])
+def test_radius_matches_naive_loop(seed, n_dims, method):
+    rng = np.random.default_rng(seed)
+    X = [ring(rng, rng.uniform(30, 70), int(rng.integers(2, 80)), centre=rng.normal(0, 500, 2), n_dims=n_dims)
+         for _ in range(25)]
+    out = RadiusEstimator(method=method).fit_transform(X)
+    np.testing.assert_allclose(out, naive_radius(X, method), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n_dims, expected", [(2, "mean"), (3, "median")])
+def test_radius_auto_method_follows_the_paper(n_dims, expected):
+    rng = np.random.default_rng(0)
+    X = [ring(rng, 50, 30, n_dims=n_dims) for _ in range(3)]
+    est = RadiusEstimator().fit(X)
+    assert est.method_ == expected
+    np.testing.assert_allclose(est.transform(X), naive_radius(X, expected))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_radius_recovers_known_radius(seed, n_dims):
+    rng = np.random.default_rng(seed)
+    radii = rng.uniform(35, 65, 40)
+    X = [ring(rng, r, 300, noise=3.0, centre=rng.normal(0, 1000, 2), n_dims=n_dims, z_levels=(-20.0, 20.0))
+         for r in radii]
+    out = RadiusEstimator().fit_transform(X)
+    # noise biases the radial distance up by about noise**2 / (2 r): < 0.2 nm here
+    assert np.abs(out[:, 0] - radii).max() < 1.5
+    # the precision is an honest standard error: errors are of its order (FWHM/sqrt(n) ~ 2.35 SE)
+    assert np.median(np.abs(out[:, 0] - radii) / out[:, 1]) < 1.5
+    assert (out[:, 1] > 0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_radius_tracks_truth_on_simulated_npc(seed):
+    datasets = pytest.importorskip("pcvae_sklearn.datasets")
+    from scipy.stats import spearmanr
+
+    X, truth = datasets.make_npc_2d(n_particles=150, random_state=seed)
+    out = RadiusEstimator().fit_transform(X)
+    assert spearmanr(out[:, 0], truth["radius"])[0] > 0.8
+    assert abs(np.median(out[:, 0] - truth["radius"])) < 5
+
+
+def test_radius_of_one_super_particle():
+    rng = np.random.default_rng(0)
+    big = [ring(rng, 52.0, 20_000, noise=5.0)]
+    out = RadiusEstimator().fit_transform(big)
+    assert out.shape == (1, 2)
+    assert abs(out[0, 0] - 52.0) < 0.5
+    assert out[0, 1] < 0.2  # FWHM/sqrt(n) shrinks with n
+
+
+# ------------------------------------------------------------ height
+@pytest.mark.parametrize("seed", SEEDS)
+def test_pore_height_matches_naive_loop(seed):
+    rng = np.random.default_rng(seed)
+    X = [pore(rng, 50, rng.uniform(30, 70), int(rng.integers(2, 60))) for _ in range(25)]
+    out = HeightEstimator(structure="pore").fit_transform(X)
+    np.testing.assert_allclose(out, naive_pore_height(X), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_tetrahedron_height_matches_naive_em(seed):
+    rng = np.random.default_rng(seed)
+    heights = rng.uniform(40, 100, 10)
+    X = [tetrahedron(rng, h, per_site=int(rng.integers(20, 80))) for h in heights]
+    out = HeightEstimator(structure="tetrahedron").fit_transform(X)
+    expected = [np.diff(naive_two_gaussian(p[:, 2]))[0] for p in X]
+    np.testing.assert_allclose(out[:, 0], expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_height_recovers_known_tetrahedron_and_pore_heights(seed):
+    rng = np.random.default_rng(seed)
+    heights = rng.uniform(40, 100, 30)
+    tet = HeightEstimator()
+    out = tet.fit_transform([tetrahedron(rng, h) for h in heights])
+    assert tet.structure_ == "tetrahedron"
+    assert np.abs(out[:, 0] - heights).max() < 2.0
+    assert (out[:, 1] > 0).all()
+    por = HeightEstimator()
+    out = por.fit_transform([pore(rng, 50, h, 400) for h in heights])
+    assert por.structure_ == "pore"
+    assert np.abs(out[:, 0] - heights).max() < 2.5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_height_tracks_truth_on_simulated_data(seed):
+    datasets = pytest.importorskip("pcvae_sklearn.datasets")
+    from scipy.stats import spearmanr
+
+    X, truth = datasets.make_tetrahedron(n_particles=40, n_localizations=1500, random_state=seed)
+    est = HeightEstimator()
+    out = est.fit_transform(X)
+    assert est.structure_ == "tetrahedron"
+    assert spearmanr(out[:, 0], truth["height"])[0] > 0.95
+    X, truth = datasets.make_npc_3d(n_particles=100, random_state=seed)
+    est = HeightEstimator()
+    out = est.fit_transform(X)
+    assert est.structure_ == "pore"
+    assert spearmanr(out[:, 0], truth["height"])[0] > 0.6
+
+
+def test_height_auto_structure_is_decided_in_fit_and_kept_for_transform():
+    rng = np.random.default_rng(0)
+    tets = [tetrahedron(rng, h) for h in (50.0, 70.0, 90.0)]
+    pores = [pore(rng, 50, h, 300) for h in (40.0, 60.0)]
+    est = HeightEstimator().fit(tets)
+    assert est.structure_ == "tetrahedron"
+    np.testing.assert_allclose(est.transform(pores), HeightEstimator(structure="tetrahedron").fit_transform(pores))
+    np.testing.assert_allclose(est.transform(tets), est.fit_transform(tets))
+
+
+def test_height_of_one_super_particle():
+    rng = np.random.default_rng(1)
+    super_particle = [tetrahedron(rng, 60.0, per_site=2000)]  # one big particle of 8000 localizations
+    est = HeightEstimator()
+    out = est.fit_transform(super_particle)
+    assert est.structure_ == "tetrahedron" and out.shape == (1, 2)
+    assert abs(out[0, 0] - 60.0) < 1.0 and 0 < out[0, 1] < 0.5
+
+
+def test_height_of_a_constant_z_particle_is_zero():
+    X = [np.c_[np.arange(6.0), np.arange(6.0), np.full(6, 3.0)]] * 2
+    for structure in ("pore", "tetrahedron"):
+        out = HeightEstimator(structure=structure).fit_transform(X)
+        np.testing.assert_allclose(out[:, 0], 0.0, atol=1e-9)
+        assert np.isfinite(out).all()
+
+
+# ------------------------------------------------------------ estimator contract
+ESTIMATORS = [
+    (RadiusEstimator(), 2, ["radius_nm", "radius_precision_nm"]),
+    (RadiusEstimator(method="median"), 3, ["radius_nm", "radius_precision_nm"]),
+    (HeightEstimator(structure="pore"), 3, ["height_nm", "height_precision_nm"]),
+    (HeightEstimator(), 3, ["height_nm", "height_precision_nm"]),
+]
+
+
+def _data(n_dims, seed=0, n=20):
+    rng = np.random.default_rng(seed)
+    return [ring(rng, rng.uniform(40, 60), int(rng.integers(10, 40)), n_dims=n_dims, z_levels=(-20.0, 20.0))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("est, n_dims, names", ESTIMATORS)
+def test_estimator_contract(est, n_dims, names):
+    X = _data(n_dims)
+    with pytest.raises(NotFittedError):
+        clone(est).transform(X)
+    fitted = clone(est)
+    assert fitted.fit(X) is fitted
+    assert fitted.n_features_in_ == n_dims
+    out = fitted.transform(X)
+    assert out.shape == (len(X), 2) and out.dtype == np.float64
+    np.testing.assert_allclose(clone(est).fit_transform(X), out)
+    assert list(fitted.get_feature_names_out()) == names
+    assert clone(est).get_params() == est.get_params()
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(fitted)).transform(X), out)
+    # awkward input gives the same
+    np.testing.assert_allclose(fitted.transform(ak.Array([x.tolist() for x in X])), out)
+
+
+@pytest.mark.parametrize("est, n_dims, names", ESTIMATORS)
+def test_set_output_pandas(est, n_dims, names):
+    pytest.importorskip("pandas")
+    X = _data(n_dims)
+    df = clone(est).set_output(transform="pandas").fit_transform(X)
+    assert list(df.columns) == names
+    assert df.shape == (len(X), 2)
+
+
+@pytest.mark.parametrize("est, n_dims, names", ESTIMATORS)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_order_invariance(est, n_dims, names, seed):
+    rng = np.random.default_rng(seed)
+    X = _data(n_dims, seed)
+    out = clone(est).fit_transform(X)
+    perm = rng.permutation(len(X))
+    np.testing.assert_allclose(clone(est).fit_transform([X[i] for i in perm]), out[perm], rtol=1e-9)
+    shuffled = [x[rng.permutation(len(x))] for x in X]
+    np.testing.assert_allclose(clone(est).fit_transform(shuffled), out, rtol=1e-9, atol=1e-9)
+
+
+def test_input_is_not_modified():
+    X = _data(3)
+    before = [x.copy() for x in X]
+    HeightEstimator().fit_transform(X)
+    RadiusEstimator().fit_transform(X)
+    for a, b in zip(X, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_bad_input_errors():
+    X2, X3 = _data(2), _data(3)
+    with pytest.raises(ValueError, match="needs 3D particles"):
+        HeightEstimator().fit(X2)
+    with pytest.raises(ValueError, match="fitted on 2D particles"):
+        RadiusEstimator().fit(X2).transform(X3)
+    with pytest.raises(ValueError, match="particle 1 has 1 localization"):
+        RadiusEstimator().fit([X2[0], X2[1][:1], X2[2]])
+    with pytest.raises(ValueError, match="particle 0 has 1 localization"):
+        HeightEstimator().fit_transform([X3[0][:1]])
+    bad = [x.copy() for x in X2]
+    bad[3][2, 1] = np.nan
+    with pytest.raises(ValueError, match="particle 3 has a non-finite"):
+        RadiusEstimator().fit_transform(bad)
+    with pytest.raises(InvalidParameterError, match="method"):
+        RadiusEstimator(method="max").fit(X2)
+    with pytest.raises(InvalidParameterError, match="structure"):
+        HeightEstimator(structure="cube").fit(X3)
+    with pytest.raises(TypeError, match="None"):
+        RadiusEstimator().fit(None)
+
+
+# ------------------------------------------------------------ subsampling
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.5, 1.0])
+def test_subsample_counts_and_subset(seed, fraction):
+    rng = np.random.default_rng(seed)
+    X = [rng.normal(0, 10, (int(n), 3)) for n in rng.integers(1, 50, 30)]
+    out = subsample_localizations(X, fraction, random_state=seed)
+    counts = ak.num(out).to_numpy()
+    lengths = np.array([len(x) for x in X])
+    np.testing.assert_array_equal(counts, np.minimum(lengths, np.maximum(1, np.floor(fraction * lengths + 0.5))))
+    for x, y in zip(X, out):
+        kept = np.c_[ak.to_numpy(y.x), ak.to_numpy(y.y), ak.to_numpy(y.z)]
+        # kept rows are rows of the particle, each at most once, in the original order
+        rows = [int(np.flatnonzero((x == row).all(axis=1))[0]) for row in kept]
+        assert rows == sorted(set(rows))
+    if fraction == 1.0:
+        np.testing.assert_array_equal(ak.to_numpy(ak.flatten(out).x), np.concatenate(X)[:, 0])
+
+
+def test_subsample_carries_fields_and_is_reproducible():
+    rng = np.random.default_rng(0)
+    lengths = [5, 12, 7]
+    X = ak.unflatten(
+        ak.zip({"x": rng.normal(size=24), "y": rng.normal(size=24), "precision": np.arange(24.0)}), lengths
+    )
+    a = subsample_localizations(X, 0.5, random_state=3)
+    b = subsample_localizations(X, 0.5, random_state=3)
+    assert ak.fields(a) == ["x", "y", "precision"]
+    assert ak.to_list(a) == ak.to_list(b)
+    # precision travelled with its localization
+    flat_x = ak.to_numpy(ak.flatten(X.x))
+    for xv, pv in zip(ak.to_numpy(ak.flatten(a.x)), ak.to_numpy(ak.flatten(a.precision))):
+        assert flat_x[int(pv)] == xv
+    assert ak.to_list(subsample_localizations(X, 0.5, random_state=4)) != ak.to_list(a)
+
+
+def test_subsample_is_uniform():
+    X = [np.c_[np.arange(10.0), np.zeros(10)]]
+    hits = np.zeros(10)
+    for seed in range(400):
+        kept = ak.to_numpy(subsample_localizations(X, 0.3, random_state=seed)[0].x).astype(int)
+        hits[kept] += 1
+    # each localization is kept with probability 0.3: 120 of 400, sd ~ 9.2
+    assert np.abs(hits - 120).max() < 45
+
+
+@pytest.mark.parametrize("fraction, error, match", [
+    (0.0, ValueError, r"\(0, 1\]"),
+    (1.5, ValueError, r"\(0, 1\]"),
+    (-0.1, ValueError, r"\(0, 1\]"),
+    ("half", TypeError, "number"),
+    (True, TypeError, "number"),
+])
+def test_subsample_bad_fraction(fraction, error, match):
+    with pytest.raises(error, match=match):
+        subsample_localizations([np.zeros((3, 2))], fraction)
+
+
+def test_subsample_bad_particles():
+    with pytest.raises(ValueError, match="particle 1 is empty"):
+        subsample_localizations([np.zeros((3, 2)), np.zeros((0, 2))], 0.5)
