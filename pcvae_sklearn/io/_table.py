@@ -1,0 +1,140 @@
+"""From a table of named columns (CSV, ThunderSTORM, DataFrame, CSV folder) to particles."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ._common import (
+    OTHER_UNITS,
+    PARTICLE_COLUMNS,
+    build_particles,
+    canonical,
+    check_pixelsize,
+    describe,
+    is_length_unit,
+    length_factor,
+    no_picks_error,
+    sanitise,
+    select_picks,
+    split_unit,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Canonical columns that are lengths: their unit, if given, must be a length.
+_LENGTH_COLUMNS = {"x", "y", "z", "precision", "precision_x", "precision_y", "precision_z"}
+
+
+def _find_particle_column(source, headers, particle_column):
+    """Index of the particle id column in ``headers`` (None if absent and not asked for)."""
+    if particle_column is not None:
+        wanted = str(particle_column)
+        for i, h in enumerate(headers):
+            if h == wanted:
+                return i
+        for i, h in enumerate(headers):
+            if sanitise(split_unit(h)[0]) == sanitise(wanted):
+                return i
+        raise ValueError(
+            f"{describe(source)}: particle_column={particle_column!r} is not a column; columns are {list(headers)}."
+        )
+    names = [sanitise(split_unit(h)[0]) for h in headers]
+    for candidate in PARTICLE_COLUMNS:
+        if candidate in names:
+            return names.index(candidate)
+    return None
+
+
+def particles_from_table(
+    source,
+    raw: dict,
+    *,
+    particle_column=None,
+    picks=None,
+    pick_radius=None,
+    pixelsize=None,
+    n_dims=None,
+    ids=None,
+    default_unit: str | None = None,
+):
+    """Turn raw columns ``{header: values}`` into particles.
+
+    Headers may carry a unit (``"x [nm]"``, ``"x_nm"``, ``"x [px]"``); columns
+    with a length unit are converted to nm. Coordinates without a unit are
+    taken to be in ``default_unit`` (nm when None).
+
+    ``ids`` (one per row) overrides ``particle_column`` and ``picks``: the CSV
+    folder reader knows each row's particle from its file.
+    """
+    headers = list(raw)
+    if pixelsize is not None:
+        pixelsize = check_pixelsize(pixelsize, source)
+    if ids is None:
+        pidx = _find_particle_column(source, headers, particle_column)
+        if pidx is not None and picks is not None:
+            if particle_column is not None:
+                raise ValueError(
+                    f"{describe(source)}: give either particle_column or picks, not both."
+                )
+            logger.info("%s: picks given, so column %r is kept as a field, not used as particle id", describe(source), headers[pidx])
+            pidx = None
+    else:
+        pidx = None
+
+    columns: dict[str, np.ndarray] = {}
+    for i, header in enumerate(headers):
+        if i == pidx:
+            continue
+        name, unit = split_unit(header)
+        if name == "" or sanitise(name) in ("unnamed_0", "index"):
+            continue  # a written-out DataFrame index
+        key = canonical(name)
+        values = np.asarray(raw[header])
+        if values.dtype.kind not in "iufb":
+            if values.dtype == object:
+                try:
+                    values = values.astype(np.float64)
+                except (TypeError, ValueError):
+                    values = None
+            else:
+                values = None
+        if values is None:
+            if key in ("x", "y", "z"):
+                raise ValueError(f"{describe(source)}: coordinate column {header!r} does not hold numbers.")
+            logger.info("%s: column %r is not numeric and is left out", describe(source), header)
+            continue
+        if unit is None and key in ("x", "y", "z") and default_unit is not None:
+            unit = default_unit
+        if key in _LENGTH_COLUMNS or is_length_unit(unit):
+            factor = length_factor(unit, pixelsize=pixelsize, source=source, column=header)
+            if factor != 1.0:
+                values = values.astype(np.float64) * factor
+        elif unit is not None and unit.strip().lower() not in OTHER_UNITS:
+            logger.info("%s: column %r has unit %r, carried along unchanged", describe(source), header, unit)
+        if key == "frame" and values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
+            values = values.astype(np.int64)
+        if key in columns:  # two columns map to one name: keep both, the later one under its own name
+            key = sanitise(name)
+            base, k = key, 2
+            while key in columns:
+                key, k = f"{base}_{k}", k + 1
+        columns[key] = values
+
+    missing = [c for c in ("x", "y") if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{describe(source)}: missing column(s) {missing}; found columns {headers}. "
+            "Coordinates must be in columns named x, y[, z] (optionally with a unit, e.g. 'x [nm]')."
+        )
+
+    if ids is not None:
+        return build_particles(source, columns, ids, n_dims=n_dims)
+    if pidx is not None:
+        return build_particles(source, columns, np.asarray(raw[headers[pidx]]), n_dims=n_dims)
+    if picks is None:
+        raise no_picks_error(source, f"no particle id column (looked for {list(PARTICLE_COLUMNS)}) and no picks given")
+    rows, pick = select_picks(source, columns, picks, pick_radius)
+    return build_particles(source, {k: v[rows] for k, v in columns.items()}, pick, n_dims=n_dims)
+

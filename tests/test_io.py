@@ -1,0 +1,737 @@
+"""Readers and writers on tiny files that the tests write themselves.
+
+The files mimic the layouts of the real ones in ../shared/data (see
+tests/test_io_real_files.py): a Picasso ``locs`` record array in pixels with
+a multi-document YAML, a ThunderSTORM CSV with units in the header, a SMAP
+MATLAB v7.3 file (HDF5 behind a 512-byte MATLAB header), a rapidSTORM file
+with its XML header line, a folder of ``file{i}.csv``.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import awkward as ak
+import numpy as np
+import pytest
+
+h5py = pytest.importorskip("h5py")
+pd = pytest.importorskip("pandas")
+yaml = pytest.importorskip("yaml")
+pytest.importorskip("pyarrow")
+
+from pcvae_sklearn import as_particles  # noqa: E402
+from pcvae_sklearn.io import (  # noqa: E402
+    FORMATS,
+    particle_ids,
+    read_csv,
+    read_csv_folder,
+    read_dataframe,
+    read_parquet,
+    read_particles,
+    read_picasso,
+    read_rapidstorm,
+    read_smap,
+    read_thunderstorm,
+    results_table,
+    sniff_format,
+    write_parquet,
+    write_picasso,
+    write_results,
+)
+
+SEEDS = [0, 1, 2, 3, 4]
+PIXELSIZE = 108.0
+
+
+# --------------------------------------------------------------------- truth
+def make_truth(seed, n_dims=2, n_particles=None):
+    """Localizations of a few particles, rows shuffled, ids neither contiguous nor sorted."""
+    rng = np.random.default_rng(seed)
+    n_particles = n_particles or int(rng.integers(2, 7))
+    counts = rng.integers(3, 40, size=n_particles)
+    ids = rng.choice(np.arange(3, 1000), size=n_particles, replace=False)
+    centres = rng.uniform(2_000, 30_000, size=(n_particles, n_dims))
+    centres[:, :2] = np.arange(n_particles)[:, None] * 1_500.0 + 2_000.0  # picks never overlap
+    pid = np.repeat(ids, counts)
+    xyz = np.repeat(centres, counts, axis=0) + rng.normal(scale=40.0, size=(counts.sum(), n_dims))
+    order = rng.permutation(len(pid))
+    n = len(pid)
+    truth = {
+        "x": xyz[order, 0],
+        "y": xyz[order, 1],
+        "precision": rng.uniform(2.0, 20.0, size=n),
+        "photons": rng.uniform(500, 5000, size=n),
+        "frame": rng.integers(0, 10_000, size=n),
+        "particle_id": pid[order],
+    }
+    if n_dims == 3:
+        truth["z"] = xyz[order, 2] - 15_000
+    return truth, centres[:, :2], ids
+
+
+def reference_groups(truth):
+    """Naive reference: {id: row indices in file order} (a per-particle loop, fine in a test)."""
+    return {i: np.flatnonzero(truth["particle_id"] == i) for i in np.unique(truth["particle_id"])}
+
+
+def assert_matches_truth(particles, truth, *, fields=("precision", "photons", "frame"), rtol=1e-6, atol=1e-6):
+    groups = reference_groups(truth)
+    ids = particle_ids(particles)
+    assert sorted(ids.tolist()) == sorted(groups)
+    assert list(ids) == sorted(ids.tolist()), "particles come in ascending id order"
+    for k, i in enumerate(ids):
+        rows = groups[i]
+        part = particles[k]
+        for c in ["x", "y", "z"] + list(fields):
+            if c not in truth:
+                assert c not in ak.fields(particles)
+                continue
+            got = ak.to_numpy(part[c])
+            np.testing.assert_allclose(got, truth[c][rows], rtol=rtol, atol=atol, err_msg=f"particle {i}, {c}")
+        assert (ak.to_numpy(part["particle_id"]) == i).all()
+
+
+def assert_parquet_round_trip(particles, tmp_path, name="rt.parquet"):
+    path = tmp_path / name
+    write_parquet(particles, path)
+    back = read_parquet(path)
+    assert back.type == particles.type
+    assert ak.array_equal(back, particles, dtype_exact=True, check_parameters=True)
+    assert read_particles(path).type == particles.type
+
+
+# ------------------------------------------------------------------ writers
+def write_picasso_file(path, truth, *, pixelsize=PIXELSIZE, group=True, yaml_docs=None, drop=()):
+    n = len(truth["x"])
+    fields = [("frame", "u4"), ("x", "f4"), ("y", "f4")]
+    if "z" in truth:
+        fields.append(("z", "f4"))
+    fields += [("photons", "f4"), ("sx", "f4"), ("sy", "f4"), ("bg", "f4"), ("lpx", "f4"), ("lpy", "f4"), ("net_gradient", "f4")]
+    if group:
+        fields.append(("group", "i4"))
+    fields = [f for f in fields if f[0] not in drop]
+    locs = np.zeros(n, dtype=fields)
+    names = locs.dtype.names
+    locs["frame"] = truth["frame"]
+    for c in ("x", "y"):
+        if c in names:
+            locs[c] = truth[c] / pixelsize
+    if "z" in names:
+        locs["z"] = truth["z"]
+    locs["photons"] = truth["photons"]
+    locs["sx"] = locs["sy"] = 1.1
+    locs["bg"] = 40.0
+    locs["lpx"] = truth["precision"] / pixelsize
+    locs["lpy"] = 0.8 * truth["precision"] / pixelsize
+    locs["net_gradient"] = 9000.0
+    if group:
+        locs["group"] = truth["particle_id"]
+    with h5py.File(path, "w") as f:
+        f.create_dataset("locs", data=locs)
+    if yaml_docs is None:  # Picasso-like: Pixelsize only in a later document
+        yaml_docs = [
+            {"Byte Order": "<", "Frames": 10000, "Height": 32, "Width": 32},
+            {"Box Size": 7, "Generated by": "Picasso Localize", "Pixelsize": pixelsize},
+            {"Generated by": "Picasso Render : Pick", "Number of picks": 3, "Pick Diameter (nm)": 150.0},
+        ]
+    if yaml_docs is not False:
+        with open(path.with_suffix(".yaml"), "w") as fh:
+            yaml.safe_dump_all(yaml_docs, fh)
+    return locs
+
+
+def picasso_expected(truth, pixelsize=PIXELSIZE):
+    """What read_picasso returns, computed from the float32 file contents."""
+    out = dict(truth)
+    for c in ("x", "y"):
+        out[c] = (truth[c] / pixelsize).astype(np.float32).astype(np.float64) * pixelsize
+    lpx = (truth["precision"] / pixelsize).astype(np.float32).astype(np.float64) * pixelsize
+    lpy = (0.8 * truth["precision"] / pixelsize).astype(np.float32).astype(np.float64) * pixelsize
+    out["precision"] = np.sqrt(0.5 * (lpx**2 + lpy**2))
+    out["photons"] = truth["photons"].astype(np.float32)
+    if "z" in truth:
+        out["z"] = truth["z"].astype(np.float32).astype(np.float64)
+    return out
+
+
+_TS_HEADER = ["id", "frame", "x [nm]", "y [nm]", "sigma [nm]", "intensity [photon]", "offset [photon]", "bkgstd [photon]", "chi2", "uncertainty [nm]"]
+
+
+def write_thunderstorm_file(path, truth, *, unit="nm", factor=1.0, group_column=None, uncertainty="uncertainty [nm]", doubled_quotes=False):
+    n = len(truth["x"])
+    header = list(_TS_HEADER)
+    header[2], header[3] = f"x [{unit}]", f"y [{unit}]"
+    header[-1] = uncertainty
+    cols = [
+        np.arange(n, dtype=float),
+        truth["frame"].astype(float),
+        truth["x"] / factor,
+        truth["y"] / factor,
+        np.full(n, 130.0),
+        truth["photons"],
+        np.full(n, 30.0),
+        np.full(n, 6.0),
+        np.full(n, 1e5),
+        truth["precision"],
+    ]
+    if "z" in truth:
+        header.insert(4, f"z [{unit}]")
+        cols.insert(4, truth["z"] / factor)
+    if group_column:
+        header.append(group_column)
+        cols.append(truth["particle_id"])
+    if doubled_quotes:  # how the ThunderSTORM sample in ../shared/data/locan is quoted
+        head = '"' + header[0] + "," + ",".join(f'""{h}""' for h in header[1:]) + '"'
+    else:
+        head = ",".join(f'"{h}"' for h in header)
+    body = "\n".join(",".join(repr(float(v)) for v in row) for row in zip(*cols))
+    path.write_text(head + "\n" + body + "\n")
+
+
+def write_smap_file(path, truth, *, extra=None, n_sites=0, sites_pos=None, mcos_sites=False, drop=()):
+    """A MATLAB v7.3 file: 512-byte MATLAB header as HDF5 user block, fields as (1, n) datasets."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        loc = f.create_group("saveloc/loc")
+        mapping = {"xnm": truth["x"], "ynm": truth["y"], "locprecnm": truth["precision"], "phot": truth["photons"],
+                   "frame": truth["frame"].astype(np.float64), "bg": np.full(len(truth["x"]), 20.0)}
+        mapping["znm"] = truth["z"] if "z" in truth else np.zeros(len(truth["x"]))
+        mapping.update(extra or {})
+        for k, v in mapping.items():
+            if k in drop:
+                continue
+            loc.create_dataset(k, data=np.asarray(v, dtype=np.float32 if k != "frame" else np.float64)[None, :])
+        se = f.create_group("saveloc/siteexplorer")
+        se.create_dataset("numberOfSites", data=np.array([[float(n_sites)]]))
+        if sites_pos is not None:
+            se.create_dataset("sites/pos", data=np.asarray(sites_pos, dtype=np.float64))
+        elif mcos_sites:
+            ds = se.create_dataset("sites", data=np.array([[3707764736, 2, 0, 0, 2]], dtype=np.uint32))
+            ds.attrs["MATLAB_class"] = np.bytes_(b"interfaces.SEsites")
+            ds.attrs["MATLAB_object_decode"] = np.int32(3)
+    with open(path, "r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(116))
+
+
+def write_rapidstorm_file(path, truth, *, unit="nanometer", factor=1.0):
+    fields = [
+        ("Position-0-0", unit, "position in sample space in X"),
+        ("Position-1-0", unit, "position in sample space in Y"),
+        ("ImageNumber-0-0", "frame", "frame number"),
+        ("Amplitude-0-0", "A/D count", "emission strength"),
+        ("Position-0-0-uncertainty", unit, "position uncertainty in sample space in X"),
+        ("Position-1-0-uncertainty", unit, "position uncertainty in sample space in Y"),
+    ]
+    head = "# <localizations insequence=\"true\" repetitions=\"variable\">" + "".join(
+        f'<field identifier="{i}" syntax="floating point" semantic="{s}" unit="{u}" />' for i, u, s in fields
+    ) + "</localizations>"
+    cols = [truth["x"] / factor, truth["y"] / factor, truth["frame"], truth["photons"], truth["precision"] / factor, truth["precision"] / factor]
+    body = "\n".join(" ".join(repr(float(v)) if k != 2 else str(int(v)) for k, v in enumerate(row)) for row in zip(*cols))
+    path.write_text(head + "\n" + body + "\n")
+
+
+def write_csv_folder(folder, truth):
+    folder.mkdir()
+    groups = reference_groups(truth)
+    cols = ["x", "y", "z"] if "z" in truth else ["x", "y"]
+    for i, rows in groups.items():
+        df = pd.DataFrame({c: truth[c][rows] for c in cols})
+        df["uncertainty"] = truth["precision"][rows]
+        df.to_csv(folder / f"file{i}.csv", index=False)
+    return groups
+
+
+def truncate(path, keep=0.6):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+# =================================================================== Picasso
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_picasso_matches_truth_and_round_trips(tmp_path, seed, n_dims):
+    truth, _, _ = make_truth(seed, n_dims)
+    path = tmp_path / "locs_picked.hdf5"
+    write_picasso_file(path, truth)
+    particles = read_picasso(path)
+    assert_matches_truth(particles, picasso_expected(truth), rtol=1e-6, atol=1e-6)
+    assert {"sigma_x", "sigma_y", "background", "precision_x", "precision_y", "net_gradient"} <= set(ak.fields(particles))
+    np.testing.assert_allclose(ak.flatten(particles.sigma_x).to_numpy(), np.float32(1.1) * PIXELSIZE)
+    assert sniff_format(path) == "picasso"
+    assert ak.array_equal(read_particles(path), particles)
+    assert_parquet_round_trip(particles, tmp_path)
+
+
+def test_picasso_pixelsize_override_and_yaml_errors(tmp_path):
+    truth, _, _ = make_truth(0)
+    path = tmp_path / "a.hdf5"
+    write_picasso_file(path, truth, yaml_docs=False)
+    with pytest.raises(FileNotFoundError, match=r"a\.yaml.*pixelsize="):
+        read_picasso(path)
+    p = read_picasso(path, pixelsize=PIXELSIZE)  # no YAML needed
+    assert_matches_truth(p, picasso_expected(truth))
+    p2 = read_picasso(path, pixelsize=2 * PIXELSIZE)
+    np.testing.assert_allclose(ak.flatten(p2.x).to_numpy(), 2 * ak.flatten(p.x).to_numpy())
+
+    write_picasso_file(path, truth, yaml_docs=[{"Width": 32}, {"Generated by": "Picasso Localize"}])
+    with pytest.raises(ValueError, match="no 'Pixelsize'"):
+        read_picasso(path)
+    write_picasso_file(path, truth, yaml_docs=[{"Pixelsize": 100}, {"Pixelsize": 130}])
+    with pytest.raises(ValueError, match="different pixel sizes"):
+        read_picasso(path)
+    write_picasso_file(path, truth, yaml_docs=[{"Pixelsize": "big"}])
+    with pytest.raises(TypeError, match="pixelsize must be a number"):
+        read_picasso(path)
+    path.with_suffix(".yaml").write_text("a: [unclosed\n")
+    with pytest.raises(ValueError, match="cannot be parsed"):
+        read_picasso(path)
+
+
+def test_picasso_bad_files(tmp_path):
+    truth, centres, _ = make_truth(1)
+    path = tmp_path / "raw.hdf5"
+    write_picasso_file(path, truth, group=False)
+    with pytest.raises(ValueError, match=r"raw\.hdf5.*no picks.*'group'"):
+        read_picasso(path)
+    with pytest.raises(ValueError, match=r"raw\.hdf5.*no picks"):
+        read_particles(path)
+    # picks given as centres + radius instead
+    p = read_picasso(path, picks=centres, pick_radius=400.0)
+    assert len(p) == len(centres) and particle_ids(p).tolist() == list(range(len(centres)))
+
+    write_picasso_file(path, truth, drop=("y",))
+    with pytest.raises(ValueError, match=r"missing the column\(s\) \['y'\]"):
+        read_picasso(path)
+
+    with h5py.File(tmp_path / "other.hdf5", "w") as f:
+        f.create_dataset("data", data=np.zeros(3))
+    with pytest.raises(ValueError, match="no 'locs' dataset"):
+        read_picasso(tmp_path / "other.hdf5")
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        read_particles(tmp_path / "other.hdf5")
+
+    write_picasso_file(path, truth)
+    truncate(path)
+    with pytest.raises(ValueError, match=r"raw\.hdf5.*truncated"):
+        read_picasso(path)
+    with pytest.raises(ValueError, match=r"raw\.hdf5"):
+        read_particles(path)
+
+
+# ============================================================== ThunderSTORM
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize(
+    "unit,factor,pixelsize", [("nm", 1.0, None), ("um", 1000.0, None), ("µm", 1000.0, None), ("px", 160.0, 160.0)]
+)
+def test_thunderstorm_units_group_column(tmp_path, seed, unit, factor, pixelsize):
+    truth, _, _ = make_truth(seed, n_dims=3 if seed % 2 else 2)
+    path = tmp_path / "ts.csv"
+    write_thunderstorm_file(path, truth, unit=unit, factor=factor, group_column="group")
+    kwargs = {} if pixelsize is None else {"pixelsize": pixelsize}
+    particles = read_thunderstorm(path, **kwargs)
+    assert_matches_truth(particles, truth, rtol=1e-9, atol=1e-6)
+    assert particles.frame.type.content.content.primitive == "int64"
+    assert {"localization_id", "sigma", "offset", "bkgstd", "chi2"} <= set(ak.fields(particles))
+    assert sniff_format(path) == "thunderstorm"
+    assert ak.array_equal(read_particles(path, **kwargs), particles)
+    assert_parquet_round_trip(particles, tmp_path)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_thunderstorm_picks_against_naive_reference(tmp_path, seed):
+    truth, centres, ids = make_truth(seed)
+    path = tmp_path / "ts.csv"
+    write_thunderstorm_file(path, truth, uncertainty="uncertainty_xy [nm]", doubled_quotes=True)
+    radius = 90.0
+    particles = read_particles(path, picks=centres, pick_radius=radius)
+    assert ak.fields(particles)[:3] == ["x", "y", "particle_id"] and "precision" in ak.fields(particles)
+    got_ids = particle_ids(particles)
+    for k, pick in enumerate(got_ids):
+        inside = np.flatnonzero(np.hypot(truth["x"] - centres[pick, 0], truth["y"] - centres[pick, 1]) <= radius)
+        np.testing.assert_allclose(np.sort(ak.to_numpy(particles[k].x)), np.sort(truth["x"][inside]))
+        np.testing.assert_allclose(np.sort(ak.to_numpy(particles[k].precision)), np.sort(truth["precision"][inside]))
+    assert_parquet_round_trip(particles, tmp_path)
+
+
+def test_thunderstorm_bad_files(tmp_path):
+    truth, centres, _ = make_truth(2)
+    path = tmp_path / "ts.csv"
+    write_thunderstorm_file(path, truth)
+    with pytest.raises(ValueError, match=r"ts\.csv.*no picks"):
+        read_particles(path)
+    with pytest.raises(ValueError, match="pick_radius"):
+        read_particles(path, picks=centres)
+    with pytest.raises(ValueError, match="none of the 1 picks"):
+        read_particles(path, picks=[[-1e6, -1e6]], pick_radius=10.0)
+    with pytest.warns(UserWarning, match="1 of 2 picks contain no localization"):
+        p = read_particles(path, picks=[centres[0], [-1e6, -1e6]], pick_radius=200.0)
+    assert particle_ids(p).tolist() == [0]
+    with pytest.raises(ValueError, match="shape"):
+        read_particles(path, picks=[1.0, 2.0], pick_radius=10.0)
+
+    write_thunderstorm_file(path, truth, unit="furlong", group_column="group")
+    with pytest.raises(ValueError, match=r"ts\.csv.*'x \[furlong\]'.*cannot interpret"):
+        read_particles(path)
+    write_thunderstorm_file(path, truth, unit="px", group_column="group")
+    with pytest.raises(ValueError, match=r"camera pixels.*pixelsize="):
+        read_particles(path)
+    write_thunderstorm_file(path, truth, group_column="group")
+    text = path.read_text()
+    path.write_text(text[: int(len(text) * 0.7)].rsplit(",", 3)[0] + "\n")  # cut mid-row
+    with pytest.raises(ValueError, match=r"ts\.csv.*truncated"):
+        read_particles(path)
+    path.write_text('"id","frame","y [nm]","uncertainty [nm]"\n1,2,3,4\n')
+    with pytest.raises(ValueError, match="not a ThunderSTORM CSV"):
+        read_thunderstorm(path)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['x'\]"):
+        read_csv(path)
+
+
+# ===================================================================== SMAP
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_smap_particle_column_and_picks(tmp_path, seed, n_dims):
+    truth, centres, _ = make_truth(seed, n_dims)
+    path = tmp_path / "run_sml.mat"
+    write_smap_file(path, truth, extra={"siteid": truth["particle_id"]})
+    assert path.read_bytes()[:10] == b"MATLAB 7.3"
+    assert sniff_format(path) == "smap"
+    particles = read_particles(path, particle_column="siteid")
+    exp = {k: (v.astype(np.float32).astype(np.float64) if k in ("x", "y", "z", "precision", "photons") else v) for k, v in truth.items()}
+    assert_matches_truth(particles, exp, rtol=1e-6)
+    assert ("z" in ak.fields(particles)) == (n_dims == 3)  # all-zero znm means 2D
+    assert_parquet_round_trip(particles, tmp_path)
+
+    by_pick = read_smap(path, picks=centres, pick_radius=400.0)
+    assert len(by_pick) == len(centres)
+    assert sorted(ak.num(by_pick).tolist()) == sorted(np.unique(truth["particle_id"], return_counts=True)[1].tolist())
+    # sites of the site explorer, stored as a plain struct with pos (nm)
+    write_smap_file(path, truth, n_sites=len(centres), sites_pos=centres)
+    with pytest.raises(ValueError, match="pick_radius"):
+        read_smap(path)
+    by_site = read_smap(path, pick_radius=400.0)
+    assert ak.array_equal(by_site, by_pick[ak.fields(by_site)])  # by_pick also has the siteid field
+
+
+def test_smap_bad_files(tmp_path):
+    truth, centres, _ = make_truth(3)
+    path = tmp_path / "x_sml.mat"
+    write_smap_file(path, truth)
+    with pytest.raises(ValueError, match=r"x_sml\.mat' has no picks.*site explorer holds no sites"):
+        read_particles(path)
+    write_smap_file(path, truth, n_sites=4, mcos_sites=True)
+    with pytest.raises(ValueError, match=r"4 sites.*MATLAB objects.*picks="):
+        read_smap(path)
+    assert len(read_smap(path, picks=centres, pick_radius=400.0)) == len(centres)
+    with pytest.raises(ValueError, match="particle_column='nope' is not a field"):
+        read_smap(path, particle_column="nope")
+    write_smap_file(path, truth, drop=("ynm",))
+    with pytest.raises(ValueError, match=r"missing the field\(s\) \['ynm'\]"):
+        read_smap(path, picks=centres, pick_radius=400.0)
+    write_smap_file(path, truth)
+    truncate(path, 0.5)
+    with pytest.raises(ValueError, match=r"x_sml\.mat.*truncated"):
+        read_smap(path, picks=centres, pick_radius=400.0)
+    v5 = tmp_path / "old.mat"
+    v5.write_bytes(b"MATLAB 5.0 MAT-file, Platform: x".ljust(200, b" "))
+    with pytest.raises(ValueError, match="v5"):
+        read_particles(v5)
+    with pytest.raises(ValueError, match="v5"):
+        read_smap(v5)
+
+
+# ================================================================ rapidSTORM
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("unit,factor", [("nanometer", 1.0), ("micrometer", 1000.0), ("m", 1e9)])
+def test_rapidstorm(tmp_path, seed, unit, factor):
+    truth, centres, _ = make_truth(seed)
+    path = tmp_path / "rs.txt"
+    write_rapidstorm_file(path, truth, unit=unit, factor=factor)
+    assert sniff_format(path) == "rapidstorm"
+    with pytest.raises(ValueError, match=r"rs\.txt' has no picks"):
+        read_particles(path)
+    particles = read_particles(path, picks=centres, pick_radius=400.0)
+    assert sorted(ak.num(particles).tolist()) == sorted(np.unique(truth["particle_id"], return_counts=True)[1].tolist())
+    # with the true ids as picks the result equals the truth
+    flat_x = ak.flatten(particles.x).to_numpy()
+    assert np.isin(np.round(flat_x, 3), np.round(truth["x"], 3)).all()
+    np.testing.assert_allclose(ak.flatten(particles.precision).to_numpy(), ak.flatten(particles.precision_x).to_numpy())
+    assert particles.frame.type.content.content.primitive == "int64"
+    assert {"amplitude", "precision_x", "precision_y"} <= set(ak.fields(particles))
+    assert_parquet_round_trip(particles, tmp_path)
+
+
+def test_rapidstorm_bad_files(tmp_path):
+    truth, centres, _ = make_truth(4)
+    path = tmp_path / "rs.txt"
+    write_rapidstorm_file(path, truth, unit="parsec")
+    with pytest.raises(ValueError, match=r"rs\.txt.*'parsec'.*cannot interpret"):
+        read_rapidstorm(path, picks=centres, pick_radius=400.0)
+    write_rapidstorm_file(path, truth, unit="pixel", factor=100.0)
+    with pytest.raises(ValueError, match="pixelsize="):
+        read_rapidstorm(path, picks=centres, pick_radius=400.0)
+    p = read_rapidstorm(path, picks=centres, pick_radius=400.0, pixelsize=100.0)  # picks are always in nm
+    assert len(p) == len(centres)
+    assert np.isin(np.round(ak.flatten(p.x).to_numpy(), 3), np.round(truth["x"], 3)).all()
+    write_rapidstorm_file(path, truth)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-1] + [lines[-1].rsplit(" ", 2)[0]]) + "\n")  # last row cut short
+    with pytest.raises(ValueError, match=r"rs\.txt.*truncated"):
+        read_rapidstorm(path, picks=centres, pick_radius=400.0)
+    path.write_text(lines[0] + "\n")
+    with pytest.raises(ValueError, match="no localizations"):
+        read_rapidstorm(path, picks=centres, pick_radius=400.0)
+    path.write_text(lines[0].replace("</localizations>", "") + "\n" + "\n".join(lines[1:]))
+    with pytest.raises(ValueError, match="XML header cannot be parsed"):
+        read_rapidstorm(path, picks=centres, pick_radius=400.0)
+    path.write_text("# plain comment\n1 2 3\n")
+    with pytest.raises(ValueError, match="not a rapidSTORM file"):
+        read_rapidstorm(path)
+
+
+# ============================================================ CSV and tables
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_csv_folder(tmp_path, seed, n_dims):
+    truth, _, _ = make_truth(seed, n_dims, n_particles=12)  # ids > 10: natural, not lexical, order
+    folder = tmp_path / "particles"
+    write_csv_folder(folder, truth)
+    particles = read_particles(folder)
+    assert sniff_format(folder) == "csv_folder"
+    assert_matches_truth(particles, truth, fields=("precision",), rtol=1e-12)
+    assert set(ak.fields(particles)) == {"x", "y", "particle_id", "precision"} | ({"z"} if n_dims == 3 else set())
+    assert_parquet_round_trip(particles, tmp_path)
+
+
+def test_csv_folder_bad(tmp_path):
+    folder = tmp_path / "f"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="holds no file matching"):
+        read_csv_folder(folder)
+    with pytest.raises(FileNotFoundError):
+        read_csv_folder(tmp_path / "absent")
+    (folder / "file0.csv").write_text("x,y,uncertainty\n1,2,3\n")
+    (folder / "file1.csv").write_text("x,y,z\n1,2,3\n")
+    with pytest.raises(ValueError, match=r"file1\.csv' has columns"):
+        read_csv_folder(folder)
+    (folder / "file1.csv").write_text("x,y,uncertainty\n")
+    with pytest.raises(ValueError, match=r"file1\.csv' has no localizations"):
+        read_csv_folder(folder)
+    (folder / "file1.csv").write_text("x,y,uncertainty\n1,2\n")
+    with pytest.raises(ValueError, match=r"file1\.csv.*truncated"):
+        read_csv_folder(folder)
+    (folder / "file1.csv").write_text("1,2,3\n")
+    (folder / "file0.csv").write_text("1,2,3\n")
+    with pytest.raises(ValueError, match="no header line"):
+        read_csv_folder(folder)
+    # names without numbers: ids are the file names
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "b.csv").write_text("x,y\n1,2\n")
+    (folder / "a.csv").write_text("x,y\n3,4\n5,6\n")
+    p = read_csv_folder(folder)
+    assert particle_ids(p).tolist() == ["a", "b"] and ak.num(p).tolist() == [2, 1]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_single_csv_and_dataframe(tmp_path, seed):
+    truth, _, _ = make_truth(seed, n_dims=3)
+    df = pd.DataFrame({"X_nm": truth["x"], "y": truth["y"], "z [um]": truth["z"] / 1000, "uncertainty": truth["precision"],
+                       "intensity": truth["photons"], "frame": truth["frame"], "cell": truth["particle_id"],
+                       "label": ["a"] * len(truth["x"])})
+    before = df.copy()
+    particles = read_dataframe(df, particle_column="cell")
+    pd.testing.assert_frame_equal(df, before)  # input not modified
+    assert "label" not in ak.fields(particles)  # non-numeric columns are left out
+    assert_matches_truth(particles, truth, rtol=1e-9, atol=1e-6)
+    path = tmp_path / "locs.csv"
+    df.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"locs\.csv' has no picks"):
+        read_particles(path)
+    assert sniff_format(path) == "csv"
+    from_csv = read_particles(path, particle_column="cell")
+    assert ak.array_equal(from_csv, particles)
+    assert_parquet_round_trip(from_csv, tmp_path)
+    with pytest.raises(ValueError, match="particle_column='nope' is not a column"):
+        read_csv(path, particle_column="nope")
+    # string ids, auto-detected "particle" column, n_dims=2 drops z
+    df2 = df.rename(columns={"cell": "particle"}).assign(particle=lambda d: "p" + d["particle"].astype(str))
+    p2 = read_particles(df2, n_dims=2)
+    assert "z" not in ak.fields(p2)
+    assert sorted(particle_ids(p2).tolist()) == sorted({f"p{i}" for i in truth["particle_id"]})
+    assert_parquet_round_trip(p2, tmp_path, "strings.parquet")
+
+
+def test_dataframe_errors():
+    df = pd.DataFrame({"x": [0.0, 1.0, np.nan], "y": [0.0, 1.0, 2.0], "group": [1, 1, 2]})
+    with pytest.raises(ValueError, match="not finite at 1 localization"):
+        read_dataframe(df)
+    df = pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0], "group": [1.0, np.nan]})
+    with pytest.raises(ValueError, match="particle id is missing"):
+        read_dataframe(df)
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['y'\]"):
+        read_dataframe(pd.DataFrame({"x": [0.0], "group": [0]}))
+    with pytest.raises(ValueError, match="either particle_column or picks"):
+        read_dataframe(pd.DataFrame({"x": [0.0], "y": [0.0], "group": [0]}), particle_column="group", picks=[[0, 0]], pick_radius=1)
+    with pytest.raises(TypeError, match="DataFrame"):
+        read_dataframe({"x": [0.0]})
+    with pytest.raises(ValueError, match="3D particles were asked for"):
+        read_dataframe(pd.DataFrame({"x": [0.0], "y": [0.0], "group": [0]}), n_dims=3)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("presorted", [True, False])
+@pytest.mark.parametrize("id_range", [300, 70_000, 10**12])  # radix-sort path and the general argsort
+def test_grouping_against_naive_reference(seed, presorted, id_range):
+    rng = np.random.default_rng(seed)
+    n = 5000
+    ids = rng.integers(-5, id_range, size=n)
+    ids[: n // 2] = rng.choice(ids[n // 2 :], size=n // 2)  # several localizations per particle
+    if presorted:
+        ids = np.sort(ids)
+    df = pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(size=n), "order": np.arange(n), "group": ids})
+    p = read_dataframe(df)
+    uniq = np.unique(ids)
+    assert particle_ids(p).tolist() == uniq.tolist()
+    for k in rng.choice(len(uniq), size=10, replace=False):  # naive: rows of that id, in file order
+        np.testing.assert_array_equal(ak.to_numpy(p[k].order), np.flatnonzero(ids == uniq[k]))
+    # particle ids follow slicing, and as_particles accepts reader output
+    sub = p[::3]
+    assert particle_ids(sub).tolist() == uniq[::3].tolist()
+    q = as_particles(p)
+    assert q.n_particles == len(uniq)
+    np.testing.assert_array_equal(q.coords[:, 0], ak.flatten(p.x).to_numpy())
+
+
+# =================================================================== dispatch
+def test_dispatch_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_particles(tmp_path / "absent.hdf5")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        read_particles(empty)
+    weird = tmp_path / "notes.txt"
+    weird.write_text("hello world\nthis is not localization data\n")
+    with pytest.raises(ValueError, match=r"cannot tell the format of file .*notes\.txt.*format="):
+        read_particles(weird)
+    fake = tmp_path / "fake.hdf5"
+    fake.write_text("x,y\n1,2\n")
+    with pytest.raises(ValueError, match=r"fake\.hdf5.*not a valid HDF5"):
+        read_particles(fake)
+    with pytest.raises(ValueError, match="unknown format 'zeiss'"):
+        read_particles(weird, format="zeiss")
+    with pytest.raises(TypeError, match="already particles"):
+        read_particles(ak.Array([[{"x": 1.0, "y": 2.0}]]))
+    with pytest.raises(TypeError, match="path or a pandas DataFrame"):
+        read_particles(42)
+    assert set(FORMATS) == {"picasso", "smap", "thunderstorm", "rapidstorm", "csv_folder", "csv", "parquet", "dataframe"}
+
+
+def test_parquet_errors_and_other_inputs(tmp_path):
+    path = tmp_path / "p.parquet"
+    parts = [np.random.default_rng(0).normal(size=(n, 3)) for n in (4, 7, 2)]
+    write_parquet(parts, path)
+    back = read_parquet(path)
+    assert particle_ids(back).tolist() == [0, 1, 2]
+    np.testing.assert_allclose(ak.to_numpy(back[1].z), parts[1][:, 2])
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        write_parquet(parts, path)
+    write_parquet(parts[:2], path, overwrite=True)
+    assert len(read_parquet(path)) == 2
+    truncate(path, 0.5)
+    with pytest.raises(ValueError, match=r"p\.parquet.*truncated"):
+        read_particles(path)
+    table = tmp_path / "t.parquet"
+    ak.to_parquet(ak.Array([{"a": 1}, {"a": 2}]), table)
+    with pytest.raises(ValueError, match="does not hold particles"):
+        read_parquet(table)
+    with pytest.raises(ValueError, match="empty"):
+        write_parquet([np.zeros((0, 2))], tmp_path / "e.parquet")
+
+
+# ==================================================================== writers
+@pytest.mark.parametrize("seed", SEEDS)
+def test_write_picasso_joins_results_by_group(tmp_path, seed):
+    truth, _, _ = make_truth(seed)
+    src = tmp_path / "picked.hdf5"
+    locs = write_picasso_file(src, truth)
+    src_bytes, yaml_text = src.read_bytes(), src.with_suffix(".yaml").read_text()
+    particles = read_picasso(src)
+    ids = particle_ids(particles)
+    rng = np.random.default_rng(seed)
+    latents = rng.normal(size=(len(ids), 3))
+    bins = rng.integers(0, 4, size=len(ids))
+    radius = rng.uniform(40, 60, size=len(ids))
+    # results for all but the last particle: its localizations get NaN / -1
+    out = write_results(tmp_path / "picked_pcvae.hdf5", particles[:-1], latents=latents[:-1], bins=bins[:-1],
+                        estimates={"radius": radius[:-1]}, source=src)
+    assert src.read_bytes() == src_bytes and src.with_suffix(".yaml").read_text() == yaml_text
+    with h5py.File(out) as f:
+        new = f["locs"][...]
+    assert new.dtype.names == locs.dtype.names + ("pcvae0", "pcvae1", "pcvae2", "bin", "radius")
+    for name in locs.dtype.names:
+        np.testing.assert_array_equal(new[name], locs[name])
+    lookup = {i: k for k, i in enumerate(ids[:-1])}  # naive join
+    for row in range(len(new)):
+        k = lookup.get(int(new["group"][row]))
+        if k is None:
+            assert np.isnan(new["pcvae0"][row]) and new["bin"][row] == -1
+        else:
+            np.testing.assert_allclose([new[f"pcvae{j}"][row] for j in range(3)], latents[k], rtol=1e-6)
+            assert new["bin"][row] == bins[k]
+            assert new["radius"][row] == np.float32(radius[k])
+    docs = list(yaml.safe_load_all(out.with_suffix(".yaml").read_text()))
+    assert docs[:-1] == list(yaml.safe_load_all(yaml_text))
+    assert docs[-1]["Added columns"] == ["pcvae0", "pcvae1", "pcvae2", "bin", "radius"]
+    again = read_particles(out)  # readable as Picasso again, results as fields
+    assert ak.array_equal(again.x, particles.x)
+    np.testing.assert_allclose(ak.to_numpy(again.pcvae1[:-1, 0]), latents[:-1, 1], rtol=1e-6)
+
+
+def test_write_results_tables_and_errors(tmp_path):
+    truth, _, _ = make_truth(0)
+    src = tmp_path / "picked.hdf5"
+    write_picasso_file(src, truth)
+    particles = read_picasso(src)
+    n = len(particles)
+    lat = np.arange(2 * n, dtype=float).reshape(n, 2)
+    for suffix in (".csv", ".parquet"):
+        out = write_results(tmp_path / f"res{suffix}", particles, latents=lat, bins=np.zeros((n, 2), int))
+        df = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+        assert list(df.columns) == ["particle_id", "pcvae0", "pcvae1", "bin0", "bin1"]
+        np.testing.assert_array_equal(df["particle_id"], particle_ids(particles))
+        np.testing.assert_allclose(df[["pcvae0", "pcvae1"]].to_numpy(), lat)
+        with pytest.raises(FileExistsError):
+            write_results(out, particles, latents=lat)
+    with pytest.raises(ValueError, match="never over the input"):
+        write_results(src, particles, latents=lat, source=src, overwrite=True)
+    with pytest.raises(ValueError, match="needs source="):
+        write_results(tmp_path / "x.hdf5", particles, latents=lat)
+    with pytest.raises(ValueError, match=r"shape \(3,\); expected"):
+        results_table(particles, latents=np.zeros(3))
+    with pytest.raises(ValueError, match="nothing to write"):
+        results_table(particles)
+    with pytest.raises(ValueError, match="not unique"):
+        results_table([1, 1], latents=[0.0, 1.0])
+    with pytest.raises(ValueError, match="output format"):
+        write_results(tmp_path / "x.xlsx", particles, latents=lat)
+    with pytest.raises(ValueError, match="none of the particle ids"):
+        write_picasso(tmp_path / "y.hdf5", src, np.arange(n) + 10_000, latents=lat)
+    df = pd.DataFrame(lat, columns=["a", "b"])
+    t = results_table(particles, latents=df, estimates={"radius": lat[:, 0]})
+    assert list(t.columns) == ["particle_id", "a", "b", "radius"]
+
+
+@pytest.mark.parametrize("module,call", [
+    ("h5py", lambda tmp: read_picasso(tmp / "a.hdf5")),
+    ("yaml", lambda tmp: read_picasso(tmp / "a.hdf5")),
+    ("pyarrow", lambda tmp: read_csv(tmp / "a.csv")),
+])
+def test_missing_optional_dependency_says_how_to_install(tmp_path, monkeypatch, module, call):
+    truth, _, _ = make_truth(0)
+    write_picasso_file(tmp_path / "a.hdf5", truth)
+    (tmp_path / "a.csv").write_text("x,y,group\n1,2,0\n")
+    monkeypatch.setitem(__import__("sys").modules, module, None)
+    with pytest.raises(ImportError, match=r"pip install pcvae-sklearn\[io\]"):
+        call(tmp_path)
