@@ -16,8 +16,34 @@ structural heterogeneity in single molecule localization microscopy",
 Sci. Rep. (2025).
 """
 
+from . import datasets, io
 from ._ragged import Particles, as_particles
-from .encode import PointCloudVAE
 from ._version import __version__
+from .bin import LatentBinner
+from .encode import PointCloudVAE
+from .estimate import (
+    HeightEstimator,
+    RadiusEstimator,
+    best_latent_dimension,
+    latent_correlation_scorer,
+    latent_correlation_table,
+    subsample_localizations,
+)
+from .io import read_particles
 
-__all__ = ["PointCloudVAE", "Particles", "as_particles", "__version__"]
+__all__ = [
+    "PointCloudVAE",
+    "LatentBinner",
+    "RadiusEstimator",
+    "HeightEstimator",
+    "latent_correlation_scorer",
+    "latent_correlation_table",
+    "best_latent_dimension",
+    "subsample_localizations",
+    "read_particles",
+    "Particles",
+    "as_particles",
+    "datasets",
+    "io",
+    "__version__",
+]

@@ -21,6 +21,8 @@ import numpy as np
 __all__ = ["Particles", "as_particles"]
 
 _COORD_NAMES = ("x", "y", "z")
+# per-localization field with which pcvae_sklearn.io tags each particle's id
+PARTICLE_ID = "particle_id"
 
 
 @dataclass(frozen=True, eq=False)
@@ -143,6 +145,8 @@ class Particles:
 
         columns = {name: self.coords[:, k] for k, name in enumerate(_COORD_NAMES[: self.n_dims])}
         columns.update(self.fields)
+        if self.ids is not None:
+            columns[PARTICLE_ID] = np.repeat(self.ids, self.lengths)
         return ak.unflatten(ak.zip(columns, depth_limit=1), self.lengths)
 
     def to_padded(self, max_points: int | None = None):
@@ -321,7 +325,11 @@ def _from_awkward(X) -> Particles:
         coords = np.stack(coords_cols, axis=-1).astype(np.float64) if coords_cols else np.empty((0, len(names)))
         if coords.shape[0] == 0:
             coords = coords.reshape(0, len(names))
-        return _checked(Particles(coords=coords, offsets=offsets, fields=extra))
+        ids = None
+        if PARTICLE_ID in extra and len(lengths) and (lengths > 0).all():
+            # the readers in pcvae_sklearn.io tag every localization with its particle's id
+            ids = extra.pop(PARTICLE_ID)[offsets[:-1]]
+        return _checked(Particles(coords=coords, offsets=offsets, fields=extra, ids=ids))
 
     # plain numbers: n * var * d * float or n * var * var * float
     if ndim != 3:

@@ -135,3 +135,13 @@ def test_error_names_particle_id():
     p = Particles(coords=np.array([[0.0, 0.0], [np.nan, 1.0]]), offsets=np.array([0, 1, 2]), ids=np.array([7, 42]))
     with pytest.raises(ValueError, match=r"particle 1 \(id 42\)"):
         as_particles(p)
+
+
+def test_particle_ids_from_readers_round_trip():
+    flat = np.arange(10.0).reshape(5, 2)
+    arr = ak.unflatten(ak.zip({"x": flat[:, 0], "y": flat[:, 1], "particle_id": np.array([7, 7, 3, 3, 3])}), [2, 3])
+    p = as_particles(arr)
+    np.testing.assert_array_equal(p.ids, [7, 3])
+    assert "particle_id" not in p.fields
+    assert ak.to_list(p.to_awkward()) == ak.to_list(arr)
+    assert ak.to_list(p.take([1]).to_awkward().particle_id) == [[3, 3, 3]]

@@ -19,7 +19,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 #: Name of the per-localization field that carries each particle's id.
-PARTICLE_ID = "particle_id"
+from .._ragged import PARTICLE_ID  # noqa: E402  (one definition, shared with the input boundary)
 
 _COORDS = ("x", "y", "z")
 
