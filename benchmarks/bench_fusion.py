@@ -1,0 +1,100 @@
+"""Benchmark ParticleFuser: time against the number of particles, and registration accuracy.
+
+Speed goal (issue 3): fusing 1,000 simulated 2D NPC particles of about 150
+localizations takes under 30 s on 2 cores, and the time grows linearly.
+Accuracy goals: recovered rotations within 5 degrees of the truth (up to the
+structure's symmetry) for >= 95% of 2D NPCs and >= 90% of 3D pores under
+full 3D rotations.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_fusion.py            # full run
+    OMP_NUM_THREADS=1 python benchmarks/bench_fusion.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d  # noqa: E402
+from pcvae_sklearn.fuse import ParticleFuser  # noqa: E402
+
+
+def errors_2d(rotations, truth, fold=8):
+    comb = rotations @ truth
+    theta = np.arctan2(comb[:, 1, 0], comb[:, 0, 0])
+    frame = np.angle(np.mean(np.exp(1j * fold * theta))) / fold
+    return np.degrees(np.abs((theta - frame + np.pi / fold) % (2 * np.pi / fold) - np.pi / fold))
+
+
+def _angle(m):
+    return np.degrees(np.arccos(np.clip((np.trace(m, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+
+
+def errors_3d(rotations, truth, symmetry):
+    """Angle to the chordal-mean common frame, up to the symmetry group (see tests/test_fuser.py)."""
+    comb = rotations @ truth
+    cand = np.einsum("nab,scb->nsac", comb, symmetry)
+    best = None
+    for j in range(0, len(comb), max(1, len(comb) // 20)):
+        pick = _angle(np.einsum("ba,nsbc->nsac", comb[j], cand)).argmin(1)
+        u, _, vt = np.linalg.svd(cand[np.arange(len(comb)), pick].sum(0))
+        u[:, -1] *= np.sign(np.linalg.det(u @ vt))
+        err = _angle(np.einsum("ba,nsbc->nsac", u @ vt, cand)).min(1)
+        best = err if best is None or np.median(err) < np.median(best) else best
+    return best
+
+
+def dihedral_3d(fold=8):
+    ang = 2 * np.pi * np.arange(fold) / fold
+    c = np.zeros((fold, 3, 3))
+    c[:, 0, 0], c[:, 0, 1], c[:, 1, 0], c[:, 1, 1], c[:, 2, 2] = np.cos(ang), -np.sin(ang), np.sin(ang), np.cos(ang), 1
+    return np.concatenate([c, c @ np.diag([1.0, -1.0, -1.0])])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--n-jobs", type=int, default=2, help="restarts in parallel (default 2: two cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    sizes = [50, 100] if args.quick else [250, 500, 1000, 2000]
+
+    print("== speed: 2D NPC (make_npc_2d defaults, ~150 localizations), ParticleFuser() defaults ==")
+    print(f"{'particles':>9} {'locs':>8} {'time s':>8} {'ms/particle':>12} {'<5 deg':>7} {'median deg':>10}")
+    for n in sizes:
+        X, truth = make_npc_2d(n, radius=50.0, random_state=args.seed)
+        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed)
+        t0 = time.perf_counter()
+        fuser.fit(X)
+        dt = time.perf_counter() - t0
+        err = errors_2d(fuser.rotations_, truth["rotation"])
+        n_locs = int(truth["n_localizations"].sum())
+        print(f"{n:>9} {n_locs:>8} {dt:>8.1f} {1000 * dt / n:>12.1f} {np.mean(err < 5):>7.3f} {np.median(err):>10.2f}")
+
+    print("\n== accuracy: 3D pores under full 3D rotations (make_npc_3d rotation='3d', radius 50, height 50) ==")
+    n3 = 60 if args.quick else 200
+    for label, sim in [
+        ("defaults (precision 6 nm, z_ratio 2.5, dol 0.6)", {}),
+        ("z_ratio 1 (isotropic precision 6 nm)", {"z_ratio": 1.0}),
+        ("precision 3 nm, z_ratio 2.5", {"precision": 3.0}),
+    ]:
+        X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=args.seed, **sim)
+        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed)
+        t0 = time.perf_counter()
+        fuser.fit(X)
+        dt = time.perf_counter() - t0
+        err = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d())
+        pct = np.percentile(err, [50, 90, 95]).round(1)
+        print(f"{label:<50} n={n3} time {dt:6.1f} s  <5 deg {np.mean(err < 5):.3f}  median/90/95% {pct}")
+
+
+if __name__ == "__main__":
+    main()

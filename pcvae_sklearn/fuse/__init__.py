@@ -1,0 +1,13 @@
+"""Particle fusion: joint registration of particles into super-particles.
+
+- :class:`ParticleFuser`: template-free joint registration (JRMPC-style EM,
+  Wang et al. 2022) of many particles into one super-particle;
+- :func:`fuse_bins`: one super-particle per bin (e.g. of a
+  :class:`~pcvae_sklearn.bin.LatentBinner`), fused in parallel and registered
+  into one common frame.
+"""
+
+from ._bins import BinFusion, fuse_bins
+from ._fuser import ParticleFuser
+
+__all__ = ["ParticleFuser", "fuse_bins", "BinFusion"]
