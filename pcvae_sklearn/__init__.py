@@ -29,11 +29,16 @@ from .estimate import (
     latent_correlation_table,
     subsample_localizations,
 )
+from .fuse import BinFusion, ParticleFuser, fuse_bins
 from .io import read_particles
+from .workflow import WorkflowResult, analyse
 
 __all__ = [
     "PointCloudVAE",
     "LatentBinner",
+    "ParticleFuser",
+    "fuse_bins",
+    "BinFusion",
     "RadiusEstimator",
     "HeightEstimator",
     "latent_correlation_scorer",
@@ -41,6 +46,8 @@ __all__ = [
     "best_latent_dimension",
     "subsample_localizations",
     "read_particles",
+    "analyse",
+    "WorkflowResult",
     "Particles",
     "as_particles",
     "datasets",
