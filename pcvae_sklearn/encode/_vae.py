@@ -162,7 +162,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "kl_warmup_steps": [Interval(Integral, 0, None, closed="left")],
+        "kl_warmup_steps": [Interval(Integral, 0, None, closed="left"), StrOptions({"auto"})],
         "max_points": [Interval(Integral, 1, None, closed="left"), None],
         "n_output_points": [Interval(Integral, 1, None, closed="left")],
         "encoder_widths": ["array-like"],
@@ -290,9 +290,11 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
 
         n = p.n_particles
         steps_per_epoch = math.ceil(n / self.batch_size)
+        n_steps = steps_per_epoch * self.n_epochs
+        warmup = self._warmup_steps(n_steps)
         self.history_ = []
         step = 0
-        bar = self._progress_bar(steps_per_epoch * self.n_epochs)
+        bar = self._progress_bar(n_steps)
         module.train()
         for epoch in range(self.n_epochs):
             t0 = time.perf_counter()
@@ -310,7 +312,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
                 target, _ = pad_packed(pts_t, lens)
                 recon = chamfer_distance(decoded, target, lens).mean()
                 kl = kl_divergence(mu, logvar).mean()
-                beta_t = self.beta * _sigmoid_warmup(step, self.kl_warmup_steps)
+                beta_t = self.beta * _sigmoid_warmup(step, warmup)
                 loss = recon + beta_t * kl
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -330,7 +332,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
                 "loss": float(mean[0]),
                 "reconstruction": float(mean[1]),
                 "kl": float(mean[2]),
-                "beta": float(self.beta * _sigmoid_warmup(step - 1, self.kl_warmup_steps)),
+                "beta": float(self.beta * _sigmoid_warmup(step - 1, warmup)),
                 "steps": steps_per_epoch,
                 "seconds": time.perf_counter() - t0,
             }
@@ -347,6 +349,12 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         self.module_ = module
         self.n_steps_ = step
         return self
+
+    def _warmup_steps(self, n_steps: int) -> int:
+        """KL warm-up length in steps: ``kl_warmup_steps``, or half the fit when "auto"."""
+        if self.kl_warmup_steps == "auto":
+            return max(n_steps // 2, 1)
+        return int(self.kl_warmup_steps)
 
     def _progress_bar(self, total):
         if self.verbose < 2:
