@@ -278,3 +278,26 @@ def test_verbose_goes_to_stderr(rings, capsys):
     PointCloudVAE(**TINY_VAE, random_state=0, verbose=1).fit(rings)
     captured = capsys.readouterr()
     assert "epoch 1/1" in captured.err and captured.out == ""
+
+
+def _rotated(particles, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    R = np.array([[c, -s], [s, c]])
+    return [a @ R.T for a in particles]
+
+
+def test_transform_rotations_average_rotated_encodings(rings):
+    vae = PointCloudVAE(**TINY_VAE, random_state=0, transform_rotations=3).fit(rings)
+    angles = vae._rotation_angles()
+    assert len(angles) == 3 and len(np.unique(np.round(np.mod(angles, np.pi / 4), 6))) == 3  # not all 8-fold equivalent
+    Z = vae.transform(rings)
+    once = vae.set_params(transform_rotations=1)
+    # rotating about the centroid equals rotating about the origin after centring
+    centred = [a - a.mean(axis=0) for a in rings]
+    expected = np.mean([once.transform(_rotated(centred, a)) for a in angles], axis=0)
+    np.testing.assert_allclose(Z, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_transform_rotations_ignored_without_augmentation(rings):
+    vae = PointCloudVAE(**TINY_VAE, random_state=0, rotation_augmentation=False, transform_rotations=5).fit(rings)
+    np.testing.assert_array_equal(vae.transform(rings), vae.set_params(transform_rotations=1).transform(rings))
