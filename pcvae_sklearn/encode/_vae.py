@@ -111,7 +111,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         particle at this many evenly spaced angles about the optical axis and
         averages the latent means (test-time augmentation; the encoder pass is
         repeated, the decoder is not involved). 1 encodes each particle once,
-        as picked.
+        as picked. ``transform`` costs this many encoder passes over every
+        localization: for particles of thousands of localizations (DNA-origami
+        tetrahedra) 1-4 is often enough.
     device : str or torch.device, default="cpu"
         Where to train and encode ("cpu", "cuda", "cuda:1", ...).
     random_state : int, RandomState instance or None, default=None
