@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Particles", "as_particles"]
+__all__ = ["Particles", "as_particles", "subsample_rows"]
 
 _COORD_NAMES = ("x", "y", "z")
 # per-localization field with which pcvae_sklearn.io tags each particle's id
@@ -164,6 +164,26 @@ class Particles:
         keep = np.arange(self.n_localizations) - np.repeat(self.offsets[:-1], lengths) < width
         padded[mask] = self.coords[keep]
         return padded, mask
+
+
+def subsample_rows(rows: np.ndarray, lengths: np.ndarray, max_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Keep a uniformly random subset of at most ``max_points`` rows per particle.
+
+    ``rows`` is grouped by particle (``lengths`` rows each). Particles with at
+    most ``max_points`` rows keep all of them, in their order.
+    """
+    if max_points is None or lengths.max(initial=0) <= max_points:
+        return rows, lengths
+    segment = np.repeat(np.arange(len(lengths)), lengths)
+    keys = rng.random(len(rows))
+    big = np.repeat(lengths > max_points, lengths)
+    keys[~big] = 0.0  # small particles: keep every row, in order (stable sort)
+    order = np.lexsort((keys, segment))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    rank = np.arange(len(rows)) - np.repeat(starts, lengths)
+    keep = order[rank < max_points]
+    keep.sort()  # back to packed order, grouped by particle
+    return rows[keep], np.minimum(lengths, max_points)
 
 
 # ---------------------------------------------------------------- the boundary

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ragged import subsample_rows  # shared with the fuser
+
 __all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "chunk_by_budget"]
 
 
@@ -20,26 +22,6 @@ def gather_rows(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.nd
     out_offsets = np.concatenate([[0], np.cumsum(lengths)])
     rows = np.arange(out_offsets[-1], dtype=np.int64) + np.repeat(starts - out_offsets[:-1], lengths)
     return rows, lengths
-
-
-def subsample_rows(rows: np.ndarray, lengths: np.ndarray, max_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Keep a uniformly random subset of at most ``max_points`` rows per particle.
-
-    ``rows`` is grouped by particle (``lengths`` rows each). Particles with at
-    most ``max_points`` rows keep all of them, in their order.
-    """
-    if max_points is None or lengths.max(initial=0) <= max_points:
-        return rows, lengths
-    segment = np.repeat(np.arange(len(lengths)), lengths)
-    keys = rng.random(len(rows))
-    big = np.repeat(lengths > max_points, lengths)
-    keys[~big] = 0.0  # small particles: keep every row, in order (stable sort)
-    order = np.lexsort((keys, segment))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    rank = np.arange(len(rows)) - np.repeat(starts, lengths)
-    keep = order[rank < max_points]
-    keep.sort()  # back to packed order, grouped by particle
-    return rows[keep], np.minimum(lengths, max_points)
 
 
 def rotate_about_z(points: np.ndarray, lengths: np.ndarray, angles: np.ndarray) -> np.ndarray:

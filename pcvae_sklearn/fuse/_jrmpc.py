@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._ragged import subsample_rows as _subsample_packed
+
 __all__ = [
     "EMState",
     "Responsibilities",
@@ -438,14 +440,8 @@ def grid_spacing(candidates: np.ndarray) -> float:
 
 def subsample_rows(offsets: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
     """Row indices of at most ``cap`` random localizations per particle, particle after particle."""
-    lengths = np.diff(offsets)
-    index = np.repeat(np.arange(len(lengths)), lengths)
-    if lengths.max() <= cap:
-        return np.arange(offsets[-1])
-    order = np.lexsort((rng.random(offsets[-1]), index))  # random order within each particle
-    rank = np.arange(offsets[-1]) - np.repeat(offsets[:-1], lengths)
-    keep = order[rank < cap]
-    return np.sort(keep)
+    rows, _ = _subsample_packed(np.arange(offsets[-1]), np.diff(offsets), cap, rng)
+    return rows
 
 
 def search_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2=None):
