@@ -30,6 +30,7 @@ import torch
 from scipy.stats import spearmanr
 
 from pcvae_sklearn import PointCloudVAE, as_particles
+from pcvae_sklearn._ragged import subsample_rows
 from pcvae_sklearn.datasets import make_npc_2d
 from pcvae_sklearn.encode._chamfer import chamfer_distance
 from pcvae_sklearn.encode._networks import PCVAEModule, kl_divergence
@@ -49,13 +50,8 @@ def padded_like_reference(X, pad=PAD, seed=0):
     p = as_particles(X)
     c = p.centred()
     scale = float(np.sqrt(np.mean(np.sum(c.coords**2, axis=1))))
-    rng = np.random.default_rng(seed)
     # cut: a random subset of `pad` rows for larger particles
-    keys = rng.random(p.n_localizations)
-    order = np.lexsort((keys, p.particle_index()))
-    rank = np.arange(p.n_localizations) - np.repeat(p.offsets[:-1], p.lengths)
-    keep = np.sort(order[rank < pad])
-    lengths = np.minimum(p.lengths, pad)
+    keep, lengths = subsample_rows(np.arange(p.n_localizations), p.lengths, pad, np.random.default_rng(seed))
     cut = c.replace(coords=c.coords[keep] / scale, offsets=np.concatenate([[0], np.cumsum(lengths)]), fields={})
     padded, _ = cut.to_padded(pad)
     return torch.from_numpy(padded.astype(np.float32))

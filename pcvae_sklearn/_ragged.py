@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Particles", "as_particles", "subsample_rows"]
+__all__ = ["Particles", "as_particles", "gather_rows", "subsample_rows"]
 
 _COORD_NAMES = ("x", "y", "z")
 # per-localization field with which pcvae_sklearn.io tags each particle's id
@@ -115,15 +115,10 @@ class Particles:
         if indices.dtype == bool:
             indices = np.flatnonzero(indices)
         indices = indices.astype(np.intp, copy=False)
-        lengths = self.lengths[indices]
-        offsets = np.zeros(len(indices) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        # flat index of every localization of the selected particles
-        starts = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths)
-        rows = np.arange(offsets[-1], dtype=np.int64) + starts
+        rows, lengths = gather_rows(self.offsets, indices)
         return Particles(
             coords=self.coords[rows],
-            offsets=offsets,
+            offsets=_offsets(lengths),
             fields={k: v[rows] for k, v in self.fields.items()},
             ids=None if self.ids is None else self.ids[indices],
         )
@@ -164,6 +159,21 @@ class Particles:
         keep = np.arange(self.n_localizations) - np.repeat(self.offsets[:-1], lengths) < width
         padded[mask] = self.coords[keep]
         return padded, mask
+
+
+def gather_rows(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the packed array that belong to particles ``idx``, in that order.
+
+    Returns
+    -------
+    rows : ndarray of shape (sum(lengths[idx]),)
+    lengths : ndarray of shape (len(idx),)
+    """
+    starts = offsets[:-1][idx]
+    lengths = offsets[1:][idx] - starts
+    out_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    rows = np.arange(out_offsets[-1], dtype=np.int64) + np.repeat(starts - out_offsets[:-1], lengths)
+    return rows, lengths
 
 
 def subsample_rows(rows: np.ndarray, lengths: np.ndarray, max_points: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

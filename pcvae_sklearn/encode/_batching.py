@@ -4,24 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._ragged import subsample_rows  # shared with the fuser
+from .._ragged import gather_rows, subsample_rows  # shared with Particles.take and the fuser
 
 __all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "chunk_by_budget"]
-
-
-def gather_rows(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of the packed array that belong to particles ``idx``, in that order.
-
-    Returns
-    -------
-    rows : ndarray of shape (sum(lengths[idx]),)
-    lengths : ndarray of shape (len(idx),)
-    """
-    starts = offsets[:-1][idx]
-    lengths = offsets[1:][idx] - starts
-    out_offsets = np.concatenate([[0], np.cumsum(lengths)])
-    rows = np.arange(out_offsets[-1], dtype=np.int64) + np.repeat(starts - out_offsets[:-1], lengths)
-    return rows, lengths
 
 
 def rotate_about_z(points: np.ndarray, lengths: np.ndarray, angles: np.ndarray) -> np.ndarray:
