@@ -35,18 +35,22 @@ _SEARCH_POINTS = 32
 _ANNEAL = None
 
 
-def _loc_variance(p: Particles, use_precision: bool, mode: str) -> np.ndarray:
-    """Per-axis localization variance (m, d) from the ``precision`` / ``precision_z`` fields.
+def _loc_variance(p: Particles, use_precision: bool, mode: str):
+    """Per-axis localization variance from the ``precision`` / ``precision_z`` fields.
 
-    Under full 3D rotations the axis of the (usually worse) axial precision
-    turns with the particle, which the closed-form Procrustes step cannot
-    follow: there the per-localization variance is the mean over the axes
-    (isotropic). In 2D and with ``rotation="z"`` the axes are kept.
+    Returns ``(loc_var, own_var)``. ``loc_var`` (m, d) is the variance along
+    the common frame's axes: exact in 2D and with ``rotation="z"``. Under full
+    3D rotations the axis of the (usually worse) axial precision turns with
+    the particle: ``loc_var`` is then the mean over the axes (used by the
+    coarse orientation search) and ``own_var`` (m, 3) keeps the per-axis
+    variance in each particle's own frame for the EM, whose anisotropic
+    kernels turn it with the particle. ``own_var`` is None where the
+    precision is isotropic or unknown.
     """
     m, d = p.coords.shape
     var = np.zeros((m, d))
     if not use_precision or "precision" not in p.fields:
-        return var
+        return var, None
     lateral = np.asarray(p.fields["precision"], dtype=np.float64)
     axial = np.asarray(p.fields.get("precision_z", lateral), dtype=np.float64) if d == 3 else None
     bad = ~np.isfinite(lateral) | (lateral < 0)
@@ -60,11 +64,14 @@ def _loc_variance(p: Particles, use_precision: bool, mode: str) -> np.ndarray:
             "precisions must be finite and >= 0 nm (or pass use_precision=False)."
         )
     var[:, :2] = lateral[:, None] ** 2
+    own_var = None
     if d == 3:
         var[:, 2] = axial**2
         if mode == "3d":
+            if not np.array_equal(var[:, 2], var[:, 0]):
+                own_var = var.copy()
             var[:] = var.mean(axis=1, keepdims=True)
-    return var
+    return var, own_var
 
 
 def _mixture_terms(outlier_weight: float, radius: float, d: int):
@@ -290,7 +297,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         mode = self._mode(p.n_dims)
         centroids = p.centroids()
         src = p.coords - np.repeat(centroids, p.lengths, axis=0)
-        loc_var = _loc_variance(p, self.use_precision, mode)
+        loc_var, own_var = _loc_variance(p, self.use_precision, mode)
         radius = float(np.sqrt((src**2).sum(axis=1).mean()))
         if radius == 0.0:
             raise ValueError("every particle is a single point (or all localizations coincide); nothing to register.")
@@ -309,6 +316,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             tol=self.tol,
             n_cycles=self.n_cycles,
             verbose=self.verbose,
+            own_var=own_var,
         )
         if self.n_jobs in (None, 1) or self.n_restarts == 1:
             states = [_one_restart(src, loc_var, p.offsets, int(s), r, **settings) for r, s in enumerate(seeds)]
@@ -370,7 +378,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         mode = self._mode_
         centroids = p.centroids()
         src = p.coords - np.repeat(centroids, p.lengths, axis=0)
-        loc_var = _loc_variance(p, self.use_precision, mode)
+        loc_var, own_var = _loc_variance(p, self.use_precision, mode)
         n, d = p.n_particles, p.n_dims
         state = EMState(
             rotations=np.broadcast_to(np.eye(d), (n, d, d)).copy(),
@@ -379,7 +387,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             sigma2=self.sigma2_,
         )
         candidates = self._candidates(mode, d)
-        kwargs = dict(mode="z" if mode == "z" else "full", max_iter=self.max_iter, tol=self.tol, floor=0.0, fit_centres=False)
+        kwargs = dict(mode="z" if mode == "z" else "full", max_iter=self.max_iter, tol=self.tol, floor=0.0, fit_centres=False,
+                      own_var=own_var)
         # the new particles' orientations are arbitrary: a global orientation search first, then EM
         if len(candidates):
             rows = subsample_rows(p.offsets, _SEARCH_POINTS, np.random.default_rng(0))
@@ -437,7 +446,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
 
 
 def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radius, mixture, candidates,
-                 max_iter, tol, n_cycles, verbose):
+                 max_iter, tol, n_cycles, verbose, own_var=None):
     """One restart: random centres, then EM, orientation search, EM, ..."""
     rng = np.random.default_rng(seed)
     n = len(offsets) - 1
@@ -470,7 +479,8 @@ def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radi
                 break
             state = _search(src, loc_var, offsets, rows, sub_offsets, best, mixture, candidates, radius)
         state = run_em(src, loc_var, offsets, state, mixture, mode=em_mode, max_iter=max_iter, tol=tol,
-                       floor=floor, anneal=_ANNEAL if cycle == 0 else None, logger=logger if log else None)
+                       floor=floor, anneal=_ANNEAL if cycle == 0 else None, logger=logger if log else None,
+                       own_var=own_var)
         n_iter += state.n_iter
         if verbose:
             logger.info("restart %d, cycle %d: objective %.5f after %d iterations, sigma %.3g",
@@ -487,6 +497,8 @@ def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radi
 def _search(src, loc_var, offsets, rows, sub_offsets, state, mixture, candidates, radius):
     """Global orientation search on a subsample of localizations (see ``search_orientations``)."""
     widen = (radius * grid_spacing(candidates) / 2.0) ** 2
+    # the coarse search scores with the axis-averaged (isotropic) variance: scoring every candidate with the
+    # turned anisotropic covariances (``own_var``) cost 1.5-2x and did not register more pores within 5 degrees
     found = search_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates, state.sigma2 + widen)
     # the subsample's centroid is not the particle's: keep the translation of the full particle's centroid
     return EMState(found.rotations, state.translations.copy(), state.centres, state.sigma2, state.objective, state.n_iter)

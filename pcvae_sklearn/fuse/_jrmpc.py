@@ -50,6 +50,12 @@ __all__ = [
     "segment_sum",
     "grid_spacing",
     "subsample_rows",
+    "local_precisions",
+    "e_step_anisotropic",
+    "update_centres_anisotropic",
+    "update_sigma2_anisotropic",
+    "anisotropic_procrustes",
+    "rodrigues",
 ]
 
 # log(2 pi)
@@ -138,6 +144,12 @@ def e_step(registered, loc_var, centres, sigma2, mixture) -> Responsibilities:
     right[:d] = centres.T
     right[d : 2 * d] = -0.5 * (centres**2).T
     right[2 * d] = 1.0
+    return _responsibilities(left, right, top, mixture)
+
+
+def _responsibilities(left, right, top, mixture) -> Responsibilities:
+    """Shared tail of the E-steps: ``left @ right`` is the log density minus ``top``."""
+    n_comp = right.shape[1]
     weights = left @ right  # log density minus ``top``: <= 0 up to rounding
     np.exp(weights, out=weights)
     gauss = weights @ np.ones(n_comp)
@@ -280,19 +292,7 @@ def update_sigma2(registered, loc_var, resp, centres, sigma2, floor, n_fixed_poi
     # A_ia = sum_k r_ik (y_ia - x_ka)^2
     spread = owned[:, None] * registered**2 - 2.0 * registered * both[:, :d] + both[:, d:]
     np.maximum(spread, 0.0, out=spread)
-    total = owned.sum()
-    if total <= 0:
-        return sigma2
-    if not loc_var.any():
-        return max(float(spread.sum() / (d * total)), floor)
-    s2 = sigma2
-    owned_d = owned[:, None]
-    for _ in range(n_fixed_point):
-        w2 = 1.0 / (s2 + loc_var) ** 2
-        num = (w2 * (spread - owned_d * loc_var)).sum()
-        den = (w2 * owned_d).sum()
-        s2 = max(float(num / den), floor)
-    return s2
+    return _sigma2_fixed_point(spread, owned, loc_var, sigma2, floor, n_fixed_point)
 
 
 def update_sigma2_reference(registered, loc_var, resp, centres, sigma2, floor):
@@ -310,6 +310,331 @@ def update_sigma2_reference(registered, loc_var, resp, centres, sigma2, floor):
     return max(float(np.exp(res.x)), floor)
 
 
+# ------------------------------------------- anisotropic precision (3D)
+# Under full 3D rotations the axial (z) precision of a localization is fixed in
+# its *own* particle's frame, and turns with the particle. In the common frame
+# localization ``i`` of particle ``j`` then has the full covariance
+# ``R_j diag(sigma2 + s_i) R_j^T``. These kernels use it exactly: the E-step
+# stays one matrix product (the quadratic form is linear in the products
+# ``x_a x_b`` of the centre coordinates), the centres are a precision-matrix
+# weighted mean, and the rotation step is a few Gauss-Newton steps of the
+# weighted (anisotropic) Procrustes problem, which has no closed form.
+def _pairs(d):
+    return np.triu_indices(d)
+
+
+def local_precisions(rotations, index, own_var, sigma2):
+    """Common-frame precision matrices of every localization.
+
+    Parameters
+    ----------
+    rotations : ndarray of shape (n, d, d)
+    index : ndarray of shape (m,)
+        Particle of every localization.
+    own_var : ndarray of shape (m, d)
+        Per-axis localization variance in the particle's own (observed) frame.
+    sigma2 : float
+
+    Returns
+    -------
+    precision : ndarray of shape (m, d, d)
+        ``R_j diag(1 / (sigma2 + s_i)) R_j^T``.
+    inv : ndarray of shape (m, d)
+        ``1 / (sigma2 + s_i)``, the precision in the particle's own frame.
+    logdet : ndarray of shape (m,)
+        Log-determinant of the covariance.
+    """
+    var = sigma2 + own_var
+    inv = 1.0 / var
+    rot = rotations[index]
+    precision = np.matmul(rot * inv[:, None, :], np.transpose(rot, (0, 2, 1)))
+    return precision, inv, np.log(var).sum(axis=1)
+
+
+def e_step_anisotropic(registered, precision, logdet, centres, mixture) -> Responsibilities:
+    """E-step with a full covariance per localization (see :func:`e_step`).
+
+    Parameters
+    ----------
+    registered : ndarray of shape (m, d)
+    precision : ndarray of shape (m, d, d)
+        Inverse covariance of every localization (shared variance included).
+    logdet : ndarray of shape (m,)
+        Log-determinant of every covariance.
+    centres : ndarray of shape (K, d)
+    mixture : tuple of float
+
+    Notes
+    -----
+    ``-(y - x)^T P (y - x) / 2 = (P y) . x - sum_{a<=b} c_ab P_ab x_a x_b - y^T P y / 2``
+    with ``c_aa = 1/2`` and ``c_ab = 1`` otherwise: one ``(m, d + d(d+1)/2 + 1)``
+    by ``(d + d(d+1)/2 + 1, K)`` matrix product.
+    """
+    m, d = registered.shape
+    n_comp = centres.shape[0]
+    ia, ib = _pairs(d)
+    n_pairs = len(ia)
+    py = np.einsum("mab,mb->ma", precision, registered)
+    top = mixture[0] - np.log(n_comp) - 0.5 * (logdet + d * _LOG_2PI)
+    left = np.empty((m, d + n_pairs + 1))
+    left[:, :d] = py
+    left[:, d : d + n_pairs] = -np.where(ia == ib, 0.5, 1.0) * precision[:, ia, ib]
+    left[:, -1] = -0.5 * (py * registered).sum(axis=1)
+    right = np.empty((d + n_pairs + 1, n_comp))
+    right[:d] = centres.T
+    right[d : d + n_pairs] = (centres[:, ia] * centres[:, ib]).T
+    right[-1] = 1.0
+    return _responsibilities(left, right, top, mixture)
+
+
+def e_step_anisotropic_reference(registered, covariance, centres, mixture):
+    """Naive double loop with scipy's multivariate normal density (for tests)."""
+    from scipy.stats import multivariate_normal
+
+    log_gauss, out_term = mixture
+    m = registered.shape[0]
+    n_comp = centres.shape[0]
+    logp = np.zeros((m, n_comp))
+    for i in range(m):
+        for k in range(n_comp):
+            logp[i, k] = log_gauss - np.log(n_comp) + multivariate_normal.logpdf(registered[i], centres[k], covariance[i])
+    terms = np.concatenate([logp, np.full((m, 1), out_term)], axis=1)
+    top = terms.max(axis=1, keepdims=True)
+    loglik = top[:, 0] + np.log(np.exp(terms - top).sum(axis=1))
+    return np.exp(logp - loglik[:, None]), loglik
+
+
+def update_centres_anisotropic(registered, precision, resp, old_centres):
+    """Centres maximising the expected log-likelihood with full covariances, shape (K, d).
+
+    ``x_k = (sum_i r_ik P_i)^-1 sum_i r_ik P_i y_i``; a centre that owns
+    (almost) no localization keeps its old position.
+    """
+    m, d = registered.shape
+    py = np.einsum("mab,mb->ma", precision, registered)
+    both = resp.transposed_times(np.concatenate([precision.reshape(m, d * d), py], axis=1))
+    mat = both[:, : d * d].reshape(-1, d, d)
+    rhs = both[:, d * d :]
+    scale = np.trace(mat, axis1=1, axis2=2)
+    ok = scale > 1e-12 * max(float(scale.max()), 1e-300)
+    out = old_centres.copy()
+    if ok.any():
+        out[ok] = np.linalg.solve(mat[ok], rhs[ok][:, :, None])[:, :, 0]
+    return out
+
+
+def _sigma2_fixed_point(spread, owned, loc_var, sigma2, floor, n_fixed_point):
+    """Fixed-point steps of ``sum_ia (A_ia - r_i (sigma2 + s_ia)) / (sigma2 + s_ia)^2 = 0``."""
+    d = spread.shape[1]
+    total = owned.sum()
+    if total <= 0:
+        return sigma2
+    if not loc_var.any():
+        return max(float(spread.sum() / (d * total)), floor)
+    s2 = sigma2
+    owned_d = owned[:, None]
+    for _ in range(n_fixed_point):
+        w2 = 1.0 / (s2 + loc_var) ** 2
+        num = (w2 * (spread - owned_d * loc_var)).sum()
+        den = (w2 * owned_d).sum()
+        s2 = max(float(num / den), floor)
+    return s2
+
+
+def update_sigma2_anisotropic(registered, rotations, index, own_var, resp, centres, sigma2, floor, n_fixed_point=5):
+    """Shared variance with per-localization variances fixed in each particle's own frame.
+
+    The expected squared residual of localization ``i`` is taken along the
+    axes of its particle's frame, where its covariance is diagonal:
+    ``A_ia = sum_k r_ik ((R_j^T (y_i - x_k))_a)^2``; then the stationarity
+    condition of :func:`update_sigma2`.
+    """
+    m, d = registered.shape
+    ia, ib = np.meshgrid(np.arange(d), np.arange(d), indexing="ij")
+    ia, ib = ia.ravel(), ib.ravel()
+    owned = resp.owned
+    moments = resp.times(np.concatenate([centres, centres[:, ia] * centres[:, ib]], axis=1))
+    mean = moments[:, :d]  # sum_k r_ik x_k
+    second = moments[:, d:].reshape(m, d, d)  # sum_k r_ik x_k x_k^T
+    scatter = (
+        owned[:, None, None] * registered[:, :, None] * registered[:, None, :]
+        - registered[:, :, None] * mean[:, None, :]
+        - mean[:, :, None] * registered[:, None, :]
+        + second
+    )
+    rot = rotations[index]
+    spread = (rot * np.matmul(scatter, rot)).sum(axis=1)  # diag(R^T S R)
+    np.maximum(spread, 0.0, out=spread)
+    return _sigma2_fixed_point(spread, owned, own_var, sigma2, floor, n_fixed_point)
+
+
+def _skew(v):
+    """Cross-product matrices ``[v]_x`` of shape (m, 3, 3)."""
+    out = np.zeros(v.shape + (3,))
+    out[:, 0, 1], out[:, 0, 2] = -v[:, 2], v[:, 1]
+    out[:, 1, 0], out[:, 1, 2] = v[:, 2], -v[:, 0]
+    out[:, 2, 0], out[:, 2, 1] = -v[:, 1], v[:, 0]
+    return out
+
+
+def rodrigues(omega):
+    """Rotation matrices ``exp([omega]_x)`` of shape (n, 3, 3)."""
+    theta = np.linalg.norm(omega, axis=1)
+    small = theta < 1e-12
+    safe = np.where(small, 1.0, theta)
+    k = _skew(omega / safe[:, None])
+    s = np.where(small, 0.0, np.sin(theta))[:, None, None]
+    c = np.where(small, 0.0, 1.0 - np.cos(theta))[:, None, None]
+    return np.eye(3) + s * k + c * (k @ k)
+
+
+def _anisotropic_cost(q, s, src, dst, weights, index, offsets):
+    """Per-particle ``sum_i sum_a w_ia ((Q_j dst_i - s_j - src_i)_a)^2``."""
+    resid = np.einsum("mab,mb->ma", q[index], dst) - s[index] - src
+    return segment_sum((weights * resid**2).sum(axis=1), offsets)
+
+
+def _normal_equations(p, resid, weights, offsets):
+    """Per-particle Gauss-Newton system ``(J^T W J, J^T W e)`` of the anisotropic Procrustes cost.
+
+    With ``p = Q dst`` and residual ``e = p - s - src`` the Jacobian of
+    ``e`` in ``(omega, s)`` is ``[-[p]_x, -I]`` for every localization; the
+    6 x 6 blocks are written out so that one segment sum over 21 columns
+    gives them all (no per-localization 6 x 6 matrices).
+    """
+    w0, w1, w2 = weights.T
+    p0, p1, p2 = p.T
+    we = weights * resid
+    cols = np.stack(
+        [
+            w0, w1, w2,  # 0-2: H_ss diagonal
+            w0 * p1, w0 * p2, w1 * p0, w1 * p2, w2 * p0, w2 * p1,  # 3-8: H_s,omega
+            w1 * p2 * p2 + w2 * p1 * p1, w0 * p2 * p2 + w2 * p0 * p0, w0 * p1 * p1 + w1 * p0 * p0,  # 9-11
+            w2 * p0 * p1, w1 * p0 * p2, w0 * p1 * p2,  # 12-14: H_omega,omega off-diagonal (negated)
+        ],
+        axis=1,
+    )
+    sums = segment_sum(np.concatenate([cols, np.cross(p, we), we], axis=1), offsets)
+    n = len(sums)
+    hess = np.zeros((n, 6, 6))
+    hess[:, 0, 0], hess[:, 1, 1], hess[:, 2, 2] = sums[:, 9], sums[:, 10], sums[:, 11]
+    hess[:, 0, 1] = hess[:, 1, 0] = -sums[:, 12]
+    hess[:, 0, 2] = hess[:, 2, 0] = -sums[:, 13]
+    hess[:, 1, 2] = hess[:, 2, 1] = -sums[:, 14]
+    # rows s_a, columns omega_b: w_a [p]_x[a, b]
+    block = np.zeros((n, 3, 3))
+    block[:, 0, 1], block[:, 0, 2] = -sums[:, 4], sums[:, 3]
+    block[:, 1, 0], block[:, 1, 2] = sums[:, 6], -sums[:, 5]
+    block[:, 2, 0], block[:, 2, 1] = -sums[:, 8], sums[:, 7]
+    hess[:, 3:, :3] = block
+    hess[:, :3, 3:] = np.transpose(block, (0, 2, 1))
+    hess[:, 3, 3], hess[:, 4, 4], hess[:, 5, 5] = sums[:, 0], sums[:, 1], sums[:, 2]
+    grad = np.concatenate([sums[:, 15:18], -sums[:, 18:21]], axis=1)
+    return hess, grad
+
+
+def _gauss_newton(q, s, src, dst, weights, index, offsets, active, n_steps):
+    """``n_steps`` guarded Gauss-Newton steps: a particle takes a step only where it lowers its cost."""
+    q, s = q.copy(), s.copy()
+    eye6 = np.eye(6)
+    cost = _anisotropic_cost(q, s, src, dst, weights, index, offsets)
+    for _ in range(n_steps):
+        p = np.einsum("mab,mb->ma", q[index], dst)
+        hess, grad = _normal_equations(p, p - s[index] - src, weights, offsets)
+        hess, grad = hess[active], grad[active]
+        damp = (1e-9 * np.trace(hess, axis1=1, axis2=2) + 1e-300)[:, None, None] * eye6
+        step = -np.linalg.solve(hess + damp, grad[:, :, None])[:, :, 0]
+        new_q, new_s = q.copy(), s.copy()
+        new_q[active] = rodrigues(step[:, :3]) @ q[active]
+        new_s[active] = s[active] + step[:, 3:]
+        new_cost = _anisotropic_cost(new_q, new_s, src, dst, weights, index, offsets)
+        better = active & (new_cost < cost)
+        if not better.any():
+            break
+        q[better], s[better], cost[better] = new_q[better], new_s[better], new_cost[better]
+    return q, s, cost
+
+
+def anisotropic_procrustes(src, dst, weights, offsets, rotations, translations, n_steps=2):
+    """Per-particle rigid transform with per-axis weights fixed in the particle's frame.
+
+    Minimises, for every particle ``j``,
+    ``sum_i sum_a weights[i, a] * (R_j^T (dst_i - t_j) - src_i)_a**2``: the
+    residual measured along the axes of the particle's own frame, where each
+    localization's covariance is diagonal. This has no closed form. Two
+    starts are refined by ``n_steps`` Gauss-Newton steps on the rotation
+    (left-multiplied by ``exp([omega]_x)``) and translation jointly: the given
+    transform, and the closed form with every localization's mean weight
+    (exact for isotropic weights). A step is taken only where it lowers the
+    cost, and every particle keeps the better of the two results, so it is
+    never worse than the given transform and an EM using it stays monotone.
+
+    Parameters
+    ----------
+    src, dst : ndarray of shape (m, 3)
+    weights : ndarray of shape (m, 3)
+        Non-negative, in the particle's frame.
+    offsets : ndarray of shape (n + 1,)
+    rotations, translations : ndarray of shape (n, 3, 3), (n, 3)
+        The current transforms: a start, and the result for particles whose
+        weights are all zero.
+    n_steps : int
+
+    Returns
+    -------
+    rotations : ndarray of shape (n, 3, 3)
+    translations : ndarray of shape (n, 3)
+    total_weight : ndarray of shape (n,)
+    """
+    lengths = np.diff(offsets)
+    index = np.repeat(np.arange(len(lengths)), lengths)
+    mean_w = weights.mean(axis=1, keepdims=True)
+    rot0, trans0, total = weighted_procrustes(src, dst, np.repeat(mean_w, 3, axis=1), offsets)
+    active = total > 1e-300
+    # in the particle's frame: residual = Q dst - s - src with Q = R^T, s = Q t
+    best_q = best_s = best_cost = None
+    for rot, trans in ((rotations, translations), (rot0, trans0)):
+        q = np.ascontiguousarray(np.transpose(rot, (0, 2, 1)))
+        s = np.einsum("nab,nb->na", q, trans)
+        q, s, cost = _gauss_newton(q, s, src, dst, weights, index, offsets, active, n_steps)
+        if best_q is None:
+            best_q, best_s, best_cost = q, s, cost
+        else:
+            better = cost < best_cost
+            best_q[better], best_s[better], best_cost[better] = q[better], s[better], cost[better]
+    rot = np.transpose(best_q, (0, 2, 1))
+    trans = np.einsum("nab,nb->na", rot, best_s)
+    return rot, trans, total
+
+
+def anisotropic_procrustes_reference(src, dst, weights, offsets):
+    """One particle at a time, with scipy's general optimiser over a rotation vector (for tests)."""
+    from scipy.optimize import minimize
+    from scipy.spatial.transform import Rotation
+
+    n = len(offsets) - 1
+    rotations = np.zeros((n, 3, 3))
+    translations = np.zeros((n, 3))
+    for j in range(n):
+        y = src[offsets[j] : offsets[j + 1]]
+        z = dst[offsets[j] : offsets[j + 1]]
+        w = weights[offsets[j] : offsets[j + 1]]
+
+        def cost(params, y=y, z=z, w=w):
+            q = Rotation.from_rotvec(params[:3]).as_matrix()
+            return float((w * (z @ q.T - params[3:] - y) ** 2).sum())
+
+        best = None
+        for start in Rotation.random(8, random_state=j).as_rotvec():
+            res = minimize(cost, np.concatenate([start, np.zeros(3)]), method="BFGS", options={"gtol": 1e-10})
+            if best is None or res.fun < best.fun:
+                best = res
+        q = Rotation.from_rotvec(best.x[:3]).as_matrix()
+        rotations[j] = q.T
+        translations[j] = q.T @ best.x[3:]
+    return rotations, translations
+
+
 # --------------------------------------------------------------- the loop
 @dataclass
 class EMState:
@@ -324,7 +649,7 @@ class EMState:
 
 
 def run_em(src, loc_var, offsets, state, mixture, *, mode, max_iter, tol, floor, fit_centres=True, anneal=None,
-           logger=None):
+           logger=None, own_var=None):
     """Run EM from ``state`` until the mean log-likelihood gains less than ``tol``.
 
     Parameters
@@ -338,6 +663,11 @@ def run_em(src, loc_var, offsets, state, mixture, *, mode, max_iter, tol, floor,
         while the particles find a common orientation, and cannot split into
         several interleaved copies of the structure early on. The run does
         not stop on ``tol`` while this bound is active.
+    own_var : ndarray of shape (m, 3) or None
+        3D with ``mode="full"`` only: per-axis localization variance in each
+        particle's own frame (axial precision worse than lateral). The
+        covariances then turn with the particles (the ``*_anisotropic``
+        kernels) and ``loc_var`` is not used.
 
     Returns
     -------
@@ -352,9 +682,20 @@ def run_em(src, loc_var, offsets, state, mixture, *, mode, max_iter, tol, floor,
     obj = -np.inf
     converged = False
     n_iter = 0
+    aniso = own_var is not None
+    if aniso and (mode != "full" or src.shape[1] != 3):
+        raise ValueError("own_var is for full 3D rotations (mode='full', 3D) only")
+    index = np.repeat(np.arange(len(lengths)), lengths) if aniso else None
+
+    def expectation(registered, rot, sigma2):
+        if not aniso:
+            return e_step(registered, loc_var, centres, sigma2, mixture)
+        precision, _, logdet = local_precisions(rot, index, own_var, sigma2)
+        return e_step_anisotropic(registered, precision, logdet, centres, mixture)
+
     for n_iter in range(1, max_iter + 1):
         registered = apply_transforms(src, rot, trans, lengths)
-        resp = e_step(registered, loc_var, centres, sigma2, mixture)
+        resp = expectation(registered, rot, sigma2)
         new_obj = float(resp.loglik.sum() / m)
         if logger is not None:
             logger.debug("EM iteration %d: objective %.6f, sigma2 %.4g", n_iter, new_obj, sigma2)
@@ -368,19 +709,28 @@ def run_em(src, loc_var, offsets, state, mixture, *, mode, max_iter, tol, floor,
         # M-step 1: every particle's rigid transform, onto its virtual targets
         owned = resp.owned
         target = resp.times(centres) / np.maximum(owned, 1e-300)[:, None]
-        weights = owned[:, None] / (sigma2 + loc_var)
-        new_rot, new_trans, total = weighted_procrustes(src, target, weights, offsets, mode)
+        if aniso:
+            weights = owned[:, None] / (sigma2 + own_var)
+            new_rot, new_trans, total = anisotropic_procrustes(src, target, weights, offsets, rot, trans)
+        else:
+            weights = owned[:, None] / (sigma2 + loc_var)
+            new_rot, new_trans, total = weighted_procrustes(src, target, weights, offsets, mode)
         keep = total > 1e-300
         rot[keep], trans[keep] = new_rot[keep], new_trans[keep]
         if fit_centres:
             # M-step 2 and 3: the centres, then the shared variance
             registered = apply_transforms(src, rot, trans, lengths)
-            centres = update_centres(registered, loc_var, resp, sigma2, centres)
             bound = floor if anneal is None else max(floor, state.sigma2 * anneal**n_iter)
-            sigma2 = update_sigma2(registered, loc_var, resp, centres, sigma2, bound)
+            if aniso:
+                precision, _, _ = local_precisions(rot, index, own_var, sigma2)
+                centres = update_centres_anisotropic(registered, precision, resp, centres)
+                sigma2 = update_sigma2_anisotropic(registered, rot, index, own_var, resp, centres, sigma2, bound)
+            else:
+                centres = update_centres(registered, loc_var, resp, sigma2, centres)
+                sigma2 = update_sigma2(registered, loc_var, resp, centres, sigma2, bound)
     if not converged:
         registered = apply_transforms(src, rot, trans, lengths)
-        obj = float(e_step(registered, loc_var, centres, sigma2, mixture).loglik.sum() / m)
+        obj = float(expectation(registered, rot, sigma2).loglik.sum() / m)
     return EMState(rot, trans, centres, sigma2, objective=obj, n_iter=n_iter)
 
 
