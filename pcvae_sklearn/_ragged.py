@@ -244,11 +244,13 @@ def _as_float_coords(a, i):
         return _awkward_particle(a, i)
     if hasattr(a, "to_numpy") and hasattr(a, "columns"):  # a pandas DataFrame
         cols = [c for c in _COORD_NAMES if c in a.columns]
+        if cols and cols[:2] != ["x", "y"]:
+            raise ValueError(f"particle {i} is a DataFrame with columns {list(a.columns)}: {cols} but no x and y.")
         a = a[cols].to_numpy() if len(cols) >= 2 else a.to_numpy()
     arr = np.asarray(a)
     if arr.dtype.names is not None:  # structured array with x, y[, z]
         names = [c for c in _COORD_NAMES if c in arr.dtype.names]
-        if len(names) < 2:
+        if names[:2] != ["x", "y"]:  # z without y is not a 2D particle
             raise ValueError(f"particle {i} is a structured array without x and y fields (fields: {arr.dtype.names}).")
         arr = np.stack([np.asarray(arr[c]) for c in names], axis=-1)
     if arr.dtype == object:
@@ -278,7 +280,7 @@ def _awkward_particle(a, i):
     fields = ak.fields(a)
     if fields:
         names = [c for c in _COORD_NAMES if c in fields]
-        if len(names) < 2:
+        if names[:2] != ["x", "y"]:
             raise ValueError(f"particle {i} has fields {fields} but no x and y.")
         cols = [_ak_to_numpy(a[c], f"particle {i}, field {c!r}") for c in names]
         return np.stack(cols, axis=-1) if len(cols[0]) else np.empty((0, len(names)))
@@ -302,11 +304,12 @@ def _from_awkward(X) -> Particles:
 
     if isinstance(X, ak.Record):
         raise TypeError("X is a single awkward record; expected an array of particles.")
+    _reject_missing(X)
     ndim = X.ndim
     fields = ak.fields(X)
     if fields:
         names = [c for c in _COORD_NAMES if c in fields]
-        if len(names) < 2:
+        if names[:2] != ["x", "y"]:
             raise ValueError(f"the awkward array's records have fields {fields}; particles need at least x and y (nm).")
         if ndim < 2:
             # record of lists: n * {x: var * float, ...}
@@ -384,6 +387,28 @@ def _from_awkward(X) -> Particles:
     if coords.ndim != 2:
         raise ValueError(f"the awkward array has type {X.type}; expected n * var * d numbers.")
     return _checked(Particles(coords=np.array(coords, dtype=np.float64), offsets=offsets))
+
+
+def _reject_missing(X) -> None:
+    """Name the first particle that is missing (None) or holds a missing localization or coordinate."""
+    import awkward as ak
+
+    what = ("is missing (None)", "has a missing (None) localization", "has a missing (None) coordinate")
+    levels = 1 if ak.fields(X) else min(X.ndim, 3)  # missing record fields are named later, by field
+    for level in range(levels):
+        try:
+            missing = ak.is_none(X, axis=level)
+            for _ in range(level):
+                missing = ak.any(missing, axis=-1)
+            missing = np.atleast_1d(np.asarray(ak.to_numpy(ak.fill_none(missing, True))))
+        except (ValueError, TypeError):  # an irregular layout: the conversion below names it
+            return
+        if missing.dtype != bool:  # records of lists: their fields are checked one by one below
+            return
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            more = f" (and {int(missing.sum()) - 1} more)" if missing.sum() > 1 else ""
+            raise ValueError(f"particle {i} {what[level]}{more}; every particle must be a list of localizations with numbers.")
 
 
 def _offsets(lengths):

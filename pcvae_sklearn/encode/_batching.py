@@ -6,7 +6,7 @@ import numpy as np
 
 from .._ragged import gather_rows, subsample_rows  # shared with Particles.take and the fuser
 
-__all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "chunk_by_budget"]
+__all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "rotate_tensor_about_z", "chunk_by_budget"]
 
 
 def rotate_about_z(points: np.ndarray, lengths: np.ndarray, angles: np.ndarray) -> np.ndarray:
@@ -39,3 +39,17 @@ def chunk_by_budget(lengths: np.ndarray, max_particles: int, max_localizations: 
         chunks.append((start, stop))
         start = stop
     return chunks
+
+
+def rotate_tensor_about_z(points, angle: float):
+    """Rotate packed points (a torch tensor, (N, d), d in {2, 3}) by one angle about the optical axis.
+
+    The arithmetic is that of :func:`rotate_about_z` (float64, then back to
+    the input's dtype), so the two give identical results.
+    """
+    c, s = float(np.cos(angle)), float(np.sin(angle))
+    x, y = points[:, 0].double(), points[:, 1].double()
+    out = points.clone()
+    out[:, 0] = c * x - s * y
+    out[:, 1] = s * x + c * y
+    return out

@@ -2,13 +2,31 @@
 
 Shapes follow pytorch3d's convention: a ragged batch is a padded tensor plus a
 ``lengths`` tensor of shape (B,). Padded rows never enter a minimum or a mean.
+
+Two ways to the same number:
+
+``method="nearest"`` (the default) finds every point's nearest neighbour in the
+other set *without gradient* (an exact, chunked brute-force search, since the
+decoded set is small: ``M`` is ~128), then gathers the matched points and
+recomputes the squared distances *with* gradient. Autograd then keeps only
+``O(B * (L + M) * d)`` values, where the dense form keeps the whole
+``(B, L, M, d)`` difference tensor for the backward pass, so particles of
+5,000 localizations train without quadratic memory. The value and the gradient
+are those of the dense form: the gradient of ``min`` flows to its argmin only,
+and the search uses the very same arithmetic as the dense form, so it picks the
+same argmin.
+
+``method="dense"`` is the plain formula with autograd through every pairwise
+distance (chunked over target rows in the forward pass); it is the reference.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["chamfer_distance", "pad_packed"]
+__all__ = ["chamfer_distance", "nearest_neighbours", "pad_packed"]
+
+_METHODS = ("nearest", "dense")
 
 
 def pad_packed(points: torch.Tensor, lengths: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +61,7 @@ def chamfer_distance(
     target_lengths: torch.Tensor | None = None,
     *,
     chunk_size: int = 4096,
+    method: str = "nearest",
 ) -> torch.Tensor:
     """Symmetric Chamfer distance per particle, padding-aware.
 
@@ -57,18 +76,91 @@ def chamfer_distance(
     target_lengths : Tensor of shape (B,), optional
         Number of valid rows in each target; all ``L`` when omitted.
     chunk_size : int, default=4096
-        Target rows processed at once, so memory stays ``O(B * M * chunk_size)``
-        for particles with thousands of localizations.
+        Target rows compared with the decoded points at once, so the
+        transient memory stays ``O(B * M * chunk_size)``.
+    method : {"nearest", "dense"}, default="nearest"
+        "nearest": nearest neighbours found without gradient, then a
+        differentiable gather (memory of the backward pass ``O(B * (L + M))``).
+        "dense": autograd through all ``B * L * M`` distances (the reference;
+        same value and gradient, ``O(B * L * M * d)`` memory in training).
 
     Returns
     -------
     Tensor of shape (B,)
         Differentiable with respect to ``pred`` and ``target``.
     """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}; got {method!r}.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
     B, L, _ = target.shape
     if target_lengths is None:
         target_lengths = torch.full((B,), L, dtype=torch.long, device=target.device)
     valid = torch.arange(L, device=target.device)[None, :] < target_lengths[:, None]  # (B, L)
+    n_valid = target_lengths.clamp(min=1).to(pred.dtype)
+    if method == "dense":
+        return _dense(pred, target, valid, n_valid, chunk_size)
+    to_pred, to_target = nearest_neighbours(pred, target, valid, chunk_size=chunk_size)
+    # target -> prediction: every valid target point to its nearest decoded point
+    d_x = _rowdist(target, _gather(pred, to_pred))  # (B, L)
+    # prediction -> target: every decoded point to its nearest valid target point
+    d_p = _rowdist(_gather(target, to_target), pred)  # (B, M)
+    return (d_x * valid).sum(dim=1) / n_valid + d_p.mean(dim=1)
+
+
+@torch.no_grad()
+def nearest_neighbours(
+    pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor | None = None, *, chunk_size: int = 4096
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact nearest neighbours in both directions, without gradient.
+
+    Parameters
+    ----------
+    pred : Tensor of shape (B, M, d)
+    target : Tensor of shape (B, L, d)
+    valid : bool Tensor of shape (B, L), optional
+        Real target rows; padded rows are never anyone's neighbour.
+    chunk_size : int, default=4096
+        Target rows searched at once: memory ``O(B * M * chunk_size)``.
+
+    Returns
+    -------
+    to_pred : long Tensor of shape (B, L)
+        For every target row, the index of its nearest decoded point
+        (meaningless on padded rows).
+    to_target : long Tensor of shape (B, M)
+        For every decoded point, the index of its nearest valid target row.
+    """
+    B, L, _ = target.shape
+    M = pred.shape[1]
+    to_pred = torch.empty((B, L), dtype=torch.long, device=target.device)
+    best = torch.full((B, M), float("inf"), dtype=torch.promote_types(pred.dtype, target.dtype), device=pred.device)
+    to_target = torch.zeros((B, M), dtype=torch.long, device=pred.device)
+    for start in range(0, L, chunk_size):
+        d2 = _sqdist(target[:, start : start + chunk_size], pred)  # (B, l, M), as in the dense form
+        to_pred[:, start : start + d2.shape[1]] = d2.argmin(dim=2)
+        if valid is not None:
+            d2.masked_fill_(~valid[:, start : start + chunk_size, None], float("inf"))
+        chunk_best, chunk_arg = d2.min(dim=1)  # (B, M)
+        better = chunk_best < best  # strict: on a tie the earlier row wins, as one dense min would
+        best = torch.where(better, chunk_best, best)
+        to_target = torch.where(better, chunk_arg + start, to_target)
+    return to_pred, to_target
+
+
+def _gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """points (B, n, d), index (B, m) -> points[b, index[b, j]] of shape (B, m, d), differentiable."""
+    return points.gather(1, index[:, :, None].expand(-1, -1, points.shape[-1]))
+
+
+def _rowdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared distance row by row, (B, n, d) x (B, n, d) -> (B, n), the arithmetic of :func:`_sqdist`."""
+    return (a - b).pow(2).sum(-1)
+
+
+def _dense(pred, target, valid, n_valid, chunk_size):
+    """The reference: autograd through every pairwise distance."""
+    B, L, _ = target.shape
     inf = torch.finfo(pred.dtype).max
     sum_x_to_p = pred.new_zeros(B)
     min_p_to_x = None
@@ -76,13 +168,10 @@ def chamfer_distance(
         t = target[:, start : start + chunk_size]
         v = valid[:, start : start + chunk_size]
         d2 = _sqdist(t, pred)  # (B, l, M)
-        # target -> prediction: every valid target point to its nearest decoded point
         sum_x_to_p = sum_x_to_p + (d2.min(dim=2).values * v).sum(dim=1)
-        # prediction -> target: padded target rows can never be the nearest
-        d2 = d2.masked_fill(~v[:, :, None], inf)
+        d2 = d2.masked_fill(~v[:, :, None], inf)  # padded target rows can never be the nearest
         chunk_min = d2.min(dim=1).values  # (B, M)
         min_p_to_x = chunk_min if min_p_to_x is None else torch.minimum(min_p_to_x, chunk_min)
-    n_valid = target_lengths.clamp(min=1).to(pred.dtype)
     return sum_x_to_p / n_valid + min_p_to_x.mean(dim=1)
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import os
 import sys
+import threading
 import time
+import warnings
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,8 +21,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._ragged import Particles, as_particles
-from ._batching import chunk_by_budget, gather_rows, rotate_about_z, subsample_rows
+from .._version import __version__
+from ._batching import chunk_by_budget, gather_rows, rotate_about_z, rotate_tensor_about_z, subsample_rows
 from ._chamfer import chamfer_distance, pad_packed
+from ._fast_encode import FoldedEncoder
 from ._networks import PCVAEModule, kl_divergence
 
 __all__ = ["PointCloudVAE"]
@@ -29,6 +36,21 @@ logger = logging.getLogger(__name__)
 # feature map much larger than ~256 MB.
 _LOCALIZATION_BUDGET = 65_536
 _PARTICLE_BUDGET = 512
+
+# Building a module draws its initial weights from torch's *global* generator
+# (seeded under fork_rng). Fits running in threads of one process (joblib's
+# threading backend, dask workers with processes=False) would interleave those
+# draws and lose reproducibility; this lock serialises the few milliseconds of
+# module construction.
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+# Model files (PointCloudVAE.save / checkpoints): a dict of tensors and plain
+# Python values that torch.load(..., weights_only=True) opens without running
+# any pickled code. Bump _FORMAT_VERSION when the layout changes; load() reads
+# the versions in _READABLE_FORMAT_VERSIONS.
+_FORMAT = "pcvae_sklearn.PointCloudVAE"
+_FORMAT_VERSION = 1
+_READABLE_FORMAT_VERSIONS = (1,)
 
 
 def _report(verbose: int, message: str) -> None:
@@ -45,6 +67,60 @@ def _sigmoid_warmup(step: int, warmup_steps: int) -> float:
     if step >= warmup_steps:
         return 1.0
     return 1.0 / (1.0 + math.exp(-12.0 * (step / warmup_steps - 0.5)))
+
+
+def _to_plain(value, where: str):
+    """``value`` as plain Python that ``torch.load(weights_only=True)`` accepts.
+
+    None, bool, int, float and str pass; numpy scalars become Python scalars,
+    numpy arrays lists, ``torch.device`` and paths strings; tuples, lists and
+    dicts are converted element by element (tuples stay tuples). Anything else
+    raises a TypeError naming ``where``.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return [_to_plain(v, where) for v in value.tolist()]
+    if isinstance(value, (torch.device, os.PathLike)):
+        return str(value)
+    if isinstance(value, tuple):
+        return tuple(_to_plain(v, where) for v in value)
+    if isinstance(value, list):
+        return [_to_plain(v, where) for v in value]
+    if isinstance(value, dict):
+        return {_to_plain(k, where): _to_plain(v, where) for k, v in value.items()}
+    raise TypeError(f"{where} has a value of type {type(value).__name__} that a weights-only model file cannot hold.")
+
+
+def _on_cpu(obj):
+    """A copy of a nest of dicts / lists / tuples with every tensor moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+
+def _atomic_save(payload: dict, path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it into place.
+
+    A process killed while writing leaves the previous file intact.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        torch.save(payload, path)  # a file-like object
+        return
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 class PointCloudVAE(TransformerMixin, BaseEstimator):
@@ -123,6 +199,47 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     verbose : int, default=0
         0: silent. 1: one line per epoch on stderr. 2: also a progress bar
         over steps when ``tqdm`` is installed.
+    warm_start : bool, default=False
+        When True, :meth:`fit` continues from the fitted model (or, on an
+        unfitted estimator, from the file at ``checkpoint_path`` when it
+        exists) and trains only the epochs still missing out of ``n_epochs``:
+        ``len(history_)`` ends at ``n_epochs``. The optimizer state and the
+        random streams continue too, so a fit interrupted after epoch ``k``
+        and resumed gives the same model as an uninterrupted one. The
+        architecture parameters must not change between the two calls.
+        When False, ``fit`` starts a new model.
+    checkpoint_path : str, path-like or None, default=None
+        When given, a checkpoint is written there after every epoch (written
+        to a temporary file and renamed, so a fit killed at any moment leaves
+        the previous checkpoint intact). It is a model file
+        (see :meth:`save`) plus the optimizer state, the random streams and
+        the epoch and step counters; ``torch.load(path, weights_only=True)``
+        opens it. Resume with ``warm_start=True`` (or :meth:`load` it and go
+        on with ``partial_fit``).
+    validation_fraction : float in (0, 1) or None, default=None
+        When given, this fraction of the particles (at least one) is held
+        out of training; after every epoch the mean Chamfer distance of their
+        reconstructions from the posterior mean (scaled units, no rotation)
+        is recorded in ``history_`` as ``validation_reconstruction``.
+        Ignored by :meth:`partial_fit`.
+    n_iter_no_change : int or None, default=None
+        With ``validation_fraction``, stop early when the validation
+        reconstruction has not improved (decreased) for this many epochs in a
+        row; the weights of the last epoch trained are kept. None never stops
+        early.
+    precision : {"float32", "bfloat16"}, default="float32"
+        Arithmetic of the networks' matrix products. "bfloat16" runs the
+        training forward pass under ``torch.autocast`` (CPU or GPU; the
+        Chamfer distance, the KL term and the optimizer stay in float32) and
+        the encoder's shared MLP in :meth:`transform` in bfloat16: about twice
+        as fast on CPUs with AVX512-BF16 or AMX and on recent GPUs, slower on
+        CPUs without them. Latents differ from float32 ones by ~0.5 % of their
+        spread; ``benchmarks/bench_speed_options.py`` compares the quality.
+    compile : bool, default=False
+        Train through ``torch.compile(module, dynamic=True)``. The first
+        steps pay the compilation (tens of seconds, a C++ compiler is needed
+        on CPU); it pays off only for long fits. ``module_`` stays the plain
+        module, so pickling and :meth:`save` are unaffected.
 
     Attributes
     ----------
@@ -141,6 +258,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         ``steps`` and ``seconds``.
     n_steps_ : int
         Optimisation steps taken.
+    n_iter_ : int
+        Epochs trained, ``len(history_)`` (less than ``n_epochs`` after an
+        early stop).
 
     Notes
     -----
@@ -170,8 +290,18 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
 
     **Determinism.** Training uses only deterministic CPU kernels; the same
     ``random_state`` on the same machine, torch version and number of threads
-    gives identical latents. Another thread count or a GPU can change the
-    last bits of floating-point sums.
+    gives identical latents, and pickling, :meth:`save` / :meth:`load` and
+    resuming from a checkpoint keep them identical. Another thread count
+    changes the last bits of floating-point sums, which training amplifies
+    (latents differ slightly, quality does not); a GPU draws other random
+    numbers and gives a different model of the same quality. See
+    ``docs/reliability.md``.
+
+    **Reliability.** :meth:`save` writes a file that
+    ``torch.load(path, weights_only=True)`` opens; ``checkpoint_path`` with
+    ``warm_start`` (or :meth:`partial_fit`) resumes an interrupted fit; a NaN
+    or inf loss raises ``FloatingPointError`` and leaves the estimator as it
+    was before the call.
 
     See Also
     --------
@@ -218,6 +348,12 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "checkpoint_path": [str, os.PathLike, None],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
+        "precision": [StrOptions({"float32", "bfloat16"})],
+        "compile": ["boolean"],
     }
 
     def __init__(
@@ -241,6 +377,12 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         device="cpu",
         random_state=None,
         verbose=0,
+        warm_start=False,
+        checkpoint_path=None,
+        validation_fraction=None,
+        n_iter_no_change=None,
+        precision="float32",
+        compile=False,
     ):
         self.latent_dim = latent_dim
         self.beta = beta
@@ -260,8 +402,29 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.checkpoint_path = checkpoint_path
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.precision = precision
+        self.compile = compile
 
     # ------------------------------------------------------------ helpers
+    def _autocast(self, device: torch.device):
+        """``torch.autocast`` to bfloat16 when ``precision="bfloat16"``, a no-op context otherwise."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+
+    def _training_forward(self, module):
+        """The callable a training step runs: the module, or ``torch.compile`` of it."""
+        if not self.compile:
+            return module
+        return torch.compile(module, dynamic=True)
+
+    def _inference_encoder(self) -> FoldedEncoder:
+        """The trained encoder with its batch norms folded (same latents, about twice as fast)."""
+        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+        return FoldedEncoder(self.module_.encoder, dtype=dtype)
+
     def _torch_device(self) -> torch.device:
         device = torch.device(self.device)
         if device.type == "cuda" and not torch.cuda.is_available():
@@ -278,7 +441,17 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
 
     def _normalised(self, p: Particles) -> np.ndarray:
         """Centre every particle on its centroid, divide by the dataset scale (float32)."""
-        return (p.centred().coords / self.scale_).astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            coords = (p.centred().coords / self.scale_).astype(np.float32)
+        finite = np.isfinite(coords).all(axis=1)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+            raise ValueError(
+                f"{p.name(i)} has a localization too far from its centroid to encode ({p.coords[row].tolist()} nm; "
+                f"the model's scale is {self.scale_:.3g} nm); check the coordinates' units (nm expected)."
+            )
+        return coords
 
     def _to_device(self, points: np.ndarray, lengths: np.ndarray, device):
         pts = torch.from_numpy(np.ascontiguousarray(points)).to(device)
@@ -290,6 +463,60 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Train the VAE on particles.
+
+        With ``warm_start=True`` training continues from the fitted model or
+        from the checkpoint at ``checkpoint_path`` and runs only the epochs
+        still missing out of ``n_epochs``. The estimator changes only when the
+        call succeeds: if training diverges (a ``FloatingPointError``) or is
+        interrupted, the estimator keeps the state it had before the call.
+
+        Parameters
+        ----------
+        X : awkward array, list of (n_i, d) arrays or object ndarray
+            The particles, ``d`` in {2, 3}, coordinates in nm. At least 2.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : PointCloudVAE
+
+        Raises
+        ------
+        FloatingPointError
+            When the loss or its gradient becomes NaN or inf; the message
+            names the epoch and step and what to try.
+        """
+        p = self._check_particles(X, fitting=True)
+        self._check_architecture()
+        device = self._torch_device()
+        run = self._resumed_run(p, device) if self.warm_start else None
+        if run is None:
+            run = self._new_run(p, device)
+        train_idx, val_idx = self._split(run, p)
+        missing = int(self.n_epochs) - len(run["history"])
+        if missing <= 0:
+            warnings.warn(
+                f"warm_start: the model has already trained {len(run['history'])} epoch(s) and n_epochs={self.n_epochs}; "
+                "no epoch was trained. Raise n_epochs to train more.",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._train(run, p, train_idx, val_idx, missing)
+        self._commit(run, keep_training_state=bool(self.warm_start))
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train one more epoch on ``X``.
+
+        The first call starts a new model (or, with ``warm_start=True``,
+        resumes from the checkpoint at ``checkpoint_path`` when it exists);
+        later calls continue it, optimizer state and random streams
+        included, so ``n_epochs`` calls give the same model as ``fit``. The
+        dataset scale ``scale_`` is learned on the first call and kept.
+        ``validation_fraction`` and ``n_iter_no_change`` are ignored. A
+        checkpoint is written after the epoch when ``checkpoint_path`` is set.
 
         Parameters
         ----------
@@ -303,99 +530,341 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         self : PointCloudVAE
         """
         p = self._check_particles(X, fitting=True)
+        if hasattr(self, "module_") and p.n_dims != self.n_features_in_:
+            raise ValueError(
+                f"X holds {p.n_dims}D particles, but this PointCloudVAE was fitted on {self.n_features_in_}D particles."
+            )
+        self._check_architecture()
+        device = self._torch_device()
+        run = self._resumed_run(p, device, from_file=self.warm_start)
+        if run is None:
+            run = self._new_run(p, device)
+        train_idx, _ = self._split(run, p, use_validation=False)
+        self._train(run, p, train_idx, None, 1)
+        self._commit(run, keep_training_state=True)
+        return self
+
+    def _check_architecture(self):
         if self.decoder_channels % self.n_heads:
             raise ValueError(f"decoder_channels={self.decoder_channels} must be divisible by n_heads={self.n_heads}.")
         if len(self.encoder_widths) < 1 or len(self.decoder_widths) < 1:
             raise ValueError("encoder_widths and decoder_widths must each name at least one layer width.")
-        device = self._torch_device()
+
+    def _module_config(self, n_dims: int) -> dict:
+        return dict(
+            in_dim=int(n_dims),
+            latent_dim=int(self.latent_dim),
+            encoder_widths=tuple(int(w) for w in self.encoder_widths),
+            decoder_widths=tuple(int(w) for w in self.decoder_widths),
+            decoder_channels=int(self.decoder_channels),
+            n_output_points=int(self.n_output_points),
+            n_heads=int(self.n_heads),
+        )
+
+    def _new_optimizer(self, module):
+        return torch.optim.Adam(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def _new_run(self, p: Particles, device) -> dict:
+        """A new training run: the dataset scale, a seeded module, optimizer and random streams."""
         rs = check_random_state(self.random_state)
         seed = int(rs.randint(np.iinfo(np.int32).max))
-        rng = np.random.default_rng(seed)
-        generator = torch.Generator(device=device).manual_seed(seed)
-
-        self.n_features_in_ = p.n_dims
         centred = p.centred().coords
-        self.scale_ = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
-        if not np.isfinite(self.scale_) or self.scale_ <= 0:
+        with np.errstate(over="ignore"):
+            scale = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
+        if not np.isfinite(scale):
+            raise ValueError(
+                "the spread of the localizations about their particle's centroid overflows float64; "
+                "check the coordinates' units (nm expected) and remove outliers."
+            )
+        if scale <= 0:
             raise ValueError(
                 "every particle has all its localizations at one point (zero spread); there is no structure to learn."
             )
-        coords = (centred / self.scale_).astype(np.float32)
-
-        with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
             torch.manual_seed(seed)
-            module = PCVAEModule(
-                in_dim=p.n_dims,
-                latent_dim=int(self.latent_dim),
-                encoder_widths=tuple(int(w) for w in self.encoder_widths),
-                decoder_widths=tuple(int(w) for w in self.decoder_widths),
-                decoder_channels=int(self.decoder_channels),
-                n_output_points=int(self.n_output_points),
-                n_heads=int(self.n_heads),
-            ).to(device)
-        optimizer = torch.optim.Adam(module.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+            module = PCVAEModule(**self._module_config(p.n_dims)).to(device)
+        return {
+            "module": module,
+            "optimizer": self._new_optimizer(module),
+            "rng": np.random.default_rng(seed),
+            "generator": torch.Generator(device=device).manual_seed(seed),
+            "scale": scale,
+            "n_features": p.n_dims,
+            "history": [],
+            "step": 0,
+            "warmup": None,  # set by _split once the number of training particles is known
+            "validation": None,
+            "n_particles": p.n_particles,
+            "best_validation": math.inf,
+            "n_no_improvement": 0,
+        }
 
+    def _resumed_run(self, p: Particles, device, from_file: bool = True) -> dict | None:
+        """A run continuing the fitted model, or the checkpoint file; None when there is neither."""
+        if hasattr(self, "module_"):
+            source = self
+        elif from_file and self.checkpoint_path is not None and Path(self.checkpoint_path).exists():
+            source = type(self).load(self.checkpoint_path, device=str(device))
+            _report(self.verbose, f"[PointCloudVAE] resuming from {self.checkpoint_path} after epoch {len(source.history_)}")
+        else:
+            return None
+        saved = source.module_.config
+        wanted = self._module_config(source.n_features_in_)
+        changed = [f"{k}: {saved[k]} -> {wanted[k]}" for k in wanted if k != "in_dim" and saved[k] != wanted[k]]
+        if changed:
+            raise ValueError(
+                "warm_start cannot continue a model whose architecture changed (" + "; ".join(changed) + "); "
+                "set warm_start=False to train a new model."
+            )
+        if p.n_dims != source.n_features_in_:
+            raise ValueError(
+                f"X holds {p.n_dims}D particles, but the model to continue was fitted on {source.n_features_in_}D particles."
+            )
+        module = copy.deepcopy(source.module_).to(device)  # the fitted model stays as it is until the fit succeeds
+        optimizer = self._new_optimizer(module)
+        state = getattr(source, "_training_state", None)
+        run = {
+            "module": module,
+            "optimizer": optimizer,
+            "scale": float(source.scale_),
+            "n_features": int(source.n_features_in_),
+            "history": copy.deepcopy(list(source.history_)),
+            "step": int(source.n_steps_),
+            "n_particles": p.n_particles,
+        }
+        if state is None:
+            warnings.warn(
+                "warm_start: this model holds no training state (it was fitted with warm_start=False or saved with "
+                "save()); training continues with a new optimizer and new random streams.",
+                UserWarning,
+                stacklevel=3,
+            )
+            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            run.update(
+                rng=np.random.default_rng(seed),
+                generator=torch.Generator(device=device).manual_seed(seed),
+                warmup=None,
+                validation=None,
+                best_validation=math.inf,
+                n_no_improvement=0,
+            )
+            return run
+        optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        for group in optimizer.param_groups:  # parameters changed with set_params apply from now on
+            group["lr"] = self.learning_rate
+            group["weight_decay"] = self.weight_decay
+        rng = np.random.default_rng()
+        rng.bit_generator.state = copy.deepcopy(state["numpy_rng"])
+        generator = torch.Generator(device=device)
+        try:
+            generator.set_state(state["torch_rng"].clone())
+        except (RuntimeError, TypeError, ValueError):  # saved on another kind of device
+            generator.manual_seed(int(rng.integers(np.iinfo(np.int32).max)))
+            logger.warning("the reparameterisation noise could not be resumed on %s; it was reseeded.", device)
+        validation = state.get("validation")
+        run.update(
+            rng=rng,
+            generator=generator,
+            warmup=state.get("warmup"),
+            validation=None if validation is None else np.asarray(validation, dtype=np.int64),
+            best_validation=float(state.get("best_validation", math.inf)),
+            n_no_improvement=int(state.get("n_no_improvement", 0)),
+        )
+        if state.get("n_particles") != p.n_particles:
+            run["validation"] = None  # other data: a split drawn for it, if one is asked for
+        return run
+
+    def _split(self, run: dict, p: Particles, use_validation: bool = True):
+        """Training and validation particle indices; draws the split once per run."""
         n = p.n_particles
-        steps_per_epoch = math.ceil(n / self.batch_size)
-        n_steps = steps_per_epoch * self.n_epochs
-        warmup = self._warmup_steps(n_steps)
-        self.history_ = []
-        step = 0
-        bar = self._progress_bar(n_steps)
-        module.train()
-        for epoch in range(self.n_epochs):
-            t0 = time.perf_counter()
-            order = rng.permutation(n)
-            sums = np.zeros(3)
-            for b in range(steps_per_epoch):
-                idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-                rows, lengths = gather_rows(p.offsets, idx)
-                rows, lengths = subsample_rows(rows, lengths, self.max_points, rng)
-                pts = coords[rows]
-                if self.rotation_augmentation:
-                    pts = rotate_about_z(pts, lengths, rng.uniform(0.0, 2.0 * np.pi, len(lengths))).astype(np.float32)
-                pts_t, seg, lens = self._to_device(pts, lengths, device)
-                decoded, mu, logvar = module(pts_t, seg, lens, generator=generator)
-                target, _ = pad_packed(pts_t, lens)
-                recon = chamfer_distance(decoded, target, lens).mean()
-                kl = kl_divergence(mu, logvar).mean()
-                beta_t = self.beta * _sigmoid_warmup(step, warmup)
-                loss = recon + beta_t * kl
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the training loss became {loss.item()} at epoch {epoch}, step {step}; "
-                        "try a lower learning_rate, and check that the coordinates are in nm and free of outliers."
+        if self.validation_fraction is None or not use_validation:
+            train_idx, val_idx = np.arange(n), None
+        else:
+            val_idx = run["validation"]
+            if val_idx is None:
+                n_val = min(max(int(round(self.validation_fraction * n)), 1), n - 2)
+                if n_val < 1:
+                    raise ValueError(
+                        f"validation_fraction={self.validation_fraction} leaves no particle for validation out of {n}; "
+                        "at least 3 particles are needed (2 to train, 1 to validate)."
                     )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                sums += (loss.item(), recon.item(), kl.item())
+                val_idx = np.sort(run["rng"].permutation(n)[:n_val])
+            train_idx = np.setdiff1d(np.arange(n), val_idx, assume_unique=True)
+        if use_validation:
+            run["validation"] = val_idx
+        if run["warmup"] is None:
+            run["warmup"] = self._warmup_steps(math.ceil(len(train_idx) / self.batch_size) * int(self.n_epochs))
+        return train_idx, val_idx
+
+    def _train(self, run: dict, p: Particles, train_idx: np.ndarray, val_idx, n_epochs: int) -> None:
+        """Train ``n_epochs`` more epochs (fewer after an early stop), checkpointing after each."""
+        coords = (p.centred().coords / run["scale"]).astype(np.float32)
+        if not np.isfinite(coords).all():
+            raise ValueError(
+                "coordinates divided by the dataset scale overflow float32; check the coordinates' units (nm expected)."
+            )
+        device = next(run["module"].parameters()).device
+        steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
+        bar = self._progress_bar(steps_per_epoch * max(n_epochs, 0))
+        try:
+            for _ in range(max(n_epochs, 0)):
+                if self._stop_early(run):
+                    _report(self.verbose, "[PointCloudVAE] stopped early: no validation improvement "
+                            f"in {self.n_iter_no_change} epoch(s)")
+                    break
+                record = self._run_epoch(run, p, coords, train_idx, device, bar)
+                if val_idx is not None:
+                    record["validation_reconstruction"] = self._validation_loss(run, p, coords, val_idx, device)
+                    if record["validation_reconstruction"] < run["best_validation"]:
+                        run["best_validation"] = record["validation_reconstruction"]
+                        run["n_no_improvement"] = 0
+                    else:
+                        run["n_no_improvement"] += 1
+                run["history"].append(record)
+                val = record.get("validation_reconstruction")
+                _report(
+                    self.verbose,
+                    f"[PointCloudVAE] epoch {record['epoch'] + 1}/{self.n_epochs}: loss {record['loss']:.4f} "
+                    f"(chamfer {record['reconstruction']:.4f}, KL {record['kl']:.3f}, beta {record['beta']:.3g}"
+                    + ("" if val is None else f", validation chamfer {val:.4f}")
+                    + f") in {record['seconds']:.1f} s",
+                )
+                if self.checkpoint_path is not None:
+                    self._write_checkpoint(run)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _stop_early(self, run: dict) -> bool:
+        return (
+            self.n_iter_no_change is not None
+            and run["validation"] is not None
+            and self.validation_fraction is not None
+            and run["n_no_improvement"] >= self.n_iter_no_change
+        )
+
+    def _run_epoch(self, run: dict, p: Particles, coords: np.ndarray, train_idx: np.ndarray, device, bar) -> dict:
+        module, optimizer, rng, generator = run["module"], run["optimizer"], run["rng"], run["generator"]
+        forward = self._training_forward(module)
+        epoch = len(run["history"])
+        module.train()
+        t0 = time.perf_counter()
+        order = train_idx[rng.permutation(len(train_idx))]
+        steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
+        sums = np.zeros(3)
+        taken = 0
+        for b in range(steps_per_epoch):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            rows, lengths = gather_rows(p.offsets, idx)
+            rows, lengths = subsample_rows(rows, lengths, self.max_points, rng)
+            if len(rows) < 2:
+                # batch norm cannot normalise one localization: a batch of one
+                # single-localization particle (it carries no shape) is skipped
                 if bar is not None:
                     bar.update(1)
-            mean = sums / steps_per_epoch
-            record = {
-                "epoch": epoch,
-                "loss": float(mean[0]),
-                "reconstruction": float(mean[1]),
-                "kl": float(mean[2]),
-                "beta": float(self.beta * _sigmoid_warmup(step - 1, warmup)),
-                "steps": steps_per_epoch,
-                "seconds": time.perf_counter() - t0,
-            }
-            self.history_.append(record)
-            _report(
-                self.verbose,
-                f"[PointCloudVAE] epoch {epoch + 1}/{self.n_epochs}: loss {record['loss']:.4f} "
-                f"(chamfer {record['reconstruction']:.4f}, KL {record['kl']:.3f}, beta {record['beta']:.3g}) "
-                f"in {record['seconds']:.1f} s",
+                continue
+            pts = coords[rows]
+            if self.rotation_augmentation:
+                pts = rotate_about_z(pts, lengths, rng.uniform(0.0, 2.0 * np.pi, len(lengths))).astype(np.float32)
+            pts_t, seg, lens = self._to_device(pts, lengths, device)
+            with self._autocast(device):
+                decoded, mu, logvar = forward(pts_t, seg, lens, generator=generator)
+            target, _ = pad_packed(pts_t, lens)
+            recon = chamfer_distance(decoded.float(), target, lens).mean()
+            kl = kl_divergence(mu.float(), logvar.float()).mean()
+            beta_t = self.beta * _sigmoid_warmup(run["step"], run["warmup"])
+            loss = recon + beta_t * kl
+            if not torch.isfinite(loss):
+                raise self._diverged(f"the training loss became {loss.item()}", epoch, run["step"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), math.inf)
+            if not torch.isfinite(grad_norm):
+                raise self._diverged(f"the gradient of the training loss became {grad_norm.item()}", epoch, run["step"])
+            optimizer.step()
+            run["step"] += 1
+            taken += 1
+            sums += (loss.item(), recon.item(), kl.item())
+            if bar is not None:
+                bar.update(1)
+        if taken == 0:
+            raise ValueError(
+                "no training step was possible: every batch held a single localization. Raise batch_size or "
+                "remove the single-localization particles."
             )
-        if bar is not None:
-            bar.close()
+        mean = sums / taken
+        return {
+            "epoch": epoch,
+            "loss": float(mean[0]),
+            "reconstruction": float(mean[1]),
+            "kl": float(mean[2]),
+            "beta": float(self.beta * _sigmoid_warmup(run["step"] - 1, run["warmup"])),
+            "steps": taken,
+            "seconds": time.perf_counter() - t0,
+        }
+
+    def _diverged(self, what: str, epoch: int, step: int) -> FloatingPointError:
+        return FloatingPointError(
+            f"{what} at epoch {epoch}, step {step} (counting from 0); training stopped and the estimator was left as "
+            f"it was before this call. Try a lower learning_rate (now {self.learning_rate:g}), and check the input's "
+            "scale: coordinates in nm, free of outliers far from their particle."
+        )
+
+    def _validation_loss(self, run: dict, p: Particles, coords: np.ndarray, val_idx: np.ndarray, device) -> float:
+        """Mean Chamfer distance (scaled units) of the held-out particles' posterior-mean reconstructions."""
+        module = run["module"]
         module.eval()
-        self.module_ = module
-        self.n_steps_ = step
-        return self
+        rows, lengths = gather_rows(p.offsets, val_idx)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        total = 0.0
+        with torch.inference_mode():
+            for start, stop in chunk_by_budget(lengths, _PARTICLE_BUDGET, _LOCALIZATION_BUDGET):
+                pts, seg, lens = self._to_device(coords[rows[offsets[start] : offsets[stop]]], lengths[start:stop], device)
+                mu, _ = module.encoder(pts, seg, lens)
+                target, _ = pad_packed(pts, lens)
+                total += float(chamfer_distance(module.decoder(mu), target, lens).double().sum())
+        module.train()
+        value = total / len(val_idx)
+        if not math.isfinite(value):
+            raise self._diverged(f"the validation reconstruction became {value}", len(run["history"]), run["step"])
+        return value
+
+    def _training_state_of(self, run: dict) -> dict:
+        """What resuming needs besides the model: optimizer state (on the CPU), random streams, counters."""
+        return {
+            "optimizer": _on_cpu(run["optimizer"].state_dict()),
+            "numpy_rng": run["rng"].bit_generator.state,
+            "torch_rng": run["generator"].get_state(),
+            "warmup": run["warmup"],
+            "validation": run["validation"],
+            "n_particles": run["n_particles"],
+            "best_validation": run["best_validation"],
+            "n_no_improvement": run["n_no_improvement"],
+        }
+
+    def _commit(self, run: dict, keep_training_state: bool) -> None:
+        """Make the run the estimator's fitted state (only after a successful call)."""
+        for name, value in run["module"].named_parameters():
+            if not torch.isfinite(value).all():  # cannot happen after the checks above; never hand out NaN weights
+                raise self._diverged(f"the weight {name} became non-finite", len(run["history"]), run["step"])
+        run["module"].eval()
+        self.module_ = run["module"]
+        self.scale_ = run["scale"]
+        self.n_features_in_ = run["n_features"]
+        self.history_ = run["history"]
+        self.n_steps_ = run["step"]
+        self.n_iter_ = len(run["history"])
+        self._training_state = self._training_state_of(run) if keep_training_state else None
+
+    def _write_checkpoint(self, run: dict) -> None:
+        fitted = {
+            "scale_": run["scale"],
+            "n_features_in_": run["n_features"],
+            "history_": run["history"],
+            "n_steps_": run["step"],
+            "n_iter_": len(run["history"]),
+        }
+        _atomic_save(self._payload(run["module"], fitted, self._training_state_of(run)), self.checkpoint_path)
 
     def _warmup_steps(self, n_steps: int) -> int:
         """KL warm-up length in steps: ``kl_warmup_steps``, or half the fit when "auto"."""
@@ -453,12 +922,22 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         p = self._check_particles(X, fitting=False)
         out = np.zeros((p.n_particles, self.module_.config["latent_dim"]), dtype=np.float64)
         angles = self._rotation_angles()
+        encode = self._inference_encoder()  # batch norms folded: the same means, about twice as fast
         with torch.inference_mode():
-            for angle in angles:
-                for start, stop, pts, seg, lens in self._encode_chunks(p, angle):
-                    mu, _ = self.module_.encoder(pts, seg, lens)
-                    out[start:stop] += mu.double().cpu().numpy()
-        return out / len(angles)
+            # normalise once, then every chunk at every angle: the working set is one chunk
+            for start, stop, pts, seg, lens in self._encode_chunks(p):
+                for angle in angles:
+                    rotated = rotate_tensor_about_z(pts, angle) if angle else pts
+                    out[start:stop] += encode(rotated, seg, lens).double().cpu().numpy()
+        out /= len(angles)
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():  # never hand out a NaN latent silently
+            i = int(np.flatnonzero(bad)[0])
+            raise FloatingPointError(
+                f"the latent of {p.name(i)} is not finite ({int(bad.sum())} particle(s) in all); the model's weights or "
+                "this particle's coordinates are out of range."
+            )
+        return out
 
     def fit_transform(self, X, y=None, **fit_params):
         """Fit, then return the posterior means of ``X``'s latents."""
@@ -518,6 +997,145 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         return np.asarray([f"pcvae{i}" for i in range(self.module_.config["latent_dim"])], dtype=object)
 
     # ------------------------------------------------------------ persistence
+    def _payload(self, module, fitted: dict, training: dict | None) -> dict:
+        """The model-file dict: tensors and plain Python only (see :meth:`save`)."""
+        params = {}
+        for name, value in self.get_params(deep=False).items():
+            if isinstance(value, (np.random.RandomState, np.random.Generator)):
+                value = None  # a generator object is not a setting; the fitted model does not need it
+            params[name] = _to_plain(value, f"parameter {name!r}")
+        plain, arrays = {}, {}
+        for name, value in fitted.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+                arrays[name] = torch.from_numpy(np.ascontiguousarray(value))
+            else:
+                plain[name] = _to_plain(value, f"attribute {name!r}")
+        payload = {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "library_version": __version__,
+            "torch_version": str(torch.__version__),
+            "params": params,
+            "module_config": _to_plain(dict(module.config), "the module configuration"),
+            "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+            "fitted": plain,
+            "fitted_arrays": arrays,
+            "output_config": _to_plain(dict(getattr(self, "_sklearn_output_config", {})), "the set_output configuration"),
+        }
+        if training is not None:
+            training = dict(training)
+            validation = training.pop("validation")
+            training["validation"] = None if validation is None else torch.from_numpy(np.asarray(validation, dtype=np.int64))
+            payload["training"] = training
+        return payload
+
+    def _fitted_attributes(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.endswith("_") and not k.startswith("_") and k != "module_"}
+
+    def save(self, path) -> None:
+        """Write the fitted model to one file that loads without running pickled code.
+
+        The file is a dict of tensors and plain Python values, opened by
+        ``torch.load(path, weights_only=True)``: the weights (on the CPU), the
+        parameters (``get_params()``; a ``RandomState`` instance is stored as
+        None), the fitted attributes (``scale_``, ``n_features_in_``,
+        ``history_``, ...), the ``set_output`` configuration, the file format
+        version and the versions of pcvae_sklearn and torch that wrote it.
+        The optimizer state is not included; files written by
+        ``checkpoint_path`` add it, so training can resume from them.
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            Where to write (``.pt`` by convention). A path is written to a
+            temporary file and renamed into place.
+
+        See Also
+        --------
+        load : read such a file back.
+        """
+        check_is_fitted(self, "module_")
+        _atomic_save(self._payload(self.module_, self._fitted_attributes(), None), path)
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        """Read a model file written by :meth:`save` or a checkpoint.
+
+        Opens the file with ``torch.load(path, weights_only=True)``, so no
+        pickled code runs, and maps every tensor to ``device``: a model
+        trained on a GPU loads on a CPU-only machine. The loaded model gives
+        the same ``transform`` output as the one saved (on the same device).
+
+        Parameters
+        ----------
+        path : str, path-like or binary file object
+            A file written by :meth:`save` or by ``checkpoint_path``.
+        device : str or torch.device, default="cpu"
+            Where to put the model; also becomes the loaded estimator's
+            ``device`` parameter.
+
+        Returns
+        -------
+        PointCloudVAE
+            Fitted. Loaded from a checkpoint, it also holds the training
+            state, so ``fit`` with ``warm_start=True`` or ``partial_fit``
+            continues the interrupted training exactly.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a PointCloudVAE model file, does not load with
+            ``weights_only=True``, or has a format version this pcvae_sklearn
+            cannot read.
+        """
+        target = torch.device(device)
+        if target.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA GPU on this machine; use device='cpu'.")
+        try:
+            payload = torch.load(path, map_location=target, weights_only=True)
+        except (FileNotFoundError, IsADirectoryError, PermissionError):
+            raise
+        except Exception as exc:  # UnpicklingError, RuntimeError, EOFError, ... from a foreign or damaged file
+            raise ValueError(
+                f"{path} is not a model file that loads safely with torch.load(weights_only=True) ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); PointCloudVAE.load reads files written by "
+                "PointCloudVAE.save or checkpoint_path."
+            ) from None
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a PointCloudVAE model file (it has no {_FORMAT!r} format tag).")
+        version = payload.get("format_version")
+        if version not in _READABLE_FORMAT_VERSIONS:
+            raise ValueError(
+                f"{path} is a PointCloudVAE model file of format version {version!r} (written by pcvae_sklearn "
+                f"{payload.get('library_version')}), but this pcvae_sklearn ({__version__}) reads format version(s) "
+                f"{', '.join(map(str, _READABLE_FORMAT_VERSIONS))}; load it with a matching pcvae_sklearn version."
+            )
+        names = set(cls._get_param_names())
+        unknown = sorted(set(payload["params"]) - names)
+        if unknown:
+            logger.warning("%s: ignoring parameters this pcvae_sklearn does not know: %s", path, unknown)
+        params = {k: v for k, v in payload["params"].items() if k in names}
+        params["device"] = device
+        est = cls(**params)
+        with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):  # building the module must not touch the global RNG
+            module = PCVAEModule(**payload["module_config"])
+        module.load_state_dict(payload["state_dict"])
+        est.module_ = module.to(target).eval()
+        for name, value in payload["fitted"].items():
+            setattr(est, name, value)
+        for name, value in payload.get("fitted_arrays", {}).items():
+            setattr(est, name, value.cpu().numpy())
+        if payload.get("output_config"):
+            est._sklearn_output_config = dict(payload["output_config"])
+        training = payload.get("training")
+        if training is not None:
+            training = dict(training)
+            validation = training.get("validation")
+            training["validation"] = None if validation is None else validation.cpu().numpy()
+            training["torch_rng"] = training["torch_rng"].cpu()
+            est._training_state = training
+        return est
+
     def __getstate__(self):
         state = dict(super().__getstate__())  # object.__getstate__ may return the live __dict__
         module = state.pop("module_", None)
@@ -532,7 +1150,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         saved = state.pop("_module_state", None)
         super().__setstate__(state)
         if saved is not None:
-            with torch.random.fork_rng(devices=[]):  # building the module must not touch the global RNG
+            with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):  # building the module must not touch the global RNG
                 module = PCVAEModule(**saved["config"])
             module.load_state_dict(saved["state_dict"])
             module.eval()

@@ -21,11 +21,14 @@ from ._parquet import read_parquet, write_parquet
 from ._picasso import read_picasso
 from ._rapidstorm import read_rapidstorm
 from ._smap import read_smap
+from ._stream import iter_parquet_particles, parquet_partitions, transform_parquet
 from ._write import results_table, write_picasso, write_results
 
 __all__ = [
     "FORMATS",
     "PARTICLE_ID",
+    "iter_parquet_particles",
+    "parquet_partitions",
     "particle_ids",
     "read_csv",
     "read_csv_folder",
@@ -38,6 +41,7 @@ __all__ = [
     "read_thunderstorm",
     "results_table",
     "sniff_format",
+    "transform_parquet",
     "write_parquet",
     "write_picasso",
     "write_results",

@@ -1,0 +1,117 @@
+"""Chamfer by nearest neighbours (no-grad search + differentiable gather) against the dense form and a naive reference."""
+
+import numpy as np
+import pytest
+import torch
+
+from pcvae_sklearn.encode import chamfer_distance
+from pcvae_sklearn.encode._chamfer import nearest_neighbours, pad_packed
+
+SEEDS = range(10)
+
+
+def naive_chamfer(pred, targets):
+    """One particle at a time, with torch.cdist, on the unpadded target."""
+    out = []
+    for p, t in zip(pred, targets):
+        d2 = torch.cdist(t[None], p[None])[0].pow(2)
+        out.append(d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean())
+    return torch.stack(out)
+
+
+def ragged_batch(seed, d, max_len=40, n_particles=6, n_pred=9, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, max_len, (n_particles,), generator=g)
+    targets = [torch.randn(int(n), d, generator=g, dtype=dtype, requires_grad=True) for n in lengths]
+    pred = torch.randn(n_particles, n_pred, d, generator=g, dtype=dtype, requires_grad=True)
+    return g, lengths, targets, pred
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("d", [2, 3])
+@pytest.mark.parametrize("chunk_size", [1, 5, 4096])
+def test_nearest_equals_dense_and_naive_with_gradients(seed, d, chunk_size):
+    g, lengths, targets, pred = ragged_batch(seed, d)
+    padded, _ = pad_packed(torch.cat(targets), lengths)
+    near = chamfer_distance(pred, padded, lengths, chunk_size=chunk_size, method="nearest")
+    dense = chamfer_distance(pred, padded, lengths, chunk_size=chunk_size, method="dense")
+    ref = naive_chamfer(pred, targets)
+    torch.testing.assert_close(near, dense, rtol=1e-14, atol=0)
+    torch.testing.assert_close(near, ref)
+
+    w = torch.randn(len(lengths), dtype=torch.float64, generator=g)
+    inputs = [pred] + targets
+    g_near = torch.autograd.grad((near * w).sum(), inputs, retain_graph=True)  # the padding's graph is shared
+    g_dense = torch.autograd.grad((dense * w).sum(), inputs, retain_graph=True)
+    g_ref = torch.autograd.grad((ref * w).sum(), inputs)
+    for a, b, c in zip(g_near, g_dense, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-15)
+        torch.testing.assert_close(a, c)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_float32_nearest_matches_dense(seed):
+    _, lengths, targets, pred = ragged_batch(seed, 3, max_len=300, n_pred=32, dtype=torch.float32)
+    padded, _ = pad_packed(torch.cat(targets), lengths)
+    near = chamfer_distance(pred, padded, lengths, chunk_size=64)
+    dense = chamfer_distance(pred, padded, lengths, chunk_size=64, method="dense")
+    torch.testing.assert_close(near, dense, rtol=1e-6, atol=1e-7)
+    gn = torch.autograd.grad(near.sum(), pred)[0]
+    gd = torch.autograd.grad(dense.sum(), pred)[0]
+    torch.testing.assert_close(gn, gd, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("chunk_size", [1, 7, 4096])
+def test_nearest_neighbours_are_the_brute_force_argmins(seed, chunk_size):
+    _, lengths, targets, pred = ragged_batch(seed, 2)
+    padded, valid = pad_packed(torch.cat(targets).detach(), lengths)
+    to_pred, to_target = nearest_neighbours(pred.detach(), padded, valid, chunk_size=chunk_size)
+    for b, t in enumerate(targets):
+        d2 = torch.cdist(t.detach(), pred[b].detach()).pow(2)  # (n_b, M), only real rows
+        np.testing.assert_array_equal(to_pred[b, : len(t)].numpy(), d2.argmin(dim=1).numpy())
+        np.testing.assert_array_equal(to_target[b].numpy(), d2.argmin(dim=0).numpy())
+        assert int(to_target[b].max()) < len(t)  # a padded row is never a neighbour
+
+
+def _saved_elements(fn):
+    """Number of tensor elements autograd keeps for the backward pass of ``fn()``."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total
+
+
+@pytest.mark.parametrize("L", [500, 2000])
+def test_backward_memory_is_linear_in_particle_size(L):
+    torch.manual_seed(0)
+    B, M, d = 2, 128, 3
+    pred = torch.randn(B, M, d, requires_grad=True)
+    target = torch.randn(B, L, d, requires_grad=True)
+    near = _saved_elements(lambda: chamfer_distance(pred, target, chunk_size=256))
+    dense = _saved_elements(lambda: chamfer_distance(pred, target, chunk_size=256, method="dense"))
+    assert dense >= B * L * M * d  # the dense form keeps every pairwise difference
+    assert near <= 8 * B * (L + M) * d  # the gather keeps a few (B, n, d) tensors only
+
+
+def test_padding_never_counts_for_either_method():
+    pred = torch.zeros(1, 2, 2)
+    target = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])  # last two rows are padding
+    for method in ("nearest", "dense"):
+        cd = chamfer_distance(pred, target, torch.tensor([1]), method=method)
+        assert cd.item() == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"method": "kdtree"}, "method must be one of"), ({"chunk_size": 0}, "chunk_size must be a positive")],
+)
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        chamfer_distance(torch.zeros(1, 2, 2), torch.zeros(1, 3, 2), **kwargs)
