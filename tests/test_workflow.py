@@ -52,8 +52,14 @@ def test_cli_demo_writes_results(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "2", "--n-bins", "4", "--quiet", "--no-fusion"])
     assert rc == 0
-    for name in ("latents.csv", "correlations.csv", "bins.csv", "model.joblib", "settings.json"):
+    for name in ("latents.csv", "correlations.csv", "bins.csv", "model.pt", "settings.json"):
         assert (out / name).stat().st_size > 0, name
+    # the saved model is a weights-only file that reproduces the latents
+    import torch
+
+    torch.load(out / "model.pt", weights_only=True)
+    model = PointCloudVAE.load(out / "model.pt")
+    assert model.latent_dim == 2
     latents = pd.read_csv(out / "latents.csv")
     assert len(latents) == 40 and {"pcvae0", "pcvae1", "radius_nm", "bin", "true_radius_nm"} <= set(latents.columns)
     settings = json.loads((out / "settings.json").read_text())

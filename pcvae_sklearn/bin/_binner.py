@@ -43,13 +43,13 @@ class LatentBinner(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    bin_edges_ : ndarray of shape (n_bins + 1, n_features_in_)
+    bin_edges_ : ndarray of shape ``(n_bins + 1, n_features_in_)``
         Value boundaries of the bins of every dimension. Row 0 is the
         smallest and row ``n_bins`` the largest training value; row ``b``
         (``0 < b < n_bins``) lies half-way between the largest value of bin
         ``b - 1`` and the smallest value of bin ``b``. Non-decreasing down
         every column.
-    labels_ : ndarray of shape (n_samples, n_features_in_), dtype int
+    labels_ : ndarray of shape ``(n_samples, n_features_in_)``, dtype int
         Bin of every training particle along every dimension, in
         ``0 .. n_bins - 1``.
     bin_counts_ : ndarray of shape (n_bins,)
@@ -57,7 +57,7 @@ class LatentBinner(TransformerMixin, BaseEstimator):
         dimension): ``n_samples // n_bins`` or one more.
     n_features_in_ : int
         Number of latent dimensions.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Names of the latent dimensions; only when fit was given a DataFrame
         whose column names are all strings.
 

@@ -209,8 +209,8 @@ def read_csv_folder(path, *, pattern="*.csv", pixelsize=None, n_dims=None):
     ----------
     path : str or Path
         The folder.
-    pattern : str, default="*.csv"
-        Which files in it to read (glob pattern).
+    pattern : str, optional
+        Which files in it to read (glob pattern); default ``"*.csv"``.
     pixelsize : float, optional
         nm per pixel, for columns with a ``px`` unit.
     n_dims : {2, 3}, optional

@@ -1,0 +1,59 @@
+"""Show the results: localization images and the paper's figures.
+
+- :func:`render_particles`, :func:`render_projections`: Gaussian-blurred
+  localization images of particles and super-particles (xy, and xz for 3D),
+  pixel size and blur defaulting to the localization precision;
+  :func:`add_scale_bar`, :func:`scale_bar_length` for drawing.
+- Display objects in scikit-learn's style (``from_estimator`` /
+  ``from_results``, ``plot(ax=None)``, ``ax_``, ``figure_``), one per figure
+  of Haghparast, Zhang et al. (2025): :class:`SuperParticleGridDisplay`,
+  :class:`BinRowDisplay`, :class:`LatentScatterDisplay`,
+  :class:`BinViolinDisplay`, :class:`SampleRatioDisplay`,
+  :class:`TrainingCurveDisplay`, :class:`LatentEmbeddingDisplay`.
+
+The data of every figure is computed without matplotlib; ``plot`` imports it
+(``pip install 'pcvae-sklearn[plot]'``).
+
+References
+----------
+Haghparast, Zhang et al., "Point cloud variational auto-encoder for continuous
+structural heterogeneity in single molecule localization microscopy",
+Sci. Rep. (2025).
+"""
+
+from ._data import sample_ratio_correlations, super_particle_grid
+from ._displays import (
+    BinRowDisplay,
+    BinViolinDisplay,
+    LatentEmbeddingDisplay,
+    LatentScatterDisplay,
+    SampleRatioDisplay,
+    SuperParticleGridDisplay,
+    TrainingCurveDisplay,
+)
+from ._render import (
+    Rendering,
+    add_scale_bar,
+    localization_precision,
+    render_particles,
+    render_projections,
+    scale_bar_length,
+)
+
+__all__ = [
+    "render_particles",
+    "render_projections",
+    "Rendering",
+    "localization_precision",
+    "scale_bar_length",
+    "add_scale_bar",
+    "super_particle_grid",
+    "sample_ratio_correlations",
+    "SuperParticleGridDisplay",
+    "BinRowDisplay",
+    "LatentScatterDisplay",
+    "BinViolinDisplay",
+    "SampleRatioDisplay",
+    "TrainingCurveDisplay",
+    "LatentEmbeddingDisplay",
+]
