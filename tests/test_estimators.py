@@ -13,6 +13,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.utils._param_validation import InvalidParameterError
 
 from pcvae_sklearn.estimate import HeightEstimator, RadiusEstimator, segment_median, subsample_localizations
+from pcvae_sklearn import as_particles
 from pcvae_sklearn.estimate._estimators import FWHM_PER_SIGMA
 from pcvae_sklearn.estimate._segments import segment_mean_std, segment_sort, sorted_range_median
 from pcvae_sklearn.estimate._two_gaussian import two_gaussian_fit
@@ -492,3 +493,31 @@ def test_subsample_bad_fraction(fraction, error, match):
 def test_subsample_bad_particles():
     with pytest.raises(ValueError, match="particle 1 is empty"):
         subsample_localizations([np.zeros((3, 2)), np.zeros((0, 2))], 0.5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_apex_radial_ratio_matches_naive_loop(seed):
+    from pcvae_sklearn.estimate._estimators import _apex_radial_ratio
+
+    rng = np.random.default_rng(seed)
+    X = [rng.normal(scale=(30, 30, 20), size=(int(n), 3)) for n in rng.integers(1, 60, size=25)]
+    expected = []
+    for x in X:
+        c = x - x.mean(axis=0)
+        r = np.hypot(c[:, 0], c[:, 1])
+        k = max(1, int(np.floor(0.2 * len(x))))
+        top = np.argsort(c[:, 2], kind="stable")[len(x) - k :]
+        every = np.median(r)
+        expected.append(np.median(r[top]) / every if every > 0 else 0.0)
+    np.testing.assert_allclose(_apex_radial_ratio(as_particles(X)), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("height", [30.0, 45.0, 65.0])
+def test_auto_structure_recognises_flat_tetrahedra(seed, height):
+    """Flat tetrahedra have overlapping z levels (axial precision 10 nm); ``auto`` must still see the apex."""
+    datasets = pytest.importorskip("pcvae_sklearn.datasets")
+    X, _ = datasets.make_tetrahedron(n_particles=30, height=height, n_localizations=300, random_state=seed)
+    assert HeightEstimator().fit(X).structure_ == "tetrahedron"
+    X, _ = datasets.make_npc_3d(n_particles=30, height=height, random_state=seed)
+    assert HeightEstimator().fit(X).structure_ == "pore"
