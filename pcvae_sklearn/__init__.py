@@ -7,6 +7,9 @@ The pipeline, one subpackage a stage::
     bin       LatentBinner: particles ordered and cut into bins along each latent dimension
     fuse      ParticleFuser: joint registration of particles into super-particles
     estimate  RadiusEstimator / HeightEstimator and scorers for model selection
+    cluster   discrete classes in the latents: choosing k, one super-particle per cluster
+    validate  is the heterogeneity real? a matched homogeneous null test, a confound audit
+    show      renderings of (super-)particles and the paper's figures as Display objects
     datasets  simulators with ground truth (2D/3D nuclear pores, tetrahedra)
 
 References
@@ -16,10 +19,11 @@ structural heterogeneity in single molecule localization microscopy",
 Sci. Rep. (2025).
 """
 
-from . import datasets, io
+from . import cluster, datasets, io, show, validate
 from ._ragged import Particles, as_particles
 from ._version import __version__
 from .bin import LatentBinner
+from .cluster import choose_n_clusters, fuse_clusters
 from .encode import PointCloudVAE
 from .estimate import (
     HeightEstimator,
@@ -31,6 +35,7 @@ from .estimate import (
 )
 from .fuse import BinFusion, ParticleFuser, fuse_bins
 from .io import read_particles
+from .validate import confound_audit, heterogeneity_null_test
 from .workflow import WorkflowResult, analyse
 
 __all__ = [
@@ -45,6 +50,10 @@ __all__ = [
     "latent_correlation_table",
     "best_latent_dimension",
     "subsample_localizations",
+    "choose_n_clusters",
+    "fuse_clusters",
+    "heterogeneity_null_test",
+    "confound_audit",
     "read_particles",
     "analyse",
     "WorkflowResult",
@@ -52,5 +61,8 @@ __all__ = [
     "as_particles",
     "datasets",
     "io",
+    "cluster",
+    "validate",
+    "show",
     "__version__",
 ]
