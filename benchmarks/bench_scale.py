@@ -7,7 +7,7 @@ Prints
    per second and the growth of the resident memory during ``transform``
    (peak sampled every 20 ms, minus the resident memory before the call,
    with the particles already in memory), for ``transform_rotations=8``
-   (the default), 1, and 1 with ``precision="bfloat16"``;
+   (the default), 1, and 1 with ``compute_dtype="bfloat16"``;
 2. ``fit`` of 3,810 simulated 3D pores (``make_npc_3d``, the paper's largest
    data set), 4 epochs, default settings, seconds per epoch (the paper:
    279 s per epoch on a GPU);

@@ -28,10 +28,10 @@ from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn.datasets import make_npc_2d
 
 OPTIONS = {
-    "float32": dict(precision="float32"),
-    "bfloat16": dict(precision="bfloat16"),
+    "float32": dict(compute_dtype="float32"),
+    "bfloat16": dict(compute_dtype="bfloat16"),
     "compile": dict(compile=True),
-    "compile+bfloat16": dict(compile=True, precision="bfloat16"),
+    "compile+bfloat16": dict(compile=True, compute_dtype="bfloat16"),
 }
 
 

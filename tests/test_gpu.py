@@ -32,7 +32,7 @@ def test_fit_transform_on_cuda(rings, seed):
 
 def test_bfloat16_on_cuda(rings):
     X, _ = rings
-    vae = PointCloudVAE(**TINY_VAE, device="cuda", precision="bfloat16", random_state=0).fit(X)
+    vae = PointCloudVAE(**TINY_VAE, device="cuda", compute_dtype="bfloat16", random_state=0).fit(X)
     assert np.isfinite(vae.transform(X)).all()
 
 

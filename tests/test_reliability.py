@@ -557,3 +557,15 @@ def test_single_localization_particles_train(rings):
     vae = PointCloudVAE(**{**TINY_VAE, "batch_size": 1}, random_state=0).fit(X1)
     assert vae.history_[0]["steps"] == 3  # the single-localization batches were skipped
     assert np.isfinite(vae.transform(X1)).all()
+
+
+def test_pickle_from_an_older_version_gets_the_new_parameters_defaults():
+    """A model pickled before a parameter existed unpickles with that parameter's default."""
+    X, _ = ragged_rings(16, seed=0)
+    vae = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+    state = vae.__getstate__()
+    del state["compute_dtype"], state["compile"]
+    old = PointCloudVAE.__new__(PointCloudVAE)
+    old.__setstate__(state)
+    assert old.compute_dtype == "float32" and old.compile is False
+    np.testing.assert_array_equal(old.transform(X), vae.transform(X))

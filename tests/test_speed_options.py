@@ -105,7 +105,7 @@ def test_bfloat16_fit_and_transform(rings, seed):
     X, radii = rings
     kw = dict(TINY_VAE, n_epochs=3, random_state=seed)
     z32 = PointCloudVAE(**kw).fit_transform(X)
-    vae = PointCloudVAE(**kw, precision="bfloat16").fit(X)
+    vae = PointCloudVAE(**kw, compute_dtype="bfloat16").fit(X)
     z16 = vae.transform(X)
     assert z16.shape == z32.shape and np.isfinite(z16).all()
     assert all(np.isfinite(h["loss"]) for h in vae.history_)
@@ -115,7 +115,7 @@ def test_bfloat16_fit_and_transform(rings, seed):
     assert rho16 >= rho32 - 0.2
     # a bfloat16 transform of a float32 model is close to the float32 transform
     vae32 = PointCloudVAE(**kw).fit(X)
-    z = vae32.set_params(precision="bfloat16").transform(X)
+    z = vae32.set_params(compute_dtype="bfloat16").transform(X)
     assert np.abs(z - z32).max() <= 0.05 * np.abs(z32).max()
 
 
@@ -141,7 +141,7 @@ def test_compile_goes_through_torch_compile(rings, monkeypatch):
 
 @pytest.mark.parametrize(
     "params, match",
-    [({"precision": "float16"}, "precision"), ({"precision": None}, "precision"), ({"compile": "yes"}, "compile")],
+    [({"compute_dtype": "float16"}, "compute_dtype"), ({"compute_dtype": None}, "compute_dtype"), ({"compile": "yes"}, "compile")],
 )
 def test_bad_speed_parameters(rings, params, match):
     X, _ = rings

@@ -227,7 +227,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         reconstruction has not improved (decreased) for this many epochs in a
         row; the weights of the last epoch trained are kept. None never stops
         early.
-    precision : {"float32", "bfloat16"}, default="float32"
+    compute_dtype : {"float32", "bfloat16"}, default="float32"
         Arithmetic of the networks' matrix products. "bfloat16" runs the
         training forward pass under ``torch.autocast`` (CPU or GPU; the
         Chamfer distance, the KL term and the optimizer stay in float32) and
@@ -352,7 +352,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         "checkpoint_path": [str, os.PathLike, None],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither"), None],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
-        "precision": [StrOptions({"float32", "bfloat16"})],
+        "compute_dtype": [StrOptions({"float32", "bfloat16"})],
         "compile": ["boolean"],
     }
 
@@ -381,7 +381,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         checkpoint_path=None,
         validation_fraction=None,
         n_iter_no_change=None,
-        precision="float32",
+        compute_dtype="float32",
         compile=False,
     ):
         self.latent_dim = latent_dim
@@ -406,13 +406,13 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         self.checkpoint_path = checkpoint_path
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
-        self.precision = precision
+        self.compute_dtype = compute_dtype
         self.compile = compile
 
     # ------------------------------------------------------------ helpers
     def _autocast(self, device: torch.device):
-        """``torch.autocast`` to bfloat16 when ``precision="bfloat16"``, a no-op context otherwise."""
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16")
+        """``torch.autocast`` to bfloat16 when ``compute_dtype="bfloat16"``, a no-op context otherwise."""
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.compute_dtype == "bfloat16")
 
     def _training_forward(self, module):
         """The callable a training step runs: the module, or ``torch.compile`` of it."""
@@ -422,7 +422,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
 
     def _inference_encoder(self) -> FoldedEncoder:
         """The trained encoder with its batch norms folded (same latents, about twice as fast)."""
-        dtype = torch.bfloat16 if self.precision == "bfloat16" else torch.float32
+        dtype = torch.bfloat16 if self.compute_dtype == "bfloat16" else torch.float32
         return FoldedEncoder(self.module_.encoder, dtype=dtype)
 
     def _torch_device(self) -> torch.device:
@@ -1148,6 +1148,12 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
 
     def __setstate__(self, state):
         saved = state.pop("_module_state", None)
+        # a pickle from an older version lacks the parameters added since: they take their defaults
+        import inspect
+
+        for name, param in inspect.signature(type(self).__init__).parameters.items():
+            if param.kind is param.KEYWORD_ONLY and name not in state:
+                state[name] = param.default
         super().__setstate__(state)
         if saved is not None:
             with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[]):  # building the module must not touch the global RNG
