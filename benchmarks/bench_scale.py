@@ -74,13 +74,13 @@ def bench_transform(n: int, seed: int = 0, rotations=(8, 1)):
           f"model fitted 1 epoch on {min(n, 1000)} of them")
     settings = [(r, "float32") for r in rotations] + [(min(rotations), "bfloat16")]
     for n_rot, precision in settings:
-        vae.set_params(transform_rotations=n_rot, precision=precision)
+        vae.set_params(transform_rotations=n_rot, compute_dtype=precision)
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             Z = vae.transform(X)
             dt = time.perf_counter() - t0
         assert Z.shape == (n, 8) and np.isfinite(Z).all()
-        print(f"transform  rotations={n_rot} precision={precision:8s}  {dt:7.1f} s  {n / dt:7.0f} particles/s  "
+        print(f"transform  rotations={n_rot} compute_dtype={precision:8s}  {dt:7.1f} s  {n / dt:7.0f} particles/s  "
               f"RSS growth {mem.growth:6.0f} MB", flush=True)
 
 
