@@ -138,9 +138,15 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
     use_precision : bool, default=True
         Add each localization's precision (field ``precision``, nm; in 3D
         ``precision_z`` for the z axis, else ``precision``) to the variance.
-        Under full 3D rotation the mean variance over the three axes is used
-        (an isotropic approximation, so that the Procrustes step stays
-        closed-form). Ignored when the particles have no ``precision`` field.
+        Under full 3D rotations the axial precision is fixed in each
+        particle's own (observed) frame and turns with the particle: the EM
+        then uses every localization's full covariance in the common frame
+        (the rotation step has no closed form and takes guarded Gauss-Newton
+        steps); only the coarse orientation search uses the mean variance over
+        the three axes. On simulated pores with 6 nm lateral and 15 nm axial
+        precision this registers 81 % of 200 pores within 5 degrees, against
+        65.5 % with the isotropic approximation (``benchmarks/bench_fusion.py``).
+        Ignored when the particles have no ``precision`` field.
     n_jobs : int or None, default=None
         Restarts run in parallel with joblib; ``None`` means 1.
     random_state : int, RandomState instance or None, default=None
