@@ -2,10 +2,11 @@
 
 Clustering itself is scikit-learn's: ``make_pipeline(PointCloudVAE(),
 KMeans(3))`` or ``GaussianMixture(3)`` after the VAE fit ragged particles and
-``predict`` new ones. Leave out ``StandardScaler``: the structure usually
-lives in one or two latent dimensions and the others are near-collapsed
-noise, which scaling blows up to the same weight (on three classes of
-tetrahedra the adjusted Rand index fell from 1.0 to 0.5). This stage adds
+``predict`` new ones. ``StandardScaler`` is not needed and can hurt: the
+structure usually lives in one or two latent dimensions and the others are
+near-collapsed noise, which scaling blows up to the same weight (on three
+classes of tetrahedra the adjusted Rand index fell from 1.0 to 0.5 for one
+model; it stayed 1.0 for another). This stage adds
 
 - :func:`choose_n_clusters`: BIC of a Gaussian mixture and silhouette for
   ``k = 1..K`` (BIC can also answer "one cluster"), with a plot;

@@ -74,6 +74,32 @@ def _loc_variance(p: Particles, use_precision: bool, mode: str):
     return var, own_var
 
 
+def _optical_axis_alignment(rotations: np.ndarray) -> np.ndarray:
+    """The smallest rotation turning the particles' mean registered optical axis onto ``e_z``.
+
+    The axis of particle ``j`` in the common frame is ``a_j = R_j e_z``. A
+    structure with a mirror symmetry (a pore's two rings) may register some
+    particles upside down, so the mean is taken without sign: the leading
+    eigenvector of ``mean_j a_j a_j^T``, pointing the way most ``a_j`` do.
+    Returns the identity when the axes point every way (leading eigenvalue
+    below 0.5; 1/3 for uniformly spread axes): nothing to preserve.
+    """
+    axes = rotations[:, :, 2]
+    values, vectors = np.linalg.eigh(axes.T @ axes / len(axes))
+    if values[-1] < 0.5:
+        return np.eye(3)
+    a = vectors[:, -1]
+    if (axes @ a).sum() < 0:
+        a = -a
+    z = np.array([0.0, 0.0, 1.0])
+    v = np.cross(a, z)
+    c = float(a @ z)
+    if np.linalg.norm(v) < 1e-12:
+        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
+    k = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + k + k @ k / (1.0 + c)
+
+
 def _mixture_terms(outlier_weight: float, radius: float, d: int):
     """``(log(1 - w), log(w / volume))`` of the outlier term, volume a ball of ``radius``."""
     volume = np.pi * radius**2 if d == 2 else 4.0 / 3.0 * np.pi * radius**3
@@ -337,13 +363,18 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         self._log(logging.INFO, "kept restart %d of %d (objective %.5f)", int(np.argmax(objectives)), len(states), best.objective)
 
         # into the frame of the input coordinates, centred on the super-particle's centroid
-        rotations = best.rotations
-        translations = best.translations - np.einsum("nab,nb->na", rotations, centroids)
+        rotations, centres, common = best.rotations, best.centres, best.translations
+        if mode == "3d":
+            # the joint registration fixes the common frame only up to a global rotation: turn it so that the
+            # particles' optical axes, on average, stay the super-particle's z (a height then means a height)
+            align = _optical_axis_alignment(rotations)
+            rotations, centres, common = align @ rotations, centres @ align.T, common @ align.T
+        translations = common - np.einsum("nab,nb->na", rotations, centroids)
         registered = apply_transforms(p.coords, rotations, translations, p.lengths)
         shift = registered.mean(axis=0)
         self.rotations_ = rotations
         self.translations_ = translations - shift
-        self.centres_ = best.centres - shift
+        self.centres_ = centres - shift
         self.sigma2_ = float(best.sigma2)
         self.objective_ = float(best.objective)
         self.objectives_ = objectives
