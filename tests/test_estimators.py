@@ -283,9 +283,52 @@ def test_tetrahedron_height_matches_naive_em(seed):
     rng = np.random.default_rng(seed)
     heights = rng.uniform(40, 100, 10)
     X = [tetrahedron(rng, h, per_site=int(rng.integers(20, 80))) for h in heights]
-    out = HeightEstimator(structure="tetrahedron").fit_transform(X)
+    out = HeightEstimator(structure="tetrahedron", background=False).fit_transform(X)
     expected = [np.diff(naive_two_gaussian(p[:, 2]))[0] for p in X]
     np.testing.assert_allclose(out[:, 0], expected, rtol=1e-9)
+    out = HeightEstimator(structure="tetrahedron").fit_transform(X)
+    expected = [np.diff(naive_two_gaussian_background(p[:, 2]))[0] for p in X]
+    np.testing.assert_allclose(out[:, 0], expected, rtol=1e-9)
+
+
+def naive_two_gaussian_background(z, max_iter=100, tol=1e-6, reg=1e-6):
+    """Two Gaussians plus a uniform component over the values' range, on one particle, written plainly."""
+    eps = 10 * np.finfo(float).eps
+    up = z > z.mean()
+    resp = np.c_[~up, up].astype(float)
+    nk = resp.sum(0) + eps
+    mu = (resp * z[:, None]).sum(0) / nk
+    var = (resp * (z[:, None] - mu) ** 2).sum(0) / nk + reg
+    w = 0.95 * nk / len(z)
+    wb = 0.05
+    density = 1.0 / np.ptp(z)
+    bound = -np.inf
+    for _ in range(max_iter):
+        comp = w * np.exp(-0.5 * (z[:, None] - mu) ** 2 / var) / np.sqrt(2 * np.pi * var)
+        total = comp.sum(1) + wb * density
+        resp = comp / total[:, None]
+        nk = resp.sum(0) + eps
+        alive = nk > eps * 1e3
+        w = nk / len(z)
+        wb = min(max(1.0 - w.sum(), 0.0), 1.0)
+        mu = np.where(alive, (resp * z[:, None]).sum(0) / nk, mu)
+        var = np.where(alive, (resp * (z[:, None] - mu) ** 2).sum(0) / nk + reg, var)
+        new_bound = np.log(total).mean()
+        if abs(new_bound - bound) < tol:
+            break
+        bound = new_bound
+    return np.sort(mu)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_background_term_recovers_a_flat_tetrahedron(seed):
+    """Base at -11 nm (3 sites), apex at +34 nm, axial precision 10 nm, 7 % uniform background."""
+    rng = np.random.default_rng(seed)
+    z = np.concatenate([rng.normal(-11.25, 10.0, 30000), rng.normal(33.75, 10.0, 10000),
+                        rng.uniform(-80.0, 80.0, 3000)])
+    fit = two_gaussian_fit(z, np.array([0, len(z)]), background=True)
+    assert abs(np.diff(fit["means"][0])[0] - 45.0) < 1.0
+    assert abs(fit["background"][0] - 3000 / 43000) < 0.01
 
 
 @pytest.mark.parametrize("seed", SEEDS)

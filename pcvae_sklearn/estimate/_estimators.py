@@ -277,6 +277,15 @@ class HeightEstimator(_ParticleEstimator):
     tol : float, default=1e-6
         EM stops for a particle when its mean log-likelihood per localization
         changes by less than this.
+    background : bool, default=True
+        For ``"tetrahedron"``, add a uniform background component to the two
+        Gaussians (a departure from the paper's plain two-Gaussian fit). With
+        background localizations the most likely plain two-Gaussian fit of a
+        flat tetrahedron can be one narrow component on the base and one broad
+        component over everything else: on the fused super-particle of 40
+        simulated 45 nm tetrahedra (``make_tetrahedron``, 1250 localizations,
+        50 of them background) the plain fit gives 24.5 nm and this one
+        44.7 nm; the per-particle median is 37.7 nm plain, 44.4 nm with it.
 
     Attributes
     ----------
@@ -326,12 +335,14 @@ class HeightEstimator(_ParticleEstimator):
         "structure": [StrOptions({"auto", "tetrahedron", "pore"})],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "background": ["boolean"],
     }
 
-    def __init__(self, *, structure="auto", max_iter=100, tol=1e-6):
+    def __init__(self, *, structure="auto", max_iter=100, tol=1e-6, background=True):
         self.structure = structure
         self.max_iter = max_iter
         self.tol = tol
+        self.background = background
 
     def _check_particles(self, p):
         if p.n_dims != 3:
@@ -350,7 +361,8 @@ class HeightEstimator(_ParticleEstimator):
         return None
 
     def _gauss(self, p):
-        return two_gaussian_fit(p.coords[:, 2], p.offsets, max_iter=self.max_iter, tol=self.tol)
+        return two_gaussian_fit(p.coords[:, 2], p.offsets, max_iter=self.max_iter, tol=self.tol,
+                                background=self.background)
 
     def _estimate(self, p: Particles, cache=None) -> np.ndarray:
         if self.structure_ == "tetrahedron":

@@ -47,8 +47,13 @@ def _m_step(z, r0, r1, offsets, lengths, reg_covar):
     return weights, means, var, nk
 
 
-def _e_step(z, weights, means, var, lengths):
-    """Responsibilities of both components and the log-likelihood of every value."""
+def _e_step(z, weights, means, var, lengths, log_background=None):
+    """Responsibilities of both components and the log-likelihood of every value.
+
+    ``log_background`` (n,): log of (background weight x uniform density) per
+    particle, or None for no background term. The background's own
+    responsibility is ``1 - r0 - r1``.
+    """
     const = np.log(weights) - 0.5 * (_LOG_2PI + np.log(var))  # (n, 2)
     half_inv = 0.5 / var
     d = z - np.repeat(means[:, 0], lengths)
@@ -56,10 +61,12 @@ def _e_step(z, weights, means, var, lengths):
     d = z - np.repeat(means[:, 1], lengths)
     a1 = np.repeat(const[:, 1], lengths) - d * d * np.repeat(half_inv[:, 1], lengths)
     norm = np.logaddexp(a0, a1)
+    if log_background is not None:
+        norm = np.logaddexp(norm, np.repeat(log_background, lengths))
     return np.exp(a0 - norm), np.exp(a1 - norm), norm
 
 
-def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6):
+def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6, background=False):
     """Fit a two-Gaussian mixture to the values of every particle.
 
     Parameters
@@ -76,6 +83,11 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6):
         by less than ``tol`` (the rule of ``sklearn.mixture.GaussianMixture``).
     reg_covar : float, default=1e-6
         Added to every variance (nm²), as in scikit-learn.
+    background : bool, default=False
+        Add a third component, uniform over each particle's range of values,
+        with its own weight (starting at 5 %), for background localizations.
+        Without it, background can make "one narrow component plus one broad
+        component over everything else" the most likely two-Gaussian fit.
 
     Returns
     -------
@@ -84,7 +96,8 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6):
         ``means[:, 0] <= means[:, 1]``; ``weights`` (n_particles, 2);
         ``counts`` (n_particles, 2): the effective number of localizations of
         each component (sum of responsibilities); ``n_iter`` (n_particles,);
-        ``converged`` (n_particles,) of bool.
+        ``converged`` (n_particles,) of bool; ``background`` (n_particles,):
+        the background weight (zero without ``background``).
 
     Notes
     -----
@@ -117,6 +130,19 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6):
         means[rows] = mean_all[rows, None]
         var[rows] = var_all[rows, None]
         weights[rows] = 0.5
+    if background:
+        # a uniform component over each particle's range of values, 5 % of the weight to start with
+        span = np.maximum.reduceat(z, offsets[:-1]) - np.minimum.reduceat(z, offsets[:-1])
+        log_density = -np.log(np.where(span > 0, span, 1.0))
+        weights *= 0.95
+        bg_weight = np.full(n, 0.05)
+    else:
+        log_density = bg_weight = None
+
+    def log_background(rows):
+        if not background:
+            return None
+        return np.log(np.maximum(bg_weight[rows], 1e-300)) + log_density[rows]
 
     n_iter = np.zeros(n, dtype=np.int64)
     converged = np.zeros(n, dtype=bool)
@@ -127,12 +153,14 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6):
         if active.size == 0:
             break
         # E-step
-        r0, r1, norm = _e_step(z_a, weights[active], means[active], var[active], len_a)
+        r0, r1, norm = _e_step(z_a, weights[active], means[active], var[active], len_a, log_background(active))
         new_bound = _reduce(norm, off_a) / len_a
         # M-step
         w, mu, v, counts = _m_step(z_a, r0, r1, off_a, len_a, reg_covar)
         alive = counts > _EPS_NK * 1e3  # keep an emptied component where it was
         weights[active] = w
+        if background:
+            bg_weight[active] = np.clip(1.0 - w.sum(axis=1), 0.0, 1.0)
         means[active] = np.where(alive, mu, means[active])
         var[active] = np.where(alive, v, var[active])
         n_iter[active] += 1
@@ -145,7 +173,7 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6):
             z_a = z[rows]
 
     # effective counts from the final parameters (one more E-step, as sklearn)
-    r0, r1, _ = _e_step(z, weights, means, var, lengths)
+    r0, r1, _ = _e_step(z, weights, means, var, lengths, log_background(np.arange(n)))
     counts = np.column_stack([_reduce(r0, offsets), _reduce(r1, offsets)])
     swap = means[:, 0] > means[:, 1]
     for arr in (means, var, weights, counts):
@@ -157,4 +185,5 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6):
         "counts": counts,
         "n_iter": n_iter,
         "converged": converged,
+        "background": bg_weight if background else np.zeros(n),
     }
