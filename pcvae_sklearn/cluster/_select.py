@@ -13,6 +13,8 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 
+from .._latents import check_latents
+
 __all__ = ["ClusterSelection", "choose_n_clusters", "plot_cluster_selection"]
 
 logger = logging.getLogger(__name__)
@@ -69,22 +71,6 @@ class ClusterSelection:
     def plot(self, ax=None):
         """Draw the scores; see :func:`plot_cluster_selection`."""
         return plot_cluster_selection(self, ax=ax)
-
-
-def _check_latents(latents) -> np.ndarray:
-    Z = latents.to_numpy() if hasattr(latents, "to_numpy") else latents
-    try:
-        Z = np.asarray(Z, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError("latents must be a numeric array of shape (n_particles, n_latent).") from None
-    if Z.ndim == 1:
-        Z = Z[:, None]
-    if Z.ndim != 2:
-        raise ValueError(f"latents has shape {Z.shape}; expected (n_particles, n_latent).")
-    if not np.isfinite(Z).all():
-        row = int(np.flatnonzero(~np.isfinite(Z).all(axis=1))[0])
-        raise ValueError(f"latents of particle {row} contain NaN or inf.")
-    return Z
 
 
 def choose_n_clusters(
@@ -184,7 +170,7 @@ def choose_n_clusters(
     >>> result.bic.shape
     (5,)
     """
-    Z = _check_latents(latents)
+    Z = check_latents(latents)
     n = Z.shape[0]
     try:
         ks = np.array(sorted({int(k) for k in k_range}), dtype=np.int64)

@@ -11,6 +11,7 @@ import logging
 import numpy as np
 from sklearn.base import clone
 
+from .._latents import check_latents as _check_latents
 from .._ragged import Particles, as_particles
 from ..bin import LatentBinner
 from ..estimate import latent_correlation_table, subsample_localizations
@@ -58,14 +59,8 @@ def estimate_particles(estimate, p: Particles):
 
 
 def check_latents(latents, n_particles=None) -> np.ndarray:
-    Z = np.asarray(latents, dtype=np.float64)
-    if Z.ndim != 2 or Z.shape[0] < 2:
-        raise ValueError(f"latents must have shape (n_particles, latent_dim) with at least 2 particles; got shape {Z.shape}.")
-    if not np.isfinite(Z).all():
-        raise ValueError("latents contain NaN or inf.")
-    if n_particles is not None and Z.shape[0] != n_particles:
-        raise ValueError(f"latents has {Z.shape[0]} rows but X holds {n_particles} particles; give one latent per particle.")
-    return Z
+    """Latents for a figure: at least 2 particles (see :func:`pcvae_sklearn._latents.check_latents`)."""
+    return _check_latents(latents, n_particles, min_particles=2)
 
 
 def latent_orientation(latents, estimate=None) -> np.ndarray:

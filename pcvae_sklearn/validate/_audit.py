@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
+from .._latents import check_latents
 from .._ragged import as_particles
 
 __all__ = ["confound_audit", "principal_axis_angles", "circular_linear_correlation"]
@@ -114,21 +115,6 @@ def circular_linear_correlation(x, angles):
     return np.sqrt(r2), np.exp(-n * r2 / 2)
 
 
-def _latents(latents, n):
-    Z = latents.to_numpy() if hasattr(latents, "to_numpy") else latents
-    try:
-        Z = np.asarray(Z, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError("latents must be a numeric array of shape (n_particles, n_latent).") from None
-    if Z.ndim == 1:
-        Z = Z[:, None]
-    if Z.ndim != 2 or Z.shape[0] != n:
-        raise ValueError(f"latents has shape {Z.shape}; expected ({n}, n_latent), one row per particle.")
-    if not np.isfinite(Z).all():
-        raise ValueError("latents contain NaN or inf.")
-    return Z
-
-
 def confound_audit(X, latents, *, angles=None, angle_symmetry=1, extra=None, threshold=0.3, alpha=0.01, feature_names=None):
     """Correlation of every latent dimension with nuisances, with flags.
 
@@ -211,7 +197,7 @@ def confound_audit(X, latents, *, angles=None, angle_symmetry=1, extra=None, thr
     n = p.n_particles
     if n < 3:
         raise ValueError(f"X holds {n} particle(s); a correlation needs at least 3.")
-    Z = _latents(latents, n)
+    Z = check_latents(latents, n)
     k = Z.shape[1]
     names = [f"pcvae{j}" for j in range(k)] if feature_names is None else [str(f) for f in feature_names]
     if len(names) != k:
