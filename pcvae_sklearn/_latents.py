@@ -7,7 +7,7 @@ import numpy as np
 __all__ = ["check_latents"]
 
 
-def check_latents(latents, n_particles=None, *, min_particles=1) -> np.ndarray:
+def check_latents(latents, n_particles=None, *, min_particles=1, name="latents") -> np.ndarray:
     """Latents as a finite float64 array of shape (n_particles, n_latent).
 
     Parameters
@@ -17,6 +17,8 @@ def check_latents(latents, n_particles=None, *, min_particles=1) -> np.ndarray:
     n_particles : int or None
         The number of rows required (one per particle of the data they go with).
     min_particles : int, default=1
+    name : str, default="latents"
+        What the errors call the array.
 
     Returns
     -------
@@ -38,15 +40,15 @@ def check_latents(latents, n_particles=None, *, min_particles=1) -> np.ndarray:
     try:
         Z = np.asarray(Z, dtype=np.float64)
     except (TypeError, ValueError):
-        raise TypeError("latents must be a numeric array of shape (n_particles, n_latent).") from None
+        raise TypeError(f"{name} must be a numeric array of shape (n_particles, n_latent).") from None
     if Z.ndim == 1:
         Z = Z[:, None]
     if Z.ndim != 2 or (n_particles is not None and Z.shape[0] != n_particles):
         expected = "(n_particles, n_latent)" if n_particles is None else f"({n_particles}, n_latent), one row per particle"
-        raise ValueError(f"latents has shape {Z.shape}; expected {expected}.")
+        raise ValueError(f"{name} has shape {Z.shape}; expected {expected}.")
     if Z.shape[0] < min_particles:
-        raise ValueError(f"latents has {Z.shape[0]} row(s); at least {min_particles} particles are needed.")
+        raise ValueError(f"{name} has {Z.shape[0]} row(s); at least {min_particles} particles are needed.")
     if not np.isfinite(Z).all():
         row = int(np.flatnonzero(~np.isfinite(Z).all(axis=1))[0])
-        raise ValueError(f"latents of particle {row} contain NaN or inf.")
+        raise ValueError(f"{name} of particle {row} contain NaN or inf.")
     return Z

@@ -11,6 +11,7 @@ from scipy.stats import chi2, spearmanr
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from .._latents import check_latents
 from .._ragged import Particles, as_particles
 from ..cluster._fuse import _check_estimator
 from ..fuse import ParticleFuser
@@ -216,21 +217,6 @@ def _systematic_variance(vals, layout):
     return (ssb - (len(sizes) - 1) * sst / (n - 1)) / n
 
 
-def _as_float_2d(a, what):
-    a = a.to_numpy() if hasattr(a, "to_numpy") else a
-    try:
-        a = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be numeric.") from None
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2:
-        raise ValueError(f"{what} has shape {a.shape}; expected (n_particles, n_latent).")
-    if not np.isfinite(a).all():
-        raise ValueError(f"{what} contains NaN or inf.")
-    return a
-
-
 def _as_float_1d(a, n, what):
     a = a.to_numpy() if hasattr(a, "to_numpy") else a
     a = np.asarray(a, dtype=np.float64)
@@ -343,8 +329,8 @@ def paired_spread_test(
     """
     import pandas as pd
 
-    Z = _as_float_2d(latents, "latents")
-    Z0 = _as_float_2d(null_latents, "null_latents")
+    Z = check_latents(latents)
+    Z0 = check_latents(null_latents, name="null_latents")
     n, k = Z.shape
     if Z0.shape != Z.shape:
         raise ValueError(f"null_latents has shape {Z0.shape} but latents has shape {Z.shape}; give one twin per data particle.")
