@@ -16,6 +16,7 @@ Prints
 
     python benchmarks/bench_scale.py            # full run (~15 min on 2 cores)
     python benchmarks/bench_scale.py --quick    # smoke run (5,000 / 400 / 250-2,000 particles)
+    python benchmarks/bench_scale.py --device cuda --parts transform fit3d   # on a GPU
 """
 
 from __future__ import annotations
@@ -66,39 +67,43 @@ class PeakRSS:
         self.growth = self.peak - self.before
 
 
-def bench_transform(n: int, seed: int = 0, rotations=(8, 1)):
+def bench_transform(n: int, seed: int = 0, rotations=(8, 1), device: str = "cpu"):
     X, _ = make_npc_2d(n, random_state=seed)
-    vae = PointCloudVAE(n_epochs=1, random_state=seed).fit(X[:1000])
+    vae = PointCloudVAE(n_epochs=1, random_state=seed, device=device).fit(X[:1000])
     n_loc = as_particles(X).n_localizations
     print(f"# transform of {n} make_npc_2d particles ({n_loc / n:.0f} localizations each on average), "
           f"model fitted 1 epoch on {min(n, 1000)} of them")
     settings = [(r, "float32") for r in rotations] + [(min(rotations), "bfloat16")]
     for n_rot, precision in settings:
         vae.set_params(transform_rotations=n_rot, compute_dtype=precision)
+        if device.startswith("cuda"):
+            torch.cuda.reset_peak_memory_stats()
         with PeakRSS() as mem:
             t0 = time.perf_counter()
             Z = vae.transform(X)
             dt = time.perf_counter() - t0
         assert Z.shape == (n, 8) and np.isfinite(Z).all()
+        gpu = (f"  GPU peak {torch.cuda.max_memory_allocated() / 2**20:6.0f} MB"
+               if device.startswith("cuda") else "")
         print(f"transform  rotations={n_rot} compute_dtype={precision:8s}  {dt:7.1f} s  {n / dt:7.0f} particles/s  "
-              f"RSS growth {mem.growth:6.0f} MB", flush=True)
+              f"RSS growth {mem.growth:6.0f} MB{gpu}", flush=True)
 
 
-def bench_fit_3d(n: int, epochs: int, seed: int = 0):
+def bench_fit_3d(n: int, epochs: int, seed: int = 0, device: str = "cpu"):
     X, _ = make_npc_3d(n, random_state=seed)
     t0 = time.perf_counter()
-    vae = PointCloudVAE(n_epochs=epochs, random_state=seed).fit(X)
+    vae = PointCloudVAE(n_epochs=epochs, random_state=seed, device=device).fit(X)
     dt = time.perf_counter() - t0
     per_epoch = [round(h["seconds"], 1) for h in vae.history_]
     print(f"fit  {n} make_npc_3d particles, {epochs} epochs: {dt:.1f} s, {dt / epochs:.1f} s/epoch "
           f"(epochs: {per_epoch}); paper: 279 s/epoch on a GPU", flush=True)
 
 
-def bench_linearity(sizes, seed: int = 0):
+def bench_linearity(sizes, seed: int = 0, device: str = "cpu"):
     X, _ = make_npc_2d(max(sizes), random_state=seed)
     for n in sizes:
         t0 = time.perf_counter()
-        PointCloudVAE(n_epochs=1, random_state=seed).fit(X[:n])
+        PointCloudVAE(n_epochs=1, random_state=seed, device=device).fit(X[:n])
         dt = time.perf_counter() - t0
         print(f"fit  {n:5d} make_npc_2d particles, 1 epoch: {dt:6.1f} s  = {1000 * dt / n:5.2f} s per 1000 particles",
               flush=True)
@@ -112,15 +117,20 @@ def main(argv=None):
     ap.add_argument("--rotations", type=int, nargs="+", default=[8, 1], help="transform_rotations to time")
     ap.add_argument("--fit3d-epochs", type=int, default=None, help="epochs of the 3D fit (4)")
     ap.add_argument("--sizes", type=int, nargs="+", default=None, help="fit sizes (1000 2000 4000 8000)")
+    ap.add_argument("--device", default="cpu", help="PointCloudVAE device, e.g. cuda")
     args = ap.parse_args(argv)
+    gpu = f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+          f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, device {args.device}{gpu}")
     if "transform" in args.parts:
-        bench_transform(args.n_transform or (5_000 if args.quick else 100_000), rotations=args.rotations)
+        bench_transform(args.n_transform or (5_000 if args.quick else 100_000), rotations=args.rotations,
+                        device=args.device)
     if "fit3d" in args.parts:
-        bench_fit_3d(400 if args.quick else 3_810, args.fit3d_epochs or (1 if args.quick else 4))
+        bench_fit_3d(400 if args.quick else 3_810, args.fit3d_epochs or (1 if args.quick else 4),
+                     device=args.device)
     if "linearity" in args.parts:
-        bench_linearity(args.sizes or ([250, 500, 1000, 2000] if args.quick else [1000, 2000, 4000, 8000]))
+        bench_linearity(args.sizes or ([250, 500, 1000, 2000] if args.quick else [1000, 2000, 4000, 8000]),
+                        device=args.device)
 
 
 if __name__ == "__main__":

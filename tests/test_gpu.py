@@ -19,7 +19,7 @@ def rings():
 @pytest.mark.parametrize("seed", range(3))
 def test_fit_transform_on_cuda(rings, seed):
     X, _ = rings
-    vae = PointCloudVAE(**TINY_VAE, n_epochs=2, device="cuda", random_state=seed).fit(X)
+    vae = PointCloudVAE(**{**TINY_VAE, "n_epochs": 2}, device="cuda", random_state=seed).fit(X)
     assert next(vae.module_.parameters()).device.type == "cuda"
     Z = vae.transform(X)
     assert Z.shape == (48, 2) and np.isfinite(Z).all()
