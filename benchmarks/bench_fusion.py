@@ -4,7 +4,9 @@ Speed goal (issue 3): fusing 1,000 simulated 2D NPC particles of about 150
 localizations takes under 30 s on 2 cores, and the time grows linearly.
 Accuracy goals: recovered rotations within 5 degrees of the truth (up to the
 structure's symmetry) for >= 95% of 2D NPCs and >= 90% of 3D pores under
-full 3D rotations.
+full 3D rotations. The 3D figure varies by several points between data sets
+of 200 pores (a binomial standard error of 2 points), so the defaults are run
+on 5 data sets and the fraction is also given pooled over all 1,000 pores.
 
 Usage::
 
@@ -64,6 +66,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--n-jobs", type=int, default=2, help="restarts in parallel (default 2: two cores)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds-3d", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="data sets of 200 pores for the 3D goal; the fraction is also pooled over them")
     args = parser.parse_args(argv)
     sizes = [50, 100] if args.quick else [250, 500, 1000, 2000]
 
@@ -81,10 +85,27 @@ def main(argv=None):
 
     print("\n== accuracy: 3D pores under full 3D rotations (make_npc_3d rotation='3d', radius 50, height 50) ==")
     n3 = 60 if args.quick else 200
+    seeds_3d = [args.seed] if args.quick else args.seeds_3d
+    within = []
+    for seed in seeds_3d:
+        X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=seed)
+        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=seed)
+        t0 = time.perf_counter()
+        fuser.fit(X)
+        dt = time.perf_counter() - t0
+        err = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d())
+        within.append(err < 5)
+        pct = np.percentile(err, [50, 90, 95]).round(1)
+        print(f"{'defaults (precision 6 nm, z_ratio 2.5, dol 0.6)':<50} seed {seed} n={n3} time {dt:6.1f} s  "
+              f"<5 deg {np.mean(err < 5):.3f}  >20 deg {np.mean(err > 20):.3f}  median/90/95% {pct}", flush=True)
+    pooled = np.concatenate(within)
+    half = 1.96 * np.sqrt(pooled.mean() * (1 - pooled.mean()) / len(pooled))
+    print(f"{'  ... pooled over seeds ' + ','.join(map(str, seeds_3d)):<50} n={len(pooled)}  <5 deg {pooled.mean():.3f} "
+          f"(95% interval {pooled.mean() - half:.3f}-{pooled.mean() + half:.3f})", flush=True)
     for label, sim in [
-        ("defaults (precision 6 nm, z_ratio 2.5, dol 0.6)", {}),
         ("z_ratio 1 (isotropic precision 6 nm)", {"z_ratio": 1.0}),
         ("precision 3 nm, z_ratio 2.5", {"precision": 3.0}),
+        ("defaults; then onto the true structure", {}),
     ]:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=args.seed, **sim)
         fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed)
@@ -93,7 +114,10 @@ def main(argv=None):
         dt = time.perf_counter() - t0
         err = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d())
         pct = np.percentile(err, [50, 90, 95]).round(1)
-        print(f"{label:<50} n={n3} time {dt:6.1f} s  <5 deg {np.mean(err < 5):.3f}  median/90/95% {pct}")
+        if "true structure" not in label:
+            print(f"{label:<50} seed {args.seed} n={n3} time {dt:6.1f} s  <5 deg {np.mean(err < 5):.3f}  "
+                  f"median/90/95% {pct}", flush=True)
+            continue
         # a reference point: register every particle onto the TRUE structure (known sites, no joint
         # fitting); what joint registration cannot beat by much at this noise level
         fuser.centres_ = (truth["sites"][0] - truth["offset"][0]) @ truth["rotation"][0]
@@ -103,9 +127,8 @@ def main(argv=None):
         dt = time.perf_counter() - t0
         err = errors_3d(rotations, truth["rotation"], dihedral_3d())
         pct = np.percentile(err, [50, 90, 95]).round(1)
-        print(f"{'  ... registered onto the true structure':<50} n={n3} time {dt:6.1f} s  <5 deg {np.mean(err < 5):.3f}  "
-              f"median/90/95% {pct}")
-
+        print(f"{'  ... registered onto the true structure':<50} seed {args.seed} n={n3} time {dt:6.1f} s  "
+              f"<5 deg {np.mean(err < 5):.3f}  median/90/95% {pct}", flush=True)
 
 if __name__ == "__main__":
     main()

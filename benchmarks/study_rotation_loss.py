@@ -1,0 +1,85 @@
+"""Study: a rotation-invariant reconstruction loss, so that one encoding per particle would do.
+
+``transform`` averages the encodings of every particle at 8 angles about the
+optical axis (``transform_rotations=8``), because part of each latent
+depends on the angle at which a particle was picked: to reconstruct the
+particle as picked, the decoder needs that angle, so the latent keeps it.
+If the Chamfer distance is instead taken at the best of ``K`` rotations of
+the decoded points about the optical axis (the search without gradient, the
+distance at the chosen angle with gradient), the latent no longer needs the
+angle, and one encoding (8 times cheaper) might be enough.
+
+For every seed this fits ``PointCloudVAE(random_state=seed)`` on
+``make_npc_2d(1399, random_state=100 + seed)`` twice, with the plain loss
+(the defaults) and with the loss minimised over ``K`` rotations (by
+replacing the Chamfer function the estimator calls), and prints the best
+latent dimension's |Spearman| with the true radius at 8 and at 1
+rotation(s) in ``transform``, and the fit time. Recorded in
+``docs/scaling.md``; not an option of the library.
+
+    OMP_NUM_THREADS=1 python benchmarks/study_rotation_loss.py --seeds 0 1    # ~6 min per seed on one core
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from scipy.stats import spearmanr
+
+import pcvae_sklearn.encode._vae as vae_module
+from pcvae_sklearn import PointCloudVAE
+from pcvae_sklearn.datasets import make_npc_2d
+
+_CHAMFER = vae_module.chamfer_distance
+
+
+def rotate_z(points: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, M, d) points about the optical axis, one angle per particle."""
+    c, s = torch.cos(angles)[:, None], torch.sin(angles)[:, None]
+    x, y = points[..., 0], points[..., 1]
+    out = [c * x - s * y, s * x + c * y] + ([points[..., 2]] if points.shape[-1] == 3 else [])
+    return torch.stack(out, -1)
+
+
+def rotation_min_chamfer(n_angles: int):
+    def chamfer(pred, target, lengths, **kwargs):
+        angles = torch.arange(n_angles, dtype=pred.dtype, device=pred.device) * (2 * torch.pi / n_angles)
+        with torch.no_grad():
+            costs = torch.stack([_CHAMFER(rotate_z(pred, a.expand(len(pred))), target, lengths, **kwargs)
+                                 for a in angles])
+        return _CHAMFER(rotate_z(pred, angles[costs.argmin(0)]), target, lengths, **kwargs)
+
+    return chamfer
+
+
+def best(Z, truth):
+    return round(float(max(abs(spearmanr(Z[:, j], truth)[0]) for j in range(Z.shape[1]))), 3)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--n-angles", type=int, default=32, help="rotations the loss is minimised over")
+    ap.add_argument("--n-particles", type=int, default=1399)
+    args = ap.parse_args(argv)
+    for seed in args.seeds:
+        X, truth = make_npc_2d(args.n_particles, random_state=100 + seed)
+        for loss in ("plain", f"min over {args.n_angles} rotations"):
+            vae_module.chamfer_distance = _CHAMFER if loss == "plain" else rotation_min_chamfer(args.n_angles)
+            try:
+                t0 = time.perf_counter()
+                vae = PointCloudVAE(random_state=seed).fit(X)
+                fit_s = time.perf_counter() - t0
+            finally:
+                vae_module.chamfer_distance = _CHAMFER
+            record = {"seed": seed, "loss": loss, "fit_s": round(fit_s, 1)}
+            for n_rot in (8, 1):
+                record[f"best_R{n_rot}"] = best(vae.set_params(transform_rotations=n_rot).transform(X), truth["radius"])
+            print(json.dumps(record), flush=True)
+
+
+if __name__ == "__main__":
+    main()
