@@ -1,6 +1,7 @@
-"""Encode: the PC-VAE estimator, its torch networks and the Chamfer loss."""
+"""Encode: the PC-VAE estimator, its torch networks, the Chamfer loss, and the unmixing of latent axes."""
 
 from ._chamfer import chamfer_distance
+from ._unmix import LatentUnmixer
 from ._vae import PointCloudVAE
 
-__all__ = ["PointCloudVAE", "chamfer_distance"]
+__all__ = ["PointCloudVAE", "LatentUnmixer", "chamfer_distance"]

@@ -1,0 +1,128 @@
+"""LatentUnmixer: ICA on the active latent dimensions."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from _helpers import TINY_VAE, ragged_rings
+from sklearn.base import clone
+from sklearn.decomposition import FastICA
+from sklearn.exceptions import NotFittedError
+from sklearn.pipeline import make_pipeline
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from pcvae_sklearn import LatentBinner, LatentUnmixer, PointCloudVAE
+
+SEEDS = range(6)
+
+
+def mixed_latents(seed, n=800, n_sources=2, n_dead=2):
+    """Independent uniform and bimodal sources, randomly mixed, plus collapsed (near-constant) dimensions."""
+    rng = np.random.default_rng(seed)
+    sources = np.column_stack(
+        [rng.uniform(-1, 1, n)] + [rng.choice([-1.0, 1.0], n) + 0.3 * rng.normal(size=n) for _ in range(n_sources - 1)]
+    )
+    mixing = rng.normal(size=(n_sources, n_sources)) + 2 * np.eye(n_sources)
+    active = sources @ mixing.T
+    dead = 1e-3 * rng.normal(size=(n, n_dead))
+    Z = np.column_stack([active, dead])
+    perm = rng.permutation(Z.shape[1])  # active dimensions anywhere among the dead ones
+    return Z[:, perm] + rng.normal(size=Z.shape[1]), sources, perm < n_sources
+
+
+@parametrize_with_checks([LatentUnmixer(random_state=0)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_sources", [2, 3])
+def test_recovers_independent_sources_and_skips_dead_dimensions(seed, n_sources):
+    Z, sources, active = mixed_latents(seed, n_sources=n_sources)
+    unmixer = LatentUnmixer(random_state=seed).fit(Z)
+    np.testing.assert_array_equal(unmixer.active_, active)
+    S = unmixer.transform(Z)
+    assert S.shape == (len(Z), n_sources)
+    corr = np.abs(np.corrcoef(S.T, sources.T)[:n_sources, n_sources:])
+    # every component follows exactly one source, and every source has its component
+    assert (corr.max(axis=1) > 0.97).all()
+    assert sorted(corr.argmax(axis=1)) == list(range(n_sources))
+    np.testing.assert_allclose(S.std(axis=0), 1.0, rtol=0.05)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_matches_fastica_up_to_order_and_sign(seed):
+    """The naive reference: scikit-learn's FastICA on the active columns, same seed."""
+    Z, _, active = mixed_latents(seed, n_sources=3)
+    ours = LatentUnmixer(random_state=seed).fit_transform(Z)
+    ref = FastICA(n_components=3, whiten="unit-variance", max_iter=1000, tol=1e-4,
+                  random_state=np.random.RandomState(seed)).fit_transform(Z[:, active])
+    corr = np.corrcoef(ours.T, ref.T)[:3, 3:]
+    np.testing.assert_allclose(np.sort(np.abs(corr), axis=1)[:, -1], 1.0, atol=1e-10)
+    assert sorted(np.abs(corr).argmax(axis=1)) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_order_sign_and_round_trip(seed):
+    Z, _, active = mixed_latents(seed, n_sources=3)
+    unmixer = LatentUnmixer(random_state=seed).fit(Z)
+    carried = (unmixer.mixing_**2).sum(axis=0)
+    assert (np.diff(carried) <= 1e-12).all()  # largest latent variance first
+    big = unmixer.mixing_[np.abs(unmixer.mixing_).argmax(axis=0), np.arange(3)]
+    assert (big > 0).all()
+    S = unmixer.transform(Z)
+    back = unmixer.inverse_transform(S)
+    np.testing.assert_allclose(back[:, active], Z[:, active], atol=1e-9)
+    np.testing.assert_allclose(back[:, ~active], np.broadcast_to(Z[:, ~active].mean(axis=0), back[:, ~active].shape))
+    np.testing.assert_allclose(unmixer.transform(back), S, atol=1e-9)
+    again = LatentUnmixer(random_state=seed).fit(Z)
+    np.testing.assert_array_equal(again.transform(Z), S)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(unmixer)).transform(Z), S)
+
+
+def test_threshold_controls_the_active_set():
+    Z, _, active = mixed_latents(0, n_sources=2, n_dead=1)
+    assert LatentUnmixer(activity_threshold=0.0).fit(Z).active_.all()
+    assert LatentUnmixer().fit(Z).n_components_ == 2
+    with pytest.raises(InvalidParameterError):
+        LatentUnmixer(activity_threshold=1.0).fit(Z)
+
+
+def test_in_a_pipeline_after_the_vae_with_names_and_pandas():
+    X, _ = ragged_rings(40, seed=3)
+    pipe = make_pipeline(PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0),
+                         LatentUnmixer(activity_threshold=0.0, random_state=0), LatentBinner(n_bins=4))
+    labels = pipe.fit_transform(X)
+    assert labels.shape == (40, 3) and labels.min() == 0 and labels.max() == 3
+    names = pipe[:-1].get_feature_names_out()
+    assert list(names) == ["ic0", "ic1", "ic2"]
+    frame = clone(pipe[:-1]).set_output(transform="pandas").fit_transform(X)
+    assert list(frame.columns) == ["ic0", "ic1", "ic2"]
+    # decode a traversal along the first independent component
+    vae, unmixer = pipe[0], pipe[1]
+    S = np.zeros((3, unmixer.n_components_))
+    S[:, 0] = [-1.0, 0.0, 1.0]
+    clouds = vae.inverse_transform(unmixer.inverse_transform(S))
+    assert len(clouds) == 3
+
+
+def test_bad_input():
+    Z, _, _ = mixed_latents(0)
+    with pytest.raises(NotFittedError):
+        LatentUnmixer().transform(Z)
+    bad = Z.copy()
+    bad[5, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        LatentUnmixer().fit(bad)
+    with pytest.raises(ValueError, match="nothing to unmix"):
+        LatentUnmixer().fit(np.ones((10, 3)))
+    unmixer = LatentUnmixer(random_state=0).fit(Z)
+    with pytest.raises(ValueError, match="features"):
+        unmixer.transform(Z[:, :2])
+    with pytest.raises(ValueError, match="expected"):
+        unmixer.inverse_transform(np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="particle 1"):
+        unmixer.inverse_transform(np.array([[0.0, 0.0], [np.inf, 0.0]]))
