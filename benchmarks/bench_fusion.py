@@ -102,13 +102,17 @@ def main(argv=None):
     half = 1.96 * np.sqrt(pooled.mean() * (1 - pooled.mean()) / len(pooled))
     print(f"{'  ... pooled over seeds ' + ','.join(map(str, seeds_3d)):<50} n={len(pooled)}  <5 deg {pooled.mean():.3f} "
           f"(95% interval {pooled.mean() - half:.3f}-{pooled.mean() + half:.3f})", flush=True)
-    for label, sim in [
-        ("z_ratio 1 (isotropic precision 6 nm)", {"z_ratio": 1.0}),
-        ("precision 3 nm, z_ratio 2.5", {"precision": 3.0}),
-        ("defaults; then onto the true structure", {}),
+    few = {"precision": 1.6, "z_ratio": 3.0, "dol": 0.65, "mean_blinks": 2.0, "background": 1.0}
+    for label, sim, params in [
+        ("defaults, n_basins=0 (no final tries)", {}, {"n_basins": 0}),
+        ("z_ratio 1 (isotropic precision 6 nm)", {"z_ratio": 1.0}, {}),
+        ("precision 3 nm, z_ratio 2.5", {"precision": 3.0}, {}),
+        ("~42 loc. of 1.6 nm, z_ratio 3 (Nup107-like)", few, {}),
+        ("  same, n_basins=0", few, {"n_basins": 0}),
+        ("defaults; then onto the true structure", {}, {}),
     ]:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=args.seed, **sim)
-        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed)
+        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed, **params)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0

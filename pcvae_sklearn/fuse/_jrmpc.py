@@ -47,6 +47,8 @@ __all__ = [
     "run_em",
     "orientation_grid",
     "search_orientations",
+    "top_orientations",
+    "particle_loglik",
     "segment_sum",
     "grid_spacing",
     "subsample_rows",
@@ -832,3 +834,59 @@ def search_orientations(src, loc_var, offsets, state, mixture, candidates, sigma
         best[better] = score[better]
         best_rot[better] = q
     return EMState(best_rot, centre.copy(), state.centres, state.sigma2, state.objective, state.n_iter)
+
+
+def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, n_best, min_angle):
+    """The ``n_best`` best-scoring candidate rotations of every particle, at least ``min_angle`` apart.
+
+    Every candidate ``Q`` is scored as in :func:`search_orientations` (the
+    particle's centroid kept where the current transform puts it); then, per
+    particle, the best candidate is taken, the candidates within
+    ``min_angle`` of it are struck out, and so on (non-maximum suppression),
+    so that the picks are starts in different basins, not neighbours of one.
+
+    Parameters
+    ----------
+    min_angle : float
+        Radians.
+
+    Returns
+    -------
+    picks : ndarray of int, shape (n, n_best)
+        Indices into ``candidates``, best first (a particle with fewer
+        distinct basins than ``n_best`` repeats its last pick).
+    scores : ndarray of shape (n, n_candidates)
+        Log-likelihood of every particle in every candidate.
+    """
+    lengths = np.diff(offsets)
+    n, d = len(lengths), src.shape[1]
+    index = np.repeat(np.arange(n), lengths)
+    scores = np.empty((n, len(candidates)))
+    for c, q in enumerate(candidates):
+        registered = src @ q.T + state.translations[index]
+        scores[:, c] = segment_sum(e_step(registered, loc_var, state.centres, sigma2, mixture).loglik, offsets)
+    # trace(Qa Qb^T) = d - 2 + 2 cos(angle between them), in 2D and 3D
+    near = np.einsum("aij,bij->ab", candidates, candidates) > d - 2 + 2 * np.cos(min_angle)
+    masked = scores.copy()
+    picks = np.empty((n, n_best), dtype=np.intp)
+    for k in range(n_best):
+        best = masked.argmax(axis=1)
+        exhausted = ~np.isfinite(masked[np.arange(n), best])
+        if k and exhausted.any():
+            best[exhausted] = picks[exhausted, k - 1]
+        picks[:, k] = best
+        masked[near[best]] = -np.inf
+    return picks, scores
+
+
+def particle_loglik(src, loc_var, offsets, state, mixture, own_var=None):
+    """Log-likelihood of every particle at ``state`` (anisotropic when ``own_var`` is given, as in ``run_em``)."""
+    lengths = np.diff(offsets)
+    registered = apply_transforms(src, state.rotations, state.translations, lengths)
+    if own_var is None:
+        resp = e_step(registered, loc_var, state.centres, state.sigma2, mixture)
+    else:
+        index = np.repeat(np.arange(len(lengths)), lengths)
+        precision, _, logdet = local_precisions(state.rotations, index, own_var, state.sigma2)
+        resp = e_step_anisotropic(registered, precision, logdet, state.centres, mixture)
+    return segment_sum(resp.loglik, offsets)
