@@ -54,16 +54,18 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    active_ : ndarray of bool, shape (n_features_in_,)
+    active_ : ndarray of bool, shape (n_latent,)
         The active latent dimensions, in input order.
     n_components_ : int
-        Independent components returned (the number of active dimensions).
-    components_ : ndarray of shape (n_components_, n_components_)
+        Independent components returned (``k``, the number of active dimensions).
+    components_ : ndarray of shape (k, k)
         Unmixing matrix: ``S = (Z[:, active_] - mean_[active_]) @ components_.T``.
-    mixing_ : ndarray of shape (n_components_, n_components_)
+    mixing_ : ndarray of shape (k, k)
         Its inverse: ``Z[:, active_] = mean_[active_] + S @ mixing_.T``.
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape (n_latent,)
         Mean latent of the training particles.
+    n_iter_ : int
+        FastICA iterations run.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When fitted on a DataFrame.
@@ -169,7 +171,8 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples, n_components_)
+        ndarray of shape (n_samples, k)
+            ``k`` is ``n_components_``.
         """
         check_is_fitted(self, "components_")
         Z = validate_data(self, Z, dtype=np.float64, reset=False)
@@ -183,11 +186,12 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        S : array-like of shape (n_samples, n_components_)
+        S : array-like of shape (n_samples, k)
+            ``k`` is ``n_components_``.
 
         Returns
         -------
-        ndarray of shape (n_samples, n_features_in_)
+        ndarray of shape (n_samples, n_latent)
         """
         check_is_fitted(self, "components_")
         S = np.asarray(S, dtype=np.float64)
