@@ -405,7 +405,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             best, moved = _polish(src, loc_var, p.offsets, best, mixture, candidates, radius,
                                   n_best=n_basins, mode=mode, max_iter=self.max_iter, tol=self.tol,
                                   own_var=own_var, rng=np.random.default_rng(rng.randint(np.iinfo(np.int32).max)))
-            self._log(logging.INFO, "polish: %d particle(s) moved to another basin (objective %.5f)", moved, best.objective)
+            self._log(logging.INFO, "tries of %d basins: %d particle(s) found a likelier transform (objective %.5f)",
+                      n_basins, moved, best.objective)
 
         # into the frame of the input coordinates, centred on the super-particle's centroid
         rotations, centres, common = best.rotations, best.centres, best.translations
@@ -609,7 +610,7 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, n_best
     -------
     state : EMState
     moved : int
-        Particles that changed basin.
+        Particles for which another start gave a likelier transform than their current one.
     """
     floor = 1e-6 * radius**2 if floor is None else floor
     rows = subsample_rows(offsets, _SEARCH_POINTS[mode], rng)

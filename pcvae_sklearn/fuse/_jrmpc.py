@@ -818,22 +818,27 @@ def search_orientations(src, loc_var, offsets, state, mixture, candidates, sigma
     EMState
         With new ``rotations`` and ``translations`` (centres unchanged).
     """
-    lengths = np.diff(offsets)
-    n = len(lengths)
     sigma2 = state.sigma2 if sigma2 is None else sigma2
-    index = np.repeat(np.arange(n), lengths)
-    # src is centred per particle, so the centroid's image is the translation
-    centre = state.translations
-    registered = apply_transforms(src, state.rotations, state.translations, lengths)
+    registered = apply_transforms(src, state.rotations, state.translations, np.diff(offsets))
     best = segment_sum(e_step(registered, loc_var, state.centres, sigma2, mixture).loglik, offsets)
     best_rot = state.rotations.copy()
-    for q in candidates:
-        reg = src @ q.T + centre[index]
-        score = segment_sum(e_step(reg, loc_var, state.centres, sigma2, mixture).loglik, offsets)
+    for q, score in zip(candidates, _candidate_scores(src, loc_var, offsets, state, mixture, candidates, sigma2)):
         better = score > best
         best[better] = score[better]
         best_rot[better] = q
-    return EMState(best_rot, centre.copy(), state.centres, state.sigma2, state.objective, state.n_iter)
+    return EMState(best_rot, state.translations.copy(), state.centres, state.sigma2, state.objective, state.n_iter)
+
+
+def _candidate_scores(src, loc_var, offsets, state, mixture, candidates, sigma2):
+    """Yield, candidate after candidate, every particle's log-likelihood when turned by that candidate.
+
+    ``src`` is centred per particle, so the centroid stays where the current
+    transform puts it: at the particle's translation.
+    """
+    index = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    for q in candidates:
+        registered = src @ q.T + state.translations[index]
+        yield segment_sum(e_step(registered, loc_var, state.centres, sigma2, mixture).loglik, offsets)
 
 
 def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, n_best, min_angle):
@@ -858,13 +863,10 @@ def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, 
     scores : ndarray of shape (n, n_candidates)
         Log-likelihood of every particle in every candidate.
     """
-    lengths = np.diff(offsets)
-    n, d = len(lengths), src.shape[1]
-    index = np.repeat(np.arange(n), lengths)
+    n, d = len(offsets) - 1, src.shape[1]
     scores = np.empty((n, len(candidates)))
-    for c, q in enumerate(candidates):
-        registered = src @ q.T + state.translations[index]
-        scores[:, c] = segment_sum(e_step(registered, loc_var, state.centres, sigma2, mixture).loglik, offsets)
+    for c, score in enumerate(_candidate_scores(src, loc_var, offsets, state, mixture, candidates, sigma2)):
+        scores[:, c] = score
     # trace(Qa Qb^T) = d - 2 + 2 cos(angle between them), in 2D and 3D
     near = np.einsum("aij,bij->ab", candidates, candidates) > d - 2 + 2 * np.cos(min_angle)
     masked = scores.copy()
