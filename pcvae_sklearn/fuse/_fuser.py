@@ -617,8 +617,8 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, n_best
     sub_offsets = np.searchsorted(rows, offsets)
     spacing = grid_spacing(candidates)
     widen = (radius * spacing / 2.0) ** 2
-    picks, _ = top_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates,
-                                state.sigma2 + widen, n_best, min_angle=1.5 * spacing)
+    picks = top_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates,
+                             state.sigma2 + widen, n_best, min_angle=1.5 * spacing)
     em_mode = "z" if mode == "z" else "full"
     fixed = dict(mode=em_mode, max_iter=max_iter, tol=tol, floor=floor, fit_centres=False, own_var=own_var)
     current = run_em(src, loc_var, offsets, state, mixture, **fixed)

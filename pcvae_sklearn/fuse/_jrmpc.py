@@ -841,7 +841,7 @@ def _candidate_scores(src, loc_var, offsets, state, mixture, candidates, sigma2)
         yield segment_sum(e_step(registered, loc_var, state.centres, sigma2, mixture).loglik, offsets)
 
 
-def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, n_best, min_angle):
+def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, n_best, min_angle, chunk=2048):
     """The ``n_best`` best-scoring candidate rotations of every particle, at least ``min_angle`` apart.
 
     Every candidate ``Q`` is scored as in :func:`search_orientations` (the
@@ -849,36 +849,43 @@ def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, 
     particle, the best candidate is taken, the candidates within
     ``min_angle`` of it are struck out, and so on (non-maximum suppression),
     so that the picks are starts in different basins, not neighbours of one.
+    Particles are taken ``chunk`` at a time, so the score table in memory is
+    at most ``chunk x n_candidates``.
 
     Parameters
     ----------
     min_angle : float
         Radians.
+    chunk : int, default=2048
+        Particles scored at once.
 
     Returns
     -------
     picks : ndarray of int, shape (n, n_best)
         Indices into ``candidates``, best first (a particle with fewer
         distinct basins than ``n_best`` repeats its last pick).
-    scores : ndarray of shape (n, n_candidates)
-        Log-likelihood of every particle in every candidate.
     """
     n, d = len(offsets) - 1, src.shape[1]
-    scores = np.empty((n, len(candidates)))
-    for c, score in enumerate(_candidate_scores(src, loc_var, offsets, state, mixture, candidates, sigma2)):
-        scores[:, c] = score
     # trace(Qa Qb^T) = d - 2 + 2 cos(angle between them), in 2D and 3D
     near = np.einsum("aij,bij->ab", candidates, candidates) > d - 2 + 2 * np.cos(min_angle)
-    masked = scores.copy()
     picks = np.empty((n, n_best), dtype=np.intp)
-    for k in range(n_best):
-        best = masked.argmax(axis=1)
-        exhausted = ~np.isfinite(masked[np.arange(n), best])
-        if k and exhausted.any():
-            best[exhausted] = picks[exhausted, k - 1]
-        picks[:, k] = best
-        masked[near[best]] = -np.inf
-    return picks, scores
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        part = EMState(state.rotations[a:b], state.translations[a:b], state.centres, sigma2)
+        rows = slice(offsets[a], offsets[b])
+        sub_offsets = offsets[a : b + 1] - offsets[a]
+        scores = np.empty((b - a, len(candidates)))
+        for c, score in enumerate(_candidate_scores(src[rows], loc_var[rows], sub_offsets, part, mixture, candidates,
+                                                    sigma2)):
+            scores[:, c] = score
+        for k in range(n_best):
+            best = scores.argmax(axis=1)
+            exhausted = ~np.isfinite(scores[np.arange(b - a), best])
+            if k and exhausted.any():
+                best[exhausted] = picks[a:b][exhausted, k - 1]
+            picks[a:b, k] = best
+            scores[near[best]] = -np.inf
+    return picks
 
 
 def particle_loglik(src, loc_var, offsets, state, mixture, own_var=None):
