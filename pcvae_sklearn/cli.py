@@ -38,6 +38,9 @@ def _add_model_options(ap):
     g.add_argument("--n-bins", type=int, default=20, help="bins along the chosen latent dimension (default 20)")
     g.add_argument("--estimate", "--estimator", dest="estimate", default="radius", choices=["radius", "height", "tetrahedron", "pore"],
                    help="model-based estimate (default radius)")
+    g.add_argument("--unmix", action="store_true",
+                   help="turn the latent axes towards independent factors (LatentUnmixer) before binning: for "
+                        "structures where several parameters vary, e.g. 3D pores (radius and ring distance)")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--n-jobs", type=int, default=None, help="bins fused in parallel")
     g = ap.add_argument_group("figures and report")
@@ -99,11 +102,12 @@ def _run(args, particles, truth=None, source=""):
         fuse=not args.no_fusion,
         n_jobs=args.n_jobs,
         random_state=args.seed,
+        unmix=args.unmix,
     )
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
     import pandas as pd
 
-    latents = pd.DataFrame(res.latents, columns=res.vae.get_feature_names_out())
+    latents = pd.DataFrame(res.latents, columns=res.feature_names)
     latents[res.estimate_name] = res.estimates[:, 0]
     latents[res.estimate_name.replace("_nm", "_precision_nm")] = res.estimates[:, 1]
     latents["bin"] = res.bins
@@ -123,6 +127,7 @@ def _run(args, particles, truth=None, source=""):
         "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in res.vae.get_params().items()},
         "n_bins": args.n_bins,
         "estimate": args.estimate,
+        "unmix": args.unmix,
         "dimension": res.dimension,
         "seconds": res.seconds,
         "versions": _versions(__version__),
@@ -190,7 +195,7 @@ def _figures(args, res, particles, out):
             "sample_ratio",
             f"robustness: encoding at sample ratios {', '.join(f'{r:g}' for r in ratios)}",
             lambda: show.SampleRatioDisplay.from_estimator(
-                res.vae, particles, ratios=ratios, estimate="radius" if res.estimate_name.startswith("radius") else args.estimate,
+                res.encoder, particles, ratios=ratios, estimate="radius" if res.estimate_name.startswith("radius") else args.estimate,
                 latents=res.latents, random_state=args.seed
             ),
         ))
@@ -252,7 +257,7 @@ def _print_summary(res, truth, seconds, out):
         print("Correlation of every latent dimension with the per-particle estimate:")
         print(res.correlations[["latent", "estimate", "pearson_r", "spearman_rho"]].to_string(index=False))
         print()
-        print(f"Bins along latent dimension {res.dimension} ({res.vae.get_feature_names_out()[res.dimension]}):")
+        print(f"Bins along latent dimension {res.dimension} ({res.feature_names[res.dimension]}):")
         print(res.bin_table.to_string(index=False))
     if truth is not None:
         for name in ("radius", "height"):

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._ragged import Particles, as_particles
 from .bin import LatentBinner
-from .encode import PointCloudVAE
+from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import HeightEstimator, RadiusEstimator, latent_correlation_table
 
 __all__ = ["WorkflowResult", "analyse"]
@@ -30,7 +30,9 @@ class WorkflowResult:
     ----------
     vae : PointCloudVAE
         The fitted model.
-    latents : ndarray of shape (n_particles, latent_dim)
+    latents : ndarray of shape (n_particles, n_axes)
+        The posterior means (``latent_dim`` columns), or their independent
+        components when ``analyse(..., unmix=True)``.
     estimates : ndarray of shape (n_particles, 2)
         Per-particle estimate and its precision (nm).
     estimate_name : str
@@ -52,6 +54,8 @@ class WorkflowResult:
         The per-bin super-particles (None when fusion was skipped).
     seconds : dict
         Wall time of each step.
+    unmixer : LatentUnmixer or None
+        The fitted unmixer when ``analyse(..., unmix=True)``.
     """
 
     vae: PointCloudVAE
@@ -65,6 +69,21 @@ class WorkflowResult:
     bin_table: object
     fusion: object = None
     seconds: dict = field(default_factory=dict)
+    unmixer: object = None
+
+    @property
+    def feature_names(self) -> np.ndarray:
+        """Names of the columns of ``latents``: ``pcvae0, ...``, or ``ic0, ...`` after unmixing."""
+        return (self.vae if self.unmixer is None else self.unmixer).get_feature_names_out()
+
+    @property
+    def encoder(self):
+        """What maps particles to ``latents``: the VAE, or a Pipeline of the VAE and the unmixer."""
+        if self.unmixer is None:
+            return self.vae
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(self.vae, self.unmixer)
 
 
 def _estimator(kind: str, n_dims: int):
@@ -79,7 +98,8 @@ def _estimator(kind: str, n_dims: int):
     raise ValueError(f"unknown estimate {kind!r}; use 'radius', 'height', 'tetrahedron' or 'pore'.")
 
 
-def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None, random_state=None):
+def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
+            random_state=None, unmix=False):
     """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
 
     Parameters
@@ -104,6 +124,12 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     n_jobs : int, optional
         Bins fused in parallel (joblib).
     random_state : int or None
+    unmix : bool, default=False
+        Turn the latent axes towards independent factors
+        (:class:`LatentUnmixer`) before choosing the dimension and binning.
+        For structures where more than one parameter varies (a 3D pore's
+        radius and ring distance); it harms one-parameter data (see
+        ``LatentUnmixer``).
 
     Returns
     -------
@@ -119,12 +145,17 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     t = time.perf_counter()
     vae = PointCloudVAE(random_state=random_state) if vae is None else vae
     Z = vae.fit(p).transform(p)
+    unmixer = None
+    names = vae.get_feature_names_out()
+    if unmix:
+        unmixer = LatentUnmixer(random_state=random_state).fit(Z)
+        Z, names = unmixer.transform(Z), unmixer.get_feature_names_out()
     seconds["fit_transform"] = time.perf_counter() - t
 
     t = time.perf_counter()
     E = est.fit_transform(p)
     name = str(est.get_feature_names_out()[0])
-    table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=vae.get_feature_names_out())
+    table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=names)
     rho = np.nan_to_num(table["spearman_rho"].to_numpy())
     if dimension is None:
         dimension = int(np.argmax(np.abs(rho)))
@@ -163,4 +194,5 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         bin_table=bin_table,
         fusion=fusion,
         seconds=seconds,
+        unmixer=unmixer,
     )

@@ -42,6 +42,34 @@ def test_analyse_without_fusion_and_fixed_dimension(npc):
     assert "super_particle_radius_nm" not in res.bin_table.columns
 
 
+def test_analyse_with_unmixed_axes(npc):
+    X, _ = npc
+    vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, random_state=0, unmix=True)
+    k = res.unmixer.n_components_
+    assert res.latents.shape == (60, k) and list(res.feature_names) == [f"ic{j}" for j in range(k)]
+    np.testing.assert_allclose(res.latents, res.unmixer.transform(res.vae.transform(X)))
+    np.testing.assert_allclose(res.encoder.transform(X), res.latents)
+    assert list(res.correlations["latent"]) == list(res.feature_names)
+    rho = res.correlations["spearman_rho"].to_numpy()
+    assert len(rho) == k and res.dimension == int(np.argmax(np.abs(rho)))
+    plain = analyse(X, vae=PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0), n_bins=3, fuse=False,
+                    random_state=0)
+    assert plain.unmixer is None and list(plain.feature_names) == ["pcvae0", "pcvae1", "pcvae2"]
+    assert plain.encoder is plain.vae
+
+
+def test_cli_run_with_unmix_writes_the_components(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "3", "--n-bins", "4",
+               "--quiet", "--no-fusion", "--unmix", "--sample-ratios", "0.5,1"])
+    assert rc == 0
+    latents = pd.read_csv(out / "latents.csv")
+    assert "ic0" in latents.columns and "pcvae0" not in latents.columns
+    assert json.loads((out / "settings.json").read_text())["unmix"] is True
+    assert (out / "report.html").stat().st_size > 0
+
+
 def test_analyse_rejects_height_on_2d(npc):
     X, _ = npc
     with pytest.raises(ValueError, match="needs 3D particles"):

@@ -221,7 +221,7 @@ class SuperParticleGridDisplay(_Display):
         """
         n_bins = len(result.bin_table)
         return cls._compute(X, result.latents, result.estimates[:, 0], result.estimate_name,
-                            _feature_names(result.vae, result.latents.shape[1]), n_bins=n_bins, bins=bins,
+                            [str(n) for n in result.feature_names], n_bins=n_bins, bins=bins,
                             dimensions=dimensions, fuser=fuser, register_bins=register_bins, n_jobs=n_jobs,
                             random_state=random_state, estimate="radius" if result.estimate_name.startswith("radius") else "height")
 
@@ -377,7 +377,7 @@ class BinRowDisplay(_Display):
         prec = [c for c in table.columns if c.startswith("super_particle_") and "precision" in c][0]
         return cls(super_particles=result.fusion.super_particles, estimates=table[value].to_numpy(),
                    precisions=table[prec].to_numpy(), estimate_name=result.estimate_name, dimension=result.dimension,
-                   feature_name=_feature_names(result.vae, result.latents.shape[1])[result.dimension])
+                   feature_name=[str(n) for n in result.feature_names][result.dimension])
 
     @classmethod
     def from_estimator(cls, vae, X, *, estimate="radius", dimension=None, n_bins=20, fuser=None, n_jobs=None,
@@ -520,7 +520,7 @@ class LatentScatterDisplay(_Display):
         LatentScatterDisplay
         """
         return cls(latents=result.latents, estimate=result.estimates[:, 0], estimate_name=result.estimate_name,
-                   feature_names=_feature_names(result.vae, result.latents.shape[1]))
+                   feature_names=[str(n) for n in result.feature_names])
 
     @classmethod
     def from_estimator(cls, vae, X, *, estimate="radius"):
@@ -636,7 +636,7 @@ class BinViolinDisplay(_Display):
         value = [c for c in table.columns if c.startswith("super_particle_") and "precision" not in c]
         prec = [c for c in table.columns if c.startswith("super_particle_") and "precision" in c]
         return cls(estimate=result.estimates[:, 0], bins=result.bins, n_bins=len(table), estimate_name=result.estimate_name,
-                   feature_name=_feature_names(result.vae, result.latents.shape[1])[result.dimension],
+                   feature_name=[str(n) for n in result.feature_names][result.dimension],
                    super_estimates=table[value[0]].to_numpy() if value else None,
                    super_precisions=table[prec[0]].to_numpy() if prec else None)
 

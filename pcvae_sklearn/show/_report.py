@@ -74,7 +74,7 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
 
     figures = dict(figures or {})
     settings = dict(settings or {})
-    names = result.vae.get_feature_names_out()
+    names = result.feature_names
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>pcvae report</title>",
              f"<style>{_STYLE}</style></head><body>", "<h1>PC-VAE analysis report</h1>"]
     summary = {
