@@ -35,3 +35,14 @@ def ragged_rings(n_particles=24, n_dims=2, seed=0, min_points=10, max_points=40)
             pts = np.c_[pts, rng.choice([-25.0, 25.0], n)]
         out.append(pts + rng.normal(0, 3.0, (n, n_dims)) + rng.normal(0, 200.0, n_dims))
     return out, radii
+
+
+def naive_chamfer(pred, targets):
+    """Symmetric Chamfer distance, one particle at a time, with torch.cdist on the unpadded target."""
+    import torch
+
+    out = []
+    for p, t in zip(pred, targets):
+        d2 = torch.cdist(t[None], p[None])[0].pow(2)
+        out.append(d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean())
+    return torch.stack(out)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import naive_chamfer
 
 from pcvae_sklearn.encode import chamfer_distance
 from pcvae_sklearn.encode._batching import chunk_by_budget, gather_rows, rotate_about_z, subsample_rows
@@ -10,15 +11,6 @@ from pcvae_sklearn.encode._chamfer import pad_packed
 from pcvae_sklearn.encode._networks import AttentionDecoder, PointNetEncoder
 
 SEEDS = range(6)
-
-
-def naive_chamfer(pred, targets):
-    """One particle at a time, with torch.cdist, on the unpadded target."""
-    out = []
-    for p, t in zip(pred, targets):
-        d2 = torch.cdist(t[None], p[None])[0].pow(2)
-        out.append(d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean())
-    return torch.stack(out)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -3,20 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from _helpers import naive_chamfer
 
 from pcvae_sklearn.encode import chamfer_distance
 from pcvae_sklearn.encode._chamfer import nearest_neighbours, pad_packed
 
 SEEDS = range(10)
-
-
-def naive_chamfer(pred, targets):
-    """One particle at a time, with torch.cdist, on the unpadded target."""
-    out = []
-    for p, t in zip(pred, targets):
-        d2 = torch.cdist(t[None], p[None])[0].pow(2)
-        out.append(d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean())
-    return torch.stack(out)
 
 
 def ragged_batch(seed, d, max_len=40, n_particles=6, n_pred=9, dtype=torch.float64):

@@ -431,9 +431,13 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             raise ValueError(f"device={self.device!r} was asked for, but torch sees no CUDA GPU on this machine; use device='cpu'.")
         return device
 
-    def _check_particles(self, X, *, fitting: bool) -> Particles:
+    def _check_particles(self, X, *, fitting: bool, continuing: bool = False) -> Particles:
+        """Particles for fitting (at least 2) or encoding; their dimension must match a fitted model's.
+
+        ``continuing``: fitting that goes on from the fitted model (``partial_fit``), so the dimension is checked too.
+        """
         p = as_particles(X, min_particles=2 if fitting else 1)
-        if not fitting and p.n_dims != self.n_features_in_:
+        if (not fitting or (continuing and hasattr(self, "module_"))) and p.n_dims != self.n_features_in_:
             raise ValueError(
                 f"X holds {p.n_dims}D particles, but this PointCloudVAE was fitted on {self.n_features_in_}D particles."
             )
@@ -529,11 +533,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         -------
         self : PointCloudVAE
         """
-        p = self._check_particles(X, fitting=True)
-        if hasattr(self, "module_") and p.n_dims != self.n_features_in_:
-            raise ValueError(
-                f"X holds {p.n_dims}D particles, but this PointCloudVAE was fitted on {self.n_features_in_}D particles."
-            )
+        p = self._check_particles(X, fitting=True, continuing=True)
         self._check_architecture()
         device = self._torch_device()
         run = self._resumed_run(p, device, from_file=self.warm_start)
