@@ -6,8 +6,10 @@ Prints
    ~150 localizations each) with a model fitted on 1,000 of them: particles
    per second and the growth of the resident memory during ``transform``
    (peak sampled every 20 ms, minus the resident memory before the call,
-   with the particles already in memory), for ``transform_rotations=8``
-   (the default), 1, and 1 with ``compute_dtype="bfloat16"``;
+   with the particles already in memory), for the default (8 rotations,
+   ``rotation_average="distilled"``: one encoder pass), the exact 8-angle
+   average (8 passes), one rotation, and the default in
+   ``compute_dtype="bfloat16"``;
 2. ``fit`` of 3,810 simulated 3D pores (``make_npc_3d``, the paper's largest
    data set), 4 epochs, default settings, seconds per epoch (the paper:
    279 s per epoch on a GPU);
@@ -73,9 +75,12 @@ def bench_transform(n: int, seed: int = 0, rotations=(8, 1), device: str = "cpu"
     n_loc = as_particles(X).n_localizations
     print(f"# transform of {n} make_npc_2d particles ({n_loc / n:.0f} localizations each on average), "
           f"model fitted 1 epoch on {min(n, 1000)} of them")
-    settings = [(r, "float32") for r in rotations] + [(min(rotations), "bfloat16")]
-    for n_rot, precision in settings:
-        vae.set_params(transform_rotations=n_rot, compute_dtype=precision)
+    settings = []
+    for r in rotations:
+        settings += [(r, "distilled", "float32"), (r, "exact", "float32")] if r > 1 else [(r, "exact", "float32")]
+    settings.append((max(rotations), "distilled", "bfloat16"))
+    for n_rot, average, precision in settings:
+        vae.set_params(transform_rotations=n_rot, rotation_average=average, compute_dtype=precision)
         if device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
         with PeakRSS() as mem:
@@ -85,7 +90,7 @@ def bench_transform(n: int, seed: int = 0, rotations=(8, 1), device: str = "cpu"
         assert Z.shape == (n, 8) and np.isfinite(Z).all()
         gpu = (f"  GPU peak {torch.cuda.max_memory_allocated() / 2**20:6.0f} MB"
                if device.startswith("cuda") else "")
-        print(f"transform  rotations={n_rot} compute_dtype={precision:8s}  {dt:7.1f} s  {n / dt:7.0f} particles/s  "
+        print(f"transform  rotations={n_rot} {average:9s} compute_dtype={precision:8s}  {dt:7.1f} s  {n / dt:7.0f} particles/s  "
               f"RSS growth {mem.growth:6.0f} MB{gpu}", flush=True)
 
 

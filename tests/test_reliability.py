@@ -249,7 +249,9 @@ def test_checkpoint_after_every_epoch(rings, tmp_path, monkeypatch):
 
     monkeypatch.setattr(PointCloudVAE, "_write_checkpoint", write)
     vae = PointCloudVAE(**{**TINY_VAE, "n_epochs": 3}, random_state=0, checkpoint_path=path).fit(rings)
-    assert seen == [(1, 3), (2, 6), (3, 9)]  # 24 particles, batch 8: 3 steps an epoch
+    # 24 particles, batch 8: 3 steps an epoch; the last checkpoint is written again with the rotation read-out
+    assert seen == [(1, 3), (2, 6), (3, 9), (3, 9)]
+    assert PointCloudVAE.load(path).readout_coef_ is not None
     raw = torch.load(path, weights_only=True)
     assert {"optimizer", "numpy_rng", "torch_rng", "warmup"} <= set(raw["training"])
     assert raw["training"]["optimizer"]["state"]  # Adam moments are there
@@ -512,10 +514,11 @@ def test_a_huge_learning_rate_diverges_with_a_clear_error(rings, seed):
         vae.fit(rings)
 
 
-def test_transform_never_returns_a_nan_latent(fitted, rings):
-    broken = pickle.loads(pickle.dumps(fitted))
+@pytest.mark.parametrize("average", ["distilled", "exact"])
+def test_transform_never_returns_a_nan_latent(fitted, rings, average):
+    broken = pickle.loads(pickle.dumps(fitted)).set_params(rotation_average=average)
     with torch.no_grad():
-        broken.module_.encoder.mu_head[-1].bias.fill_(float("nan"))
+        broken.module_.encoder.shared[0].bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="latent of particle 0 is not finite"):
         broken.transform(rings)
 

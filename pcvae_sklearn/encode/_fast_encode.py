@@ -41,9 +41,13 @@ class FoldedEncoder:
         Precision of the shared MLP.
     block : int, default=2048
         Localizations per block.
+    head : callable or None, default=None
+        Maps the pooled features ``(B, C)`` to the output; None uses the
+        encoder's ``mu_head`` (the posterior mean). ``PointCloudVAE`` passes
+        its distilled rotation read-out here.
     """
 
-    def __init__(self, encoder, dtype: torch.dtype = torch.float32, block: int = _BLOCK):
+    def __init__(self, encoder, dtype: torch.dtype = torch.float32, block: int = _BLOCK, head=None):
         mods = list(encoder.shared)
         if len(mods) % 3 or not all(
             isinstance(a, nn.Linear) and isinstance(b, nn.BatchNorm1d) and isinstance(c, nn.ReLU)
@@ -58,12 +62,16 @@ class FoldedEncoder:
                 bias = (lin.bias - bn.running_mean) * s + bn.bias
                 layers.append((weight.to(dtype), bias.to(dtype)))
         self.layers = layers
-        self.mu_head = encoder.mu_head
+        self.mu_head = encoder.mu_head if head is None else head
         self.dtype = dtype
         self.block = int(block)
 
     def __call__(self, points: torch.Tensor, segment: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """points (N, d), segment (N,), lengths (B,) -> mu (B, k), as ``encoder(...)[0]`` in eval mode."""
+        return self.mu_head(self.pool(points, segment, lengths))
+
+    def pool(self, points: torch.Tensor, segment: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """points (N, d), segment (N,), lengths (B,) -> pooled features (B, C), float32, as ``encoder.pool``."""
         width = self.layers[-1][0].shape[1]
         pooled = torch.zeros((lengths.shape[0], width), dtype=torch.float32, device=points.device)
         for start in range(0, points.shape[0], self.block):
@@ -72,4 +80,4 @@ class FoldedEncoder:
                 h = torch.addmm(bias, h, weight).relu_()
             pooled.index_add_(0, segment[start : start + self.block], h.float())
         pooled /= lengths.clamp(min=1).to(torch.float32)[:, None]
-        return self.mu_head(pooled)
+        return pooled
