@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, awkward, sklearn, numpy; print('torch', torch.__version__, 'awkward', awkward.__version__, \
 'sklearn', sklearn.__version__, 'numpy', numpy.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$out/gpu.txt"
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_reliability.py -k "cuda or gpu" 2>&1 \
+python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_readout.py tests/test_reliability.py -k "cuda or gpu or readout or distil" 2>&1 \
     | tee "$out/pytest_gpu.log"
 python3 benchmarks/bench_scale.py --device cuda --parts transform fit3d 2>&1 | tee "$out/bench_scale_cuda.log"
 python3 benchmarks/bench_speed_options.py --device cuda --options float32 bfloat16 2>&1 | tee "$out/bench_speed_cuda.log"

@@ -63,3 +63,13 @@ def test_fusion_next_to_a_cuda_model(rings):
     labels = (vae.transform(X)[:, 0] > np.median(vae.transform(X)[:, 0])).astype(int)
     result = fuse_bins(X, labels, ParticleFuser(n_components=8, n_restarts=1), random_state=0)
     assert len(result.bin_sizes) == 2
+
+
+def test_distilled_rotation_average_on_cuda(rings):
+    X, _ = rings
+    vae = PointCloudVAE(**{**TINY_VAE, "n_epochs": 3}, device="cuda", random_state=0).fit(X)
+    assert vae.readout_coef_ is not None
+    distilled = vae.transform(X)
+    exact = vae.set_params(rotation_average="exact").transform(X)
+    spread = np.sqrt(np.mean((exact - exact.mean(0)) ** 2))
+    assert np.sqrt(np.mean((distilled - exact) ** 2)) < 0.25 * spread

@@ -185,9 +185,10 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         invariant and picked particles arrive at random in-plane angles.
     transform_rotations : int, default=8
         With ``rotation_augmentation``, :meth:`transform` encodes every
-        particle at this many evenly spaced angles about the optical axis and
-        averages the latent means (test-time augmentation; the encoder pass is
-        repeated, the decoder is not involved). 1 encodes each particle once,
+        particle at this many angles about the optical axis (golden-angle
+        steps, which never coincide under a pore's 8-fold symmetry) and
+        averages the latent means (test-time augmentation; the decoder is not
+        involved). 1 encodes each particle once,
         as picked. How the average is computed is ``rotation_average``'s choice.
     rotation_average : {"distilled", "exact"}, default="distilled"
         How :meth:`transform` computes the average over
@@ -202,8 +203,8 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         (see Notes). The fit costs about one more encoder pass over 512
         particles at every angle (about a second on 2 CPU cores). If
         ``transform_rotations`` is changed after the fit, or the model comes
-        from a checkpoint file (which holds no read-out), ``transform``
-        computes the exact average.
+        from a checkpoint written before the fit's end (only the last one
+        holds the read-out), ``transform`` computes the exact average.
     device : str or torch.device, default="cpu"
         Where to train and encode ("cpu", "cuda", "cuda:1", ...).
     random_state : int, RandomState instance or None, default=None
