@@ -199,7 +199,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         pass to the exact average, on up to 512 training particles at all
         the angles; ``transform`` then makes one pass per particle, about
         ``transform_rotations`` times faster, and gives the exact average to
-        ~4 % of the latent spread (``readout_error_``) with the same quality
+        3-9 % of the latent spread (``readout_error_``) with the same quality
         (see Notes). The fit costs about one more encoder pass over 512
         particles at every angle (about a second on 2 CPU cores). If
         ``transform_rotations`` is changed after the fit, or the model comes
@@ -289,7 +289,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     readout_error_ : float or None
         Root-mean-square difference between the read-out and the exact
         average on the particles it was fitted on, as a fraction of the
-        root-mean-square spread of the exact averages (0.03-0.04 on the
+        root-mean-square spread of the exact averages (0.03-0.08 on the
         simulated pores).
 
     Notes
