@@ -150,3 +150,23 @@ def test_readout_survives_save_and_load(fitted, rings, tmp_path):
     loaded = PointCloudVAE.load(path)
     np.testing.assert_array_equal(loaded.readout_coef_, fitted.readout_coef_)
     np.testing.assert_array_equal(loaded.transform(rings), fitted.transform(rings))
+
+
+@pytest.mark.parametrize("max_points, cap", [(None, 40), (30, 40), (64, 40)])
+def test_readout_sees_at_most_max_points_and_the_cap(monkeypatch, max_points, cap):
+    import pcvae_sklearn.encode._vae as vae_module
+
+    seen = []
+    original = vae_module.fit_rotation_readout
+
+    def spy(encoder, points, lengths, *args, **kwargs):
+        seen.append((len(lengths), int(lengths.max())))
+        return original(encoder, points, lengths, *args, **kwargs)
+
+    monkeypatch.setattr(vae_module, "fit_rotation_readout", spy)
+    monkeypatch.setattr(vae_module, "MAX_READOUT_POINTS", cap)
+    monkeypatch.setattr(vae_module, "MAX_READOUT_PARTICLES", 10)
+    particles, _ = ragged_rings(16, min_points=50, max_points=90)
+    PointCloudVAE(**{**TINY_VAE, "max_points": max_points}, random_state=0).fit(particles)
+    expected = cap if max_points is None else min(max_points, cap)
+    assert seen == [(10, expected)]

@@ -27,13 +27,17 @@ import torch
 
 from ._batching import chunk_by_budget, rotate_tensor_about_z
 
-__all__ = ["pooled_at_angles", "fit_rotation_readout", "MAX_READOUT_PARTICLES", "READOUT_RIDGE"]
+__all__ = ["pooled_at_angles", "fit_rotation_readout", "MAX_READOUT_PARTICLES", "MAX_READOUT_POINTS", "READOUT_RIDGE"]
 
 # training particles the read-out is fitted on (evenly spaced over the
 # training set): 128, 256, 512 and 1000 gave the same held-out quality on
 # make_npc_2d (seeds 0, 2); 512 keeps a margin for more varied data at about
 # one second of a 2D fit on 2 cores.
 MAX_READOUT_PARTICLES = 512
+# localizations per particle the read-out sees: max_points, but at most this
+# many (with max_points=None, 512 DNA origami of 5,000 localizations at 8
+# angles would cost as much as encoding 20 million localizations)
+MAX_READOUT_POINTS = 1024
 # ridge penalty, relative to the mean variance of the pooled features;
 # 1e-4 and 1e-2 gave the same held-out quality
 READOUT_RIDGE = 1e-2

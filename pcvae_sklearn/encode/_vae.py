@@ -26,7 +26,7 @@ from ._batching import chunk_by_budget, gather_rows, rotate_about_z, rotate_tens
 from ._chamfer import chamfer_distance, pad_packed
 from ._fast_encode import FoldedEncoder
 from ._networks import PCVAEModule, kl_divergence
-from ._readout import MAX_READOUT_PARTICLES, fit_rotation_readout
+from ._readout import MAX_READOUT_PARTICLES, MAX_READOUT_POINTS, fit_rotation_readout
 
 __all__ = ["PointCloudVAE"]
 
@@ -196,7 +196,8 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         every angle (``transform_rotations`` passes of the encoder over every
         localization). "distilled": at the end of ``fit`` a linear read-out
         (ridge regression) is fitted that maps the pooled features of *one*
-        pass to the exact average, on up to 512 training particles at all
+        pass to the exact average, on up to 512 training particles (each
+        subsampled to ``max_points``, at most 1024, localizations) at all
         the angles; ``transform`` then makes one pass per particle, about
         ``transform_rotations`` times faster, and gives the exact average to
         3-9 % of the latent spread (``readout_error_``) with the same quality
@@ -918,8 +919,8 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         """Fit the linear read-out of the rotation average (see ``rotation_average``); the fitted attributes.
 
         Up to ``MAX_READOUT_PARTICLES`` training particles, evenly spaced,
-        each subsampled to ``max_points`` localizations (after centring on all
-        of them) by a fixed-seed generator, so the training random streams are
+        each subsampled to ``max_points`` localizations, at most
+        ``MAX_READOUT_POINTS`` (after centring on all of them), by a fixed-seed generator, so the training random streams are
         untouched and a resumed fit distils exactly what an uninterrupted one does.
         """
         angles = self._rotation_angles()
@@ -931,7 +932,8 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         sub = p.take(train_idx[np.linspace(0, len(train_idx) - 1, n).round().astype(np.int64)])
         coords = (sub.centred().coords / run["scale"]).astype(np.float32)
         rows, lengths = gather_rows(sub.offsets, np.arange(n))
-        rows, lengths = subsample_rows(rows, lengths, self.max_points, np.random.default_rng(0))
+        cap = MAX_READOUT_POINTS if self.max_points is None else min(int(self.max_points), MAX_READOUT_POINTS)
+        rows, lengths = subsample_rows(rows, lengths, cap, np.random.default_rng(0))
         module = run["module"]
         module.eval()
         encoder = FoldedEncoder(module.encoder, dtype=torch.bfloat16 if self.compute_dtype == "bfloat16" else torch.float32)
