@@ -199,9 +199,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         pass to the exact average, on up to 512 training particles (each
         subsampled to ``max_points``, at most 1024, localizations) at all
         the angles; ``transform`` then makes one pass per particle, about
-        ``transform_rotations`` times faster, and gives the exact average to
-        3-9 % of the latent spread (``readout_error_``) with the same quality
-        (see Notes). The fit costs about one more encoder pass over 512
+        ``transform_rotations`` times faster, with the same quality (see
+        Notes) and less dependence on the picking angle than the exact
+        average. The fit costs about one more encoder pass over 512
         particles at every angle (about a second on 2 CPU cores). If
         ``transform_rotations`` is changed after the fit, or the model comes
         from a checkpoint written before the fit's end (only the last one
@@ -290,8 +290,11 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     readout_error_ : float or None
         Root-mean-square difference between the read-out and the exact
         average on the particles it was fitted on, as a fraction of the
-        root-mean-square spread of the exact averages (0.03-0.08 on the
-        simulated pores).
+        root-mean-square spread of the exact averages: 0.03-0.08 on the
+        simulated pores, 0.4-0.6 on the simulated tetrahedra, where the
+        8-angle average itself still depends on the angle the particle was
+        picked at and the read-out, fitted to give one answer for all angles,
+        depends on it about 6 times less (``docs/scaling.md``).
 
     Notes
     -----
@@ -320,7 +323,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
       particles the best dimension's |Spearman| with the truth differs from
       the exact average's by -0.004 to +0.009 (2D and 3D pores, seeds 0-2,
       ``benchmarks/study_rotation_readout.py``), against 0.07-0.35 lost by a
-      single encoding, and ``transform`` is 7-8 times faster.
+      single encoding; on tetrahedra it is better (0.999 against 0.994-0.995).
+      Rotating every particle moves the distilled latents 3-6 times less
+      than the exact ones, and ``transform`` is 7-8 times faster.
 
     ``benchmarks/bench_vae.py`` compares speed and quality with the paper's
     recipe; ``benchmarks/bench_quality.py`` measures all three simulators.
