@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
+from _common import best_abs_spearman
 
 from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn.datasets import make_npc_2d
@@ -35,10 +35,6 @@ OPTIONS = {
     "compile": dict(compile=True),
     "compile+bfloat16": dict(compile=True, compute_dtype="bfloat16"),
 }
-
-
-def best_abs_spearman(Z, truth):
-    return float(np.nanmax([abs(spearmanr(Z[:, j], truth)[0]) for j in range(Z.shape[1])]))
 
 
 def unfolded_transform(vae, X):

@@ -28,7 +28,7 @@ import argparse
 import time
 
 import numpy as np
-from scipy.stats import spearmanr
+from _common import best_abs_spearman
 
 from pcvae_sklearn import PointCloudVAE, as_particles
 from pcvae_sklearn._ragged import Particles
@@ -54,11 +54,6 @@ def rotated(X, seed):
 
 def rms_over_spread(A, B, reference):
     return float(np.sqrt(np.mean((A - B) ** 2)) / np.sqrt(np.mean((reference - reference.mean(axis=0)) ** 2)))
-
-
-def best_abs_spearman(Z, truth):
-    rho = [spearmanr(Z[:, j], truth)[0] for j in range(Z.shape[1])]
-    return float(np.nanmax(np.abs(rho)))
 
 
 def main(argv=None):

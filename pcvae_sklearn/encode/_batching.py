@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .._ragged import gather_rows, subsample_rows  # shared with Particles.take and the fuser
 
-__all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "rotate_tensor_about_z", "chunk_by_budget"]
+__all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "rotate_tensor_about_z", "chunk_by_budget", "packed_to_device"]
 
 
 def rotate_about_z(points: np.ndarray, lengths: np.ndarray, angles: np.ndarray) -> np.ndarray:
@@ -39,6 +40,14 @@ def chunk_by_budget(lengths: np.ndarray, max_particles: int, max_localizations: 
         chunks.append((start, stop))
         start = stop
     return chunks
+
+
+def packed_to_device(points: np.ndarray, lengths: np.ndarray, device):
+    """Packed particles as tensors on ``device``: points (N, d), segment (N,) particle of each row, lengths (B,)."""
+    pts = torch.from_numpy(np.ascontiguousarray(points)).to(device)
+    lens = torch.from_numpy(np.asarray(lengths, dtype=np.int64)).to(device)
+    seg = torch.repeat_interleave(torch.arange(len(lengths), device=device), lens)
+    return pts, seg, lens
 
 
 def rotate_tensor_about_z(points, angle: float):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ._batching import chunk_by_budget, rotate_tensor_about_z
+from ._batching import chunk_by_budget, packed_to_device, rotate_tensor_about_z
 
 __all__ = ["pooled_at_angles", "fit_rotation_readout", "MAX_READOUT_PARTICLES", "MAX_READOUT_POINTS", "READOUT_RIDGE"]
 
@@ -69,9 +69,7 @@ def pooled_at_angles(encoder, points: np.ndarray, lengths: np.ndarray, angles, d
     out = None
     with torch.inference_mode():
         for start, stop in chunk_by_budget(lengths, *budget):
-            pts = torch.from_numpy(np.ascontiguousarray(points[offsets[start] : offsets[stop]])).to(device)
-            lens = torch.from_numpy(np.asarray(lengths[start:stop], dtype=np.int64)).to(device)
-            seg = torch.repeat_interleave(torch.arange(stop - start, device=device), lens)
+            pts, seg, lens = packed_to_device(points[offsets[start] : offsets[stop]], lengths[start:stop], device)
             for r, angle in enumerate(angles):
                 pooled = encoder.pool(rotate_tensor_about_z(pts, angle) if angle else pts, seg, lens)
                 if out is None:

@@ -22,7 +22,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._ragged import Particles, as_particles
 from .._version import __version__
-from ._batching import chunk_by_budget, gather_rows, rotate_about_z, rotate_tensor_about_z, subsample_rows
+from ._batching import (
+    chunk_by_budget,
+    gather_rows,
+    packed_to_device,
+    rotate_about_z,
+    rotate_tensor_about_z,
+    subsample_rows,
+)
 from ._chamfer import chamfer_distance, pad_packed
 from ._fast_encode import FoldedEncoder
 from ._networks import PCVAEModule, kl_divergence
@@ -465,10 +472,10 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             return module
         return torch.compile(module, dynamic=True)
 
-    def _inference_encoder(self) -> FoldedEncoder:
-        """The trained encoder with its batch norms folded (same latents, about twice as fast)."""
+    def _inference_encoder(self, module=None) -> FoldedEncoder:
+        """The trained encoder (of ``module_``, or of ``module``) with its batch norms folded (same latents, about twice as fast)."""
         dtype = torch.bfloat16 if self.compute_dtype == "bfloat16" else torch.float32
-        return FoldedEncoder(self.module_.encoder, dtype=dtype)
+        return FoldedEncoder((self.module_ if module is None else module).encoder, dtype=dtype)
 
     def _torch_device(self) -> torch.device:
         device = torch.device(self.device)
@@ -501,12 +508,6 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
                 f"the model's scale is {self.scale_:.3g} nm); check the coordinates' units (nm expected)."
             )
         return coords
-
-    def _to_device(self, points: np.ndarray, lengths: np.ndarray, device):
-        pts = torch.from_numpy(np.ascontiguousarray(points)).to(device)
-        lens = torch.from_numpy(lengths.astype(np.int64)).to(device)
-        seg = torch.repeat_interleave(torch.arange(len(lengths), device=device), lens)
-        return pts, seg, lens
 
     # ------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
@@ -817,7 +818,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             pts = coords[rows]
             if self.rotation_augmentation:
                 pts = rotate_about_z(pts, lengths, rng.uniform(0.0, 2.0 * np.pi, len(lengths))).astype(np.float32)
-            pts_t, seg, lens = self._to_device(pts, lengths, device)
+            pts_t, seg, lens = packed_to_device(pts, lengths, device)
             with self._autocast(device):
                 decoded, mu, logvar = forward(pts_t, seg, lens, generator=generator)
             target, _ = pad_packed(pts_t, lens)
@@ -870,7 +871,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         total = 0.0
         with torch.inference_mode():
             for start, stop in chunk_by_budget(lengths, _PARTICLE_BUDGET, _LOCALIZATION_BUDGET):
-                pts, seg, lens = self._to_device(coords[rows[offsets[start] : offsets[stop]]], lengths[start:stop], device)
+                pts, seg, lens = packed_to_device(coords[rows[offsets[start] : offsets[stop]]], lengths[start:stop], device)
                 mu, _ = module.encoder(pts, seg, lens)
                 target, _ = pad_packed(pts, lens)
                 total += float(chamfer_distance(module.decoder(mu), target, lens).double().sum())
@@ -941,8 +942,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         rows, lengths = subsample_rows(rows, lengths, cap, np.random.default_rng(0))
         module = run["module"]
         module.eval()
-        encoder = FoldedEncoder(module.encoder, dtype=torch.bfloat16 if self.compute_dtype == "bfloat16" else torch.float32)
-        coef, intercept, error = fit_rotation_readout(encoder, coords[rows], lengths, angles, next(module.parameters()).device)
+        coef, intercept, error = fit_rotation_readout(
+            self._inference_encoder(module), coords[rows], lengths, angles, next(module.parameters()).device
+        )
         if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
             warnings.warn(
                 "the rotation read-out could not be fitted (non-finite values); transform computes the exact average "
@@ -1000,7 +1002,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             coords = rotate_about_z(coords, p.lengths, np.full(p.n_particles, angle)).astype(np.float32)
         for start, stop in chunk_by_budget(p.lengths, _PARTICLE_BUDGET, _LOCALIZATION_BUDGET):
             rows = np.arange(p.offsets[start], p.offsets[stop])
-            yield start, stop, *self._to_device(coords[rows], p.lengths[start:stop], device)
+            yield start, stop, *packed_to_device(coords[rows], p.lengths[start:stop], device)
 
     def _rotation_angles(self):
         # golden-angle steps: well spread within any symmetry period (evenly

@@ -1,0 +1,12 @@
+"""Helpers shared by the benchmark and study scripts (run as ``python benchmarks/<script>.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import spearmanr
+
+
+def best_abs_spearman(Z, truth) -> float:
+    """The largest |Spearman| of one latent dimension (a column of Z) with ``truth``; constant columns are skipped."""
+    Z = np.asarray(Z)
+    return float(np.nanmax([abs(spearmanr(Z[:, j], truth)[0]) for j in range(Z.shape[1])]))
