@@ -383,11 +383,13 @@ def test_warm_start_without_training_state_warns_and_continues(rings):
     assert len(vae.history_) == 2 and vae.n_steps_ == 6
 
 
-@pytest.mark.parametrize("change", [{"latent_dim": 3}, {"encoder_widths": (16, 16)}, {"n_output_points": 8}])
+@pytest.mark.parametrize(
+    "change", [{"latent_dim": 3}, {"encoder_widths": (16, 16)}, {"n_output_points": 8}, {"centring": "midrange"}]
+)
 def test_warm_start_refuses_a_changed_architecture(rings, change):
     vae = PointCloudVAE(**TINY_VAE, random_state=0, warm_start=True).fit(rings)
     before = _fitted_state(vae)
-    with pytest.raises(ValueError, match="architecture changed"):
+    with pytest.raises(ValueError, match="architecture or centring changed"):
         vae.set_params(n_epochs=2, **change).fit(rings)
     _assert_state_unchanged(vae, before)
 
@@ -525,7 +527,7 @@ def test_transform_never_returns_a_nan_latent(fitted, rings, average):
 
 def test_transform_of_a_far_out_particle_is_a_clear_error(fitted, rings):
     far = [np.array([[0.0, 0.0], [1e300, 1e300], [-1e300, 0.0]])]
-    with pytest.raises(ValueError, match="particle 2 has a localization too far from its centroid"):
+    with pytest.raises(ValueError, match="particle 2 has a localization too far from its centre"):
         fitted.transform(rings[:2] + far)
 
 

@@ -26,7 +26,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from _helpers import TINY_VAE, ragged_rings
-from pcvae_sklearn import PointCloudVAE
+from pcvae_sklearn import PointCloudVAE, as_particles
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,34 @@ def test_translation_invariance(fitted, rings):
     """Particles are centred on their centroid: a picking offset does not change the latent."""
     moved = [a + np.array([1000.0, -500.0]) for a in rings]
     np.testing.assert_allclose(fitted.transform(moved), fitted.transform(rings), rtol=1e-4, atol=1e-4)
+
+
+def test_midrange_centring(rings, tmp_path):
+    """centring="midrange": stored at fit time, used by transform, translation invariant, kept by save/load."""
+    vae = PointCloudVAE(**TINY_VAE, centring="midrange", random_state=0).fit(rings)
+    assert vae.centring_ == "midrange"
+    Z = vae.transform(rings)
+    moved = [a + np.array([1000.0, -500.0]) for a in rings]
+    np.testing.assert_allclose(vae.transform(moved), Z, rtol=1e-4, atol=1e-4)
+    # the encoder sees the particles centred on their midranges, not on their centroids
+    want = np.concatenate([a - (np.quantile(a, 0.05, axis=0) + np.quantile(a, 0.95, axis=0)) / 2 for a in rings])
+    np.testing.assert_allclose(vae._normalised(as_particles(rings)), want / vae.scale_, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(want, np.concatenate([a - a.mean(axis=0) for a in rings]), atol=1e-2)
+    vae.set_params(centring="centroid")  # changing the parameter after the fit does not change the model
+    np.testing.assert_array_equal(vae.transform(rings), Z)
+    vae.save(tmp_path / "m.pt")
+    loaded = PointCloudVAE.load(tmp_path / "m.pt")
+    assert loaded.centring_ == "midrange"
+    np.testing.assert_array_equal(loaded.transform(rings), Z)
+    with pytest.raises(ValueError, match="centring"):
+        PointCloudVAE(**TINY_VAE, centring="median").fit(rings)
+
+
+def test_model_without_centring_attribute_centres_on_centroids(fitted, rings):
+    """Models written before ``centring`` existed hold no ``centring_``: they centre on centroids, as they were trained."""
+    old = pickle.loads(pickle.dumps(fitted))
+    del old.centring_
+    np.testing.assert_array_equal(old.transform(rings), fitted.transform(rings))
 
 
 def test_input_forms_give_same_latents(fitted, rings):
