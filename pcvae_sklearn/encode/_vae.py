@@ -68,6 +68,11 @@ def _report(verbose: int, message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
+def _fitted_centring(model) -> str:
+    """How ``model`` centres particles: ``centring_``, or "centroid" for models saved before it existed."""
+    return getattr(model, "centring_", "centroid")
+
+
 def _sigmoid_warmup(step: int, warmup_steps: int) -> float:
     """Fraction of beta in force at ``step``: a sigmoid rising over ``warmup_steps``."""
     if warmup_steps <= 0:
@@ -519,7 +524,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     def _normalised(self, p: Particles) -> np.ndarray:
         """Centre every particle (as in the fit, ``centring_``), divide by the dataset scale (float32)."""
         with np.errstate(over="ignore", invalid="ignore"):
-            coords = (p.centred(getattr(self, "centring_", "centroid")).coords / self.scale_).astype(np.float32)
+            coords = (p.centred(_fitted_centring(self)).coords / self.scale_).astype(np.float32)
         finite = np.isfinite(coords).all(axis=1)
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
@@ -573,8 +578,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=2,
             )
-        self._train(run, p, train_idx, val_idx, missing)
-        run["readout"] = self._distil_rotations(run, p, train_idx)
+        coords = self._scaled_coords(run, p)
+        self._train(run, p, coords, train_idx, val_idx, missing)
+        run["readout"] = self._distil_rotations(run, p, coords, train_idx)
         if self.checkpoint_path is not None:  # the last checkpoint is the fitted model, read-out included
             self._write_checkpoint(run)
         self._commit(run, keep_training_state=bool(self.warm_start))
@@ -610,8 +616,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         if run is None:
             run = self._new_run(p, device)
         train_idx, _ = self._split(run, p, use_validation=False)
-        self._train(run, p, train_idx, None, 1)
-        run["readout"] = self._distil_rotations(run, p, train_idx)
+        coords = self._scaled_coords(run, p)
+        self._train(run, p, coords, train_idx, None, 1)
+        run["readout"] = self._distil_rotations(run, p, coords, train_idx)
         if self.checkpoint_path is not None:
             self._write_checkpoint(run)
         self._commit(run, keep_training_state=True)
@@ -663,6 +670,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             "generator": torch.Generator(device=device).manual_seed(seed),
             "scale": scale,
             "centring": self.centring,
+            "centred": centred,  # handed to _scaled_coords, so a fit centres the particles once
             "n_features": p.n_dims,
             "history": [],
             "step": 0,
@@ -685,7 +693,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         saved = source.module_.config
         wanted = self._module_config(source.n_features_in_)
         changed = [f"{k}: {saved[k]} -> {wanted[k]}" for k in wanted if k != "in_dim" and saved[k] != wanted[k]]
-        source_centring = getattr(source, "centring_", "centroid")
+        source_centring = _fitted_centring(source)
         if source_centring != self.centring:
             changed.append(f"centring: {source_centring} -> {self.centring}")
         if changed:
@@ -774,13 +782,21 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             run["warmup"] = self._warmup_steps(math.ceil(len(train_idx) / self.batch_size) * int(self.n_epochs))
         return train_idx, val_idx
 
-    def _train(self, run: dict, p: Particles, train_idx: np.ndarray, val_idx, n_epochs: int) -> None:
-        """Train ``n_epochs`` more epochs (fewer after an early stop), checkpointing after each."""
-        coords = (p.centred(run["centring"]).coords / run["scale"]).astype(np.float32)
+    @staticmethod
+    def _scaled_coords(run: dict, p: Particles) -> np.ndarray:
+        """The run's training coordinates: every particle centred (``run["centring"]``), divided by the scale (float32)."""
+        centred = run.pop("centred", None)
+        if centred is None:
+            centred = p.centred(run["centring"]).coords
+        coords = (centred / run["scale"]).astype(np.float32)
         if not np.isfinite(coords).all():
             raise ValueError(
                 "coordinates divided by the dataset scale overflow float32; check the coordinates' units (nm expected)."
             )
+        return coords
+
+    def _train(self, run: dict, p: Particles, coords: np.ndarray, train_idx: np.ndarray, val_idx, n_epochs: int) -> None:
+        """Train ``n_epochs`` more epochs (fewer after an early stop) on ``coords`` (``_scaled_coords``), checkpointing after each."""
         device = next(run["module"].parameters()).device
         steps_per_epoch = math.ceil(len(train_idx) / self.batch_size)
         bar = self._progress_bar(steps_per_epoch * max(n_epochs, 0))
@@ -949,7 +965,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         }
         _atomic_save(self._payload(run["module"], fitted, self._training_state_of(run)), self.checkpoint_path)
 
-    def _distil_rotations(self, run: dict, p: Particles, train_idx: np.ndarray) -> dict:
+    def _distil_rotations(self, run: dict, p: Particles, coords: np.ndarray, train_idx: np.ndarray) -> dict:
         """Fit the linear read-out of the rotation average (see ``rotation_average``); the fitted attributes.
 
         Up to ``MAX_READOUT_PARTICLES`` training particles, evenly spaced,
@@ -963,9 +979,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             return attrs
         t0 = time.perf_counter()
         n = min(MAX_READOUT_PARTICLES, len(train_idx))
-        sub = p.take(train_idx[np.linspace(0, len(train_idx) - 1, n).round().astype(np.int64)])
-        coords = (sub.centred(run["centring"]).coords / run["scale"]).astype(np.float32)
-        rows, lengths = gather_rows(sub.offsets, np.arange(n))
+        rows, lengths = gather_rows(p.offsets, train_idx[np.linspace(0, len(train_idx) - 1, n).round().astype(np.int64)])
         cap = MAX_READOUT_POINTS if self.max_points is None else min(int(self.max_points), MAX_READOUT_POINTS)
         rows, lengths = subsample_rows(rows, lengths, cap, np.random.default_rng(0))
         module = run["module"]
