@@ -1,0 +1,259 @@
+"""Study: training and architecture variants against the 3D pores' ring-distance axis.
+
+On ``make_npc_3d`` the default latent follows the radius well, but the ring
+distance (the pore's height) is spread over several dimensions; on most
+seeds no single dimension follows it as well as the model-based estimate
+(``docs/defaults.md``). This script screens variants of ``PointCloudVAE``
+for a single dimension that does, without losing the radius (2D and 3D):
+
+* plain settings: ``--variant 'name={"beta": 0.005}'`` passes the JSON as
+  keyword arguments to ``PointCloudVAE``;
+* variants that patch the library for the duration of one fit (not options of
+  the library), named with a leading underscore in the JSON:
+
+  - ``"_particles": n``: fit on n particles instead of 1000;
+  - ``"_cosine": true``: the learning rate rises linearly over the first 10 %
+    of the steps, then follows a cosine down to 1 % of ``learning_rate``;
+  - ``"_capacity": [C, gamma]``: the KL term becomes ``gamma * |KL - C(t)|``
+    with a capacity C(t) rising linearly from 0 to C nats over the first 80 %
+    of the steps (Burgess et al. 2018, "Understanding disentangling in
+    beta-VAE"); no KL warm-up;
+  - ``"_polar": true``: the encoder sees ``(r, 0, z)``, with ``r`` the
+    distance from the particle's centre in the focal plane, instead of
+    ``(x, y, z)`` (invariant to rotation about the optical axis; the decoder
+    still reconstructs ``(x, y, z)``);
+  - ``"_radius_channel": true``: the encoder sees ``(x, y, z, r)``;
+  - ``"_pooled_batchnorm": true``: a batch norm over the particles of the batch
+    on the pooled features, before the mean and log-variance heads (as in
+    PointNet's classifier);
+  - ``"_z_stretch": s``: the data's z is multiplied by s before fitting
+    (equivalent to scaling z separately from x and y).
+
+For each variant, data set and seed it fits on ``make_<data set>(1000,
+random_state=500 + seed)`` with ``random_state=seed`` (the data and seeds of
+``bench_quality.py``) and prints the best latent dimension's |Spearman| with
+each true parameter, the model-based estimate's, and ``LatentUnmixer``'s best
+component; then a summary per variant. Fits run in separate processes
+(``--jobs``), each patched only while it fits.
+
+    python benchmarks/study_training_variants.py --variant 'default={}' '_pooled_batchnorm={"_pooled_batchnorm": true}' \\
+        --datasets npc3d --seeds 0 1 2 3 4 --jobs 2
+    python benchmarks/study_training_variants.py --preset screen --device cuda --jobs 8   # the table in docs/defaults.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import contextlib
+import json
+import math
+import multiprocessing
+import os
+import time
+from unittest import mock
+
+import numpy as np
+import torch
+from _common import best_abs_spearman
+
+import pcvae_sklearn.encode._fast_encode as fast_module
+import pcvae_sklearn.encode._networks as net_module
+import pcvae_sklearn.encode._vae as vae_module
+from pcvae_sklearn import HeightEstimator, LatentUnmixer, PointCloudVAE, RadiusEstimator
+from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d, make_tetrahedron
+
+DATASETS = {
+    "npc2d": (make_npc_2d, {"radius": RadiusEstimator()}),
+    "npc3d": (make_npc_3d, {"radius": RadiusEstimator(), "height": HeightEstimator(structure="pore")}),
+    "tetra": (make_tetrahedron, {"height": HeightEstimator(structure="tetrahedron")}),
+}
+
+# the screen recorded in docs/defaults.md (on one H100, --device cuda --jobs 8)
+SCREEN = {
+    "default": {},
+    "lr 3e-3": {"learning_rate": 3e-3},
+    "cosine lr 1e-3": {"_cosine": True},
+    "cosine lr 3e-3": {"_cosine": True, "learning_rate": 3e-3},
+    "batch 8": {"batch_size": 8},
+    "beta 0.002": {"beta": 0.002},
+    "beta 0.005": {"beta": 0.005},
+    "latent_dim 6": {"latent_dim": 6},
+    "latent_dim 12": {"latent_dim": 12},
+    "capacity 10, gamma 0.01": {"_capacity": [10, 0.01]},
+    "capacity 20, gamma 0.01": {"_capacity": [20, 0.01]},
+    "capacity 10, gamma 0.03": {"_capacity": [10, 0.03]},
+    "capacity 5, gamma 0.1": {"_capacity": [5, 0.1]},
+    "capacity 10, gamma 0.1": {"_capacity": [10, 0.1]},
+    "512 decoder channels": {"decoder_channels": 512},
+    "weight decay 0": {"weight_decay": 0.0},
+    "8 epochs": {"n_epochs": 8},
+    "2000 particles": {"_particles": 2000},
+    "3000 particles": {"_particles": 3000},
+    "z stretched 1.5": {"_z_stretch": 1.5},
+    "z stretched 2": {"_z_stretch": 2.0},
+    "polar input": {"_polar": True},
+    "polar input, midrange": {"_polar": True, "centring": "midrange"},
+    "radius channel": {"_radius_channel": True},
+    "radius channel, midrange": {"_radius_channel": True, "centring": "midrange"},
+    "pooled batch norm": {"_pooled_batchnorm": True},
+}
+
+
+def _encoder_features(polar: bool):
+    """The per-localization encoder input: (r, 0[, z]) when ``polar``, else (x, y[, z], r)."""
+
+    def features(points):
+        r = torch.hypot(points[:, 0], points[:, 1])
+        if polar:
+            return torch.stack([r, torch.zeros_like(r)] + ([points[:, 2]] if points.shape[1] == 3 else []), 1)
+        return torch.cat([points, r[:, None]], 1)
+
+    return features
+
+
+def _patched_pool(cls, features):
+    original = cls.pool
+
+    def pool(self, points, segment, lengths):
+        return original(self, features(points), segment, lengths)
+
+    return mock.patch.object(cls, "pool", pool)
+
+
+class _LastAxisBatchNorm(torch.nn.BatchNorm1d):
+    """Batch norm over the last axis of (..., C) features (the rotation read-out passes (angles, B, C))."""
+
+    def forward(self, x):
+        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
+
+
+def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    if cfg.get("_cosine"):
+
+        class CosineAdam(torch.optim.Adam):
+            def step(self, *args, **kwargs):
+                t = getattr(self, "_t", 0)
+                self._t = t + 1
+                f, warm = t / total_steps, 0.1
+                cos = 0.5 * (1 + math.cos(math.pi * min(1.0, (f - warm) / (1 - warm))))
+                lr = learning_rate * (f / warm if f < warm else 0.01 + 0.99 * cos)
+                for group in self.param_groups:
+                    group["lr"] = max(lr, 0.01 * learning_rate)
+                return super().step(*args, **kwargs)
+
+        stack.enter_context(mock.patch.object(torch.optim, "Adam", CosineAdam))
+    if cfg.get("_capacity"):
+        c_max, gamma = cfg["_capacity"]
+        kl_plain, state = vae_module.kl_divergence, {"t": 0}
+
+        def kl_capacity(mu, logvar):
+            kl = kl_plain(mu, logvar)
+            if not torch.is_grad_enabled():
+                return kl
+            c = c_max * min(1.0, state["t"] / (0.8 * total_steps))
+            state["t"] += 1
+            # the estimator multiplies this by beta: divide it out, so the penalty is gamma * |KL - C|
+            return ((kl.mean() - c).abs() * (gamma / beta)).expand_as(kl) + 0 * kl
+
+        stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl_capacity))
+    if cfg.get("_polar") or cfg.get("_radius_channel"):
+        features = _encoder_features(polar=bool(cfg.get("_polar")))
+        # training (the module) and transform / the rotation read-out (the folded encoder) see the same input
+        stack.enter_context(_patched_pool(net_module.PointNetEncoder, features))
+        stack.enter_context(_patched_pool(fast_module.FoldedEncoder, features))
+    if cfg.get("_radius_channel") or cfg.get("_pooled_batchnorm"):
+        init = net_module.PointNetEncoder.__init__
+        extra = 1 if cfg.get("_radius_channel") else 0
+        norm = bool(cfg.get("_pooled_batchnorm"))
+
+        def patched_init(self, in_dim, *args, **kwargs):
+            init(self, in_dim + extra, *args, **kwargs)
+            if norm:
+                width = self.mu_head[0].in_features
+                self.mu_head = torch.nn.Sequential(_LastAxisBatchNorm(width), *self.mu_head)
+                self.logvar_head = torch.nn.Sequential(_LastAxisBatchNorm(width), *self.logvar_head)
+
+        stack.enter_context(mock.patch.object(net_module.PointNetEncoder, "__init__", patched_init))
+    return stack
+
+
+def run_one(name: str, cfg: dict, dataset: str, seed: int, device: str, threads: int, n_particles: int = 1000) -> dict:
+    torch.set_num_threads(threads)
+    cfg = dict(cfg)
+    n = int(cfg.get("_particles", n_particles))
+    params = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    if cfg.get("_capacity"):
+        params["kl_warmup_steps"] = 0
+    vae = PointCloudVAE(random_state=seed, device=device, **params)
+    total_steps = vae.n_epochs * math.ceil(n / vae.batch_size)
+    make, estimators = DATASETS[dataset]
+    X, truth = make(n, random_state=500 + seed)
+    if cfg.get("_z_stretch"):
+        import awkward as ak
+
+        X = ak.with_field(X, X["z"] * cfg["_z_stretch"], "z")
+    t0 = time.perf_counter()
+    with _patches(cfg, total_steps, vae.learning_rate, vae.beta):
+        Z = vae.fit_transform(X)
+    out = {"variant": name, "dataset": dataset, "seed": seed, "fit_s": round(time.perf_counter() - t0, 1)}
+    S = LatentUnmixer(random_state=seed).fit_transform(Z)
+    for param, est in estimators.items():
+        out[param] = round(best_abs_spearman(Z, truth[param]), 3)
+        out[param + "_estimator"] = round(best_abs_spearman(est.fit_transform(X), truth[param]), 3)
+        out[param + "_unmixed"] = round(best_abs_spearman(S, truth[param]), 3)
+    return out
+
+
+def _parse_variant(text: str) -> tuple[str, dict]:
+    name, _, cfg = text.partition("=")
+    return name, json.loads(cfg or "{}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variant", nargs="+", default=[], help="NAME=JSON (see above)")
+    ap.add_argument("--preset", choices=["screen"], help="the variants recorded in docs/defaults.md")
+    ap.add_argument("--datasets", nargs="+", default=["npc3d", "npc2d"], choices=list(DATASETS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds-2d", type=int, nargs="+", default=[0, 1, 2], help="seeds for npc2d and tetra")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="fits at a time, each in its own process")
+    ap.add_argument("--n-particles", type=int, default=1000, help="particles per fit, where a variant does not set _particles")
+    args = ap.parse_args(argv)
+    variants = dict(_parse_variant(v) for v in args.variant)
+    if args.preset == "screen":
+        variants = {**SCREEN, **variants}
+    if not variants:
+        variants = {"default": {}}
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    tasks = [
+        (name, cfg, ds, seed)
+        for ds in args.datasets
+        for seed in (args.seeds if ds == "npc3d" else args.seeds_2d)
+        for name, cfg in variants.items()
+        if not (cfg.get("_z_stretch") and ds == "npc2d")  # 2D data has no z to stretch
+    ]
+    results = []
+    ctx = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
+        futures = [pool.submit(run_one, *task, args.device, threads, args.n_particles) for task in tasks]
+        for future in cf.as_completed(futures):
+            results.append(future.result())
+            print(json.dumps(results[-1]), flush=True)
+    print("\nvariant                      dataset  param   best latent |rho| per seed (mean, min)   estimator mean   unmixed mean")
+    for name in variants:
+        for ds in args.datasets:
+            rows = sorted((r for r in results if r["variant"] == name and r["dataset"] == ds), key=lambda r: r["seed"])
+            if not rows:
+                continue
+            for param in DATASETS[ds][1]:
+                v = np.array([r[param] for r in rows])
+                per_seed = " ".join(f"{x:.2f}" for x in v)
+                print(f"{name:28s} {ds:7s}  {param:6s}  {per_seed} ({v.mean():.3f}, {v.min():.2f})   "
+                      f"{np.mean([r[param + '_estimator'] for r in rows]):.3f}   {np.mean([r[param + '_unmixed'] for r in rows]):.3f}")
+
+
+if __name__ == "__main__":
+    main()
