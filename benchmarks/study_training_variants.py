@@ -27,7 +27,11 @@ for a single dimension that does, without losing the radius (2D and 3D):
     on the pooled features, before the mean and log-variance heads (as in
     PointNet's classifier);
   - ``"_z_stretch": s``: the data's z is multiplied by s before fitting
-    (equivalent to scaling z separately from x and y).
+    (equivalent to scaling z separately from x and y);
+  - ``"_rotation_min": K``: the Chamfer distance is taken at the best of K
+    rotations of the decoded points about the optical axis (the loss of
+    ``study_rotation_loss.py``), so the latent need not encode the angle at
+    which a particle was picked.
 
 For each variant, data set and seed it fits on ``make_<data set>(1000,
 random_state=500 + seed)`` with ``random_state=seed`` (the data and seeds of
@@ -128,6 +132,25 @@ class _LastAxisBatchNorm(torch.nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
+def _rotate_z(points: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate (B, M, d) points about the optical axis, one angle per particle."""
+    c, s = torch.cos(angles)[:, None], torch.sin(angles)[:, None]
+    x, y = points[..., 0], points[..., 1]
+    return torch.stack([c * x - s * y, s * x + c * y] + ([points[..., 2]] if points.shape[-1] == 3 else []), -1)
+
+
+def _rotation_min_chamfer(n_angles: int):
+    plain = vae_module.chamfer_distance
+
+    def chamfer(pred, target, lengths, **kwargs):
+        angles = torch.arange(n_angles, dtype=pred.dtype, device=pred.device) * (2 * torch.pi / n_angles)
+        with torch.no_grad():
+            costs = torch.stack([plain(_rotate_z(pred, a.expand(len(pred))), target, lengths, **kwargs) for a in angles])
+        return plain(_rotate_z(pred, angles[costs.argmin(0)]), target, lengths, **kwargs)
+
+    return chamfer
+
+
 def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     if cfg.get("_cosine"):
@@ -158,6 +181,8 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
             return ((kl.mean() - c).abs() * (gamma / beta)).expand_as(kl) + 0 * kl
 
         stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl_capacity))
+    if cfg.get("_rotation_min"):
+        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", _rotation_min_chamfer(int(cfg["_rotation_min"]))))
     if cfg.get("_polar") or cfg.get("_radius_channel"):
         features = _encoder_features(polar=bool(cfg.get("_polar")))
         # training (the module) and transform / the rotation read-out (the folded encoder) see the same input
