@@ -27,33 +27,13 @@ import json
 import time
 from unittest import mock
 
-import torch
-from _common import best_abs_spearman
+from _common import best_abs_spearman, rotation_min_chamfer
 
 import pcvae_sklearn.encode._vae as vae_module
 from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn.datasets import make_npc_2d
 
 _CHAMFER = vae_module.chamfer_distance
-
-
-def rotate_z(points: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, M, d) points about the optical axis, one angle per particle."""
-    c, s = torch.cos(angles)[:, None], torch.sin(angles)[:, None]
-    x, y = points[..., 0], points[..., 1]
-    out = [c * x - s * y, s * x + c * y] + ([points[..., 2]] if points.shape[-1] == 3 else [])
-    return torch.stack(out, -1)
-
-
-def rotation_min_chamfer(n_angles: int):
-    def chamfer(pred, target, lengths, **kwargs):
-        angles = torch.arange(n_angles, dtype=pred.dtype, device=pred.device) * (2 * torch.pi / n_angles)
-        with torch.no_grad():
-            costs = torch.stack([_CHAMFER(rotate_z(pred, a.expand(len(pred))), target, lengths, **kwargs)
-                                 for a in angles])
-        return _CHAMFER(rotate_z(pred, angles[costs.argmin(0)]), target, lengths, **kwargs)
-
-    return chamfer
 
 
 def main(argv=None):
@@ -65,7 +45,7 @@ def main(argv=None):
     for seed in args.seeds:
         X, truth = make_npc_2d(args.n_particles, random_state=100 + seed)
         for loss in ("plain", f"min over {args.n_angles} rotations"):
-            chamfer = _CHAMFER if loss == "plain" else rotation_min_chamfer(args.n_angles)
+            chamfer = _CHAMFER if loss == "plain" else rotation_min_chamfer(_CHAMFER, args.n_angles)
             with mock.patch.object(vae_module, "chamfer_distance", chamfer):
                 t0 = time.perf_counter()
                 vae = PointCloudVAE(random_state=seed).fit(X)

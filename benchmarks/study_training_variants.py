@@ -59,7 +59,7 @@ from unittest import mock
 
 import numpy as np
 import torch
-from _common import best_abs_spearman
+from _common import best_abs_spearman, rotation_min_chamfer
 
 import pcvae_sklearn.encode._fast_encode as fast_module
 import pcvae_sklearn.encode._networks as net_module
@@ -132,25 +132,6 @@ class _LastAxisBatchNorm(torch.nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
-def _rotate_z(points: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, M, d) points about the optical axis, one angle per particle."""
-    c, s = torch.cos(angles)[:, None], torch.sin(angles)[:, None]
-    x, y = points[..., 0], points[..., 1]
-    return torch.stack([c * x - s * y, s * x + c * y] + ([points[..., 2]] if points.shape[-1] == 3 else []), -1)
-
-
-def _rotation_min_chamfer(n_angles: int):
-    plain = vae_module.chamfer_distance
-
-    def chamfer(pred, target, lengths, **kwargs):
-        angles = torch.arange(n_angles, dtype=pred.dtype, device=pred.device) * (2 * torch.pi / n_angles)
-        with torch.no_grad():
-            costs = torch.stack([plain(_rotate_z(pred, a.expand(len(pred))), target, lengths, **kwargs) for a in angles])
-        return plain(_rotate_z(pred, angles[costs.argmin(0)]), target, lengths, **kwargs)
-
-    return chamfer
-
-
 def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     if cfg.get("_cosine"):
@@ -182,7 +163,7 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
 
         stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl_capacity))
     if cfg.get("_rotation_min"):
-        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", _rotation_min_chamfer(int(cfg["_rotation_min"]))))
+        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", rotation_min_chamfer(vae_module.chamfer_distance, int(cfg["_rotation_min"]))))
     if cfg.get("_polar") or cfg.get("_radius_channel"):
         features = _encoder_features(polar=bool(cfg.get("_polar")))
         # training (the module) and transform / the rotation read-out (the folded encoder) see the same input
