@@ -12,6 +12,8 @@ for a single dimension that does, without losing the radius (2D and 3D):
   the library), named with a leading underscore in the JSON:
 
   - ``"_particles": n``: fit on n particles instead of 1000;
+  - ``"_data": {...}``: keyword arguments for the simulator (another range of
+    heights, say), to see how the data, not the model, changes the latent;
   - ``"_cosine": true``: the learning rate rises linearly over the first 10 %
     of the steps, then follows a cosine down to 1 % of ``learning_rate``;
   - ``"_capacity": [C, gamma]``: the KL term becomes ``gamma * |KL - C(t)|``
@@ -31,7 +33,15 @@ for a single dimension that does, without losing the radius (2D and 3D):
   - ``"_rotation_min": K``: the Chamfer distance is taken at the best of K
     rotations of the decoded points about the optical axis (the loss of
     ``study_rotation_loss.py``), so the latent need not encode the angle at
-    which a particle was picked.
+    which a particle was picked;
+  - ``"_axial_dims": k``: in 3D, two decoders: one sees only the first
+    ``latent_dim - k`` latent dimensions and gives the decoded points' x and
+    y, the other sees only the last k and gives their z (so the axial
+    structure, the ring distance, must be encoded in those k dimensions);
+  - ``"_shift_invariant": true``: the Chamfer distance is taken after the
+    translation that best aligns the decoded points with the particle (three
+    ICP steps on the nearest neighbours, without gradient), so the latent
+    need not encode how far the centre misses the structure's true centre.
 
 For each variant, data set and seed it fits on ``make_<data set>(1000,
 random_state=500 + seed)`` with ``random_state=seed`` (the data and seeds of
@@ -132,6 +142,43 @@ class _LastAxisBatchNorm(torch.nn.BatchNorm1d):
         return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
+def _shift_invariant_chamfer(chamfer_distance, n_steps: int = 3):
+    """``chamfer_distance`` after the least-squares shift of the prediction onto its nearest neighbours, iterated."""
+    from pcvae_sklearn.encode._chamfer import nearest_neighbours
+
+    def chamfer(pred, target, lengths, **kwargs):
+        valid = torch.arange(target.shape[1], device=target.device)[None, :] < lengths[:, None]
+        n_valid = lengths.clamp(min=1).to(pred.dtype)[:, None]
+        shift = torch.zeros_like(pred[:, :1, :])
+        with torch.no_grad():
+            for _ in range(n_steps):
+                moved = pred + shift
+                to_pred, to_target = nearest_neighbours(moved, target, valid)
+                near_pred = moved.gather(1, to_pred[:, :, None].expand(-1, -1, pred.shape[-1]))
+                near_target = target.gather(1, to_target[:, :, None].expand(-1, -1, pred.shape[-1]))
+                from_target = ((target - near_pred) * valid[:, :, None]).sum(1) / n_valid
+                from_pred = (near_target - moved).mean(1)
+                shift = shift + 0.5 * (from_target + from_pred)[:, None, :]
+        return chamfer_distance(pred + shift, target, lengths, **kwargs)
+
+    return chamfer
+
+
+class _SplitDecoder(torch.nn.Module):
+    """x, y of the decoded points from the lateral latent dimensions, z from the last ``n_axial`` ones."""
+
+    def __init__(self, lateral, axial, latent_dim: int, n_axial: int):
+        super().__init__()
+        self.lateral, self.axial = lateral, axial
+        mask = torch.zeros(latent_dim)
+        mask[latent_dim - n_axial :] = 1.0
+        self.register_buffer("axial_mask", mask)
+
+    def forward(self, z):
+        xy = self.lateral(z * (1.0 - self.axial_mask))[..., :2]
+        return torch.cat([xy, self.axial(z * self.axial_mask)[..., 2:]], -1)
+
+
 def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     if cfg.get("_cosine"):
@@ -164,6 +211,8 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
         stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl_capacity))
     if cfg.get("_rotation_min"):
         stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", rotation_min_chamfer(vae_module.chamfer_distance, int(cfg["_rotation_min"]))))
+    if cfg.get("_shift_invariant"):
+        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", _shift_invariant_chamfer(vae_module.chamfer_distance)))
     if cfg.get("_polar") or cfg.get("_radius_channel"):
         features = _encoder_features(polar=bool(cfg.get("_polar")))
         # training (the module) and transform / the rotation read-out (the folded encoder) see the same input
@@ -182,6 +231,16 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
                 self.logvar_head = torch.nn.Sequential(_LastAxisBatchNorm(width), *self.logvar_head)
 
         stack.enter_context(mock.patch.object(net_module.PointNetEncoder, "__init__", patched_init))
+    if cfg.get("_axial_dims"):
+        module_init, n_axial = net_module.PCVAEModule.__init__, int(cfg["_axial_dims"])
+
+        def split_init(self, in_dim, latent_dim, encoder_widths, decoder_widths, decoder_channels, n_output_points, n_heads):
+            module_init(self, in_dim, latent_dim, encoder_widths, decoder_widths, decoder_channels, n_output_points, n_heads)
+            if in_dim == 3:
+                axial = net_module.AttentionDecoder(latent_dim, in_dim, decoder_widths, decoder_channels, n_output_points, n_heads)
+                self.decoder = _SplitDecoder(self.decoder, axial, latent_dim, n_axial)
+
+        stack.enter_context(mock.patch.object(net_module.PCVAEModule, "__init__", split_init))
     return stack
 
 
@@ -195,7 +254,9 @@ def run_one(name: str, cfg: dict, dataset: str, seed: int, device: str, threads:
     vae = PointCloudVAE(random_state=seed, device=device, **params)
     total_steps = vae.n_epochs * math.ceil(n / vae.batch_size)
     make, estimators = DATASETS[dataset]
-    X, truth = make(n, random_state=500 + seed)
+    # JSON has no tuples: a [low, high] pair is the simulator's uniform range
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.get("_data", {}).items()}
+    X, truth = make(n, random_state=500 + seed, **data)
     if cfg.get("_z_stretch"):
         import awkward as ak
 
