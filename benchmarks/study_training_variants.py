@@ -52,7 +52,9 @@ component; then a summary per variant. Fits run in separate processes
 
     python benchmarks/study_training_variants.py --variant 'default={}' '_pooled_batchnorm={"_pooled_batchnorm": true}' \\
         --datasets npc3d --seeds 0 1 2 3 4 --jobs 2
-    python benchmarks/study_training_variants.py --preset screen --device cuda --jobs 8   # the table in docs/defaults.md
+    python benchmarks/study_training_variants.py --preset screen --device cuda --jobs 8    # the tables in docs/defaults.md
+    python benchmarks/study_training_variants.py --preset follow-up --datasets npc3d --jobs 2
+    python benchmarks/study_training_variants.py --preset data --datasets npc3d --jobs 2
 """
 
 from __future__ import annotations
@@ -112,6 +114,34 @@ SCREEN = {
     "radius channel, midrange": {"_radius_channel": True, "centring": "midrange"},
     "pooled batch norm": {"_pooled_batchnorm": True},
 }
+
+# the follow-up on the CPU recorded in docs/defaults.md (--datasets npc3d --jobs 2)
+FOLLOW_UP = {
+    "default": {},
+    "pooled batch norm": {"_pooled_batchnorm": True},
+    "pooled batch norm, capacity 10, gamma 0.03": {"_pooled_batchnorm": True, "_capacity": [10, 0.03]},
+    "pooled batch norm, capacity 20, gamma 0.03": {"_pooled_batchnorm": True, "_capacity": [20, 0.03]},
+    "pooled batch norm, capacity 10, gamma 0.1": {"_pooled_batchnorm": True, "_capacity": [10, 0.1]},
+    "pooled batch norm, capacity 5, gamma 0.03": {"_pooled_batchnorm": True, "_capacity": [5, 0.03]},
+    "pooled batch norm, beta 0.005": {"_pooled_batchnorm": True, "beta": 0.005},
+    "beta 0.01": {"beta": 0.01},
+    "pooled batch norm, beta 0.01": {"_pooled_batchnorm": True, "beta": 0.01},
+    "axial decoder, 2 dims": {"_axial_dims": 2},
+    "axial decoder, 3 dims": {"_axial_dims": 3},
+    "shift-invariant loss": {"_shift_invariant": True},
+    "shift-invariant loss, axial decoder 2 dims": {"_shift_invariant": True, "_axial_dims": 2},
+    "z stretched 3": {"_z_stretch": 3.0},
+    "z stretched 0.5": {"_z_stretch": 0.5},
+    "loss at the best of 32 rotations": {"_rotation_min": 32},
+}
+
+# the data, not the model: other ranges of ring distances (--datasets npc3d)
+DATA = {
+    "heights 40-70 nm (default)": {},
+    "heights 40-100 nm": {"_data": {"height": [40, 100]}},
+    "heights 50-60 nm": {"_data": {"height": [50, 60]}},
+}
+PRESETS = {"screen": SCREEN, "follow-up": FOLLOW_UP, "data": DATA}
 
 
 def _encoder_features(polar: bool):
@@ -281,7 +311,7 @@ def _parse_variant(text: str) -> tuple[str, dict]:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variant", nargs="+", default=[], help="NAME=JSON (see above)")
-    ap.add_argument("--preset", choices=["screen"], help="the variants recorded in docs/defaults.md")
+    ap.add_argument("--preset", choices=list(PRESETS), help="the variants of a table in docs/defaults.md")
     ap.add_argument("--datasets", nargs="+", default=["npc3d", "npc2d"], choices=list(DATASETS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--seeds-2d", type=int, nargs="+", default=[0, 1, 2], help="seeds for npc2d and tetra")
@@ -290,8 +320,8 @@ def main(argv=None):
     ap.add_argument("--n-particles", type=int, default=1000, help="particles per fit, where a variant does not set _particles")
     args = ap.parse_args(argv)
     variants = dict(_parse_variant(v) for v in args.variant)
-    if args.preset == "screen":
-        variants = {**SCREEN, **variants}
+    if args.preset:
+        variants = {**PRESETS[args.preset], **variants}
     if not variants:
         variants = {"default": {}}
     threads = max(1, (os.cpu_count() or 1) // args.jobs)

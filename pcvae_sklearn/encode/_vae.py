@@ -363,13 +363,17 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     **Two parameters at once.** On 3D pores, whose radius and ring distance
     both vary, the radius gets an axis of its own (best dimension 0.79-0.95)
     but the ring distance is spread over several dimensions (0.53-0.79
-    against the model-based estimate's 0.79-0.84). None of 25 training and
-    architecture variants screened (learning-rate schedules, beta, latent
-    size, capacity annealing, longer training, rotation-invariant encoder
-    inputs, a batch norm after pooling; ``docs/defaults.md``,
-    ``benchmarks/study_training_variants.py``) gave it one reliably: the seed
-    moves it more than any setting. Put :class:`~pcvae_sklearn.LatentUnmixer`
-    after the VAE when more than one parameter is expected to vary.
+    against the model-based estimate's 0.79-0.84). The factor that moves the
+    localizations most gets a clean axis and the others share dimensions:
+    simulate ring distances of 40-100 nm and the ring distance gets the axis
+    while the radius loses its own. None of over 30 training, architecture
+    and loss variants screened (learning-rate schedules, beta, latent size,
+    capacity annealing, longer training, rotation- or shift-invariant
+    losses, rotation-invariant encoder inputs, a batch norm after pooling, a
+    separate decoder for z; ``docs/defaults.md``,
+    ``benchmarks/study_training_variants.py``) gave both their own axis.
+    Put :class:`~pcvae_sklearn.LatentUnmixer` after the VAE when more than
+    one parameter is expected to vary.
 
     **Determinism.** Training uses only deterministic CPU kernels; the same
     ``random_state`` on the same machine, torch version and number of threads
