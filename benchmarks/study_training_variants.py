@@ -240,9 +240,12 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
 
         stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl_capacity))
     if cfg.get("_rotation_min"):
-        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", rotation_min_chamfer(vae_module.chamfer_distance, int(cfg["_rotation_min"]))))
+        loss = rotation_min_chamfer(vae_module.chamfer_distance, int(cfg["_rotation_min"]))
+        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", loss))
     if cfg.get("_shift_invariant"):
-        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", _shift_invariant_chamfer(vae_module.chamfer_distance)))
+        # composes with the rotation search above: the patched distance in force is the one wrapped
+        loss = _shift_invariant_chamfer(vae_module.chamfer_distance)
+        stack.enter_context(mock.patch.object(vae_module, "chamfer_distance", loss))
     if cfg.get("_polar") or cfg.get("_radius_channel"):
         features = _encoder_features(polar=bool(cfg.get("_polar")))
         # training (the module) and transform / the rotation read-out (the folded encoder) see the same input
