@@ -12,6 +12,9 @@ for a single dimension that does, without losing the radius (2D and 3D):
   the library), named with a leading underscore in the JSON:
 
   - ``"_particles": n``: fit on n particles instead of 1000;
+  - ``"_nested_dropout": true``: during training each particle's latent keeps
+    only its first m dimensions, m uniform in 1..latent_dim (nested dropout,
+    Rippel et al. 2014: ordered latents, the first carrying the most);
   - ``"_data": {...}``: keyword arguments for the simulator (another range of
     heights, say), to see how the data, not the model, changes the latent;
   - ``"_cosine": true``: the learning rate rises linearly over the first 10 %
@@ -133,6 +136,7 @@ FOLLOW_UP = {
     "z stretched 3": {"_z_stretch": 3.0},
     "z stretched 0.5": {"_z_stretch": 0.5},
     "loss at the best of 32 rotations": {"_rotation_min": 32},
+    "nested dropout": {"_nested_dropout": True},
 }
 
 # the data, not the model: other ranges of ring distances (--datasets npc3d)
@@ -274,6 +278,20 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
                 self.decoder = _SplitDecoder(self.decoder, axial, latent_dim, n_axial)
 
         stack.enter_context(mock.patch.object(net_module.PCVAEModule, "__init__", split_init))
+    if cfg.get("_nested_dropout"):
+
+        def nested_forward(self, points, segment, lengths, generator=None):
+            mu, logvar = self.encoder(points, segment, lengths)
+            logvar = logvar.clamp(-20.0, 10.0)
+            eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+            z = mu + eps * torch.exp(0.5 * logvar)
+            if self.training:
+                n, k = z.shape
+                keep = torch.randint(1, k + 1, (n,), generator=generator, device=z.device)
+                z = z * (torch.arange(k, device=z.device)[None, :] < keep[:, None]).to(z.dtype)
+            return self.decoder(z), mu, logvar
+
+        stack.enter_context(mock.patch.object(net_module.PCVAEModule, "forward", nested_forward))
     return stack
 
 
