@@ -33,6 +33,7 @@ from _common import best_abs_spearman
 from pcvae_sklearn import PointCloudVAE, as_particles
 from pcvae_sklearn._ragged import Particles
 from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d, make_tetrahedron
+from pcvae_sklearn.encode._batching import rotate_about_z
 
 DATASETS = {
     "npc2d": (make_npc_2d, ["radius"]),
@@ -44,12 +45,8 @@ DATASETS = {
 def rotated(X, seed):
     """Every particle rotated by its own random angle about the optical axis (the z column is kept)."""
     p = as_particles(X)
-    angles = np.repeat(np.random.default_rng(seed).uniform(0, 2 * np.pi, p.n_particles), p.lengths)
-    c, s = np.cos(angles), np.sin(angles)
-    coords = p.coords.copy()
-    coords[:, 0] = c * p.coords[:, 0] - s * p.coords[:, 1]
-    coords[:, 1] = s * p.coords[:, 0] + c * p.coords[:, 1]
-    return Particles(coords=coords, offsets=p.offsets).to_awkward()
+    angles = np.random.default_rng(seed).uniform(0, 2 * np.pi, p.n_particles)
+    return Particles(coords=rotate_about_z(p.coords, p.lengths, angles), offsets=p.offsets).to_awkward()
 
 
 def rms_over_spread(A, B, reference):

@@ -240,7 +240,7 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
             c = c_max * min(1.0, state["t"] / (0.8 * total_steps))
             state["t"] += 1
             # the estimator multiplies this by beta: divide it out, so the penalty is gamma * |KL - C|
-            return ((kl.mean() - c).abs() * (gamma / beta)).expand_as(kl) + 0 * kl
+            return ((kl.mean() - c).abs() * (gamma / beta)).expand_as(kl)
 
         stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl_capacity))
     if cfg.get("_rotation_min"):
