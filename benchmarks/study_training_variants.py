@@ -28,9 +28,6 @@ for a single dimension that does, without losing the radius (2D and 3D):
     ``(x, y, z)`` (invariant to rotation about the optical axis; the decoder
     still reconstructs ``(x, y, z)``);
   - ``"_radius_channel": true``: the encoder sees ``(x, y, z, r)``;
-  - ``"_pooled_batchnorm": true``: a batch norm over the particles of the batch
-    on the pooled features, before the mean and log-variance heads (as in
-    PointNet's classifier);
   - ``"_z_stretch": s``: the data's z is multiplied by s before fitting
     (equivalent to scaling z separately from x and y);
   - ``"_rotation_min": K``: the Chamfer distance is taken at the best of K
@@ -62,8 +59,8 @@ each true parameter, the model-based estimate's, and ``LatentUnmixer``'s best
 component; then a summary per variant. Fits run in separate processes
 (``--jobs``), each patched only while it fits.
 
-    python benchmarks/study_training_variants.py --variant 'default={}' '_pooled_batchnorm={"_pooled_batchnorm": true}' \\
-        --datasets npc3d --seeds 0 1 2 3 4 --jobs 2
+    python benchmarks/study_training_variants.py --variant 'default={}' 'pooled={"pooled_batch_norm": true}' \\
+        --datasets npc3d --seeds 0 1 2 3 4 5 6 7 8 9 --jobs 1    # the pooled batch norm in docs/defaults.md
     python benchmarks/study_training_variants.py --preset screen --device cuda --jobs 8    # the tables in docs/defaults.md
     python benchmarks/study_training_variants.py --preset follow-up --datasets npc3d --jobs 2
     python benchmarks/study_training_variants.py --preset data --datasets npc3d --jobs 2
@@ -124,20 +121,20 @@ SCREEN = {
     "polar input, midrange": {"_polar": True, "centring": "midrange"},
     "radius channel": {"_radius_channel": True},
     "radius channel, midrange": {"_radius_channel": True, "centring": "midrange"},
-    "pooled batch norm": {"_pooled_batchnorm": True},
+    "pooled batch norm": {"pooled_batch_norm": True},
 }
 
 # the follow-up on the CPU recorded in docs/defaults.md (--datasets npc3d --jobs 2)
 FOLLOW_UP = {
     "default": {},
-    "pooled batch norm": {"_pooled_batchnorm": True},
-    "pooled batch norm, capacity 10, gamma 0.03": {"_pooled_batchnorm": True, "_capacity": [10, 0.03]},
-    "pooled batch norm, capacity 20, gamma 0.03": {"_pooled_batchnorm": True, "_capacity": [20, 0.03]},
-    "pooled batch norm, capacity 10, gamma 0.1": {"_pooled_batchnorm": True, "_capacity": [10, 0.1]},
-    "pooled batch norm, capacity 5, gamma 0.03": {"_pooled_batchnorm": True, "_capacity": [5, 0.03]},
-    "pooled batch norm, beta 0.005": {"_pooled_batchnorm": True, "beta": 0.005},
+    "pooled batch norm": {"pooled_batch_norm": True},
+    "pooled batch norm, capacity 10, gamma 0.03": {"pooled_batch_norm": True, "_capacity": [10, 0.03]},
+    "pooled batch norm, capacity 20, gamma 0.03": {"pooled_batch_norm": True, "_capacity": [20, 0.03]},
+    "pooled batch norm, capacity 10, gamma 0.1": {"pooled_batch_norm": True, "_capacity": [10, 0.1]},
+    "pooled batch norm, capacity 5, gamma 0.03": {"pooled_batch_norm": True, "_capacity": [5, 0.03]},
+    "pooled batch norm, beta 0.005": {"pooled_batch_norm": True, "beta": 0.005},
     "beta 0.01": {"beta": 0.01},
-    "pooled batch norm, beta 0.01": {"_pooled_batchnorm": True, "beta": 0.01},
+    "pooled batch norm, beta 0.01": {"pooled_batch_norm": True, "beta": 0.01},
     "axial decoder, 2 dims": {"_axial_dims": 2},
     "axial decoder, 3 dims": {"_axial_dims": 3},
     "shift-invariant loss": {"_shift_invariant": True},
@@ -149,8 +146,8 @@ FOLLOW_UP = {
     "prior p=4": {"_prior": 4},
     "prior p=8": {"_prior": 8},
     "prior p=4, beta 0.01": {"_prior": 4, "beta": 0.01},
-    "prior p=4, pooled batch norm": {"_prior": 4, "_pooled_batchnorm": True},
-    "prior p=8, pooled batch norm, capacity 10, gamma 0.03": {"_prior": 8, "_pooled_batchnorm": True, "_capacity": [10, 0.03]},
+    "prior p=4, pooled batch norm": {"_prior": 4, "pooled_batch_norm": True},
+    "prior p=8, pooled batch norm, capacity 10, gamma 0.03": {"_prior": 8, "pooled_batch_norm": True, "_capacity": [10, 0.03]},
 }
 
 # the data, not the model: other ranges of ring distances (--datasets npc3d)
@@ -181,13 +178,6 @@ def _patched_pool(cls, features):
         return original(self, features(points), segment, lengths)
 
     return mock.patch.object(cls, "pool", pool)
-
-
-class _LastAxisBatchNorm(torch.nn.BatchNorm1d):
-    """Batch norm over the last axis of (..., C) features (the rotation read-out passes (angles, B, C))."""
-
-    def forward(self, x):
-        return super().forward(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 def _shift_invariant_chamfer(chamfer_distance, n_steps: int = 3):
@@ -290,24 +280,18 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
         # training (the module) and transform / the rotation read-out (the folded encoder) see the same input
         stack.enter_context(_patched_pool(net_module.PointNetEncoder, features))
         stack.enter_context(_patched_pool(fast_module.FoldedEncoder, features))
-    if cfg.get("_radius_channel") or cfg.get("_pooled_batchnorm"):
+    if cfg.get("_radius_channel"):
         init = net_module.PointNetEncoder.__init__
-        extra = 1 if cfg.get("_radius_channel") else 0
-        norm = bool(cfg.get("_pooled_batchnorm"))
 
         def patched_init(self, in_dim, *args, **kwargs):
-            init(self, in_dim + extra, *args, **kwargs)
-            if norm:
-                width = self.mu_head[0].in_features
-                self.mu_head = torch.nn.Sequential(_LastAxisBatchNorm(width), *self.mu_head)
-                self.logvar_head = torch.nn.Sequential(_LastAxisBatchNorm(width), *self.logvar_head)
+            init(self, in_dim + 1, *args, **kwargs)
 
         stack.enter_context(mock.patch.object(net_module.PointNetEncoder, "__init__", patched_init))
     if cfg.get("_axial_dims"):
         module_init, n_axial = net_module.PCVAEModule.__init__, int(cfg["_axial_dims"])
 
-        def split_init(self, in_dim, latent_dim, encoder_widths, decoder_widths, decoder_channels, n_output_points, n_heads):
-            module_init(self, in_dim, latent_dim, encoder_widths, decoder_widths, decoder_channels, n_output_points, n_heads)
+        def split_init(self, in_dim, latent_dim, encoder_widths, decoder_widths, decoder_channels, n_output_points, n_heads, **kw):
+            module_init(self, in_dim, latent_dim, encoder_widths, decoder_widths, decoder_channels, n_output_points, n_heads, **kw)
             if in_dim == 3:
                 axial = net_module.AttentionDecoder(latent_dim, in_dim, decoder_widths, decoder_channels, n_output_points, n_heads)
                 self.decoder = _SplitDecoder(self.decoder, axial, latent_dim, n_axial)

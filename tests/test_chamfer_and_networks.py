@@ -8,7 +8,7 @@ from _helpers import naive_chamfer
 from pcvae_sklearn.encode import chamfer_distance
 from pcvae_sklearn.encode._batching import chunk_by_budget, gather_rows, rotate_about_z, subsample_rows
 from pcvae_sklearn.encode._chamfer import pad_packed
-from pcvae_sklearn.encode._networks import AttentionDecoder, PointNetEncoder
+from pcvae_sklearn.encode._networks import AttentionDecoder, PCVAEModule, PointNetEncoder, PooledBatchNorm
 
 SEEDS = range(6)
 
@@ -74,6 +74,56 @@ def test_batch_norm_statistics_see_only_real_localizations():
     enc(pts, torch.repeat_interleave(torch.arange(2), lengths), lengths)
     feats = enc.shared[0](pts)
     torch.testing.assert_close(bn.running_mean, feats.mean(0).detach())
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_pooled_batch_norm_matches_naive_over_particles(seed):
+    """Training: each channel standardised over the particles of the batch, then the affine map."""
+    g = torch.Generator().manual_seed(seed)
+    bn = PooledBatchNorm(5).train()
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(5, generator=g) + 0.5)
+        bn.bias.copy_(torch.randn(5, generator=g))
+    x = torch.randn(7, 5, generator=g, dtype=torch.float32) * 3.0 + 1.0
+    ref = (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + bn.eps) * bn.weight + bn.bias
+    torch.testing.assert_close(bn(x), ref)
+
+
+def test_pooled_batch_norm_takes_any_leading_axes_in_eval():
+    """The rotation read-out passes (R, B, C): the same as normalising every (B, C) slice."""
+    torch.manual_seed(0)
+    bn = PooledBatchNorm(4)
+    bn.train()(torch.randn(9, 4) * 2.0 + 3.0)  # running statistics that are not the identity
+    bn.eval()
+    x = torch.randn(3, 6, 4)
+    torch.testing.assert_close(bn(x), torch.stack([bn(x[r]) for r in range(3)]))
+    # a particle's output does not depend on the particles beside it
+    torch.testing.assert_close(bn(x[0])[2:3], bn(x[0, 2:3]))
+
+
+def test_pooled_batch_norm_batch_of_one_uses_running_statistics():
+    """A last training batch of one particle normalises with the running statistics and leaves them unchanged."""
+    torch.manual_seed(0)
+    bn = PooledBatchNorm(4).train()
+    bn(torch.randn(9, 4) * 2.0 + 3.0)
+    mean, var = bn.running_mean.clone(), bn.running_var.clone()
+    x = torch.randn(1, 4, requires_grad=True)
+    out = bn(x)
+    torch.testing.assert_close(out, (x - mean) / torch.sqrt(var + bn.eps) * bn.weight + bn.bias)
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    out.sum().backward()  # still trains the affine map
+    assert bn.weight.grad is not None and torch.isfinite(bn.weight.grad).all()
+
+
+def test_pooled_batch_norm_is_an_option_of_the_module():
+    config = dict(in_dim=2, latent_dim=3, encoder_widths=(8,), decoder_widths=(8,), decoder_channels=8, n_output_points=4, n_heads=2)
+    old = PCVAEModule(**config)  # a saved config from before the option: no pooled batch norm
+    assert old.config["pooled_batch_norm"] is False
+    assert not any(isinstance(m, PooledBatchNorm) for m in old.modules())
+    new = PCVAEModule(**config, pooled_batch_norm=True)
+    assert isinstance(new.encoder.mu_head[0], PooledBatchNorm) and isinstance(new.encoder.logvar_head[0], PooledBatchNorm)
+    assert new.config["pooled_batch_norm"] is True
 
 
 @pytest.mark.parametrize("seed", SEEDS[:3])

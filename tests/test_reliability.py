@@ -384,7 +384,8 @@ def test_warm_start_without_training_state_warns_and_continues(rings):
 
 
 @pytest.mark.parametrize(
-    "change", [{"latent_dim": 3}, {"encoder_widths": (16, 16)}, {"n_output_points": 8}, {"centring": "midrange"}]
+    "change",
+    [{"latent_dim": 3}, {"encoder_widths": (16, 16)}, {"n_output_points": 8}, {"centring": "midrange"}, {"pooled_batch_norm": True}],
 )
 def test_warm_start_refuses_a_changed_architecture(rings, change):
     vae = PointCloudVAE(**TINY_VAE, random_state=0, warm_start=True).fit(rings)

@@ -213,6 +213,39 @@ def test_persistence_round_trip(fitted, rings, dump, tmp_path):
     assert loaded.get_params() == fitted.get_params()
 
 
+def test_last_batch_of_one_particle_trains(rings):
+    """With the pooled batch norm a batch of one particle has no spread over particles; it must still train."""
+    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=True, random_state=0).fit(rings[:17])  # batches of 8, 8 and 1
+    assert vae.n_steps_ == 3
+    assert np.isfinite(vae.history_[-1]["loss"])
+    assert np.isfinite(vae.transform(rings[:17])).all()
+
+
+def test_pooled_batch_norm_keeps_particles_independent_and_persists(rings, tmp_path):
+    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=True, random_state=0).fit(rings)
+    Z = vae.transform(rings)
+    order = np.random.default_rng(0).permutation(len(rings))
+    np.testing.assert_allclose(vae.transform([rings[i] for i in order]), Z[order], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vae.transform(rings[3:4]), Z[3:4], rtol=1e-5, atol=1e-6)  # alone, the same latent
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(vae)).transform(rings), Z)
+    vae.save(tmp_path / "m.pt")
+    np.testing.assert_array_equal(PointCloudVAE.load(tmp_path / "m.pt").transform(rings), Z)
+
+
+def test_model_saved_before_pooled_batch_norm_loads_and_continues(rings, tmp_path):
+    """A model file from before ``pooled_batch_norm`` existed has no such key in its architecture; it has no such layer."""
+    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=False, random_state=0).fit(rings)
+    Z = vae.transform(rings)
+    del vae.module_.config["pooled_batch_norm"]
+    vae.save(tmp_path / "old.pt")
+    old = PointCloudVAE.load(tmp_path / "old.pt")
+    np.testing.assert_array_equal(old.transform(rings), Z)
+    old.set_params(warm_start=True, n_epochs=2).fit(rings)  # the same architecture: continues
+    assert len(old.history_) == 2
+    with pytest.raises(ValueError, match="pooled_batch_norm: False -> True"):
+        PointCloudVAE.load(tmp_path / "old.pt").set_params(warm_start=True, n_epochs=2, pooled_batch_norm=True).fit(rings)
+
+
 def test_3d(rings):
     X, _ = ragged_rings(20, n_dims=3)
     vae = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)

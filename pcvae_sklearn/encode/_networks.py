@@ -21,7 +21,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PointNetEncoder", "AttentionDecoder", "PCVAEModule"]
+__all__ = ["PointNetEncoder", "PooledBatchNorm", "AttentionDecoder", "PCVAEModule"]
+
+
+class PooledBatchNorm(nn.BatchNorm1d):
+    """Batch norm of per-particle features over the particles of a batch.
+
+    Takes ``(..., C)`` (the rotation read-out passes ``(R, B, C)``) and
+    normalises every channel. In training, a batch of one particle has no
+    spread to normalise by; it is normalised with the running statistics
+    instead (and leaves them unchanged), so a last batch of one particle
+    trains rather than fails. In evaluation mode every particle is normalised
+    with the running statistics, so a particle's latent does not depend on
+    the other particles it is transformed with.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        if self.training and flat.shape[0] < 2:
+            flat = nn.functional.batch_norm(flat, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        else:
+            flat = super().forward(flat)
+        return flat.reshape(x.shape)
 
 
 class PointNetEncoder(nn.Module):
@@ -38,9 +59,16 @@ class PointNetEncoder(nn.Module):
         ``k``.
     head_width : int
         Hidden width of the two MLP heads to the mean and log-variance.
+    pooled_batch_norm : bool
+        Start each head with a batch norm of the pooled features over the
+        particles of the batch (:class:`PooledBatchNorm`), as PointNet's
+        classifier does after its pooling. Off, the heads see the raw means
+        (the models of pcvae_sklearn 0.1 and the paper's description).
     """
 
-    def __init__(self, in_dim: int, widths=(64, 128, 1024), latent_dim: int = 8, head_width: int = 256):
+    def __init__(
+        self, in_dim: int, widths=(64, 128, 1024), latent_dim: int = 8, head_width: int = 256, pooled_batch_norm: bool = False
+    ):
         super().__init__()
         layers = []
         prev = in_dim
@@ -50,6 +78,9 @@ class PointNetEncoder(nn.Module):
         self.shared = nn.Sequential(*layers)
         self.mu_head = nn.Sequential(nn.Linear(prev, head_width), nn.ReLU(), nn.Linear(head_width, latent_dim))
         self.logvar_head = nn.Sequential(nn.Linear(prev, head_width), nn.ReLU(), nn.Linear(head_width, latent_dim))
+        if pooled_batch_norm:
+            self.mu_head.insert(0, PooledBatchNorm(prev))
+            self.logvar_head.insert(0, PooledBatchNorm(prev))
 
     def pool(self, points: torch.Tensor, segment: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-particle mean of the shared features.
@@ -116,7 +147,17 @@ class AttentionDecoder(nn.Module):
 class PCVAEModule(nn.Module):
     """Encoder + decoder with the reparameterisation trick."""
 
-    def __init__(self, in_dim: int, latent_dim: int, encoder_widths, decoder_widths, decoder_channels: int, n_output_points: int, n_heads: int):
+    def __init__(
+        self,
+        in_dim: int,
+        latent_dim: int,
+        encoder_widths,
+        decoder_widths,
+        decoder_channels: int,
+        n_output_points: int,
+        n_heads: int,
+        pooled_batch_norm: bool = False,
+    ):
         super().__init__()
         self.config = dict(
             in_dim=in_dim,
@@ -126,8 +167,9 @@ class PCVAEModule(nn.Module):
             decoder_channels=decoder_channels,
             n_output_points=n_output_points,
             n_heads=n_heads,
+            pooled_batch_norm=bool(pooled_batch_norm),
         )
-        self.encoder = PointNetEncoder(in_dim, encoder_widths, latent_dim)
+        self.encoder = PointNetEncoder(in_dim, encoder_widths, latent_dim, pooled_batch_norm=pooled_batch_norm)
         self.decoder = AttentionDecoder(latent_dim, in_dim, decoder_widths, decoder_channels, n_output_points, n_heads)
 
     def forward(self, points, segment, lengths, generator=None):
