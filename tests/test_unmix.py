@@ -1,4 +1,4 @@
-"""LatentUnmixer: ICA on the active latent dimensions."""
+"""LatentUnmixer: ICA on the active latent dimensions, or on the top principal directions."""
 
 from __future__ import annotations
 
@@ -95,6 +95,50 @@ def test_order_sign_and_round_trip(seed):
     again = LatentUnmixer(random_state=seed).fit(Z)
     np.testing.assert_array_equal(again.transform(Z), S)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(unmixer)).transform(Z), S)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_n_components_does_not_depend_on_the_latent_orientation(seed):
+    """Rotate the latent space at random: the dead dimensions' noise is in every axis, none is 'inactive'.
+
+    The top principal directions still hold the sources, so ``n_components`` recovers them.
+    """
+    Z, sources, _ = mixed_latents(seed, n_sources=3, n_dead=3)
+    q, _ = np.linalg.qr(np.random.default_rng(seed + 100).normal(size=(Z.shape[1], Z.shape[1])))
+    Zr = Z @ q
+    unmixer = LatentUnmixer(n_components=3, random_state=seed).fit(Zr)
+    assert unmixer.active_.all() and unmixer.n_components_ == 3
+    assert unmixer.components_.shape == (3, 6) and unmixer.mixing_.shape == (6, 3)
+    S = unmixer.transform(Zr)
+    corr = np.abs(np.corrcoef(S.T, sources.T)[:3, 3:])
+    assert (corr.max(axis=1) > 0.97).all()
+    assert sorted(corr.argmax(axis=1)) == [0, 1, 2]
+    # inverse_transform gives the latent's projection onto the unmixed subspace: transforming it back is exact
+    np.testing.assert_allclose(unmixer.transform(unmixer.inverse_transform(S)), S, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_n_components_matches_fastica_on_all_dimensions(seed):
+    """The naive reference: FastICA(n_components=k) on every latent column (it whitens onto the top k directions)."""
+    Z, _, _ = mixed_latents(seed, n_sources=2, n_dead=3)
+    unmixer = LatentUnmixer(n_components=2, n_init=3, random_state=seed).fit(Z)
+    rs = np.random.RandomState(seed)
+    runs = [
+        FastICA(n_components=2, whiten="unit-variance", max_iter=1000, tol=1e-4,
+                random_state=int(rs.randint(np.iinfo(np.int32).max))).fit_transform(Z)
+        for _ in range(3)
+    ]
+    ref = runs[int(np.argmax([_naive_negentropy(S) for S in runs]))]
+    corr = np.corrcoef(unmixer.transform(Z).T, ref.T)[:2, 2:]
+    np.testing.assert_allclose(np.sort(np.abs(corr), axis=1)[:, -1], 1.0, atol=1e-10)
+
+
+def test_n_components_larger_than_the_latent_is_refused():
+    Z, _, _ = mixed_latents(0, n_sources=2, n_dead=1)
+    with pytest.raises(ValueError, match="n_components=4 is more than the 3 latent dimensions"):
+        LatentUnmixer(n_components=4).fit(Z)
+    with pytest.raises(InvalidParameterError):
+        LatentUnmixer(n_components=0).fit(Z)
 
 
 def test_threshold_controls_the_active_set():

@@ -394,7 +394,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     ``pooled_batch_norm=True`` comes nearest on the raw axes but lowers what
     ``LatentUnmixer`` finds.
     Put :class:`~pcvae_sklearn.LatentUnmixer` after the VAE when more than
-    one parameter is expected to vary.
+    one parameter is expected to vary (on 3D pores ``n_components=4``).
 
     **Determinism.** Training uses only deterministic CPU kernels; the same
     ``random_state`` on the same machine, torch version and number of threads
