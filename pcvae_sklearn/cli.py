@@ -41,6 +41,9 @@ def _add_model_options(ap):
     g.add_argument("--unmix", action="store_true",
                    help="turn the latent axes towards independent factors (LatentUnmixer) before binning: for "
                         "structures where several parameters vary, e.g. 3D pores (radius and ring distance)")
+    g.add_argument("--unmix-components", type=int, default=None, metavar="K",
+                   help="with --unmix (implied): unmix the K principal directions of the latent instead of the active "
+                        "dimensions (LatentUnmixer's n_components; 4 on simulated 3D pores, see docs/defaults.md)")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--n-jobs", type=int, default=None, help="bins fused in parallel")
     g = ap.add_argument_group("figures and report")
@@ -102,7 +105,8 @@ def _run(args, particles, truth=None, source=""):
         fuse=not args.no_fusion,
         n_jobs=args.n_jobs,
         random_state=args.seed,
-        unmix=args.unmix,
+        unmix=args.unmix or args.unmix_components is not None,
+        unmix_components=args.unmix_components,
     )
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
     import pandas as pd
@@ -127,7 +131,8 @@ def _run(args, particles, truth=None, source=""):
         "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in res.vae.get_params().items()},
         "n_bins": args.n_bins,
         "estimate": args.estimate,
-        "unmix": args.unmix,
+        "unmix": args.unmix or args.unmix_components is not None,
+        "unmix_components": args.unmix_components,
         "dimension": res.dimension,
         "seconds": res.seconds,
         "versions": _versions(__version__),

@@ -99,7 +99,7 @@ def _estimator(kind: str, n_dims: int):
 
 
 def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
-            random_state=None, unmix=False):
+            random_state=None, unmix=False, unmix_components=None):
     """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
 
     Parameters
@@ -130,6 +130,11 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         For structures where more than one parameter varies (a 3D pore's
         radius and ring distance); it harms one-parameter data (see
         ``LatentUnmixer``).
+    unmix_components : int or None, default=None
+        With ``unmix``, ``LatentUnmixer``'s ``n_components``: None unmixes
+        the active latent dimensions, an integer k the k principal
+        directions of the latent (on simulated 3D pores k=4 found both
+        parameters more reliably; ``docs/defaults.md``).
 
     Returns
     -------
@@ -137,6 +142,14 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     """
     import pandas as pd
 
+    if unmix_components is not None:  # checked before the (long) fit
+        if not unmix:
+            raise ValueError("unmix_components is set but unmix is False; pass unmix=True to unmix the latent axes.")
+        latent_dim = PointCloudVAE().latent_dim if vae is None else vae.latent_dim
+        if isinstance(unmix_components, bool) or not isinstance(unmix_components, (int, np.integer)) or not (
+            1 <= unmix_components <= latent_dim
+        ):
+            raise ValueError(f"unmix_components must be an integer from 1 to latent_dim={latent_dim}; got {unmix_components!r}.")
     seconds = {}
     p: Particles = as_particles(X, min_particles=2 * n_bins)
     X_ak = p.to_awkward()
@@ -148,7 +161,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     unmixer = None
     names = vae.get_feature_names_out()
     if unmix:
-        unmixer = LatentUnmixer(random_state=random_state).fit(Z)
+        unmixer = LatentUnmixer(n_components=unmix_components, random_state=random_state).fit(Z)
         Z, names = unmixer.transform(Z), unmixer.get_feature_names_out()
     seconds["fit_transform"] = time.perf_counter() - t
 

@@ -59,6 +59,29 @@ def test_analyse_with_unmixed_axes(npc):
     assert plain.encoder is plain.vae
 
 
+def test_analyse_unmixes_principal_directions_when_asked(npc):
+    X, _ = npc
+    vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, random_state=0, unmix=True, unmix_components=2)
+    assert res.unmixer.n_components == 2 and res.unmixer.n_components_ == 2
+    assert res.latents.shape == (60, 2) and list(res.feature_names) == ["ic0", "ic1"]
+    with pytest.raises(ValueError, match="unmix_components is set but unmix is False"):
+        analyse(X, vae=vae, n_bins=3, fuse=False, unmix_components=2)
+    for bad in (0, 4, 2.5, True):
+        with pytest.raises(ValueError, match="from 1 to latent_dim=3"):
+            analyse(X, vae=vae, n_bins=3, fuse=False, unmix=True, unmix_components=bad)
+
+
+def test_cli_unmix_components_implies_unmix(tmp_path):
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "3", "--n-bins", "4",
+               "--quiet", "--no-fusion", "--no-figures", "--unmix-components", "2"])
+    assert rc == 0
+    assert [c for c in pd.read_csv(out / "latents.csv").columns if c.startswith("ic")] == ["ic0", "ic1"]
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["unmix"] is True and settings["unmix_components"] == 2
+
+
 def test_cli_run_with_unmix_writes_the_components(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "3", "--n-bins", "4",
