@@ -62,8 +62,9 @@ class PointNetEncoder(nn.Module):
     pooled_batch_norm : bool
         Start each head with a batch norm of the pooled features over the
         particles of the batch (:class:`PooledBatchNorm`), as PointNet's
-        classifier does after its pooling. Off, the heads see the raw means
-        (the models of pcvae_sklearn 0.1 and the paper's description).
+        classifier does after its pooling. Off (the default, the models saved
+        before the option existed, and the paper's description), the heads
+        see the raw means.
     """
 
     def __init__(

@@ -1,4 +1,7 @@
-"""LatentUnmixer: turn the latent axes towards independent structural factors (ICA on the active dimensions or the top principal directions)."""
+"""LatentUnmixer: turn the latent axes towards independent structural factors.
+
+ICA on the active latent dimensions, or on the top principal directions.
+"""
 
 from __future__ import annotations
 
@@ -132,9 +135,8 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
     Over 15 seeds of ``make_npc_3d`` (``python benchmarks/study_unmixer.py
     --seeds 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14``) the active dimensions gave
     a ring-distance axis at or above the estimate on 8, with two far misses
-    (0.46, 0.55): on one
-    seed only 3 dimensions counted as active, on the other FastICA's optima
-    of equal negentropy differed. ``n_components=4`` (FastICA on the top 4
+    (0.46, 0.55): on one seed only 3 dimensions counted as active, on the
+    other FastICA's optima of equal negentropy differed. ``n_components=4`` (FastICA on the top 4
     principal directions, which does not depend on the latent's orientation)
     met it on 11 and the radius estimate on all 15 (ring distance mean
     0.83, worst 0.74, against 0.78 and 0.46); ``n_components=5`` on 13, but
