@@ -56,7 +56,8 @@ For each variant, data set and seed it fits on ``make_<data set>(1000,
 random_state=500 + seed)`` with ``random_state=seed`` (the data and seeds of
 ``bench_quality.py``) and prints the best latent dimension's |Spearman| with
 each true parameter, the model-based estimate's, and ``LatentUnmixer``'s best
-component; then a summary per variant. Fits run in separate processes
+component (``--unmix-components k`` for its ``n_components``); then a summary
+per variant. Fits run in separate processes
 (``--jobs``), each patched only while it fits.
 
     python benchmarks/study_training_variants.py --variant 'default={}' 'pooled={"pooled_batch_norm": true}' \\
@@ -314,7 +315,9 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
     return stack
 
 
-def run_one(name: str, cfg: dict, dataset: str, seed: int, device: str, threads: int, n_particles: int = 1000) -> dict:
+def run_one(
+    name: str, cfg: dict, dataset: str, seed: int, device: str, threads: int, n_particles: int = 1000, unmix_components=None
+) -> dict:
     torch.set_num_threads(threads)
     cfg = dict(cfg)
     n = int(cfg.get("_particles", n_particles))
@@ -335,7 +338,7 @@ def run_one(name: str, cfg: dict, dataset: str, seed: int, device: str, threads:
     with _patches(cfg, total_steps, vae.learning_rate, vae.beta):
         Z = vae.fit_transform(X)
     out = {"variant": name, "dataset": dataset, "seed": seed, "fit_s": round(time.perf_counter() - t0, 1)}
-    S = LatentUnmixer(random_state=seed).fit_transform(Z)
+    S = LatentUnmixer(n_components=unmix_components, random_state=seed).fit_transform(Z)
     for param, est in estimators.items():
         out[param] = round(best_abs_spearman(Z, truth[param]), 3)
         out[param + "_estimator"] = round(best_abs_spearman(est.fit_transform(X), truth[param]), 3)
@@ -358,6 +361,8 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="fits at a time, each in its own process")
     ap.add_argument("--n-particles", type=int, default=1000, help="particles per fit, where a variant does not set _particles")
+    ap.add_argument("--unmix-components", type=int, default=None,
+                    help="LatentUnmixer's n_components for the 'unmixed' figures (default: the active dimensions)")
     args = ap.parse_args(argv)
     variants = dict(_parse_variant(v) for v in args.variant)
     if args.preset:
@@ -375,7 +380,7 @@ def main(argv=None):
     results = []
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx, max_tasks_per_child=1) as pool:
-        futures = [pool.submit(run_one, *task, args.device, threads, args.n_particles) for task in tasks]
+        futures = [pool.submit(run_one, *task, args.device, threads, args.n_particles, args.unmix_components) for task in tasks]
         for future in cf.as_completed(futures):
             results.append(future.result())
             print(json.dumps(results[-1]), flush=True)
