@@ -732,7 +732,6 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             return None
         saved = source.module_.config
         wanted = self._module_config(source.n_features_in_)
-        saved = {"pooled_batch_norm": False, **saved}  # models saved before the option had none
         changed = [f"{k}: {saved[k]} -> {wanted[k]}" for k in wanted if k != "in_dim" and saved[k] != wanted[k]]
         source_centring = _fitted_centring(source)
         if source_centring != self.centring:
