@@ -47,6 +47,24 @@ for a single dimension that does, without losing the radius (2D and 3D):
     (flatter than a Gaussian, like a uniform spread of radii) it costs less
     when independent, flat-distributed parameters lie along the axes than
     when they are mixed;
+  - ``"_latent_bn": true``: the head to the latent mean ends in a batch norm
+    without scale or shift (the means of every dimension standardised over
+    the particles of the batch, running statistics in ``transform``; BN-VAE,
+    Zhu et al. 2020), so the means fill the prior instead of staying ~10 times
+    narrower, and the prior's shape (``"_prior"``) can act on them;
+  - ``"_decorrelation": lam``: adds ``lam * sum_{i != j} corr(mu_i, mu_j)**2``
+    over the particles of the batch to the loss, warmed up with the KL term.
+    With ``"_latent_bn"`` and a flat prior (``"_prior": 4``) this is ICA at
+    training time: whitened means (unit variance, uncorrelated) whose
+    marginals the prior prefers flat;
+  - ``"_decorrelation_two_angles": lam``: the same penalty on the correlations
+    between every particle's means at its training angle and at a second,
+    independent random angle about the optical axis (one more encoder pass):
+    the part of a latent that follows the angle at which the particle was
+    picked or rotated does not correlate between the two, so the encoder
+    cannot lower the penalty by encoding the angle (which it does with
+    ``"_decorrelation"`` under rotation augmentation: on small test data the
+    8-angle-averaged latents came out *more* correlated with the penalty);
   - ``"_shift_invariant": true``: the Chamfer distance is taken after the
     translation that best aligns the decoded points with the particle (three
     ICP steps on the nearest neighbours, without gradient), so the latent
@@ -65,6 +83,7 @@ per variant. Fits run in separate processes
     python benchmarks/study_training_variants.py --preset screen --device cuda --jobs 8    # the tables in docs/defaults.md
     python benchmarks/study_training_variants.py --preset follow-up --datasets npc3d --jobs 2
     python benchmarks/study_training_variants.py --preset data --datasets npc3d --jobs 2
+    python benchmarks/study_training_variants.py --preset latent-ica --datasets npc3d --jobs 1
 """
 
 from __future__ import annotations
@@ -151,13 +170,28 @@ FOLLOW_UP = {
     "prior p=8, pooled batch norm, capacity 10, gamma 0.03": {"_prior": 8, "pooled_batch_norm": True, "_capacity": [10, 0.03]},
 }
 
+# training-time ICA recorded in docs/defaults.md (--datasets npc3d --jobs 1, 2 threads)
+LATENT_ICA = {
+    "latent batch norm, prior p=4": {"_latent_bn": True, "_prior": 4},
+    "latent batch norm, decorrelation 0.01": {"_latent_bn": True, "_decorrelation": 0.01},
+    "latent batch norm, decorrelation 0.01, prior p=4": {"_latent_bn": True, "_decorrelation": 0.01, "_prior": 4},
+    "latent batch norm, decorrelation 0.02, prior p=4": {"_latent_bn": True, "_decorrelation": 0.02, "_prior": 4},
+    "latent batch norm, decorrelation 0.03, prior p=4": {"_latent_bn": True, "_decorrelation": 0.03, "_prior": 4},
+    "latent batch norm, decorrelation 0.1, prior p=4": {"_latent_bn": True, "_decorrelation": 0.1, "_prior": 4},
+    "latent batch norm, decorrelation 0.01, prior p=8": {"_latent_bn": True, "_decorrelation": 0.01, "_prior": 8},
+    "pooled and latent batch norm, decorrelation 0.01, prior p=4": {
+        "pooled_batch_norm": True, "_latent_bn": True, "_decorrelation": 0.01, "_prior": 4},
+    "latent batch norm, two-angle decorrelation 0.01, prior p=4": {
+        "_latent_bn": True, "_decorrelation_two_angles": 0.01, "_prior": 4},
+}
+
 # the data, not the model: other ranges of ring distances (--datasets npc3d)
 DATA = {
     "heights 40-70 nm (default)": {},
     "heights 40-100 nm": {"_data": {"height": [40, 100]}},
     "heights 50-60 nm": {"_data": {"height": [50, 60]}},
 }
-PRESETS = {"screen": SCREEN, "follow-up": FOLLOW_UP, "data": DATA}
+PRESETS = {"screen": SCREEN, "follow-up": FOLLOW_UP, "data": DATA, "latent-ica": LATENT_ICA}
 
 
 def _encoder_features(polar: bool):
@@ -236,6 +270,53 @@ def _generalised_normal_kl(p: int):
     return kl
 
 
+def _decorrelation_patch(cfg: dict, beta: float) -> contextlib.ExitStack:
+    """The KL term in force plus the (cross-angle) decorrelation penalty of the latent means over the batch."""
+    stack = contextlib.ExitStack()
+    kl_plain, two_angles = vae_module.kl_divergence, bool(cfg.get("_decorrelation_two_angles"))
+    lam = float(cfg.get("_decorrelation_two_angles") or cfg.get("_decorrelation"))
+    stash = {}
+    if two_angles:
+        forward_plain = net_module.PCVAEModule.forward
+
+        def forward(self, points, segment, lengths, generator=None):
+            out = forward_plain(self, points, segment, lengths, generator=generator)
+            if self.training:  # the same particles at independent random angles about z
+                angle = torch.rand(lengths.shape[0], generator=generator, dtype=points.dtype) * (2 * math.pi)
+                c, s = torch.cos(angle)[segment], torch.sin(angle)[segment]
+                turned = points.clone()
+                turned[:, 0] = c * points[:, 0] - s * points[:, 1]
+                turned[:, 1] = s * points[:, 0] + c * points[:, 1]
+                stash["mu2"] = self.encoder(turned, segment, lengths)[0]
+            return out
+
+        stack.enter_context(mock.patch.object(net_module.PCVAEModule, "forward", forward))
+
+    def kl(mu, logvar):
+        out = kl_plain(mu, logvar)
+        if not torch.is_grad_enabled() or mu.shape[0] <= 2:
+            return out
+        if two_angles:
+            if "mu2" not in stash:
+                return out
+            mu2 = stash.pop("mu2").float()
+            a, b = mu - mu.mean(0), mu2 - mu2.mean(0)
+            cx = a.T @ b / (mu.shape[0] - 1)
+            cx = 0.5 * (cx + cx.T)
+            d = cx.diagonal().clamp(min=0) + 0.05  # the shared (angle-free) variance, kept off zero
+            r = cx / torch.sqrt(d[:, None] * d[None, :])
+        else:
+            c = mu - mu.mean(0)
+            cov = c.T @ c / (mu.shape[0] - 1)
+            sd = cov.diagonal().clamp(min=1e-8).sqrt()
+            r = cov / sd[:, None] / sd[None, :]
+        # the estimator multiplies this by the warmed-up beta
+        return out + (lam / beta) * (r.pow(2).sum() - r.diagonal().pow(2).sum())
+
+    stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl))
+    return stack
+
+
 def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     if cfg.get("_cosine"):
@@ -255,6 +336,16 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
     # before the capacity schedule, which wraps the KL term in force
     if cfg.get("_prior"):
         stack.enter_context(mock.patch.object(vae_module, "kl_divergence", _generalised_normal_kl(int(cfg["_prior"]))))
+    if cfg.get("_latent_bn"):
+        encoder_init = net_module.PointNetEncoder.__init__
+
+        def bn_init(self, in_dim, widths=(64, 128, 1024), latent_dim=8, head_width=256, pooled_batch_norm=False):
+            encoder_init(self, in_dim, widths, latent_dim, head_width, pooled_batch_norm)
+            self.mu_head.append(net_module.PooledBatchNorm(latent_dim, affine=False))
+
+        stack.enter_context(mock.patch.object(net_module.PointNetEncoder, "__init__", bn_init))
+    if cfg.get("_decorrelation") or cfg.get("_decorrelation_two_angles"):
+        stack.enter_context(_decorrelation_patch(cfg, beta))
     if cfg.get("_capacity"):
         c_max, gamma = cfg["_capacity"]
         kl_plain, state = vae_module.kl_divergence, {"t": 0}
