@@ -8,7 +8,14 @@ from _helpers import naive_chamfer
 from pcvae_sklearn.encode import chamfer_distance
 from pcvae_sklearn.encode._batching import chunk_by_budget, gather_rows, rotate_about_z, subsample_rows
 from pcvae_sklearn.encode._chamfer import pad_packed
-from pcvae_sklearn.encode._networks import AttentionDecoder, PCVAEModule, PointNetEncoder, PooledBatchNorm
+from pcvae_sklearn.encode._networks import (
+    AttentionDecoder,
+    PCVAEModule,
+    PointNetEncoder,
+    PooledBatchNorm,
+    kl_divergence,
+    latent_correlation,
+)
 
 SEEDS = range(6)
 
@@ -124,6 +131,88 @@ def test_pooled_batch_norm_is_an_option_of_the_module():
     new = PCVAEModule(**config, pooled_batch_norm=True)
     assert isinstance(new.encoder.mu_head[0], PooledBatchNorm) and isinstance(new.encoder.logvar_head[0], PooledBatchNorm)
     assert new.config["pooled_batch_norm"] is True
+
+
+def test_latent_batch_norm_is_an_option_of_the_module():
+    config = dict(in_dim=2, latent_dim=3, encoder_widths=(8,), decoder_widths=(8,), decoder_channels=8, n_output_points=4, n_heads=2)
+    old = PCVAEModule(**config)  # a saved config from before the option: the raw means
+    assert old.config["latent_batch_norm"] is False
+    assert not isinstance(old.encoder.mu_head[-1], PooledBatchNorm)
+    new = PCVAEModule(**config, latent_batch_norm=True)
+    last = new.encoder.mu_head[-1]
+    assert isinstance(last, PooledBatchNorm) and not last.affine and last.num_features == 3
+    assert not isinstance(new.encoder.logvar_head[-1], PooledBatchNorm)
+    assert new.config["latent_batch_norm"] is True
+    # training: every latent mean standardised over the particles of the batch
+    new.train()
+    g = torch.Generator().manual_seed(0)
+    pts = torch.randn(40, 2, generator=g)
+    seg = torch.arange(8).repeat_interleave(5)
+    lengths = torch.full((8,), 5)
+    mu, _ = new.encoder(pts, seg, lengths)
+    raw = new.encoder.mu_head[:-1](new.encoder.pool(pts, seg, lengths))
+    ref = (raw - raw.mean(0)) / torch.sqrt(raw.var(0, unbiased=False) + last.eps)
+    torch.testing.assert_close(mu, ref)
+    torch.testing.assert_close(mu.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_kl_divergence_standard_normal_matches_closed_form(seed):
+    g = torch.Generator().manual_seed(seed)
+    mu, logvar = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    var = logvar.exp()
+    ref = (-0.5 * logvar + 0.5 * (var + mu**2) - 0.5).sum(1)
+    torch.testing.assert_close(kl_divergence(mu, logvar), ref)
+    torch.testing.assert_close(kl_divergence(mu, logvar, prior_shape=2), ref)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+@pytest.mark.parametrize("shape", [4, 6, 8])
+def test_kl_divergence_generalised_normal_prior_matches_quadrature(seed, shape):
+    """KL(N(mu, var) || exp(-|z/a|^s) / Z, unit variance): the normaliser and E_q integrated numerically."""
+    from numpy.polynomial.hermite_e import hermegauss
+    from scipy.special import gamma
+
+    rng = np.random.default_rng(seed)
+    mu, logvar = rng.normal(size=3) * 0.7, rng.normal(size=3) * 0.5 - 0.3
+    a = np.sqrt(gamma(1 / shape) / gamma(3 / shape))
+    grid = np.linspace(-8, 8, 200001)
+    density = np.exp(-np.abs(grid / a) ** shape)
+    log_z = np.log(density.sum() * (grid[1] - grid[0]))
+    assert abs(np.sum(grid**2 * density) / density.sum() - 1.0) < 1e-6  # unit variance
+    nodes, weights = hermegauss(60)  # E over a standard normal of a polynomial of degree < 120: exact
+    z = mu[:, None] + np.exp(0.5 * logvar)[:, None] * nodes[None, :]
+    cross_entropy = (np.abs(z / a) ** shape * weights).sum(1) / weights.sum() + log_z
+    entropy = 0.5 * np.log(2 * np.pi * np.e) + 0.5 * logvar
+    exact = kl_divergence(torch.tensor(mu[None]), torch.tensor(logvar[None]), prior_shape=shape).item()
+    assert exact == pytest.approx((cross_entropy - entropy).sum(), rel=1e-6)
+    assert exact >= 0
+
+
+def test_kl_divergence_rejects_odd_prior_shape():
+    with pytest.raises(ValueError, match="even integer"):
+        kl_divergence(torch.zeros(1, 2), torch.zeros(1, 2), prior_shape=3)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_latent_correlation_matches_numpy(seed):
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(4, 4, generator=g, dtype=torch.float64)
+    mu = (torch.randn(16, 4, generator=g, dtype=torch.float64) @ mixing).requires_grad_()
+    c = np.corrcoef(mu.detach().numpy(), rowvar=False)
+    ref = (c**2).sum() - np.trace(c**2)
+    value = latent_correlation(mu)
+    assert value.item() == pytest.approx(ref, rel=1e-9)
+    value.backward()  # differentiable, so the penalty trains the encoder
+    assert torch.isfinite(mu.grad).all() and mu.grad.abs().sum() > 0
+
+
+def test_latent_correlation_edge_cases():
+    assert latent_correlation(torch.randn(2, 4)).item() == 0.0  # too few particles to estimate it
+    assert latent_correlation(torch.randn(10, 1)).item() == 0.0  # one dimension
+    x = torch.randn(10, 1)
+    assert latent_correlation(torch.cat([x, 2 * x + 1], 1)).item() == pytest.approx(2.0)  # a copy: corr 1, twice
+    assert latent_correlation(torch.cat([x, torch.zeros(10, 1)], 1)).item() == 0.0  # no spread: uncorrelated
 
 
 @pytest.mark.parametrize("seed", SEEDS[:3])

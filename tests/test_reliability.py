@@ -385,7 +385,8 @@ def test_warm_start_without_training_state_warns_and_continues(rings):
 
 @pytest.mark.parametrize(
     "change",
-    [{"latent_dim": 3}, {"encoder_widths": (16, 16)}, {"n_output_points": 8}, {"centring": "midrange"}, {"pooled_batch_norm": True}],
+    [{"latent_dim": 3}, {"encoder_widths": (16, 16)}, {"n_output_points": 8}, {"centring": "midrange"}, {"pooled_batch_norm": True},
+     {"latent_batch_norm": not PointCloudVAE().latent_batch_norm}],
 )
 def test_warm_start_refuses_a_changed_architecture(rings, change):
     vae = PointCloudVAE(**TINY_VAE, random_state=0, warm_start=True).fit(rings)
@@ -575,3 +576,32 @@ def test_pickle_from_an_older_version_gets_the_new_parameters_defaults():
     old.__setstate__(state)
     assert old.compute_dtype == "float32" and old.compile is False
     np.testing.assert_array_equal(old.transform(X), vae.transform(X))
+
+
+def test_model_from_before_the_latent_options_keeps_its_training_objective(tmp_path):
+    """A pickle or model file without latent_batch_norm / decorrelation / kurtosis / prior_shape was trained without
+    them: it gets the values that reproduce that (off, 0, 0, 2), whatever the current defaults, and continues."""
+    X, _ = ragged_rings(16, seed=0)
+    vae = PointCloudVAE(
+        **TINY_VAE, latent_batch_norm=False, decorrelation=0.0, kurtosis=0.0, prior_shape=2, random_state=0
+    ).fit(X)
+    state = vae.__getstate__()
+    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape"):
+        del state[name]
+    del state["_module_state"]["config"]["latent_batch_norm"]
+    old = PointCloudVAE.__new__(PointCloudVAE)
+    old.__setstate__(state)
+    assert (old.latent_batch_norm, old.decorrelation, old.kurtosis, old.prior_shape) == (False, 0.0, 0.0, 2)
+    np.testing.assert_array_equal(old.transform(X), vae.transform(X))
+    old.set_params(warm_start=True, n_epochs=2).fit(X)  # the same architecture: it continues
+    assert len(old.history_) == 2
+
+    vae.save(tmp_path / "m.pt")
+    payload = torch.load(tmp_path / "m.pt", weights_only=True)
+    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape"):
+        del payload["params"][name]
+    del payload["module_config"]["latent_batch_norm"]
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = PointCloudVAE.load(tmp_path / "old.pt")
+    assert (loaded.latent_batch_norm, loaded.decorrelation, loaded.kurtosis, loaded.prior_shape) == (False, 0.0, 0.0, 2)
+    np.testing.assert_array_equal(loaded.transform(X), vae.transform(X))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -184,3 +185,16 @@ def test_bad_input():
         unmixer.inverse_transform(np.zeros((4, 5)))
     with pytest.raises(ValueError, match="particle 1"):
         unmixer.inverse_transform(np.array([[0.0, 0.0], [np.inf, 0.0]]))
+
+
+def test_warns_when_every_dimension_varies_alike():
+    """Standardised latents (PointCloudVAE's latent_batch_norm) leave the activity rule nothing to drop."""
+    rng = np.random.default_rng(0)
+    Z = rng.uniform(-1, 1, size=(300, 4)) @ np.linalg.qr(rng.normal(size=(4, 4)))[0]
+    Z /= Z.std(axis=0)
+    with pytest.warns(UserWarning, match="pass n_components"):
+        LatentUnmixer(random_state=0).fit(Z)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LatentUnmixer(n_components=2, random_state=0).fit(Z)  # the advice given: no warning
+        LatentUnmixer(random_state=0).fit(Z * [1.0, 1.0, 0.1, 0.01])  # dimensions that differ: no warning

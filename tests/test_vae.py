@@ -234,9 +234,10 @@ def test_pooled_batch_norm_keeps_particles_independent_and_persists(rings, tmp_p
 
 def test_model_saved_before_pooled_batch_norm_loads_and_continues(rings, tmp_path):
     """A model file from before ``pooled_batch_norm`` existed has no such key in its architecture; it has no such layer."""
-    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=False, random_state=0).fit(rings)
+    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=False, latent_batch_norm=False, random_state=0).fit(rings)
     Z = vae.transform(rings)
     del vae.module_.config["pooled_batch_norm"]
+    del vae.module_.config["latent_batch_norm"]
     vae.save(tmp_path / "old.pt")
     old = PointCloudVAE.load(tmp_path / "old.pt")
     np.testing.assert_array_equal(old.transform(rings), Z)
@@ -244,6 +245,51 @@ def test_model_saved_before_pooled_batch_norm_loads_and_continues(rings, tmp_pat
     assert len(old.history_) == 2
     with pytest.raises(ValueError, match="pooled_batch_norm: False -> True"):
         PointCloudVAE.load(tmp_path / "old.pt").set_params(warm_start=True, n_epochs=2, pooled_batch_norm=True).fit(rings)
+
+
+def test_loss_adds_the_latent_penalties(rings):
+    """Without warm-up every step's loss is Chamfer + beta * KL + decorrelation * correlation + kurtosis * fourth
+    moment (so the epoch means are too)."""
+    params = {**TINY_VAE, "latent_dim": 3, "kl_warmup_steps": 0, "beta": 0.01}
+    vae = PointCloudVAE(**params, decorrelation=0.5, kurtosis=0.2, random_state=0).fit(rings)
+    h = vae.history_[-1]
+    assert h["correlation"] >= 0 and h["fourth_moment"] > 0
+    expected = h["reconstruction"] + 0.01 * h["kl"] + 0.5 * h["correlation"] + 0.2 * h["fourth_moment"]
+    assert h["loss"] == pytest.approx(expected, rel=1e-5)
+    plain = PointCloudVAE(**params, decorrelation=0.0, kurtosis=0.0, random_state=0).fit(rings)
+    assert "correlation" not in plain.history_[-1] and "fourth_moment" not in plain.history_[-1]
+    assert plain.history_[-1]["loss"] == pytest.approx(
+        plain.history_[-1]["reconstruction"] + 0.01 * plain.history_[-1]["kl"], rel=1e-5
+    )
+
+
+def test_decorrelation_decorrelates_the_latent_means(rings):
+    """A strong penalty leaves the latent means of the training particles less correlated than none."""
+    def mean_sq_corr(vae):
+        c = np.corrcoef(vae.transform(rings), rowvar=False)
+        return float(((c**2).sum() - np.trace(c**2)) / (c.shape[0] * (c.shape[0] - 1)))
+
+    params = {**TINY_VAE, "latent_dim": 4, "n_epochs": 6, "kl_warmup_steps": 0, "rotation_augmentation": False}
+    with_penalty = [mean_sq_corr(PointCloudVAE(**params, decorrelation=1.0, random_state=s).fit(rings)) for s in range(3)]
+    without = [mean_sq_corr(PointCloudVAE(**params, decorrelation=0.0, random_state=s).fit(rings)) for s in range(3)]
+    assert np.mean(with_penalty) < np.mean(without)
+
+
+def test_prior_shape_must_be_even(rings):
+    with pytest.raises(ValueError, match="prior_shape must be an even integer"):
+        PointCloudVAE(**TINY_VAE, prior_shape=3).fit(rings)
+    vae = PointCloudVAE(**TINY_VAE, prior_shape=4, random_state=0).fit(rings)
+    assert np.isfinite(vae.history_[-1]["kl"]) and vae.history_[-1]["kl"] >= 0
+
+
+def test_latent_batch_norm_keeps_particles_independent_and_persists(rings, tmp_path):
+    vae = PointCloudVAE(**TINY_VAE, latent_batch_norm=True, random_state=0).fit(rings)
+    Z = vae.transform(rings)
+    order = np.random.default_rng(0).permutation(len(rings))
+    np.testing.assert_allclose(vae.transform([rings[i] for i in order]), Z[order], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(vae.transform(rings[3:4]), Z[3:4], rtol=1e-5, atol=1e-6)  # alone, the same latent
+    vae.save(tmp_path / "m.pt")
+    np.testing.assert_array_equal(PointCloudVAE.load(tmp_path / "m.pt").transform(rings), Z)
 
 
 def test_3d(rings):

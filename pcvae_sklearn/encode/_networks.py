@@ -21,7 +21,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PointNetEncoder", "PooledBatchNorm", "AttentionDecoder", "PCVAEModule"]
+import math
+
+__all__ = [
+    "PointNetEncoder",
+    "PooledBatchNorm",
+    "AttentionDecoder",
+    "PCVAEModule",
+    "kl_divergence",
+    "latent_correlation",
+]
 
 
 class PooledBatchNorm(nn.BatchNorm1d):
@@ -65,10 +74,23 @@ class PointNetEncoder(nn.Module):
         classifier does after its pooling. Off (the default, the models saved
         before the option existed, and the paper's description), the heads
         see the raw means.
+    latent_batch_norm : bool
+        End the head to the mean with a batch norm of the means over the
+        particles of the batch, without scale or shift
+        (:class:`PooledBatchNorm` with ``affine=False``): every latent
+        dimension's means then spread over the particles with unit variance,
+        as the prior does (Zhu et al. 2020, "BN-VAE"). Off for the models
+        saved before the option existed.
     """
 
     def __init__(
-        self, in_dim: int, widths=(64, 128, 1024), latent_dim: int = 8, head_width: int = 256, pooled_batch_norm: bool = False
+        self,
+        in_dim: int,
+        widths=(64, 128, 1024),
+        latent_dim: int = 8,
+        head_width: int = 256,
+        pooled_batch_norm: bool = False,
+        latent_batch_norm: bool = False,
     ):
         super().__init__()
         layers = []
@@ -82,6 +104,8 @@ class PointNetEncoder(nn.Module):
         if pooled_batch_norm:
             self.mu_head.insert(0, PooledBatchNorm(prev))
             self.logvar_head.insert(0, PooledBatchNorm(prev))
+        if latent_batch_norm:
+            self.mu_head.append(PooledBatchNorm(latent_dim, affine=False))
 
     def pool(self, points: torch.Tensor, segment: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Per-particle mean of the shared features.
@@ -158,6 +182,7 @@ class PCVAEModule(nn.Module):
         n_output_points: int,
         n_heads: int,
         pooled_batch_norm: bool = False,
+        latent_batch_norm: bool = False,
     ):
         super().__init__()
         self.config = dict(
@@ -169,8 +194,11 @@ class PCVAEModule(nn.Module):
             n_output_points=n_output_points,
             n_heads=n_heads,
             pooled_batch_norm=bool(pooled_batch_norm),
+            latent_batch_norm=bool(latent_batch_norm),
         )
-        self.encoder = PointNetEncoder(in_dim, encoder_widths, latent_dim, pooled_batch_norm=pooled_batch_norm)
+        self.encoder = PointNetEncoder(
+            in_dim, encoder_widths, latent_dim, pooled_batch_norm=pooled_batch_norm, latent_batch_norm=latent_batch_norm
+        )
         self.decoder = AttentionDecoder(latent_dim, in_dim, decoder_widths, decoder_channels, n_output_points, n_heads)
 
     def forward(self, points, segment, lengths, generator=None):
@@ -182,6 +210,44 @@ class PCVAEModule(nn.Module):
         return self.decoder(z), mu, logvar
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(q(z|x) || N(0, I)) per particle: mu, logvar (B, k) -> (B,)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, prior_shape: int = 2) -> torch.Tensor:
+    """KL(q(z|x) || p(z)) per particle: mu, logvar (B, k) -> (B,).
+
+    ``q`` is the diagonal Gaussian ``N(mu, exp(logvar))``. The prior ``p`` is
+    factorised: with ``prior_shape=2`` the standard normal; with an even
+    ``prior_shape = s > 2`` a generalised normal of unit variance in every
+    dimension, ``p(z_i) ∝ exp(-|z_i / a|**s)`` with
+    ``a = sqrt(Gamma(1/s) / Gamma(3/s))``, flatter than a Gaussian. Both are
+    exact: ``E_q[z_i**s]`` is a polynomial in ``mu_i`` and the variance.
+    """
+    if prior_shape == 2:
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+    s = int(prior_shape)
+    if s < 2 or s % 2:
+        raise ValueError(f"prior_shape must be an even integer >= 2, got {prior_shape!r}.")
+    scale = math.sqrt(math.gamma(1.0 / s) / math.gamma(3.0 / s))  # unit variance
+    log_norm = math.log(2.0 * scale * math.gamma(1.0 + 1.0 / s))
+    var = logvar.exp()
+    # E[(mu + sigma eps)**s] = sum_j C(s, 2j) (2j - 1)!! mu**(s - 2j) var**j
+    moment = sum(
+        math.comb(s, 2 * j) * math.prod(range(1, 2 * j, 2)) * mu.pow(s - 2 * j) * var.pow(j) for j in range(s // 2 + 1)
+    )
+    neg_entropy = -0.5 * (math.log(2.0 * math.pi * math.e) + logvar)
+    return (neg_entropy + moment / scale**s + log_norm).sum(dim=1)
+
+
+def latent_correlation(mu: torch.Tensor) -> torch.Tensor:
+    """Sum of the squared correlations between different latent dimensions over a batch.
+
+    mu (B, k) -> scalar: ``sum_{i != j} corr(mu_i, mu_j)**2`` over the B
+    particles, 0 for ``B < 3`` or ``k < 2`` (no correlation to estimate). A
+    dimension with no spread in the batch counts as uncorrelated.
+    """
+    n, k = mu.shape
+    if n < 3 or k < 2:
+        return mu.new_zeros(())
+    centred = mu - mu.mean(dim=0)
+    cov = centred.T @ centred / (n - 1)
+    sd = cov.diagonal().clamp(min=1e-8).sqrt()
+    corr = cov / sd[:, None] / sd[None, :]
+    return corr.pow(2).sum() - corr.diagonal().pow(2).sum()

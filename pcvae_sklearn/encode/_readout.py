@@ -10,12 +10,13 @@ was picked at, and it turns out to be an almost exactly *linear* function of
 the pooled features of a single pass: a ridge regression from the pooled
 features at each of the ``R`` angles to the particle's ``R``-angle average,
 fitted on a few hundred training particles at the end of ``fit``, reproduces
-the average on new simulated pores to 3-9 % of the latent spread (RMS),
-whatever the angle the single pass sees, and the best dimension's |Spearman|
-with a true parameter differs from the exact average's by -0.004 to +0.009
-(``benchmarks/study_rotation_readout.py``; ``docs/scaling.md``). Being fitted
-to one answer for all the angles of a particle, it depends 3-6 times less on
-the angle than the exact average does (on DNA-origami tetrahedra, whose
+the average on new simulated pores to 8-16 % of the latent spread (RMS;
+3-9 % with the defaults before 2026-11-26), whatever the angle the single
+pass sees, and the best dimension's |Spearman| with a true parameter differs
+from the exact average's by -0.002 to +0.013 (before: -0.004 to +0.009;
+``benchmarks/study_rotation_readout.py``; ``docs/scaling.md``). Being fitted
+to one answer for all the angles of a particle, it depends 4.5-5 times less
+on the angle than the exact average does (on DNA-origami tetrahedra, whose
 8-angle average still depends on the picking angle, it differs from that
 average by ~50 % and tracks their height better). ``transform`` then costs
 one pass instead of ``R``.

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.decomposition import FastICA
@@ -53,6 +55,13 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
     since whitening would blow their noise up to the scale of the
     structure.
 
+    :class:`PointCloudVAE`'s defaults already push its axes towards
+    independent factors during training (its ``decorrelation`` and
+    ``kurtosis`` penalties); this is the same idea after the fit, and
+    ``n_components=4`` still finds a 3D pore's ring distance more often than
+    the raw axes do (see Notes). Since those latents have unit variance in
+    every dimension, pass ``n_components`` for them.
+
     Use it after :class:`PointCloudVAE` in a Pipeline, before
     :class:`LatentBinner` or the scorers, when more than one parameter is
     expected to vary. **Not** when one parameter dominates: then the latent
@@ -64,7 +73,10 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
     activity_threshold : float in [0, 1), default=0.05
         A latent dimension is active when the variance of its values over the
         particles is at least this fraction of the largest one. Used when
-        ``n_components`` is None.
+        ``n_components`` is None. Latents of :class:`PointCloudVAE` with its
+        default ``latent_batch_norm=True`` have unit variance in every
+        dimension, so all count as active (a warning says so); use
+        ``n_components`` for them.
     n_components : int or None, default=None
         None: one independent component per active latent dimension. An
         integer k: FastICA on the k principal directions of all the latent
@@ -119,29 +131,39 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
     entry of that column is positive: the same fit gives the same order and
     signs.
 
-    Measured on the simulators (``python benchmarks/bench_quality.py
-    --datasets npc3d npc2d``, 1000 particles, seeds 0-2, 2 threads; best
-    |Spearman| of one axis with the truth, raw latents -> independent
-    components, and the paper's model-based estimate):
+    **With the current PointCloudVAE defaults** (the training-time ICA of
+    2026-11-26: ``latent_batch_norm=True``, ``decorrelation``,
+    ``kurtosis``, ``prior_shape=4``), the raw latent already separates
+    much of what this transformer separates. Over 15 seeds of
+    ``make_npc_3d`` (``python benchmarks/study_unmixer.py --seeds 0 1 2 3 4
+    5 6 7 8 9 10 11 12 13 14``; 1000 particles; best |Spearman| of one
+    axis with the truth, mean (min), and the seeds at or above the
+    model-based estimate of 0.79-0.85 / 0.73-0.80):
 
-    - ``make_npc_3d`` ring distance: 0.557 / 0.643 / 0.789 -> 0.809 / 0.838 /
-      0.865 (estimate 0.791 / 0.816 / 0.839): from below the estimate to
-      above it on every seed;
-    - ``make_npc_3d`` radius: 0.899 / 0.895 / 0.948 -> 0.918 / 0.930 / 0.929
-      (estimate 0.766 / 0.733 / 0.726);
-    - ``make_npc_2d`` radius (one parameter): 0.970 / 0.960 / 0.957 ->
-      0.825 / 0.961 / 0.846, worse: the case to leave the latents alone.
+    - the raw latent: ring distance 0.801 (0.701) on 7 seeds, radius 0.870
+      (0.807) on 15;
+    - ``n_components=4``: ring distance 0.844 (0.794) on 12, radius 0.919
+      (0.876) on 15;
+    - ``n_components=3`` / ``5``: ring distance 0.836 / 0.837 on 11;
+    - the active dimensions (``n_components=None``): ring distance 0.784
+      (0.505) on 6. Every dimension has unit variance, so all 8 count as
+      active, and this class warns.
 
-    Over 15 seeds of ``make_npc_3d`` (``python benchmarks/study_unmixer.py
-    --seeds 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14``) the active dimensions gave
-    a ring-distance axis at or above the estimate on 8, with two far misses
-    (0.46, 0.55): on one seed only 3 dimensions counted as active, on the
-    other FastICA's optima of equal negentropy differed. ``n_components=4`` (FastICA on the top 4
-    principal directions, which does not depend on the latent's orientation)
-    met it on 11 and the radius estimate on all 15 (ring distance mean
-    0.83, worst 0.74, against 0.78 and 0.46); ``n_components=5`` on 13, but
-    it lost the radius on one seed. Choose k on simulations of your own
-    structure; ``docs/defaults.md`` has the table.
+    **With the earlier defaults** (``latent_batch_norm=False``, no
+    penalties, Gaussian prior) the raw latent gave the ring distance 0.608
+    (0.365), on 2 seeds of the same 15. The active dimensions gave 8 seeds,
+    with two far misses (0.46, 0.55): on one seed only 3 dimensions
+    counted as active, on the other FastICA's optima of equal negentropy
+    differed. ``n_components=4`` gave 11 (mean 0.83, worst 0.74) and
+    ``n_components=5`` gave 13, but the latter lost the radius on one seed.
+    Choose k on simulations of your own structure; ``docs/defaults.md``
+    has the tables.
+
+    On ``make_npc_2d``, with its one parameter, unmixing costs: the best
+    radius axis went from 0.965 / 0.935 / 0.972 to 0.811 / 0.891 / 0.625
+    with the active dimensions (``python benchmarks/bench_quality.py``,
+    seeds 0-2). It went from 0.970 / 0.960 / 0.957 to 0.825 / 0.961 / 0.846
+    with the earlier defaults. That is the case to leave the latents alone.
 
     With a single FastICA run (``n_init=1``) the ring-distance component
     depended on the run's seed: on seed 0's latents, 10 runs gave 0.63 or
@@ -207,6 +229,15 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
         if self.n_components is None:
             active = var >= self.activity_threshold * var.max()
             k = int(active.sum())
+            if Z.shape[1] > 1 and var.min() >= 0.5 * var.max():
+                warnings.warn(
+                    f"all {Z.shape[1]} latent dimensions vary about equally (variance {var.min():.3g}-{var.max():.3g}), "
+                    "so none counts as collapsed and all are unmixed. PointCloudVAE's latent_batch_norm (the default) "
+                    "gives every dimension unit variance: pass n_components (4 for 3D pores) to unmix the top principal "
+                    "directions instead.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         else:
             k = int(self.n_components)
             if k > Z.shape[1]:
