@@ -221,8 +221,12 @@ def test_last_batch_of_one_particle_trains(rings):
     assert np.isfinite(vae.transform(rings[:17])).all()
 
 
-def test_pooled_batch_norm_keeps_particles_independent_and_persists(rings, tmp_path):
-    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=True, random_state=0).fit(rings)
+@pytest.mark.parametrize(
+    "option", [{"pooled_batch_norm": True}, {"latent_batch_norm": True, "pooled_batch_norm": False}], ids=["pooled", "latent"]
+)
+def test_batch_norms_keep_particles_independent_and_persist(rings, tmp_path, option):
+    """Batch norms over the particles of a batch: in transform a particle's latent never depends on the others."""
+    vae = PointCloudVAE(**TINY_VAE, **option, random_state=0).fit(rings)
     Z = vae.transform(rings)
     order = np.random.default_rng(0).permutation(len(rings))
     np.testing.assert_allclose(vae.transform([rings[i] for i in order]), Z[order], rtol=1e-5, atol=1e-6)
@@ -264,7 +268,11 @@ def test_loss_adds_the_latent_penalties(rings):
 
 
 def test_decorrelation_decorrelates_the_latent_means(rings):
-    """A strong penalty leaves the latent means of the training particles less correlated than none."""
+    """A strong penalty leaves the latent means of the training particles less correlated than none.
+
+    Without rotation augmentation: with it, the encoder can lower the penalty by encoding each step's random
+    angle instead, and the rotation-averaged latents need not decorrelate (docs/defaults.md measures this).
+    """
     def mean_sq_corr(vae):
         c = np.corrcoef(vae.transform(rings), rowvar=False)
         return float(((c**2).sum() - np.trace(c**2)) / (c.shape[0] * (c.shape[0] - 1)))
@@ -280,16 +288,6 @@ def test_prior_shape_must_be_even(rings):
         PointCloudVAE(**TINY_VAE, prior_shape=3).fit(rings)
     vae = PointCloudVAE(**TINY_VAE, prior_shape=4, random_state=0).fit(rings)
     assert np.isfinite(vae.history_[-1]["kl"]) and vae.history_[-1]["kl"] >= 0
-
-
-def test_latent_batch_norm_keeps_particles_independent_and_persists(rings, tmp_path):
-    vae = PointCloudVAE(**TINY_VAE, latent_batch_norm=True, random_state=0).fit(rings)
-    Z = vae.transform(rings)
-    order = np.random.default_rng(0).permutation(len(rings))
-    np.testing.assert_allclose(vae.transform([rings[i] for i in order]), Z[order], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(vae.transform(rings[3:4]), Z[3:4], rtol=1e-5, atol=1e-6)  # alone, the same latent
-    vae.save(tmp_path / "m.pt")
-    np.testing.assert_array_equal(PointCloudVAE.load(tmp_path / "m.pt").transform(rings), Z)
 
 
 def test_3d(rings):
