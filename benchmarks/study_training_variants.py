@@ -54,7 +54,8 @@ the default; ``--variant`` runs start from the current defaults:
     without scale or shift (the means of every dimension standardised over
     the particles of the batch, running statistics in ``transform``; BN-VAE,
     Zhu et al. 2020), so the means fill the prior instead of staying ~10 times
-    narrower, and the prior's shape (``"_prior"``) can act on them;
+    narrower, and the prior's shape (``"_prior"``) can act on them. Measured
+    as a patch; now ``latent_batch_norm=True``, the same layer;
   - ``"_decorrelation": lam``: adds ``lam * sum_{i != j} corr(mu_i, mu_j)**2``
     over the particles of the batch to the loss, warmed up with the KL term.
     With ``"_latent_bn"`` and a flat prior (``"_prior": 4``) this is ICA at
@@ -358,14 +359,6 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
     # before the capacity schedule, which wraps the KL term in force
     if cfg.get("_prior"):
         stack.enter_context(mock.patch.object(vae_module, "kl_divergence", _generalised_normal_kl(int(cfg["_prior"]))))
-    if cfg.get("_latent_bn"):
-        encoder_init = net_module.PointNetEncoder.__init__
-
-        def bn_init(self, in_dim, widths=(64, 128, 1024), latent_dim=8, head_width=256, pooled_batch_norm=False):
-            encoder_init(self, in_dim, widths, latent_dim, head_width, pooled_batch_norm)
-            self.mu_head.append(net_module.PooledBatchNorm(latent_dim, affine=False))
-
-        stack.enter_context(mock.patch.object(net_module.PointNetEncoder, "__init__", bn_init))
     if cfg.get("_decorrelation") or cfg.get("_decorrelation_two_angles"):
         stack.enter_context(_decorrelation_patch(cfg, beta))
     if cfg.get("_capacity"):
@@ -435,6 +428,8 @@ def run_one(
     cfg = dict(cfg)
     n = int(cfg.get("_particles", n_particles))
     params = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    if cfg.get("_latent_bn"):  # measured as a patch; the same layer is now the library's latent_batch_norm
+        params["latent_batch_norm"] = True
     if cfg.get("_capacity"):
         params["kl_warmup_steps"] = 0
     vae = PointCloudVAE(random_state=seed, device=device, **params)
