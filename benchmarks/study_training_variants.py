@@ -66,6 +66,11 @@ the default; ``--variant`` runs start from the current defaults:
     contrast of ICA, which prefers flat (uniform-like) marginals, as a spread
     of radii or ring distances is, to their more Gaussian mixtures. The
     library's ``kurtosis`` parameter since these measurements;
+  - ``"_average_angles": R``: with ``"_decorrelation"`` (and ``"_kurtosis"``),
+    the penalties see the mean of every particle's latent means at its
+    training angle and R - 1 more random angles about the optical axis
+    (R - 1 more encoder passes per step), as ``transform``'s rotation average
+    does, instead of the training angle's alone;
   - ``"_decorrelation_two_angles": lam``: the same penalty on the correlations
     between every particle's means at its training angle and at a second,
     independent random angle about the optical axis (one more encoder pass):
@@ -196,6 +201,8 @@ LATENT_ICA = {
         "_latent_bn": True, "_decorrelation": 0.01, "_prior": 4, "_kurtosis": 0.001},
     "latent batch norm, decorrelation 0.01, prior p=4, kurtosis 0.003": {
         "_latent_bn": True, "_decorrelation": 0.01, "_prior": 4, "_kurtosis": 0.003},
+    "latent batch norm, decorrelation 0.01, prior p=4, kurtosis 0.001, penalties on the 4-angle mean": {
+        "_latent_bn": True, "_decorrelation": 0.01, "_prior": 4, "_kurtosis": 0.001, "_average_angles": 4},
 }
 
 # the data, not the model: other ranges of ring distances (--datasets npc3d)
@@ -297,6 +304,25 @@ def _decorrelation_patch(cfg: dict, beta: float) -> contextlib.ExitStack:
     kurtosis = float(cfg.get("_kurtosis", 0.0))
     lam = float(cfg.get("_decorrelation_two_angles") or cfg.get("_decorrelation"))
     stash = {}
+    n_angles = int(cfg.get("_average_angles", 1))
+    if n_angles > 1:
+        forward_avg_plain = net_module.PCVAEModule.forward
+
+        def forward_avg(self, points, segment, lengths, generator=None):
+            out = forward_avg_plain(self, points, segment, lengths, generator=generator)
+            if self.training:  # the penalties see the mean of the means at n_angles angles
+                total = out[1]
+                for _ in range(n_angles - 1):
+                    angle = torch.rand(lengths.shape[0], generator=generator, dtype=points.dtype) * (2 * math.pi)
+                    c, s = torch.cos(angle)[segment], torch.sin(angle)[segment]
+                    turned = points.clone()
+                    turned[:, 0] = c * points[:, 0] - s * points[:, 1]
+                    turned[:, 1] = s * points[:, 0] + c * points[:, 1]
+                    total = total + self.encoder(turned, segment, lengths)[0]
+                stash["average"] = total / n_angles
+            return out
+
+        stack.enter_context(mock.patch.object(net_module.PCVAEModule, "forward", forward_avg))
     if two_angles:
         forward_plain = net_module.PCVAEModule.forward
 
@@ -317,6 +343,8 @@ def _decorrelation_patch(cfg: dict, beta: float) -> contextlib.ExitStack:
         out = kl_plain(mu, logvar, *prior)
         if not torch.is_grad_enabled() or mu.shape[0] <= 2:
             return out
+        if n_angles > 1 and "average" in stash:
+            mu = stash.pop("average").float()  # the KL above keeps the training angle's
         if kurtosis:
             out = out + (kurtosis / beta) * mu.pow(4).mean(0).sum()
         if two_angles:
