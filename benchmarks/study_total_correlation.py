@@ -35,7 +35,7 @@ from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d
 
 _KL = vae_module.kl_divergence
-BEFORE_LATENT_ICA = {"latent_batch_norm": False, "decorrelation": 0.0, "kurtosis": 0.0, "prior_shape": 2}
+BEFORE_LATENT_ICA = dict(vae_module._BEFORE_THEY_EXISTED)  # the defaults of the time
 DATASETS = {"npc2d": (make_npc_2d, ["radius"]), "npc3d": (make_npc_3d, ["radius", "height"])}
 
 

@@ -49,7 +49,8 @@ the default; ``--variant`` runs start from the current defaults:
     axis; a factorised non-Gaussian prior is not (as in ICA): with p > 2
     (flatter than a Gaussian, like a uniform spread of radii) it costs less
     when independent, flat-distributed parameters lie along the axes than
-    when they are mixed;
+    when they are mixed. Measured as a patch; now the library's
+    ``prior_shape``, the same KL;
   - ``"_latent_bn": true``: the head to the latent mean ends in a batch norm
     without scale or shift (the means of every dimension standardised over
     the particles of the batch, running statistics in ``transform``; BN-VAE,
@@ -214,7 +215,7 @@ DATA = {
 # The presets were measured before the defaults gained the training-time ICA
 # (2026-11-26); their variants start from the defaults of that time, so the
 # commands reproduce the tables in docs/defaults.md.
-BEFORE_LATENT_ICA = {"latent_batch_norm": False, "decorrelation": 0.0, "kurtosis": 0.0, "prior_shape": 2}
+BEFORE_LATENT_ICA = dict(vae_module._BEFORE_THEY_EXISTED)
 PRESETS = {
     name: {variant: {**BEFORE_LATENT_ICA, **cfg} for variant, cfg in preset.items()}
     for name, preset in {"screen": SCREEN, "follow-up": FOLLOW_UP, "data": DATA, "latent-ica": LATENT_ICA}.items()
@@ -279,22 +280,14 @@ class _SplitDecoder(torch.nn.Module):
         return torch.cat([xy, self.axial(z * self.axial_mask)[..., 2:]], -1)
 
 
-def _generalised_normal_kl(p: int):
-    """KL(N(mu, sigma^2) || generalised normal of shape p, unit variance) per particle, p even."""
-    if p < 2 or p % 2:
-        raise ValueError(f"_prior: the shape must be an even integer >= 2, got {p}")
-    scale = math.sqrt(math.gamma(1.0 / p) / math.gamma(3.0 / p))  # unit variance
-    log_norm = math.log(2.0 * scale * math.gamma(1.0 + 1.0 / p))
-    # E[(mu + sigma eps)^p] = sum_k C(p, 2k) mu^(p - 2k) sigma^(2k) (2k - 1)!!
-    terms = [(math.comb(p, 2 * k) * math.prod(range(1, 2 * k, 2)), p - 2 * k, k) for k in range(p // 2 + 1)]
-
-    def kl(mu, logvar, *ignored):  # this prior replaces the library's (prior_shape)
-        var = logvar.exp()
-        moment = sum(c * mu.pow(a) * var.pow(b) for c, a, b in terms)
-        neg_entropy = -0.5 * (math.log(2.0 * math.pi * math.e) + logvar)
-        return (neg_entropy + moment / scale**p + log_norm).sum(dim=1)
-
-    return kl
+def _turned_about_z(points, segment, n_particles: int, generator):
+    """Packed points (N, d), every particle turned by its own random angle about z (drawn from ``generator``)."""
+    angle = torch.rand(n_particles, generator=generator, dtype=points.dtype) * (2 * math.pi)
+    c, s = torch.cos(angle)[segment], torch.sin(angle)[segment]
+    turned = points.clone()
+    turned[:, 0] = c * points[:, 0] - s * points[:, 1]
+    turned[:, 1] = s * points[:, 0] + c * points[:, 1]
+    return turned
 
 
 def _decorrelation_patch(cfg: dict, beta: float) -> contextlib.ExitStack:
@@ -313,11 +306,7 @@ def _decorrelation_patch(cfg: dict, beta: float) -> contextlib.ExitStack:
             if self.training:  # the penalties see the mean of the means at n_angles angles
                 total = out[1]
                 for _ in range(n_angles - 1):
-                    angle = torch.rand(lengths.shape[0], generator=generator, dtype=points.dtype) * (2 * math.pi)
-                    c, s = torch.cos(angle)[segment], torch.sin(angle)[segment]
-                    turned = points.clone()
-                    turned[:, 0] = c * points[:, 0] - s * points[:, 1]
-                    turned[:, 1] = s * points[:, 0] + c * points[:, 1]
+                    turned = _turned_about_z(points, segment, lengths.shape[0], generator)
                     total = total + self.encoder(turned, segment, lengths)[0]
                 stash["average"] = total / n_angles
             return out
@@ -329,11 +318,7 @@ def _decorrelation_patch(cfg: dict, beta: float) -> contextlib.ExitStack:
         def forward(self, points, segment, lengths, generator=None):
             out = forward_plain(self, points, segment, lengths, generator=generator)
             if self.training:  # the same particles at independent random angles about z
-                angle = torch.rand(lengths.shape[0], generator=generator, dtype=points.dtype) * (2 * math.pi)
-                c, s = torch.cos(angle)[segment], torch.sin(angle)[segment]
-                turned = points.clone()
-                turned[:, 0] = c * points[:, 0] - s * points[:, 1]
-                turned[:, 1] = s * points[:, 0] + c * points[:, 1]
+                turned = _turned_about_z(points, segment, lengths.shape[0], generator)
                 stash["mu2"] = self.encoder(turned, segment, lengths)[0]
             return out
 
@@ -356,13 +341,11 @@ def _decorrelation_patch(cfg: dict, beta: float) -> contextlib.ExitStack:
             cx = 0.5 * (cx + cx.T)
             d = cx.diagonal().clamp(min=0) + 0.05  # the shared (angle-free) variance, kept off zero
             r = cx / torch.sqrt(d[:, None] * d[None, :])
+            penalty = r.pow(2).sum() - r.diagonal().pow(2).sum()
         else:
-            c = mu - mu.mean(0)
-            cov = c.T @ c / (mu.shape[0] - 1)
-            sd = cov.diagonal().clamp(min=1e-8).sqrt()
-            r = cov / sd[:, None] / sd[None, :]
+            penalty = net_module.latent_correlation(mu)
         # the estimator multiplies this by the warmed-up beta
-        return out + (lam / beta) * (r.pow(2).sum() - r.diagonal().pow(2).sum())
+        return out + (lam / beta) * penalty
 
     stack.enter_context(mock.patch.object(vae_module, "kl_divergence", kl))
     return stack
@@ -384,9 +367,6 @@ def _patches(cfg: dict, total_steps: int, learning_rate: float, beta: float) -> 
                 return super().step(*args, **kwargs)
 
         stack.enter_context(mock.patch.object(torch.optim, "Adam", CosineAdam))
-    # before the capacity schedule, which wraps the KL term in force
-    if cfg.get("_prior"):
-        stack.enter_context(mock.patch.object(vae_module, "kl_divergence", _generalised_normal_kl(int(cfg["_prior"]))))
     if cfg.get("_decorrelation") or cfg.get("_decorrelation_two_angles"):
         stack.enter_context(_decorrelation_patch(cfg, beta))
     if cfg.get("_capacity"):
@@ -456,8 +436,11 @@ def run_one(
     cfg = dict(cfg)
     n = int(cfg.get("_particles", n_particles))
     params = {k: v for k, v in cfg.items() if not k.startswith("_")}
-    if cfg.get("_latent_bn"):  # measured as a patch; the same layer is now the library's latent_batch_norm
+    # measured as patches; the same layer and the same KL are now the library's parameters
+    if cfg.get("_latent_bn"):
         params["latent_batch_norm"] = True
+    if cfg.get("_prior"):
+        params["prior_shape"] = int(cfg["_prior"])
     if cfg.get("_capacity"):
         params["kl_warmup_steps"] = 0
     vae = PointCloudVAE(random_state=seed, device=device, **params)
