@@ -586,22 +586,46 @@ def test_model_from_before_the_latent_options_keeps_its_training_objective(tmp_p
         **TINY_VAE, latent_batch_norm=False, decorrelation=0.0, kurtosis=0.0, prior_shape=2, random_state=0
     ).fit(X)
     state = vae.__getstate__()
-    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape"):
+    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape", "penalty_warmup"):
         del state[name]
     del state["_module_state"]["config"]["latent_batch_norm"]
     old = PointCloudVAE.__new__(PointCloudVAE)
     old.__setstate__(state)
     assert (old.latent_batch_norm, old.decorrelation, old.kurtosis, old.prior_shape) == (False, 0.0, 0.0, 2)
+    assert old.penalty_warmup is True
     np.testing.assert_array_equal(old.transform(X), vae.transform(X))
     old.set_params(warm_start=True, n_epochs=2).fit(X)  # the same architecture: it continues
     assert len(old.history_) == 2
 
     vae.save(tmp_path / "m.pt")
     payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape"):
+    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape", "penalty_warmup"):
         del payload["params"][name]
     del payload["module_config"]["latent_batch_norm"]
     torch.save(payload, tmp_path / "old.pt")
     loaded = PointCloudVAE.load(tmp_path / "old.pt")
     assert (loaded.latent_batch_norm, loaded.decorrelation, loaded.kurtosis, loaded.prior_shape) == (False, 0.0, 0.0, 2)
+    assert loaded.penalty_warmup is True
     np.testing.assert_array_equal(loaded.transform(X), vae.transform(X))
+
+
+@pytest.mark.parametrize("route", ["pickle", "model file"])
+def test_model_from_the_first_training_time_ica_keeps_its_warmed_up_penalties(tmp_path, route):
+    """Models fitted before ``penalty_warmup`` existed warmed their penalties up with the KL term: they load with
+    ``penalty_warmup=True`` and keep their other settings, whatever the current defaults."""
+    X, _ = ragged_rings(16, seed=0)
+    vae = PointCloudVAE(**TINY_VAE, decorrelation=0.01, kurtosis=0.001, penalty_warmup=True, random_state=0).fit(X)
+    if route == "pickle":
+        state = vae.__getstate__()
+        del state["penalty_warmup"]
+        old = PointCloudVAE.__new__(PointCloudVAE)
+        old.__setstate__(state)
+    else:
+        vae.save(tmp_path / "m.pt")
+        payload = torch.load(tmp_path / "m.pt", weights_only=True)
+        del payload["params"]["penalty_warmup"]
+        torch.save(payload, tmp_path / "old.pt")
+        old = PointCloudVAE.load(tmp_path / "old.pt")
+    assert old.penalty_warmup is True
+    assert (old.decorrelation, old.kurtosis, old.latent_batch_norm) == (0.01, 0.001, True)
+    np.testing.assert_array_equal(old.transform(X), vae.transform(X))

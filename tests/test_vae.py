@@ -5,6 +5,7 @@ clone, get/set_params, Pipeline, GridSearchCV, pickle, idempotence, order
 invariance and NotFittedError are each tested here.
 """
 
+import math
 import pickle
 
 import awkward as ak
@@ -265,6 +266,19 @@ def test_loss_adds_the_latent_penalties(rings):
     assert plain.history_[-1]["loss"] == pytest.approx(
         plain.history_[-1]["reconstruction"] + 0.01 * plain.history_[-1]["kl"], rel=1e-5
     )
+
+
+@pytest.mark.parametrize("penalty_warmup", [False, True])
+def test_penalties_warm_up_with_the_kl_term_only_when_asked(rings, penalty_warmup):
+    """A warm-up far longer than the fit holds the KL weight at ``1 / (1 + e**6)`` throughout; the penalties get it
+    too with ``penalty_warmup=True``, and full weight from the first step without."""
+    params = {**TINY_VAE, "latent_dim": 3, "kl_warmup_steps": 10**9, "beta": 0.01}
+    vae = PointCloudVAE(**params, decorrelation=0.5, kurtosis=0.2, penalty_warmup=penalty_warmup, random_state=0)
+    h = vae.fit(rings).history_[-1]
+    warm = 1.0 / (1.0 + math.exp(6.0))
+    penalty_weight = warm if penalty_warmup else 1.0
+    expected = h["reconstruction"] + warm * 0.01 * h["kl"] + penalty_weight * (0.5 * h["correlation"] + 0.2 * h["fourth_moment"])
+    assert h["loss"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_decorrelation_decorrelates_the_latent_means(rings):

@@ -64,7 +64,13 @@ _READABLE_FORMAT_VERSIONS = (1,)
 # Parameters added after models were first saved, with the value that gives the
 # behaviour those models were trained with: a model file or pickle that lacks
 # one gets this value, not the current default.
-_BEFORE_THEY_EXISTED = {"latent_batch_norm": False, "decorrelation": 0.0, "kurtosis": 0.0, "prior_shape": 2}
+_BEFORE_THEY_EXISTED = {
+    "latent_batch_norm": False,
+    "decorrelation": 0.0,
+    "kurtosis": 0.0,
+    "prior_shape": 2,
+    "penalty_warmup": True,
+}
 
 
 def _report(verbose: int, message: str) -> None:
@@ -222,15 +228,24 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     decorrelation : float, default=0.01
         Weight of ``sum_{i != j} corr(mu_i, mu_j)**2``, the squared
         correlations between the latent dimensions' means over the particles
-        of the batch. It is added to the loss and warmed up with the KL
-        term, and it makes the dimensions carry different things. 0 turns
-        it off.
-    kurtosis : float, default=0.001
-        Weight of ``sum_i mean(mu_i**4)`` over the batch, also warmed up with
-        the KL term. For means with unit variance that are uncorrelated,
+        of the batch. It is added to the loss (at full weight from the first
+        step, see ``penalty_warmup``), and it makes the dimensions carry
+        different things. 0 turns it off.
+    kurtosis : float, default=0.01
+        Weight of ``sum_i mean(mu_i**4)`` over the batch, added like
+        ``decorrelation``. For means with unit variance that are uncorrelated,
         this is the kurtosis contrast of ICA. It prefers each dimension to
         follow one parameter spread flat over the particles rather than a
         mixture of several (a mixture is more Gaussian). 0 turns it off.
+        Over 10 seeds of the 3D pores 0.003 and 0.01 gave steady
+        ring-distance axes; 0.03 collapsed one seed's (see Notes).
+    penalty_warmup : bool, default=False
+        Whether ``decorrelation`` and ``kurtosis`` rise with the KL warm-up
+        (True, as in the first version of the training-time ICA) or apply
+        at full weight from the first step (False). The latent's axes form
+        early in the fit; warmed up, the penalties reach full weight only
+        half-way through it, when the axes have settled mixed. Models fitted
+        before this parameter existed load with True.
     prior_shape : int, default=4
         Shape ``s`` of the factorised prior. 2 is the standard normal. An
         even ``s > 2`` is a generalised normal of unit variance,
@@ -520,6 +535,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         "latent_batch_norm": ["boolean"],
         "decorrelation": [Interval(Real, 0, None, closed="left")],
         "kurtosis": [Interval(Real, 0, None, closed="left")],
+        "penalty_warmup": ["boolean"],
         "prior_shape": [Interval(Integral, 2, None, closed="left")],
         "decoder_widths": ["array-like"],
         "decoder_channels": [Interval(Integral, 1, None, closed="left")],
@@ -555,7 +571,8 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         pooled_batch_norm=False,
         latent_batch_norm=True,
         decorrelation=0.01,
-        kurtosis=0.001,
+        kurtosis=0.01,
+        penalty_warmup=False,
         prior_shape=4,
         decoder_widths=(256, 512, 1024),
         decoder_channels=256,
@@ -588,6 +605,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         self.latent_batch_norm = latent_batch_norm
         self.decorrelation = decorrelation
         self.kurtosis = kurtosis
+        self.penalty_warmup = penalty_warmup
         self.prior_shape = prior_shape
         self.decoder_widths = decoder_widths
         self.decoder_channels = decoder_channels
@@ -992,13 +1010,14 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             kl = kl_divergence(mu.float(), logvar.float(), int(self.prior_shape)).mean()
             warm = _sigmoid_warmup(run["step"], run["warmup"])
             loss = recon + self.beta * warm * kl
-            if self.decorrelation > 0 and mu.shape[0] > 2:  # warmed up with the KL term
+            penalty_weight = warm if self.penalty_warmup else 1.0
+            if self.decorrelation > 0 and mu.shape[0] > 2:
                 correlation = latent_correlation(mu.float())
-                loss = loss + self.decorrelation * warm * correlation
+                loss = loss + self.decorrelation * penalty_weight * correlation
                 correlation_sum += correlation.item()
             if self.kurtosis > 0 and mu.shape[0] > 2:
                 fourth = mu.float().pow(4).mean(dim=0).sum()
-                loss = loss + self.kurtosis * warm * fourth
+                loss = loss + self.kurtosis * penalty_weight * fourth
                 fourth_sum += fourth.item()
             if not torch.isfinite(loss):
                 raise self._diverged(f"the training loss became {loss.item()}", epoch, run["step"])
