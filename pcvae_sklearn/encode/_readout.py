@@ -13,9 +13,8 @@ fitted on a few hundred training particles at the end of ``fit``, reproduces
 the average on new simulated pores to 8-16 % of the latent spread (RMS;
 3-9 % with the defaults before 2026-11-26), whatever the angle the single
 pass sees, and the best dimension's |Spearman| with a true parameter differs
-from the exact average's by -0.001 to +0.015 (before 2026-11-26: -0.004 to
-+0.009;
-``benchmarks/study_rotation_readout.py``; ``docs/scaling.md``). Being fitted
+from the exact average's by -0.001 to +0.015 (before 2026-11-26: -0.004
+to +0.009; ``benchmarks/study_rotation_readout.py``; ``docs/scaling.md``). Being fitted
 to one answer for all the angles of a particle, it depends 4.3-5.5 times less
 on the angle than the exact average does (on DNA-origami tetrahedra, whose
 8-angle average still depends on the picking angle, it differs from that

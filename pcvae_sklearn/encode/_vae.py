@@ -238,7 +238,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         follow one parameter spread flat over the particles rather than a
         mixture of several (a mixture is more Gaussian). 0 turns it off.
         Over 10 seeds of the 3D pores 0.003 and 0.01 gave steady
-        ring-distance axes; 0.03 collapsed one seed's (see Notes).
+        ring-distance axes; 0.03 collapsed one seed's of 9 (see Notes).
     penalty_warmup : bool, default=False
         Whether ``decorrelation`` and ``kurtosis`` rise with the KL warm-up
         (True, as in the first version of the training-time ICA) or apply
@@ -445,8 +445,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
       11 seeds instead of 7); kurtosis 0.03 collapsed one seed's axis to
       0.48.
 
-      - Over 5 seeds of the 2D pores the best dimension stays at
-        0.955-0.970 (mean 0.964, against 0.956).
+      - Over 5 seeds of the 2D pores the best dimension gives
+        0.937-0.969 (mean 0.958; 0.956 before the training-time ICA, 0.964
+        with its first version).
       - The tetrahedra's height stays at 0.999.
 
     ``benchmarks/bench_vae.py`` compares speed and quality with the paper's
