@@ -399,18 +399,14 @@ def _running_correlation_patch(momentum: float):
         n, k = mu.shape
         if n < 3 or k < 2:
             return mu.new_zeros(())
-        centred = mu - mu.mean(dim=0)
-        cov_b = centred.T @ centred / (n - 1)
+        cov_b = net_module.latent_covariance(mu)
         if torch.is_grad_enabled():
             s = state.get("cov")
             s = cov_b.detach() if s is None else (1 - momentum) * s + momentum * cov_b.detach()
             state["cov"] = s
         else:
             s = state.get("cov", cov_b.detach())
-        cov = s + (cov_b - cov_b.detach())
-        sd = cov.diagonal().clamp(min=1e-8).sqrt()
-        corr = cov / sd[:, None] / sd[None, :]
-        return corr.pow(2).sum() - corr.diagonal().pow(2).sum()
+        return net_module.squared_correlations(s + (cov_b - cov_b.detach()))
 
     return mock.patch.object(vae_module, "latent_correlation", running)
 

@@ -30,6 +30,8 @@ __all__ = [
     "PCVAEModule",
     "kl_divergence",
     "latent_correlation",
+    "latent_covariance",
+    "squared_correlations",
 ]
 
 
@@ -246,8 +248,17 @@ def latent_correlation(mu: torch.Tensor) -> torch.Tensor:
     n, k = mu.shape
     if n < 3 or k < 2:
         return mu.new_zeros(())
+    return squared_correlations(latent_covariance(mu))
+
+
+def latent_covariance(mu: torch.Tensor) -> torch.Tensor:
+    """mu (B, k) -> (k, k): the sample covariance of the latent means over the B particles (B >= 2)."""
     centred = mu - mu.mean(dim=0)
-    cov = centred.T @ centred / (n - 1)
+    return centred.T @ centred / (mu.shape[0] - 1)
+
+
+def squared_correlations(cov: torch.Tensor) -> torch.Tensor:
+    """cov (k, k) -> scalar: ``sum_{i != j} corr_ij**2``; a dimension without variance counts as uncorrelated."""
     sd = cov.diagonal().clamp(min=1e-8).sqrt()
     corr = cov / sd[:, None] / sd[None, :]
     return corr.pow(2).sum() - corr.diagonal().pow(2).sum()
