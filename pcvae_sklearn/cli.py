@@ -1,16 +1,4 @@
-"""The ``pcvae`` command line.
-
-``pcvae demo --out DIR``
-    Simulate 2D nuclear pores with a continuous range of radii, then run the
-    whole workflow (fit, bin, fuse, estimate) and write the results.
-``pcvae run INPUT --out DIR``
-    The same on a localization file (Picasso, ThunderSTORM, SMAP,
-    rapidSTORM, CSV, a folder of CSVs, Parquet).
-
-Both write the latents, the model, the bin and correlation tables, the
-figures as PNG (with matplotlib: pip install 'pcvae-sklearn[plot]') and one
-self-contained report.html.
-"""
+"""The pcvae command line: the paper's workflow on simulated or your own particles."""
 
 from __future__ import annotations
 
@@ -18,24 +6,71 @@ import argparse
 import json
 import logging
 import platform
+import re
+import shutil
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["main"]
 
+DESCRIPTION = """\
+Find continuous structural heterogeneity in SMLM particles with a point-cloud
+variational auto-encoder (PC-VAE, Haghparast, Zhang et al., Sci. Rep. 2025).
+
+  pcvae demo --out DIR       simulate 2D nuclear pores whose radius varies and
+                             run the whole workflow on them
+  pcvae run FILE --out DIR   the same on your picked localizations
+
+Both fit the PC-VAE, bin the particles along the latent dimension that tracks
+the per-particle estimate (radius or height), fuse every bin into a
+super-particle and write tables, figures (with matplotlib) and report.html
+to DIR. 'pcvae demo --help' and 'pcvae run --help' list the options.
+"""
+
+# Python keywords in library messages, and the flags that set them here. Names
+# that are also English words are translated only where written as keyword=.
+_FLAGS = {
+    "n_bins": "--n-bins",
+    "pixel_size": "--pixel-size",
+    "pixelsize": "--pixel-size",
+    "particle_column": "--particle-column",
+    "pick_radius": "--pick-radius",
+    "learning_rate": "--learning-rate",
+    "picks=": "--picks",
+    "format=": "--format",
+}
+
+
+def for_command_line(message: str) -> str:
+    """A library message with its Python keywords (``n_bins``, ``pixel_size=``, ...) as this command's flags."""
+    for name, flag in _FLAGS.items():
+        if name.endswith("="):
+            message = re.sub(rf"\b{re.escape(name)}", flag + " ", message)
+        else:
+            message = re.sub(rf"\b{name}=", flag + " ", message)
+            message = re.sub(rf"\b{name}\b", flag, message)
+    return message
+
 
 def _add_model_options(ap):
+    from .encode import PointCloudVAE
+
+    d = PointCloudVAE().get_params()
     g = ap.add_argument_group("model")
-    g.add_argument("--latent-dim", type=int, default=None, help="latent dimensions (default: PointCloudVAE's)")
-    g.add_argument("--beta", type=float, default=None, help="KL weight (default: PointCloudVAE's)")
-    g.add_argument("--epochs", type=int, default=None, help="training epochs (default: PointCloudVAE's)")
+    g.add_argument("--latent-dim", type=int, default=None, help=f"latent dimensions (default {d['latent_dim']})")
+    g.add_argument("--beta", type=float, default=None, help=f"KL weight (default {d['beta']:g})")
+    g.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d['n_epochs']})")
+    g.add_argument("--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']:g})")
     g.add_argument("--device", default="cpu", help="cpu or cuda")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g = ap.add_argument_group("analysis")
-    g.add_argument("--n-bins", type=int, default=20, help="bins along the chosen latent dimension (default 20)")
+    g.add_argument("--n-bins", type=int, default=20,
+                   help="bins along the chosen latent dimension (default 20); every bin needs at least 2 particles "
+                        "and about 10 for steady per-bin figures")
     g.add_argument("--estimate", "--estimator", dest="estimate", default="radius", choices=["radius", "height", "tetrahedron", "pore"],
                    help="model-based estimate (default radius)")
     g.add_argument("--unmix", action="store_true",
@@ -44,7 +79,7 @@ def _add_model_options(ap):
     g.add_argument("--unmix-components", type=int, default=None, metavar="K",
                    help="with --unmix (implied): unmix the K principal directions of the latent instead of the active "
                         "dimensions, which with the default latent batch norm are all of them (LatentUnmixer's "
-                        "n_components; 4 on simulated 3D pores, see docs/defaults.md)")
+                        "n_components)")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--n-jobs", type=int, default=None, help="bins fused in parallel")
     g = ap.add_argument_group("figures and report")
@@ -52,20 +87,32 @@ def _add_model_options(ap):
     g.add_argument("--no-grid", action="store_true", help="skip the super-particle grid (it fuses 5 bins along every latent dimension)")
     g.add_argument("--sample-ratios", default="0.25,0.5,0.75,1", help="sample ratios of the robustness figure, comma-separated ('none' to skip)")
     g.add_argument("--dpi", type=int, default=120, help="resolution of the PNG figures (default 120)")
-    ap.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    ap.add_argument("--out", required=True, type=Path, help="output folder (created; removed again if the run fails)")
     ap.add_argument("-v", "--verbose", action="count", default=1, help="more progress output")
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 def _parser():
-    ap = argparse.ArgumentParser(prog="pcvae", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .io import FORMATS
+
+    ap = argparse.ArgumentParser(prog="pcvae", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the workflow on simulated 2D nuclear pores")
+    demo = sub.add_parser("demo", help="run the workflow on simulated 2D nuclear pores",
+                          description="Simulate 2D nuclear pores whose radius varies (40-60 nm) and run the whole workflow.")
     demo.add_argument("--n-particles", type=int, default=1000, help="simulated particles (default 1000)")
     _add_model_options(demo)
-    run = sub.add_parser("run", help="run the workflow on a localization file")
-    run.add_argument("input", type=Path, help="localization file or folder")
-    run.add_argument("--format", default=None, help="force a reader (see pcvae_sklearn.io.FORMATS)")
+    run = sub.add_parser("run", help="run the workflow on a localization file",
+                         description="Run the whole workflow on picked localizations read from FILE.")
+    run.add_argument("input", type=Path, metavar="FILE", help="localization file or folder")
+    g = run.add_argument_group("reading the file")
+    g.add_argument("--format", default=None, choices=FORMATS, help="skip format detection and use this reader")
+    g.add_argument("--pixel-size", type=float, default=None, metavar="NM",
+                   help="camera pixel size in nm, for files whose coordinates are in pixels")
+    g.add_argument("--particle-column", default=None, metavar="NAME",
+                   help="the column that numbers the particles (Picasso: group)")
+    g.add_argument("--picks", type=Path, default=None, metavar="CSV",
+                   help="a file of pick centres, one 'x,y' pair in nm per line, for unpicked localizations")
+    g.add_argument("--pick-radius", type=float, default=None, metavar="NM", help="radius of every pick, nm (with --picks)")
     _add_model_options(run)
     return ap
 
@@ -74,7 +121,7 @@ def _vae(args):
     from .encode import PointCloudVAE
 
     params = {"random_state": args.seed, "device": args.device, "verbose": 0 if args.quiet else args.verbose}
-    for opt, name in (("latent_dim", "latent_dim"), ("beta", "beta"), ("epochs", "n_epochs")):
+    for opt, name in (("latent_dim", "latent_dim"), ("beta", "beta"), ("epochs", "n_epochs"), ("learning_rate", "learning_rate")):
         value = getattr(args, opt)
         if value is not None:
             params[name] = value
@@ -86,30 +133,47 @@ def _say(args, msg):
         print(msg, file=sys.stderr, flush=True)
 
 
-def _run(args, particles, truth=None, source=""):
+def _check_before_fit(args, particles):
+    """Everything that can be checked before the (long) fit; raises ValueError."""
+    from ._diagnostics import check_bins
+    from ._ragged import as_particles
+
+    p = as_particles(particles, min_particles=2, what="the particles")
+    check_bins(p.n_particles, args.n_bins)
+    if args.estimate in ("height", "tetrahedron", "pore") and p.n_dims != 3:
+        raise ValueError(f"--estimate {args.estimate} needs 3D particles; these are {p.n_dims}D. Use --estimate radius.")
+    args.sample_ratios = _sample_ratios(args.sample_ratios) if isinstance(args.sample_ratios, str) else args.sample_ratios
+    return p
+
+
+def _run(args, particles, truth=None, source="", reading=None):
     from . import __version__
-    from .io import write_parquet
     from .workflow import analyse
 
     out: Path = args.out
-    args.sample_ratios = _sample_ratios(args.sample_ratios) if isinstance(args.sample_ratios, str) else args.sample_ratios
+    p = _check_before_fit(args, particles)
     out.mkdir(parents=True, exist_ok=True)
     vae = _vae(args)
-    _say(args, f"pcvae: {len(particles)} particles from {source}")
+    _say(args, f"pcvae: {p.n_particles} particles ({p.n_dims}D, {p.lengths.min()}-{p.lengths.max()} localizations each) from {source}")
     _say(args, f"pcvae: fitting {vae!r}, then binning" + ("" if args.no_fusion else f" and fusing {args.n_bins} bins (the longest step)"))
     t0 = time.perf_counter()
-    res = analyse(
-        particles,
-        vae=vae,
-        estimate=args.estimate,
-        n_bins=args.n_bins,
-        fuse=not args.no_fusion,
-        n_jobs=args.n_jobs,
-        random_state=args.seed,
-        unmix=args.unmix or args.unmix_components is not None,
-        unmix_components=args.unmix_components,
-    )
+    with warnings.catch_warnings(record=True):  # analyse's warnings are in res.warnings, printed once below
+        warnings.simplefilter("always")
+        res = analyse(
+            particles,
+            vae=vae,
+            estimate=args.estimate,
+            n_bins=args.n_bins,
+            fuse=not args.no_fusion,
+            n_jobs=args.n_jobs,
+            random_state=args.seed,
+            unmix=args.unmix or args.unmix_components is not None,
+            unmix_components=args.unmix_components,
+        )
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
+    cautions = [for_command_line(w) for w in res.warnings]
+    for message in cautions:
+        print(f"pcvae: warning: {message}", file=sys.stderr, flush=True)
     import pandas as pd
 
     latents = pd.DataFrame(res.latents, columns=res.feature_names)
@@ -125,16 +189,19 @@ def _run(args, particles, truth=None, source=""):
     res.bin_table.to_csv(out / "bins.csv", index=False)
     res.vae.save(out / "model.pt")  # opens with torch.load(weights_only=True): PointCloudVAE.load
     if res.fusion is not None:
-        write_parquet(res.fusion.super_particles, out / "super_particles.parquet", overwrite=True)
+        res.fusion.to_dataframe().to_parquet(out / "super_particles.parquet", index=False)
     settings = {
         "command": " ".join(sys.argv),
         "source": str(source),
+        "reading": reading or {},
         "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in res.vae.get_params().items()},
         "n_bins": args.n_bins,
         "estimate": args.estimate,
         "unmix": args.unmix or args.unmix_components is not None,
         "unmix_components": args.unmix_components,
         "dimension": res.dimension,
+        "orientation": res.orientation,
+        "warnings": cautions,
         "seconds": res.seconds,
         "versions": _versions(__version__),
     }
@@ -143,10 +210,11 @@ def _run(args, particles, truth=None, source=""):
     figures, note = ({}, "figures skipped (--no-figures)") if args.no_figures else _figures(args, res, particles, out)
     settings["figures"] = sorted(figures)
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
-    from .show._report import write_report
+    from .show import write_report
 
-    write_report(out / "report.html", res, figures=figures, settings=settings, note=note, truth_summary=_truth_summary(res, truth))
-    _print_summary(res, truth, time.perf_counter() - t0, out)
+    write_report(out / "report.html", res, figures=figures, settings=settings, note=note,
+                 truth_summary=_truth_summary(res, truth), warnings=cautions)
+    _print_summary(res, truth, time.perf_counter() - t0, out, cautions)
     if note:
         print(f"Note: {note}")
     return 0
@@ -189,9 +257,11 @@ def _figures(args, res, particles, out):
         jobs.append(("bin_row", "super-particles of every bin", lambda: show.BinRowDisplay.from_results(res)))
     if not args.no_grid and res.fusion is not None:
         n_dims = res.latents.shape[1]
+        shown = show.default_bins(args.n_bins)
         jobs.append((
             "super_particle_grid",
-            f"super-particle grid (fusing 5 bins along each of {n_dims} latent dimensions, one restart each)",
+            f"super-particle grid (fusing bins {', '.join(map(str, shown))} along each of {n_dims} latent dimensions, "
+            "one restart each)",
             lambda: show.SuperParticleGridDisplay.from_results(
                 res, particles, fuser=ParticleFuser(n_restarts=1), register_bins=False, n_jobs=args.n_jobs, random_state=args.seed
             ),
@@ -218,16 +288,25 @@ def _figures(args, res, particles, out):
     return figures, ""
 
 
-def _truth_summary(res, truth):
-    if truth is None:
-        return {}
+def _truth_rows(res, truth):
+    """(name, best dimension, its |Spearman|, the binned dimension's |Spearman|) per true parameter."""
     from scipy.stats import spearmanr
 
-    summary = {}
+    rows = []
     for name in ("radius", "height"):
-        if name in truth.dtype.names:
-            rho = [abs(spearmanr(res.latents[:, j], truth[name])[0]) for j in range(res.latents.shape[1])]
-            summary[f"best latent |Spearman| with the true {name}"] = f"{np.nanmax(rho):.3f} (dimension {int(np.nanargmax(rho))})"
+        if truth is not None and name in truth.dtype.names:
+            rho = np.array([abs(spearmanr(res.latents[:, j], truth[name])[0]) for j in range(res.latents.shape[1])])
+            best = int(np.nanargmax(rho))
+            rows.append((name, best, float(rho[best]), float(rho[res.dimension])))
+    return rows
+
+
+def _truth_summary(res, truth):
+    summary = {}
+    for name, best, rho_best, rho_binned in _truth_rows(res, truth):
+        summary[f"best latent |Spearman| with the true {name} (simulation only)"] = (
+            f"{rho_best:.3f} (dimension {best}); the binned dimension {res.dimension}: {rho_binned:.3f}"
+        )
     return summary
 
 
@@ -255,44 +334,83 @@ def _matplotlib_version():
     return matplotlib.__version__
 
 
-def _print_summary(res, truth, seconds, out):
+def _print_summary(res, truth, seconds, out, cautions=()):
     import pandas as pd
     from scipy.stats import spearmanr
 
+    names = [str(n) for n in res.feature_names]
+    quantity = res.estimate_name.replace("_nm", "").replace("_", " ")
+    rho = res.correlations["spearman_rho"].to_numpy()
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
-        print("Correlation of every latent dimension with the per-particle estimate:")
+        print(f"Correlation of every latent dimension with the per-particle {quantity} estimate:")
         print(res.correlations[["latent", "estimate", "pearson_r", "spearman_rho"]].to_string(index=False))
         print()
-        print(f"Bins along latent dimension {res.dimension} ({res.feature_names[res.dimension]}):")
+        flipped = " Its sign was flipped (orientation -1) so that" if res.orientation < 0 else " Oriented so that"
+        print(f"Binned along latent dimension {res.dimension} ({names[res.dimension]}): of all dimensions it tracks the "
+              f"{quantity} estimate best (|Spearman| {abs(rho[res.dimension]):.3f}).{flipped} the estimate grows from "
+              f"bin 1 to bin {len(res.bin_table)}.")
         print(res.bin_table.to_string(index=False))
-    if truth is not None:
-        for name in ("radius", "height"):
-            if name in truth.dtype.names:
-                rho = [abs(spearmanr(res.latents[:, j], truth[name])[0]) for j in range(res.latents.shape[1])]
-                print(f"\nbest latent |Spearman| with the TRUE {name}: {np.nanmax(rho):.3f} (dimension {int(np.nanargmax(rho))})")
+    for name, best, rho_best, rho_binned in _truth_rows(res, truth):
+        print(f"\nAgainst the TRUE {name} (known in simulations only): dimension {best} tracks it best "
+              f"(|Spearman| {rho_best:.3f}); the binned dimension {res.dimension} gives {rho_binned:.3f}.")
     col = [c for c in res.bin_table.columns if c.startswith("super_particle_") and "precision" not in c]
     if col:
-        rho = spearmanr(res.bin_table["bin"], res.bin_table[col[0]])[0]
-        print(f"Spearman of bin index with the super-particle {col[0][len('super_particle_'):]}: {rho:+.3f}")
-    print(f"\nDone in {seconds:.0f} s; results in {out}/ (report.html, latents.csv, correlations.csv, bins.csv, model.pt, settings.json, *.png)")
+        rho_bins = spearmanr(res.bin_table["bin"], res.bin_table[col[0]])[0]
+        print(f"Spearman of the bin number with the super-particle {col[0][len('super_particle_'):]}: {rho_bins:+.3f}")
+    if cautions:
+        print("\nWarnings (also in report.html):")
+        for message in cautions:
+            print(f"  - {message}")
+    print(f"\nDone in {seconds:.0f} s; results in {out}/ (report.html, latents.csv, correlations.csv, bins.csv, "
+          "super_particles.parquet, model.pt, settings.json, *.png)")
+
+
+def _read(args):
+    """(particles, what was used to read them) from ``pcvae run``'s options."""
+    from .io import read_particles
+
+    options = {}
+    if args.pixel_size is not None:
+        if not args.pixel_size > 0:
+            raise ValueError(f"--pixel-size must be positive (nm per camera pixel); got {args.pixel_size}.")
+        options["pixelsize"] = args.pixel_size
+    if args.particle_column is not None:
+        options["particle_column"] = args.particle_column
+    if args.picks is not None:
+        try:
+            options["picks"] = np.loadtxt(args.picks, delimiter=",", ndmin=2, dtype=np.float64)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--picks {args.picks}: expected one 'x,y' pick centre in nm per line ({exc}).") from None
+        if options["picks"].shape[1] != 2:
+            raise ValueError(f"--picks {args.picks}: expected 2 columns (x, y in nm); found {options['picks'].shape[1]}.")
+    if args.pick_radius is not None:
+        options["pick_radius"] = args.pick_radius
+    particles = read_particles(args.input, format=args.format, **options)
+    reading = {"format": args.format or "detected from the file", **{k: v for k, v in options.items() if k != "picks"}}
+    if args.picks is not None:
+        reading["picks"] = f"{len(options['picks'])} pick centres from {args.picks}"
+    return particles, reading
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.getLogger("pcvae_sklearn").addHandler(logging.NullHandler())
+    created = not args.out.exists()
     try:
         if args.command == "demo":
             from .datasets import make_npc_2d
 
             particles, truth = make_npc_2d(args.n_particles, random_state=args.seed)
-            return _run(args, particles, truth, source=f"make_npc_2d({args.n_particles}, random_state={args.seed})")
-        from .io import read_particles
-
-        particles = read_particles(args.input, format=args.format)
-        return _run(args, particles, source=args.input)
+            return _run(args, particles, truth, source=f"make_npc_2d({args.n_particles}, random_state={args.seed})",
+                        reading={"units": "nm (simulated)"})
+        particles, reading = _read(args)
+        return _run(args, particles, source=args.input, reading=reading)
     except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
-        print(f"pcvae: error: {exc}", file=sys.stderr)
+        print(f"pcvae: error: {for_command_line(str(exc))}", file=sys.stderr)
         return 2
+    finally:
+        if created and args.out.exists() and not (args.out / "report.html").exists():
+            shutil.rmtree(args.out)  # a failed run leaves nothing behind (the folder was made by this run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._diagnostics import check_bins, workflow_warnings
 from ._ragged import Particles, as_particles
-from .bin import LatentBinner
+from .bin import bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
-from .estimate import HeightEstimator, RadiusEstimator, latent_correlation_table
+from .estimate import latent_correlation_table, make_estimator
 
 __all__ = ["WorkflowResult", "analyse"]
 
@@ -44,18 +46,25 @@ class WorkflowResult:
         largest |Spearman| with the estimate, unless given).
     orientation : {1.0, -1.0}
         The sign applied to the latent before binning, so that the estimate
-        grows with the bin index (a latent dimension's sign is arbitrary).
+        grows with the bin number (a latent dimension's sign is arbitrary;
+        -1 means the axis was flipped).
     bins : ndarray of shape (n_particles,)
-        Bin of every particle along ``orientation * latents[:, dimension]``.
+        Bin of every particle along ``orientation * latents[:, dimension]``,
+        numbered ``1 .. n_bins`` as in the tables and figures.
     bin_table : pandas.DataFrame
-        One row per bin: particles, mean latent, median per-particle estimate,
-        and the super-particle's estimate with its precision.
+        One row per bin (``bin`` = 1 .. n_bins): particles, mean latent,
+        median per-particle estimate, and the super-particle's estimate with
+        its localization-level precision FWHM/sqrt(n).
     fusion : BinFusion or None
         The per-bin super-particles (None when fusion was skipped).
     seconds : dict
         Wall time of each step.
     unmixer : LatentUnmixer or None
         The fitted unmixer when ``analyse(..., unmix=True)``.
+    warnings : list of str
+        What the run found doubtful (few particles per bin, a diverging
+        epoch, particles that are not rings for a radius, ...); each was
+        also issued as a :class:`UserWarning`.
     """
 
     vae: PointCloudVAE
@@ -70,6 +79,7 @@ class WorkflowResult:
     fusion: object = None
     seconds: dict = field(default_factory=dict)
     unmixer: object = None
+    warnings: list = field(default_factory=list)
 
     @property
     def feature_names(self) -> np.ndarray:
@@ -86,18 +96,6 @@ class WorkflowResult:
         return make_pipeline(self.vae, self.unmixer)
 
 
-def _estimator(kind: str, n_dims: int):
-    if kind == "auto":
-        kind = "radius"
-    if kind == "radius":
-        return RadiusEstimator()
-    if kind in ("height", "tetrahedron", "pore"):
-        if n_dims != 3:
-            raise ValueError(f"the {kind!r} estimate needs 3D particles; these are {n_dims}D.")
-        return HeightEstimator(structure="auto" if kind == "height" else kind)
-    raise ValueError(f"unknown estimate {kind!r}; use 'radius', 'height', 'tetrahedron' or 'pore'.")
-
-
 def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
             random_state=None, unmix=False, unmix_components=None):
     """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
@@ -112,7 +110,9 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         The model-based estimate used to pick the dimension and to describe
         each bin.
     n_bins : int, default=20
-        Equal-count bins along the chosen dimension.
+        Equal-count bins along the chosen dimension; every bin needs at
+        least 2 particles, and fewer than about 10 per bin give noisy
+        per-bin figures (a warning says so).
     dimension : int, optional
         Latent dimension to bin along; by default the one with the largest
         |Spearman| with the per-particle estimate.
@@ -141,6 +141,11 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     Returns
     -------
     WorkflowResult
+
+    Warns
+    -----
+    UserWarning
+        For each doubtful finding, also listed in ``WorkflowResult.warnings``.
     """
     import pandas as pd
 
@@ -153,9 +158,9 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         ):
             raise ValueError(f"unmix_components must be an integer from 1 to latent_dim={latent_dim}; got {unmix_components!r}.")
     seconds = {}
-    p: Particles = as_particles(X, min_particles=2 * n_bins)
-    X_ak = p.to_awkward()
-    est = _estimator(estimate, p.n_dims)
+    p: Particles = as_particles(X, min_particles=2, what="particles")
+    check_bins(p.n_particles, n_bins)
+    est = make_estimator(estimate, p.n_dims)
 
     t = time.perf_counter()
     vae = PointCloudVAE(random_state=random_state) if vae is None else vae
@@ -171,43 +176,43 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     E = est.fit_transform(p)
     name = str(est.get_feature_names_out()[0])
     table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=names)
-    rho = np.nan_to_num(table["spearman_rho"].to_numpy())
-    if dimension is None:
-        dimension = int(np.argmax(np.abs(rho)))
-    # orient the axis so that bin 0 holds the smallest estimates (a latent's sign is arbitrary)
-    sign = -1.0 if rho[dimension] < 0 else 1.0
-    binner = LatentBinner(n_bins=n_bins).fit(sign * Z[:, [dimension]])
-    bins = binner.labels_[:, 0]
+    axis = bin_along_axis(Z, E[:, 0], dimension=dimension, n_bins=n_bins)
+    bins = axis.bins
     seconds["estimate_and_bin"] = time.perf_counter() - t
 
+    counts = np.bincount(bins, minlength=n_bins + 1)[1:]
     rows = {
-        "bin": np.arange(n_bins),
-        "n_particles": np.bincount(bins, minlength=n_bins),
-        "latent_mean": np.bincount(bins, weights=Z[:, dimension], minlength=n_bins) / np.bincount(bins, minlength=n_bins),
-        f"particle_median_{name}": [float(np.median(E[bins == b, 0])) for b in range(n_bins)],
+        "bin": np.arange(1, n_bins + 1),
+        "n_particles": counts,
+        "latent_mean": np.bincount(bins, weights=Z[:, axis.dimension], minlength=n_bins + 1)[1:] / counts,
+        f"particle_median_{name}": [float(np.median(E[bins == b, 0])) for b in range(1, n_bins + 1)],
     }
     fusion = None
     if fuse:
         from .fuse import fuse_bins
 
         t = time.perf_counter()
-        fusion = fuse_bins(X_ak, bins, fuser, n_jobs=n_jobs, random_state=random_state)
+        fusion = fuse_bins(p.to_awkward(), bins, fuser, n_jobs=n_jobs, random_state=random_state)
         seconds["fuse"] = time.perf_counter() - t
-        sp_est = _estimator(estimate, p.n_dims).fit_transform(fusion.super_particles)
+        sp_est = make_estimator(estimate, p.n_dims).fit_transform(fusion.super_particles)
         rows[f"super_particle_{name}"] = sp_est[:, 0]
         rows[f"super_particle_{name.replace('_nm', '')}_precision_nm"] = sp_est[:, 1]
     bin_table = pd.DataFrame(rows)
+    found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name)
+    for message in found:
+        warnings.warn(message, UserWarning, stacklevel=2)
     return WorkflowResult(
         vae=vae,
         latents=Z,
         estimates=E,
         estimate_name=name,
         correlations=table,
-        dimension=dimension,
-        orientation=sign,
+        dimension=axis.dimension,
+        orientation=axis.orientation,
         bins=bins,
         bin_table=bin_table,
         fusion=fusion,
         seconds=seconds,
         unmixer=unmixer,
+        warnings=found,
     )

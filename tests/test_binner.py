@@ -117,7 +117,7 @@ def test_transform_new_data_by_edges(seed):
 
 
 def test_feature_names_and_pandas_output():
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     rng = np.random.default_rng(0)
     df = pd.DataFrame(rng.normal(size=(40, 2)), columns=["pcvae0", "pcvae1"])
     b = LatentBinner(n_bins=4).fit(df)
@@ -160,7 +160,6 @@ def _particles(n=30, seed=0):
 
 
 def test_pipeline_with_stand_in_encoder():
-    pytest.importorskip("pandas")
     X = _particles()
     pipe = Pipeline([("vae", Spread()), ("bin", LatentBinner(n_bins=5))])
     labels = pipe.fit_transform(X)
@@ -216,11 +215,7 @@ def test_bad_input_errors():
 
 
 def test_pipeline_with_point_cloud_vae():
-    try:
-        from pcvae_sklearn.encode import PointCloudVAE
-    except ImportError as exc:  # pragma: no cover - until the encode stage exists
-        pytest.skip(f"pcvae_sklearn.encode.PointCloudVAE cannot be imported yet ({exc})")
-    pytest.importorskip("pandas")
+    from pcvae_sklearn.encode import PointCloudVAE
     from _helpers import TINY_VAE, ragged_rings
 
     X, _ = ragged_rings(16)

@@ -9,7 +9,7 @@ from sklearn.preprocessing import StandardScaler
 
 from pcvae_sklearn import HeightEstimator, ParticleFuser, PointCloudVAE, RadiusEstimator
 from pcvae_sklearn.cluster import ClusterSelection, choose_n_clusters, fuse_clusters, plot_cluster_selection
-from pcvae_sklearn.cluster._fuse import default_estimator
+from pcvae_sklearn.estimate import make_estimator
 
 from _helpers import TINY_VAE, ragged_rings
 
@@ -106,7 +106,7 @@ def test_choose_n_clusters_bad_latents():
 
 
 def test_plot_cluster_selection():
-    mpl = pytest.importorskip("matplotlib")
+    import matplotlib as mpl
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -164,7 +164,7 @@ def test_fuse_clusters_errors_and_estimator_choice():
         fuse_clusters(X, labels, estimator=KMeans(2))
     with pytest.raises(ValueError, match="HeightEstimator needs 3D"):
         fuse_clusters(X, labels, estimator=HeightEstimator())
-    assert isinstance(default_estimator(2), RadiusEstimator) and isinstance(default_estimator(3), HeightEstimator)
+    assert isinstance(make_estimator(None, 2), RadiusEstimator) and isinstance(make_estimator(None, 3), HeightEstimator)
 
 
 def test_fuse_clusters_does_not_modify_input():

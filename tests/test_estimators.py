@@ -251,7 +251,7 @@ def test_radius_recovers_known_radius(seed, n_dims):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_radius_tracks_truth_on_simulated_npc(seed):
-    datasets = pytest.importorskip("pcvae_sklearn.datasets")
+    from pcvae_sklearn import datasets
     from scipy.stats import spearmanr
 
     X, truth = datasets.make_npc_2d(n_particles=150, random_state=seed)
@@ -348,7 +348,7 @@ def test_height_recovers_known_tetrahedron_and_pore_heights(seed):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_height_tracks_truth_on_simulated_data(seed):
-    datasets = pytest.importorskip("pcvae_sklearn.datasets")
+    from pcvae_sklearn import datasets
     from scipy.stats import spearmanr
 
     X, truth = datasets.make_tetrahedron(n_particles=40, n_localizations=1500, random_state=seed)
@@ -425,7 +425,6 @@ def test_estimator_contract(est, n_dims, names):
 
 @pytest.mark.parametrize("est, n_dims, names", ESTIMATORS)
 def test_set_output_pandas(est, n_dims, names):
-    pytest.importorskip("pandas")
     X = _data(n_dims)
     df = clone(est).set_output(transform="pandas").fit_transform(X)
     assert list(df.columns) == names
@@ -559,7 +558,7 @@ def test_apex_radial_ratio_matches_naive_loop(seed):
 @pytest.mark.parametrize("height", [30.0, 45.0, 65.0])
 def test_auto_structure_recognises_flat_tetrahedra(seed, height):
     """Flat tetrahedra have overlapping z levels (axial precision 10 nm); ``auto`` must still see the apex."""
-    datasets = pytest.importorskip("pcvae_sklearn.datasets")
+    from pcvae_sklearn import datasets
     X, _ = datasets.make_tetrahedron(n_particles=30, height=height, n_localizations=300, random_state=seed)
     assert HeightEstimator().fit(X).structure_ == "tetrahedron"
     X, _ = datasets.make_npc_3d(n_particles=30, height=height, random_state=seed)

@@ -15,10 +15,9 @@ import awkward as ak
 import numpy as np
 import pytest
 
-h5py = pytest.importorskip("h5py")
-pd = pytest.importorskip("pandas")
-yaml = pytest.importorskip("yaml")
-pytest.importorskip("pyarrow")
+import h5py
+import pandas as pd
+import yaml
 
 from pcvae_sklearn import as_particles  # noqa: E402
 from pcvae_sklearn.io import (  # noqa: E402

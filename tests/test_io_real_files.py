@@ -14,10 +14,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-h5py = pytest.importorskip("h5py")
-yaml = pytest.importorskip("yaml")
-pytest.importorskip("pandas")
-pytest.importorskip("pyarrow")
+import h5py
+import yaml
 
 from pcvae_sklearn import as_particles  # noqa: E402
 from pcvae_sklearn.io import (  # noqa: E402

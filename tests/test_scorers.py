@@ -80,7 +80,7 @@ def test_correlations_and_p_values_match_scipy(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_table_matches_scipy_and_names(seed):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     rng = np.random.default_rng(seed)
     n = 40
     radius, height = rng.uniform(40, 60, n), rng.uniform(30, 70, n)
@@ -101,7 +101,6 @@ def test_table_matches_scipy_and_names(seed):
 
 
 def test_table_constant_dimension_is_nan_and_estimator_output_accepted():
-    pytest.importorskip("pandas")
     X, radii = rings(30)
     est = RadiusEstimator().fit_transform(X)
     Z = RingLatents(constant_dim=True).fit_transform(X)
@@ -112,7 +111,6 @@ def test_table_constant_dimension_is_nan_and_estimator_output_accepted():
 
 
 def test_table_bad_input():
-    pytest.importorskip("pandas")
     Z = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(ValueError, match="rows but the latents have 10"):
         latent_correlation_table(Z, {"r": np.arange(9.0)})
@@ -241,10 +239,7 @@ def test_scorer_dict_with_refit():
 
 # ------------------------------------------------------------ with the real PointCloudVAE
 def _vae():
-    try:
-        from pcvae_sklearn.encode import PointCloudVAE
-    except ImportError as exc:  # pragma: no cover - until the encode stage exists
-        pytest.skip(f"pcvae_sklearn.encode.PointCloudVAE cannot be imported yet ({exc})")
+    from pcvae_sklearn.encode import PointCloudVAE
     from _helpers import TINY_VAE
 
     return PointCloudVAE, TINY_VAE

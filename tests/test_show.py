@@ -244,7 +244,7 @@ def workflow_2d():
 
 @pytest.fixture
 def plt():
-    mpl = pytest.importorskip("matplotlib", reason="figures need matplotlib (pip install 'pcvae-sklearn[plot]')")
+    import matplotlib as mpl
     mpl.use("Agg")
     import matplotlib.pyplot as plt
 

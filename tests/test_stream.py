@@ -9,7 +9,6 @@ from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn.encode._batching import chunk_by_budget
 from pcvae_sklearn.io import iter_parquet_particles, parquet_partitions, transform_parquet, write_parquet
 
-pytest.importorskip("pyarrow")
 
 
 @pytest.fixture(scope="module")

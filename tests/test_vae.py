@@ -96,7 +96,7 @@ def test_transform_outputs(fitted, rings):
 
 
 def test_set_output_pandas(rings):
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
     vae = PointCloudVAE(**TINY_VAE, random_state=0).set_output(transform="pandas")
     out = vae.fit_transform(rings)
     assert isinstance(out, pd.DataFrame)
@@ -366,7 +366,7 @@ def test_bad_fit_input(X, exc, match):
 
 
 def test_sparse_rejected_before_awkward():
-    sp = pytest.importorskip("scipy.sparse")
+    import scipy.sparse as sp
     with pytest.raises(TypeError, match="sparse"):
         PointCloudVAE(**TINY_VAE).fit(sp.random(10, 3, density=0.5, format="csr"))
 

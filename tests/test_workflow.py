@@ -10,7 +10,7 @@ from pcvae_sklearn import PointCloudVAE, analyse
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
 
-pd = pytest.importorskip("pandas")
+import pandas as pd
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +23,16 @@ def test_analyse_bins_oriented_by_estimate(npc):
     res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), n_bins=4, random_state=0)
     assert res.latents.shape == (60, 2)
     assert res.estimates.shape == (60, 2)
-    assert np.bincount(res.bins).tolist() == [15] * 4
+    # bins are numbered 1..n_bins, in the result, its table and the fusion alike
+    assert np.bincount(res.bins, minlength=5).tolist() == [0, 15, 15, 15, 15]
+    assert res.bin_table["bin"].tolist() == [1, 2, 3, 4] and res.fusion.labels.tolist() == [1, 2, 3, 4]
     assert len(res.bin_table) == 4 and len(res.fusion) == 4
     rho = res.correlations["spearman_rho"].to_numpy()
     assert res.dimension == int(np.argmax(np.abs(rho)))
     # bins are oriented so that the estimate grows with the bin index
     assert res.orientation == np.sign(rho[res.dimension])
     z = res.orientation * res.latents[:, res.dimension]
-    for b in range(3):
+    for b in range(1, 4):
         assert z[res.bins == b].max() <= z[res.bins == b + 1].min()
     assert {"super_particle_radius_nm", "super_particle_radius_precision_nm"} <= set(res.bin_table.columns)
 
@@ -115,7 +117,9 @@ def test_cli_demo_writes_results(tmp_path, capsys):
     assert len(latents) == 40 and {"pcvae0", "pcvae1", "radius_nm", "bin", "true_radius_nm"} <= set(latents.columns)
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"]["latent_dim"] == 2 and "torch" in settings["versions"]
-    assert "best latent |Spearman| with the TRUE radius" in capsys.readouterr().out
+    assert "Against the TRUE radius (known in simulations only)" in capsys.readouterr().out
+    assert sorted(latents["bin"].unique()) == [1, 2, 3, 4]
+    assert pd.read_csv(out / "bins.csv")["bin"].tolist() == [1, 2, 3, 4]
 
 
 def test_cli_reports_bad_input(tmp_path, capsys):

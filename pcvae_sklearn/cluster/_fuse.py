@@ -5,30 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import clone
 
 from .._ragged import as_particles
-from ..estimate import HeightEstimator, RadiusEstimator
-from ..estimate._estimators import _ParticleEstimator
+from ..estimate import make_estimator
 from ..fuse import BinFusion, fuse_bins
 from ..fuse._bins import _check_labels
 
-__all__ = ["ClusterFusion", "fuse_clusters", "default_estimator"]
-
-
-def default_estimator(n_dims: int):
-    """``RadiusEstimator()`` for 2D particles, ``HeightEstimator()`` for 3D particles."""
-    return RadiusEstimator() if n_dims == 2 else HeightEstimator()
-
-
-def _check_estimator(estimator, n_dims):
-    if estimator is None:
-        return default_estimator(n_dims)
-    if not isinstance(estimator, _ParticleEstimator):
-        raise TypeError(
-            f"estimator must be a particle estimator such as RadiusEstimator() or HeightEstimator(), got {type(estimator).__name__}."
-        )
-    return clone(estimator)
+__all__ = ["ClusterFusion", "fuse_clusters"]
 
 
 @dataclass
@@ -134,7 +117,7 @@ def fuse_clusters(X, labels, *, estimator=None, fuser=None, register_clusters=Tr
 
     p = as_particles(X, min_particles=2)
     labels = _check_labels(labels, p.n_particles)
-    est = _check_estimator(estimator, p.n_dims)
+    est = make_estimator(estimator, p.n_dims)
     E = np.asarray(est.fit_transform(p))
     name = str(est.get_feature_names_out()[0])
     quantity = name.removesuffix("_nm")

@@ -8,6 +8,7 @@
   estimate.
 - :func:`latent_correlation_table`, :func:`best_latent_dimension`: Pearson and
   Spearman of every latent dimension against estimates.
+- :func:`make_estimator`: an estimator from its name (``"radius"``, ``"height"``, ...).
 - :func:`subsample_localizations`: keep a random fraction of localizations
   (robustness experiment).
 
@@ -19,6 +20,7 @@ Sci. Rep. (2025).
 """
 
 from ._estimators import HeightEstimator, RadiusEstimator
+from ._names import ESTIMATES, make_estimator
 from ._scorers import best_latent_dimension, latent_correlation_scorer, latent_correlation_table
 from ._segments import segment_median
 from ._subsample import subsample_localizations
@@ -26,6 +28,8 @@ from ._subsample import subsample_localizations
 __all__ = [
     "RadiusEstimator",
     "HeightEstimator",
+    "make_estimator",
+    "ESTIMATES",
     "latent_correlation_scorer",
     "latent_correlation_table",
     "best_latent_dimension",

@@ -53,6 +53,25 @@ class BinFusion:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def to_dataframe(self):
+        """The super-particles as one table, one row per localization.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``bin`` (the bin label), ``x``, ``y`` (and ``z``), the
+            localizations' other fields (``precision``, ...) and
+            ``particle`` (the input particle it came from), in the common frame.
+        """
+        import awkward as ak
+        import pandas as pd
+
+        sp = self.super_particles
+        columns = {"bin": np.repeat(self.labels, ak.to_numpy(ak.num(sp, axis=1)))}
+        for name in ak.fields(sp):
+            columns[name] = ak.to_numpy(ak.flatten(sp[name], axis=1))
+        return pd.DataFrame(columns)
+
 
 def _check_labels(labels, n_particles: int) -> np.ndarray:
     if labels is None:

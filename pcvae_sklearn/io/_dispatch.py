@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from ._common import describe, require, split_unit
@@ -153,12 +154,27 @@ def read_particles(path_or_dataframe, *, format=None, **kwargs):
     if format is not None:
         if format not in _READERS:
             raise ValueError(f"unknown format {format!r}; known formats: {', '.join(FORMATS)}.")
-        return _READERS[format](path_or_dataframe, **kwargs)
+        return _read(format, path_or_dataframe, kwargs)
     obj = path_or_dataframe
     if hasattr(obj, "columns") and hasattr(obj, "to_numpy"):
-        return read_dataframe(obj, **kwargs)
+        return _read("dataframe", obj, kwargs)
     if type(obj).__module__.startswith("awkward"):
         raise TypeError("read_particles got an awkward array, which is already particles; use it directly.")
     if not isinstance(obj, (str, Path)) and not hasattr(obj, "__fspath__"):
         raise TypeError(f"read_particles expects a path or a pandas DataFrame, got {type(obj).__name__}.")
-    return _READERS[sniff_format(obj)](obj, **kwargs)
+    return _read(sniff_format(obj), obj, kwargs)
+
+
+def _read(format, source, kwargs):
+    """Call the reader of ``format``; an option it does not take is an error that names the format."""
+    reader = _READERS[format]
+    accepted = inspect.signature(reader).parameters
+    extra = sorted(k for k in kwargs if k not in accepted)
+    if extra:
+        takes = sorted(k for k, v in accepted.items() if v.kind is inspect.Parameter.KEYWORD_ONLY)
+        where = describe(source) if isinstance(source, (str, Path)) else "the DataFrame"
+        raise ValueError(
+            f"{where} is read as {format!r}, which takes no {', '.join(k + '=' for k in extra)} option "
+            f"(its options: {', '.join(k + '=' for k in takes) or 'none'})."
+        )
+    return reader(source, **kwargs)

@@ -11,6 +11,8 @@
   :class:`BinViolinDisplay`, :class:`SampleRatioDisplay`,
   :class:`TrainingCurveDisplay`, :class:`LatentEmbeddingDisplay`.
 
+- :func:`write_report`: one self-contained ``report.html`` of a workflow run.
+
 The data of every figure is computed without matplotlib; ``plot`` imports it
 (``pip install 'pcvae-sklearn[plot]'``).
 
@@ -21,7 +23,7 @@ structural heterogeneity in single molecule localization microscopy",
 Sci. Rep. (2025).
 """
 
-from ._data import sample_ratio_correlations, super_particle_grid
+from ._data import default_bins, sample_ratio_correlations, super_particle_grid
 from ._displays import (
     BinRowDisplay,
     BinViolinDisplay,
@@ -39,6 +41,7 @@ from ._render import (
     render_projections,
     scale_bar_length,
 )
+from ._report import write_report
 
 __all__ = [
     "render_particles",
@@ -49,6 +52,8 @@ __all__ = [
     "add_scale_bar",
     "super_particle_grid",
     "sample_ratio_correlations",
+    "default_bins",
+    "write_report",
     "SuperParticleGridDisplay",
     "BinRowDisplay",
     "LatentScatterDisplay",

@@ -14,9 +14,9 @@ from sklearn.base import clone
 from .._latents import check_latents as _check_latents
 from .._ragged import Particles, as_particles
 from ..bin import LatentBinner
-from ..estimate import latent_correlation_table, subsample_localizations
+from ..estimate import latent_correlation_table, make_estimator, subsample_localizations
 
-__all__ = ["default_bins", "resolve_estimator", "latent_orientation", "super_particle_grid", "sample_ratio_correlations"]
+__all__ = ["default_bins", "latent_orientation", "super_particle_grid", "sample_ratio_correlations"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +31,9 @@ def default_bins(n_bins: int) -> tuple:
     return tuple(int(b) for b in np.unique(np.round(np.linspace(1, n_bins, min(5, n_bins)))))
 
 
-def resolve_estimator(estimate, n_dims: int):
-    """A fresh estimator for ``estimate``: a name ("radius", "height", ...) or an estimator to clone."""
-    if isinstance(estimate, str):
-        from ..workflow import _estimator
-
-        return _estimator(estimate, n_dims)
-    if not (hasattr(estimate, "fit_transform") and hasattr(estimate, "get_params")):
-        raise TypeError(
-            f"estimate must be 'radius', 'height', 'tetrahedron', 'pore' or an estimator such as "
-            f"RadiusEstimator(); got {type(estimate).__name__}."
-        )
-    return clone(estimate)
-
-
 def estimate_particles(estimate, p: Particles):
     """(values (n, 2), name) of ``estimate`` on particles ``p``."""
-    est = resolve_estimator(estimate, p.n_dims)
+    est = make_estimator(estimate, p.n_dims)
     values = np.asarray(est.fit_transform(p), dtype=np.float64)
     if values.ndim == 1:
         values = values[:, None]

@@ -61,26 +61,17 @@ def _pretty(name: str) -> str:
     return f"{name[:-3].replace('_', ' ')} (nm)" if name.endswith("_nm") else name.replace("_", " ")
 
 
-def _best_dimension(latents, estimate) -> int:
-    from ..estimate import latent_correlation_table
-
-    table = latent_correlation_table(latents, {"e": estimate})
-    return int(np.argmax(np.abs(np.nan_to_num(table["spearman_rho"].to_numpy()))))
+def _estimated(name: str) -> str:
+    """'radius_nm' -> 'estimated radius (nm)': what the axis of a per-particle estimate shows."""
+    return f"estimated {_pretty(name)}"
 
 
 def _bins_along(latents, estimate, dimension, n_bins):
-    """(dimension, orientation, bins) as :func:`pcvae_sklearn.analyse` makes them."""
-    from ..bin import LatentBinner
+    """(dimension, orientation, bins 1..n_bins) as :func:`pcvae_sklearn.analyse` makes them."""
+    from ..bin import bin_along_axis
 
-    Z = check_latents(latents)
-    if dimension is None:
-        dimension = _best_dimension(Z, estimate)
-    if not 0 <= int(dimension) < Z.shape[1]:
-        raise ValueError(f"dimension must lie in 0..{Z.shape[1] - 1}, got {dimension!r}.")
-    dimension = int(dimension)
-    sign = float(latent_orientation(Z[:, [dimension]], estimate)[0])
-    bins = LatentBinner(n_bins=n_bins).fit(sign * Z[:, [dimension]]).labels_[:, 0]
-    return dimension, sign, bins
+    axis = bin_along_axis(latents, estimate, dimension=dimension, n_bins=n_bins)
+    return axis.dimension, axis.orientation, axis.bins
 
 
 # ----------------------------------------------------------------- mosaics
@@ -585,7 +576,7 @@ class LatentScatterDisplay(_Display):
             a.scatter(self.latents[:, j], self.estimate, **kw)
             a.set_title(f"{self.feature_names[j]}: r={self.pearson_[j]:+.2f}, ρ={self.spearman_[j]:+.2f}", fontsize=8)
             a.set_xlabel(self.feature_names[j], fontsize=8)
-            a.set_ylabel(_pretty(self.estimate_name), fontsize=8)
+            a.set_ylabel(_estimated(self.estimate_name), fontsize=8)
             a.tick_params(labelsize=7)
         self.axes_ = axes[:k]
         self.ax_ = axes[0] if k == 1 else self.axes_
@@ -604,9 +595,10 @@ class BinViolinDisplay(_Display):
     ----------
     estimate : ndarray of shape (n_particles,)
     bins : ndarray of shape (n_particles,)
-        Bin of every particle, 0-based.
+        Bin of every particle, numbered ``1 .. n_bins`` (as
+        ``WorkflowResult.bins``).
     n_bins : int, optional
-        Default ``bins.max() + 1``.
+        Default ``bins.max()``.
     estimate_name : str, default="estimate"
     feature_name : str, default="latent"
     super_estimates, super_precisions : ndarray of shape (n_bins,), optional
@@ -623,7 +615,9 @@ class BinViolinDisplay(_Display):
         self.bins = np.asarray(bins).astype(np.int64).ravel()
         if self.bins.shape != self.estimate.shape:
             raise ValueError(f"bins has {self.bins.size} entries for {self.estimate.size} estimates.")
-        self.n_bins = int(self.bins.max()) + 1 if n_bins is None else int(n_bins)
+        self.n_bins = int(self.bins.max()) if n_bins is None else int(n_bins)
+        if self.bins.size and (self.bins.min() < 1 or self.bins.max() > self.n_bins):
+            raise ValueError(f"bins are numbered 1..{self.n_bins}; got values from {self.bins.min()} to {self.bins.max()}.")
         self.estimate_name = estimate_name
         self.feature_name = feature_name
         self.super_estimates = None if super_estimates is None else np.asarray(super_estimates, dtype=np.float64)
@@ -677,17 +671,18 @@ class BinViolinDisplay(_Display):
         BinViolinDisplay
         """
         fig, ax = _figure_and_axes(ax, (max(5.0, 0.35 * self.n_bins + 2.0), 3.4))
-        groups = [self.estimate[self.bins == b] for b in range(self.n_bins)]
-        positions = [b + 1 for b in range(self.n_bins) if len(groups[b]) > 1]
-        parts = ax.violinplot([groups[b - 1] for b in positions], positions=positions, showmedians=True, widths=0.8)
+        groups = {b: self.estimate[self.bins == b] for b in range(1, self.n_bins + 1)}
+        positions = [b for b, g in groups.items() if len(g) > 1]
+        parts = ax.violinplot([groups[b] for b in positions], positions=positions, showmedians=True, widths=0.8)
         for body in parts["bodies"]:
             body.set_alpha(0.5)
         if self.super_estimates is not None:
             ax.errorbar(np.arange(1, len(self.super_estimates) + 1), self.super_estimates, yerr=self.super_precisions,
-                        fmt="o", color="C3", markersize=3, capsize=2, label="super-particle ± precision")
+                        fmt="o", color="C3", markersize=3, capsize=2,
+                        label="super-particle ± FWHM/√n (localization-level)")
             ax.legend(fontsize=7, loc="upper left")
         ax.set_xlabel(f"bin along {self.feature_name}")
-        ax.set_ylabel(f"per-particle {_pretty(self.estimate_name)}")
+        ax.set_ylabel(f"per-particle {_estimated(self.estimate_name)}")
         ax.set_xticks(np.arange(1, self.n_bins + 1))
         ax.tick_params(labelsize=7)
         self.ax_, self.figure_ = ax, fig
@@ -860,9 +855,9 @@ class TrainingCurveDisplay(_Display):
         """
         fig, ax = _figure_and_axes(ax, (4.4, 3.2))
         ax.plot(self.epochs, self.reconstruction, marker="o", color="C0", label="Chamfer (reconstruction)")
-        ax.plot(self.epochs, self.loss, marker=".", linestyle=":", color="C0", label="loss")
+        ax.plot(self.epochs, self.loss, marker=".", linestyle=":", color="C0", label="total loss")
         ax.set_xlabel("epoch")
-        ax.set_ylabel("Chamfer distance (normalised units)")
+        ax.set_ylabel("training loss (normalised units)")
         ax.set_xticks(self.epochs if len(self.epochs) <= 12 else ax.get_xticks())
         kl_ax = ax.twinx()
         kl_ax.plot(self.epochs, self.kl, marker="s", markersize=3, linestyle="--", color="C1", label="KL")

@@ -14,14 +14,15 @@ _CAPTIONS = {
     "A dimension that encodes a structural change shows it as a steady change along its row; numbers are the "
     "super-particle estimates (nm).",
     "bin_row": "The super-particles of all bins along the chosen latent dimension, each with its estimate and "
-    "precision FWHM/sqrt(n) (paper Figs. 5, 8, 10, 11).",
+    "the localization-level precision FWHM/sqrt(n), which counts localizations as independent (paper Figs. 5, 8, 10, 11).",
     "latent_scatter": "Every latent dimension against the per-particle estimate, with Pearson r and Spearman rho "
     "(paper Figs. 3, 12).",
     "bin_violin": "Per-particle estimate in every bin along the chosen dimension; red: the super-particle estimate "
     "with its precision (paper Fig. 4).",
     "sample_ratio": "Robustness: |correlation| of the latent dimensions with the estimate when only a fraction of "
     "every particle's localizations is kept and the particles are encoded again (paper Fig. 6).",
-    "training_curves": "Training curves: Chamfer reconstruction loss, total loss and KL divergence per epoch.",
+    "training_curves": "Training curves: the Chamfer reconstruction term, the total training loss (Chamfer + beta KL "
+    "+ the latent penalties) and the KL divergence per epoch.",
     "latent_embedding": "The latents projected on their first two principal components, coloured by the "
     "per-particle estimate.",
 }
@@ -44,12 +45,19 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
 
 
+def _p_value(v) -> str:
+    """A p-value as a reader wants it: 0.041, 3.2e-07, never 0.000."""
+    return "nan" if v != v else (f"{v:.3f}" if v >= 1e-3 else f"{v:.1e}")
+
+
 def _table(df, precision=3) -> str:
-    return df.to_html(index=False, float_format=lambda v: f"{v:.{precision}g}" if abs(v) < 1e-3 and v else f"{v:.{precision}f}",
-                      border=0)
+    """A DataFrame as HTML: p-value columns (``*_p``) in scientific notation below 0.001."""
+    formatters = {c: _p_value for c in df.columns if str(c).endswith("_p") or str(c) == "p_value"}
+    return df.to_html(index=False, formatters=formatters, border=0,
+                      float_format=lambda v: f"{v:.{precision}g}" if abs(v) < 1e-3 and v else f"{v:.{precision}f}")
 
 
-def write_report(path, result, *, figures=None, settings=None, note="", truth_summary=None):
+def write_report(path, result, *, figures=None, settings=None, note="", truth_summary=None, warnings=None):
     """Write ``report.html``: summary, figures (embedded), correlation and bin tables, settings and versions.
 
     Parameters
@@ -65,6 +73,9 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         A highlighted note (e.g. that figures need matplotlib).
     truth_summary : dict, optional
         Lines comparing with simulated ground truth.
+    warnings : list of str, optional
+        Shown in a highlighted box under the summary; default
+        ``result.warnings``.
 
     Returns
     -------
@@ -82,16 +93,24 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         "particles": len(result.latents),
         "latent dimensions": result.latents.shape[1],
         "estimate": result.estimate_name,
-        "bins along": f"dimension {result.dimension} ({names[result.dimension]}), orientation {result.orientation:+.0f}",
+        "bins along": f"dimension {result.dimension} ({names[result.dimension]}), the one that tracks the estimate best"
+        + (", sign flipped so that the estimate grows from bin 1 to bin n" if result.orientation < 0 else ""),
     }
+    reading = settings.get("reading")
+    if reading:
+        summary["read with"] = ", ".join(f"{k.replace('pixelsize', 'pixel size (nm)')} {v}" for k, v in reading.items())
     col = [c for c in result.bin_table.columns if c.startswith("super_particle_") and "precision" not in c]
     if col:
         rho = spearmanr(result.bin_table["bin"], result.bin_table[col[0]])[0]
-        summary["Spearman of bin index with the super-particle estimate"] = f"{rho:+.3f}"
+        summary["Spearman of the bin number with the super-particle estimate"] = f"{rho:+.3f}"
     summary.update(truth_summary or {})
     summary.update({f"seconds: {k}": f"{v:.1f}" for k, v in result.seconds.items()})
     parts.append("<table>" + "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
                                       f"{html.escape(str(v))}</td></tr>" for k, v in summary.items()) + "</table>")
+    cautions = list(getattr(result, "warnings", []) if warnings is None else warnings)
+    if cautions:
+        parts.append('<div class="note"><b>Warnings</b><ul>' + "".join(f"<li>{html.escape(w)}</li>" for w in cautions)
+                     + "</ul></div>")
     if note:
         parts.append(f'<p class="note">{html.escape(note)}</p>')
     if figures:

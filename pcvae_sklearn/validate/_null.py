@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 
 from .._latents import check_latents
 from .._ragged import Particles, as_particles
-from ..cluster._fuse import _check_estimator
+from ..estimate import make_estimator
 from ..fuse import ParticleFuser
 from ..fuse._jrmpc import apply_transforms
 
@@ -522,7 +522,7 @@ def heterogeneity_null_test(
 
     p = as_particles(X, min_particles=2 * n_bins if isinstance(n_bins, Integral) else 2)
     rng = check_random_state(random_state)
-    est = _check_estimator(estimator, p.n_dims)
+    est = make_estimator(estimator, p.n_dims)
     null, fuser = _simulate_null(p, fuser, rng)
     n = p.n_particles
     union = Particles(

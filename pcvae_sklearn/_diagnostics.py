@@ -1,0 +1,93 @@
+"""Checks of a workflow run that a user must hear about: too few particles, divergence, wrong model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._ragged import Particles
+
+__all__ = ["check_bins", "workflow_warnings", "central_fraction"]
+
+# fewer particles than this per bin give noisy per-bin estimates and super-particles
+MIN_PER_BIN = 10
+# below this many particles a correlation's chance level is large; the warning gives it
+MIN_FOR_CORRELATION = 30
+# rings leave their centre empty: the median particle of a ring structure has
+# at most this fraction of its localizations within half its median radial
+# distance (simulated pores: about 0.006, real gp210 and Nup107 pores 0.02-0.03; DNA-origami grids 0.10-0.17; a filled disc 0.125)
+MAX_CENTRAL_FRACTION_OF_RINGS = 0.06
+
+
+def check_bins(n_particles: int, n_bins) -> None:
+    """Raise when ``n_bins`` is not an integer >= 2 or the particles cannot fill every bin with 2."""
+    if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 2:
+        raise ValueError(f"n_bins must be an integer of at least 2; got {n_bins!r}.")
+    if n_particles < 2 * n_bins:
+        most = n_particles // 2
+        fix = f"lower n_bins to {most} or fewer" if most >= 2 else "at least 4 particles are needed for 2 bins"
+        raise ValueError(
+            f"the data hold {n_particles} particle(s), and {n_bins} bins need at least {2 * n_bins} "
+            f"(every bin needs 2 particles to fuse): {fix}."
+        )
+
+
+def central_fraction(p: Particles) -> np.ndarray:
+    """Per particle, the fraction of localizations within half its median radial (xy) distance of its centroid.
+
+    Near 0 for rings (their centre is empty), 0.125 for a uniformly filled
+    disc and larger for grids and compact shapes.
+    """
+    xy = p.coords[:, :2]
+    d = np.linalg.norm(xy - np.repeat(p.centroids()[:, :2], p.lengths, axis=0), axis=1)
+    starts = p.offsets[:-1]
+    order = np.lexsort((d, np.repeat(np.arange(p.n_particles), p.lengths)))
+    d_sorted = d[order]  # particles stay in their segments, each sorted by distance
+    median = 0.5 * (d_sorted[starts + (p.lengths - 1) // 2] + d_sorted[starts + p.lengths // 2])
+    inside = d < 0.5 * np.repeat(median, p.lengths)
+    return np.add.reduceat(inside.astype(np.float64), starts) / p.lengths
+
+
+def _training_warnings(history) -> list:
+    out = []
+    loss = np.array([h.get("loss", np.nan) for h in history], dtype=np.float64)
+    if loss.size and not np.all(np.isfinite(loss)):
+        bad = int(np.flatnonzero(~np.isfinite(loss))[0]) + 1
+        return [f"the training loss is not finite in epoch {bad}: the fit diverged; lower the learning rate or check "
+                "the data for far outliers."]
+    for e in range(1, loss.size):
+        if loss[e] > 2.0 * loss[e - 1] and loss[e] - loss[e - 1] > 1e-3:
+            out.append(
+                f"the training loss jumped from {loss[e - 1]:.3g} in epoch {e} to {loss[e]:.3g} in epoch {e + 1}: "
+                "the fit may have diverged (few particles, far outliers or a learning rate too high); look at the "
+                "training curves before trusting the latents."
+            )
+            break
+    return out
+
+
+def workflow_warnings(p: Particles, *, vae, n_bins: int, estimate_name: str) -> list:
+    """Messages for everything doubtful in a run of :func:`pcvae_sklearn.analyse`."""
+    out = []
+    n = p.n_particles
+    per_bin = n // n_bins
+    if per_bin < MIN_PER_BIN:
+        out.append(
+            f"{n} particles in {n_bins} bins is about {per_bin} per bin; per-bin estimates and super-particles from "
+            f"fewer than {MIN_PER_BIN} particles are noisy: use fewer bins (n_bins) or more particles."
+        )
+    if n < MIN_FOR_CORRELATION:
+        chance = 1.96 / np.sqrt(n - 1)
+        out.append(
+            f"the correlations of the latent dimensions with the estimate are computed on {n} particles: "
+            f"a |Spearman| up to about {min(chance, 1.0):.2f} arises by chance (p = 0.05)."
+        )
+    out += _training_warnings(getattr(vae, "history_", []))
+    if estimate_name.startswith("radius"):
+        frac = float(np.median(central_fraction(p)))
+        if frac > MAX_CENTRAL_FRACTION_OF_RINGS:
+            out.append(
+                f"the particles do not look like rings: a median {100 * frac:.0f}% of each particle's localizations "
+                f"lie within half its median radius of its centre (rings: under {100 * MAX_CENTRAL_FRACTION_OF_RINGS:.0f}%), "
+                "so the ring radius estimate measures their spread, not a radius. Choose an estimate that fits the structure."
+            )
+    return out
