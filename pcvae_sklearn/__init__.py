@@ -22,7 +22,7 @@ Sci. Rep. (2025).
 from . import cluster, datasets, io, show, validate
 from ._ragged import Particles, as_particles
 from ._version import __version__
-from .bin import LatentBinner
+from .bin import LatentBinner, bin_along_axis
 from .cluster import choose_n_clusters, fuse_clusters
 from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import (
@@ -31,6 +31,7 @@ from .estimate import (
     best_latent_dimension,
     latent_correlation_scorer,
     latent_correlation_table,
+    make_estimator,
     subsample_localizations,
 )
 from .fuse import BinFusion, ParticleFuser, fuse_bins
@@ -42,11 +43,13 @@ __all__ = [
     "PointCloudVAE",
     "LatentUnmixer",
     "LatentBinner",
+    "bin_along_axis",
     "ParticleFuser",
     "fuse_bins",
     "BinFusion",
     "RadiusEstimator",
     "HeightEstimator",
+    "make_estimator",
     "latent_correlation_scorer",
     "latent_correlation_table",
     "best_latent_dimension",

@@ -24,15 +24,14 @@ Sci. Rep. (2025).
 """
 
 from ._data import default_bins, sample_ratio_correlations, super_particle_grid
-from ._displays import (
-    BinRowDisplay,
+from ._latent_displays import (
     BinViolinDisplay,
     LatentEmbeddingDisplay,
     LatentScatterDisplay,
     SampleRatioDisplay,
-    SuperParticleGridDisplay,
     TrainingCurveDisplay,
 )
+from ._super_particle_displays import BinRowDisplay, SuperParticleGridDisplay
 from ._render import (
     Rendering,
     add_scale_bar,

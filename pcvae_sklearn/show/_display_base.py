@@ -1,0 +1,112 @@
+"""Display objects for the paper's figures, in scikit-learn's style.
+
+Every Display holds the data of its figure (computed without matplotlib by
+``from_estimator`` or ``from_results``) and draws it with ``plot(ax=None)``,
+which sets ``ax_`` and ``figure_`` and returns the Display, as
+:class:`sklearn.metrics.PredictionErrorDisplay` does. matplotlib is imported
+only inside ``plot`` (``pip install pcvae-sklearn[plot]``).
+
+This module holds what every Display shares; the figures are in
+``_super_particle_displays`` (super-particles) and ``_latent_displays``
+(latents and estimates).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._render import render_projections, scale_bar_length
+
+_PLOT_EXTRA = "pip install 'pcvae-sklearn[plot]'"
+
+
+def _pyplot():
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(f"plotting needs matplotlib: {_PLOT_EXTRA} (or pip install matplotlib).") from exc
+    return plt
+
+
+def _figure_and_axes(ax, figsize):
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax.figure, ax
+
+
+def _feature_names(vae, k):
+    try:
+        return [str(n) for n in vae.get_feature_names_out()]
+    except (AttributeError, TypeError, ValueError):
+        return [f"pcvae{j}" for j in range(k)]
+
+
+def _pretty(name: str) -> str:
+    """'radius_nm' -> 'radius (nm)'."""
+    return f"{name[:-3].replace('_', ' ')} (nm)" if name.endswith("_nm") else name.replace("_", " ")
+
+
+def _estimated(name: str) -> str:
+    """'radius_nm' -> 'estimated radius (nm)': what the axis of a per-particle estimate shows."""
+    return f"estimated {_pretty(name)}"
+
+
+def _bins_along(latents, estimate, dimension, n_bins):
+    """(dimension, orientation, bins 1..n_bins) as :func:`pcvae_sklearn.analyse` makes them."""
+    from ..bin import bin_along_axis
+
+    axis = bin_along_axis(latents, estimate, dimension=dimension, n_bins=n_bins)
+    return axis.dimension, axis.orientation, axis.bins
+
+
+# ----------------------------------------------------------------- mosaics
+def _tiles(super_particles, pixel_size, blur, extent):
+    """Normalised images (n, rows, cols) of every super-particle: xy, and xz beside it in 3D."""
+    renders = render_projections(super_particles, pixel_size=pixel_size, blur=blur, extent=extent)
+    parts = [r.normalised() for r in renders.values()]
+    ref = renders["xy"]
+    if len(parts) == 1:
+        return parts[0], ref, ("xy",)
+    n, h, _ = parts[0].shape
+    sep = np.full((n, h, 1), np.nan)
+    return np.concatenate([parts[0], sep, parts[1]], axis=2), ref, tuple(renders)
+
+
+def _mosaic(tiles, n_rows, n_cols, gap=2):
+    """Tiles (n_rows * n_cols, h, w), row-major, into one image with NaN gaps; tiles flipped for origin='upper'."""
+    _, h, w = tiles.shape
+    out = np.full((n_rows * (h + gap) - gap, n_cols * (w + gap) - gap), np.nan)
+    for k, tile in enumerate(tiles):  # a few dozen tiles
+        r, c = divmod(k, n_cols)
+        out[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = tile[::-1]
+    return out
+
+
+def _draw_mosaic(ax, mosaic, cmap):
+    import matplotlib as mpl
+
+    cm = mpl.colormaps[cmap].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cm, vmin=0.0, vmax=1.0, interpolation="nearest", origin="upper")
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+
+
+def _mosaic_scale_bar(ax, x_right, y_bottom, tile_w, pixel_size, width_nm, fontsize=7):
+    """A scale bar in the lower right corner of a tile of a mosaic (pixel coordinates)."""
+    length = scale_bar_length(width_nm, fraction=0.3)
+    n_px = length / pixel_size
+    x1 = x_right - 0.06 * tile_w
+    y = y_bottom - 0.08 * tile_w
+    ax.plot([x1 - n_px, x1], [y, y], color="white", linewidth=2.0, solid_capstyle="butt")
+    ax.text(x1 - n_px / 2, y - 0.03 * tile_w, f"{length:g} nm", color="white", ha="center", va="bottom", fontsize=fontsize)
+    return length
+
+
+class _Display:
+    """Common bits: repr and the matplotlib check."""
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
