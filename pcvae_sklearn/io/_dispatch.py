@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from ._common import describe, require, split_unit
 from ._csv import read_csv, read_csv_folder, read_dataframe, read_header, read_thunderstorm
+from ._fusion_mat import holds_fusion_layout, mat_variables, neither_layout_error, read_fusion_mat
 from ._parquet import read_parquet
 from ._picasso import read_picasso
 from ._rapidstorm import read_rapidstorm
@@ -14,6 +16,7 @@ from ._smap import read_smap
 _READERS = {
     "picasso": read_picasso,
     "smap": read_smap,
+    "fusion_mat": read_fusion_mat,
     "thunderstorm": read_thunderstorm,
     "rapidstorm": read_rapidstorm,
     "csv_folder": read_csv_folder,
@@ -22,6 +25,15 @@ _READERS = {
     "dataframe": read_dataframe,
 }
 FORMATS = tuple(_READERS)
+
+
+def _pixel_keyword(reader) -> str | None:
+    """The name under which ``reader`` takes nm per camera pixel (the readers predate one spelling)."""
+    params = inspect.signature(reader).parameters
+    return next((name for name in ("pixel_size", "pixelsize") if name in params), None)
+
+
+_PIXEL_KEYWORD = {name: _pixel_keyword(reader) for name, reader in _READERS.items()}
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -37,10 +49,26 @@ def _hdf5_kind(path: Path) -> str:
         return "picasso"
     if "saveloc" in keys:
         return "smap"
+    variables = mat_variables(path)
+    if holds_fusion_layout(variables):
+        return "fusion_mat"
     raise ValueError(
-        f"cannot tell the format of {describe(path)}: an HDF5 file with neither a Picasso 'locs' dataset nor a SMAP "
-        f"'saveloc' group (it holds {sorted(keys)}). Known formats: {', '.join(FORMATS)}."
+        f"cannot tell the format of {describe(path)}: an HDF5 file with neither a Picasso 'locs' dataset, a SMAP "
+        f"'saveloc' group, nor a MATLAB cell or struct of particles as the TU Delft fusion tools write them (it holds "
+        f"{sorted(keys)}). Known formats: {', '.join(FORMATS)}."
     )
+
+
+def _mat_v5_kind(path: Path) -> str:
+    variables = mat_variables(path)
+    if any(name == "saveloc" for name, _, _ in variables):
+        raise ValueError(
+            f"{describe(path)} is a MATLAB v5 .mat file with SMAP's 'saveloc'; SMAP files are read in the v7.3 (HDF5) "
+            "format SMAP writes. Save it with save(..., '-v7.3')."
+        )
+    if holds_fusion_layout(variables):
+        return "fusion_mat"
+    raise neither_layout_error(path, variables)
 
 
 def sniff_format(path) -> str:
@@ -60,10 +88,7 @@ def sniff_format(path) -> str:
         return _hdf5_kind(path)
     suffix = path.suffix.lower()
     if head.startswith(b"MATLAB 5.0"):
-        raise ValueError(
-            f"{describe(path)} is a MATLAB v5 .mat file; SMAP files are read in the v7.3 (HDF5) format SMAP writes. "
-            "Save it with save(..., '-v7.3')."
-        )
+        return _mat_v5_kind(path)
     if suffix in (".hdf5", ".h5", ".mat", ".parquet"):
         raise ValueError(
             f"{describe(path)} has the extension {suffix!r} but is not a valid {'Parquet' if suffix == '.parquet' else 'HDF5'} "
@@ -86,34 +111,43 @@ def sniff_format(path) -> str:
     )
 
 
-def read_particles(path_or_dataframe, *, format=None, **kwargs):
+def read_particles(path_or_dataframe, *, format=None, pixel_size=None, **kwargs):
     """Read picked particles from any supported localization file.
 
     The reader is chosen from the content of the file:
 
-    ========================================  ==================
-    what is found                             reader
-    ========================================  ==================
-    HDF5 with a ``locs`` dataset              :func:`read_picasso`
-    MATLAB v7.3 (HDF5) with ``saveloc``       :func:`read_smap`
-    CSV whose header has ``x [nm]`` (units)   :func:`read_thunderstorm`
-    first line ``# <localizations ...>``      :func:`read_rapidstorm`
-    a folder (one CSV per particle)           :func:`read_csv_folder`
-    Parquet (``PAR1``)                        :func:`read_parquet`
-    CSV with x, y and a particle id column    :func:`read_csv`
-    a pandas DataFrame                        :func:`read_dataframe`
-    ========================================  ==================
+    ==============================================  ======================
+    what is found                                   reader
+    ==============================================  ======================
+    HDF5 with a ``locs`` dataset                    :func:`read_picasso`
+    MATLAB v7.3 (HDF5) with ``saveloc``             :func:`read_smap`
+    MATLAB v5 or v7.3 with a cell of particles      :func:`read_fusion_mat`
+    (``particles`` structs, or (d, n) arrays)
+    CSV whose header has ``x [nm]`` (units)         :func:`read_thunderstorm`
+    first line ``# <localizations ...>``            :func:`read_rapidstorm`
+    a folder (one CSV per particle)                 :func:`read_csv_folder`
+    Parquet (``PAR1``)                              :func:`read_parquet`
+    CSV with x, y and a particle id column          :func:`read_csv`
+    a pandas DataFrame                              :func:`read_dataframe`
+    ==============================================  ======================
 
     Parameters
     ----------
     path_or_dataframe : str, Path or pandas.DataFrame
     format : str, optional
-        Skip detection: one of ``"picasso"``, ``"smap"``,
-        ``"thunderstorm"``, ``"rapidstorm"``, ``"csv_folder"``, ``"csv"``,
-        ``"parquet"``, ``"dataframe"``.
+        Skip detection (command line: ``--format``): one of
+        ``"picasso"``, ``"smap"``, ``"fusion_mat"``, ``"thunderstorm"``,
+        ``"rapidstorm"``, ``"csv_folder"``, ``"csv"``, ``"parquet"``,
+        ``"dataframe"``.
+    pixel_size : float, optional
+        nm per camera pixel (command line: ``--pixel-size``), for files in
+        camera pixels: passed to the reader (as ``pixelsize`` to the readers
+        that spell it so, which also accept it here). Required for the
+        ``particles`` layout of :func:`read_fusion_mat`; an error for
+        formats that are always in nm (SMAP, Parquet).
     **kwargs
-        Passed to the reader: ``pixelsize``, ``particle_column``, ``picks``,
-        ``pick_radius``, ``n_dims``, ... (see each reader).
+        Passed to the reader: ``particle_column``, ``picks``,
+        ``pick_radius``, ``n_dims``, ``variable``, ... (see each reader).
 
     Returns
     -------
@@ -132,8 +166,9 @@ def read_particles(path_or_dataframe, *, format=None, **kwargs):
         If the path does not exist.
     ValueError
         If the format cannot be told, or the reader finds the file
-        truncated, missing columns, in units it cannot interpret, or without
-        picks. The message names the file.
+        truncated, missing columns, in units it cannot interpret (or in
+        camera pixels without ``pixel_size``), or without picks. The
+        message names the file.
 
     See Also
     --------
@@ -150,15 +185,29 @@ def read_particles(path_or_dataframe, *, format=None, **kwargs):
     >>> len(particles), particles.particle_id[:, 0].tolist()
     (2, [4, 9])
     """
-    if format is not None:
-        if format not in _READERS:
-            raise ValueError(f"unknown format {format!r}; known formats: {', '.join(FORMATS)}.")
-        return _READERS[format](path_or_dataframe, **kwargs)
+    if "pixelsize" in kwargs:  # the spelling of the older readers
+        alias = kwargs.pop("pixelsize")
+        if alias is not None and pixel_size is not None:
+            raise TypeError("read_particles got both pixel_size and pixelsize; give one (command line: --pixel-size).")
+        pixel_size = alias if pixel_size is None else pixel_size
+    if format is not None and format not in _READERS:
+        raise ValueError(f"unknown format {format!r} (command line: --format); known formats: {', '.join(FORMATS)}.")
     obj = path_or_dataframe
-    if hasattr(obj, "columns") and hasattr(obj, "to_numpy"):
-        return read_dataframe(obj, **kwargs)
-    if type(obj).__module__.startswith("awkward"):
-        raise TypeError("read_particles got an awkward array, which is already particles; use it directly.")
-    if not isinstance(obj, (str, Path)) and not hasattr(obj, "__fspath__"):
-        raise TypeError(f"read_particles expects a path or a pandas DataFrame, got {type(obj).__name__}.")
-    return _READERS[sniff_format(obj)](obj, **kwargs)
+    if format is None:
+        if hasattr(obj, "columns") and hasattr(obj, "to_numpy"):
+            format = "dataframe"
+        elif type(obj).__module__.startswith("awkward"):
+            raise TypeError("read_particles got an awkward array, which is already particles; use it directly.")
+        elif not isinstance(obj, (str, Path)) and not hasattr(obj, "__fspath__"):
+            raise TypeError(f"read_particles expects a path or a pandas DataFrame, got {type(obj).__name__}.")
+        else:
+            format = sniff_format(obj)
+    if pixel_size is not None:
+        keyword = _PIXEL_KEYWORD[format]
+        if keyword is None:
+            raise ValueError(
+                f"{describe(obj)} is read by the {format!r} reader, whose coordinates are always in nm; leave out "
+                "pixel_size= (command line: --pixel-size)."
+            )
+        kwargs[keyword] = pixel_size
+    return _READERS[format](obj, **kwargs)
