@@ -625,7 +625,7 @@ def test_dispatch_errors(tmp_path):
         read_particles(ak.Array([[{"x": 1.0, "y": 2.0}]]))
     with pytest.raises(TypeError, match="path or a pandas DataFrame"):
         read_particles(42)
-    assert set(FORMATS) == {"picasso", "smap", "thunderstorm", "rapidstorm", "csv_folder", "csv", "parquet", "dataframe"}
+    assert set(FORMATS) == {"picasso", "smap", "fusion_mat", "thunderstorm", "rapidstorm", "csv_folder", "csv", "parquet", "dataframe"}
 
 
 def test_parquet_errors_and_other_inputs(tmp_path):
