@@ -36,7 +36,6 @@ to DIR. 'pcvae demo --help' and 'pcvae run --help' list the options.
 _FLAGS = {
     "n_bins": "--n-bins",
     "pixel_size": "--pixel-size",
-    "pixelsize": "--pixel-size",
     "particle_column": "--particle-column",
     "pick_radius": "--pick-radius",
     "learning_rate": "--learning-rate",
@@ -367,13 +366,13 @@ def _print_summary(res, truth, seconds, out, cautions=()):
 
 def _read(args):
     """(particles, what was used to read them) from ``pcvae run``'s options."""
-    from .io import read_particles
+    from .io import picasso_pixel_size, read_particles, sniff_format
 
     options = {}
     if args.pixel_size is not None:
         if not args.pixel_size > 0:
             raise ValueError(f"--pixel-size must be positive (nm per camera pixel); got {args.pixel_size}.")
-        options["pixelsize"] = args.pixel_size
+        options["pixel_size"] = args.pixel_size
     if args.particle_column is not None:
         options["particle_column"] = args.particle_column
     if args.picks is not None:
@@ -386,7 +385,10 @@ def _read(args):
     if args.pick_radius is not None:
         options["pick_radius"] = args.pick_radius
     particles = read_particles(args.input, format=args.format, **options)
-    reading = {"format": args.format or "detected from the file", **{k: v for k, v in options.items() if k != "picks"}}
+    fmt = args.format or sniff_format(args.input)
+    reading = {"format": fmt if args.format else f"{fmt} (detected)", **{k: v for k, v in options.items() if k != "picks"}}
+    if fmt == "picasso" and args.pixel_size is None:
+        reading["pixel_size"] = f"{picasso_pixel_size(Path(args.input)):g} (from the Picasso YAML sidecar)"
     if args.picks is not None:
         reading["picks"] = f"{len(options['picks'])} pick centres from {args.picks}"
     return particles, reading

@@ -38,7 +38,7 @@ def test_help_is_plain_text_with_the_real_defaults(capsys):
 @pytest.mark.parametrize(
     "message, expected",
     [
-        ("pass pixel_size= (or pixelsize=)", "pass --pixel-size  (or --pixel-size )"),
+        ("pass pixel_size= (or pixel_size=)", "pass --pixel-size  (or --pixel-size )"),
         ("lower n_bins to 4 or fewer", "lower --n-bins to 4 or fewer"),
         ("pass particle_column=<name>, or picks=<centres> and pick_radius=<nm>.",
          "pass --particle-column <name>, or --picks <centres> and --pick-radius <nm>."),

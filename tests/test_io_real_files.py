@@ -70,9 +70,9 @@ def check_picks(particles, xy, centres, radius, precision=None):
 def test_picasso_sample_is_nine_particles_in_nm(tmp_path):
     with h5py.File(PICASSO, "r") as f:
         locs = f["locs"][...]
-    pixelsize = [d["Pixelsize"] for d in yaml.safe_load_all(PICASSO.with_suffix(".yaml").read_text()) if isinstance(d, dict) and "Pixelsize" in d]
-    assert len(set(pixelsize)) == 1
-    px = float(pixelsize[0])
+    pixel_size = [d["Pixelsize"] for d in yaml.safe_load_all(PICASSO.with_suffix(".yaml").read_text()) if isinstance(d, dict) and "Pixelsize" in d]
+    assert len(set(pixel_size)) == 1
+    px = float(pixel_size[0])
 
     assert sniff_format(PICASSO) == "picasso"
     particles = read_particles(PICASSO)

@@ -103,7 +103,7 @@ OTHER_UNITS = {
 }
 
 
-def length_factor(unit: str | None, *, pixelsize, source, column: str) -> float:
+def length_factor(unit: str | None, *, pixel_size, source, column: str) -> float:
     """Factor that converts ``column`` from ``unit`` to nm; a clear error if it cannot."""
     if unit is None:
         return 1.0
@@ -111,12 +111,12 @@ def length_factor(unit: str | None, *, pixelsize, source, column: str) -> float:
     if u in LENGTH_UNITS:
         return LENGTH_UNITS[u]
     if u in PIXEL_UNITS:
-        if pixelsize is None:
+        if pixel_size is None:
             raise ValueError(
-                f"{describe(source)}: column {column!r} is in camera pixels ({unit!r}); pass pixelsize=<nm per pixel> "
+                f"{describe(source)}: column {column!r} is in camera pixels ({unit!r}); pass pixel_size=<nm per pixel> "
                 "to convert it to nm."
             )
-        return float(pixelsize)
+        return float(pixel_size)
     raise ValueError(
         f"{describe(source)}: column {column!r} has the unit {unit!r}, which the reader cannot interpret as a length. "
         f"Known length units: {sorted(set(LENGTH_UNITS) | PIXEL_UNITS)}."
@@ -130,13 +130,13 @@ def is_length_unit(unit: str | None) -> bool:
     return u in LENGTH_UNITS or u in PIXEL_UNITS
 
 
-def check_pixelsize(pixelsize, source) -> float:
+def check_pixel_size(pixel_size, source) -> float:
     try:
-        value = float(pixelsize)
+        value = float(pixel_size)
     except (TypeError, ValueError):
-        raise TypeError(f"{describe(source)}: pixelsize must be a number of nm per pixel, got {pixelsize!r}.") from None
+        raise TypeError(f"{describe(source)}: pixel_size must be a number of nm per pixel, got {pixel_size!r}.") from None
     if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{describe(source)}: pixelsize must be a positive number of nm per pixel, got {pixelsize!r}.")
+        raise ValueError(f"{describe(source)}: pixel_size must be a positive number of nm per pixel, got {pixel_size!r}.")
     return value
 
 

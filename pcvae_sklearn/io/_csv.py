@@ -72,7 +72,7 @@ def read_columns(path: Path, headers: list[str], sep: str = ",") -> dict:
     return out
 
 
-def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixelsize=None, sep=",", n_dims=None):
+def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixel_size=None, sep=",", n_dims=None):
     """Read particles from one CSV with a particle id column.
 
     Parameters
@@ -91,7 +91,7 @@ def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixels
         becomes one particle (id = pick number).
     pick_radius : float or array-like of shape (n_picks,), optional
         Radius of the picks in nm.
-    pixelsize : float, optional
+    pixel_size : float, optional
         nm per camera pixel, needed only for columns in pixels.
     sep : str, default=","
         Column separator.
@@ -117,18 +117,18 @@ def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixels
         raise ValueError(f"{describe(path)} has no header line; the first line must name the columns (x, y[, z], ...).")
     raw = read_columns(path, headers, sep)
     return particles_from_table(
-        path, raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixelsize=pixelsize, n_dims=n_dims
+        path, raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixel_size=pixel_size, n_dims=n_dims
     )
 
 
-def read_thunderstorm(path, *, particle_column=None, picks=None, pick_radius=None, pixelsize=None, n_dims=None):
+def read_thunderstorm(path, *, particle_column=None, picks=None, pick_radius=None, pixel_size=None, n_dims=None):
     """Read particles from a ThunderSTORM CSV export.
 
     ThunderSTORM writes units in the header (``"x [nm]"``, ``"y [nm]"``,
     ``"z [nm]"``, ``"sigma [nm]"``, ``"intensity [photon]"``,
     ``"uncertainty [nm]"`` or ``"uncertainty_xy [nm]"`` and
     ``"uncertainty_z [nm]"``). Lengths are converted to nm (``px`` needs
-    ``pixelsize``); a coordinate unit that is not a length is an error.
+    ``pixel_size``); a coordinate unit that is not a length is an error.
 
     ThunderSTORM itself does not pick particles: give either a particle id
     column (``particle_column``, e.g. one added by clustering) or circular
@@ -143,7 +143,7 @@ def read_thunderstorm(path, *, particle_column=None, picks=None, pick_radius=Non
         Pick centres in nm.
     pick_radius : float or array-like, optional
         Pick radius in nm.
-    pixelsize : float, optional
+    pixel_size : float, optional
         nm per pixel, for columns in ``px``.
     n_dims : {2, 3}, optional
 
@@ -171,7 +171,7 @@ def read_thunderstorm(path, *, particle_column=None, picks=None, pick_radius=Non
         )
     raw = read_columns(path, headers, ",")
     return particles_from_table(
-        path, raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixelsize=pixelsize, n_dims=n_dims
+        path, raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixel_size=pixel_size, n_dims=n_dims
     )
 
 
@@ -196,7 +196,7 @@ def _file_ids(files):
     return np.asarray([f.stem for f in files])
 
 
-def read_csv_folder(path, *, pattern="*.csv", pixelsize=None, n_dims=None):
+def read_csv_folder(path, *, pattern="*.csv", pixel_size=None, n_dims=None):
     """Read a folder that holds one CSV per particle.
 
     This is the layout of the PC-VAE reference implementation:
@@ -211,7 +211,7 @@ def read_csv_folder(path, *, pattern="*.csv", pixelsize=None, n_dims=None):
         The folder.
     pattern : str, optional
         Which files in it to read (glob pattern); default ``"*.csv"``.
-    pixelsize : float, optional
+    pixel_size : float, optional
         nm per pixel, for columns with a ``px`` unit.
     n_dims : {2, 3}, optional
 
@@ -249,10 +249,10 @@ def read_csv_folder(path, *, pattern="*.csv", pixelsize=None, n_dims=None):
             raise ValueError(f"{describe(f)} has no localizations (only a header line).")
         parts.append(cols)
     raw = {h: np.concatenate([p[h] for p in parts]) for h in parts[0]}
-    return particles_from_table(folder, raw, ids=np.repeat(ids, counts), pixelsize=pixelsize, n_dims=n_dims)
+    return particles_from_table(folder, raw, ids=np.repeat(ids, counts), pixel_size=pixel_size, n_dims=n_dims)
 
 
-def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pixelsize=None, n_dims=None):
+def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pixel_size=None, n_dims=None):
     """Read particles from a pandas DataFrame with a particle id column.
 
     Parameters
@@ -263,7 +263,7 @@ def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pi
     particle_column : str, optional
         The particle id column; by default the first of ``particle_id``,
         ``particle``, ``group``, ``pick``, ``site``, ``cluster_id``.
-    picks, pick_radius, pixelsize, n_dims
+    picks, pick_radius, pixel_size, n_dims
         As in :func:`read_csv`.
 
     Returns
@@ -293,5 +293,5 @@ def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pi
     if particle_column is not None:
         particle_column = str(particle_column)
     return particles_from_table(
-        "DataFrame", raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixelsize=pixelsize, n_dims=n_dims
+        "DataFrame", raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixel_size=pixel_size, n_dims=n_dims
     )

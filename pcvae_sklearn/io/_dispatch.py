@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ._common import describe, require, split_unit
 from ._csv import read_csv, read_csv_folder, read_dataframe, read_header, read_thunderstorm
+from ._fusion_mat import holds_fusion_layout, mat_variables, neither_layout_error, read_fusion_mat
 from ._parquet import read_parquet
 from ._picasso import read_picasso
 from ._rapidstorm import read_rapidstorm
@@ -15,6 +16,7 @@ from ._smap import read_smap
 _READERS = {
     "picasso": read_picasso,
     "smap": read_smap,
+    "fusion_mat": read_fusion_mat,
     "thunderstorm": read_thunderstorm,
     "rapidstorm": read_rapidstorm,
     "csv_folder": read_csv_folder,
@@ -23,6 +25,7 @@ _READERS = {
     "dataframe": read_dataframe,
 }
 FORMATS = tuple(_READERS)
+
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -38,10 +41,26 @@ def _hdf5_kind(path: Path) -> str:
         return "picasso"
     if "saveloc" in keys:
         return "smap"
+    variables = mat_variables(path)
+    if holds_fusion_layout(variables):
+        return "fusion_mat"
     raise ValueError(
-        f"cannot tell the format of {describe(path)}: an HDF5 file with neither a Picasso 'locs' dataset nor a SMAP "
-        f"'saveloc' group (it holds {sorted(keys)}). Known formats: {', '.join(FORMATS)}."
+        f"cannot tell the format of {describe(path)}: an HDF5 file with neither a Picasso 'locs' dataset, a SMAP "
+        f"'saveloc' group, nor a MATLAB cell or struct of particles as the TU Delft fusion tools write them (it holds "
+        f"{sorted(keys)}). Known formats: {', '.join(FORMATS)}."
     )
+
+
+def _mat_v5_kind(path: Path) -> str:
+    variables = mat_variables(path)
+    if any(name == "saveloc" for name, _, _ in variables):
+        raise ValueError(
+            f"{describe(path)} is a MATLAB v5 .mat file with SMAP's 'saveloc'; SMAP files are read in the v7.3 (HDF5) "
+            "format SMAP writes. Save it with save(..., '-v7.3')."
+        )
+    if holds_fusion_layout(variables):
+        return "fusion_mat"
+    raise neither_layout_error(path, variables)
 
 
 def sniff_format(path) -> str:
@@ -61,10 +80,7 @@ def sniff_format(path) -> str:
         return _hdf5_kind(path)
     suffix = path.suffix.lower()
     if head.startswith(b"MATLAB 5.0"):
-        raise ValueError(
-            f"{describe(path)} is a MATLAB v5 .mat file; SMAP files are read in the v7.3 (HDF5) format SMAP writes. "
-            "Save it with save(..., '-v7.3')."
-        )
+        return _mat_v5_kind(path)
     if suffix in (".hdf5", ".h5", ".mat", ".parquet"):
         raise ValueError(
             f"{describe(path)} has the extension {suffix!r} but is not a valid {'Parquet' if suffix == '.parquet' else 'HDF5'} "
@@ -92,29 +108,36 @@ def read_particles(path_or_dataframe, *, format=None, **kwargs):
 
     The reader is chosen from the content of the file:
 
-    ========================================  ==================
-    what is found                             reader
-    ========================================  ==================
-    HDF5 with a ``locs`` dataset              :func:`read_picasso`
-    MATLAB v7.3 (HDF5) with ``saveloc``       :func:`read_smap`
-    CSV whose header has ``x [nm]`` (units)   :func:`read_thunderstorm`
-    first line ``# <localizations ...>``      :func:`read_rapidstorm`
-    a folder (one CSV per particle)           :func:`read_csv_folder`
-    Parquet (``PAR1``)                        :func:`read_parquet`
-    CSV with x, y and a particle id column    :func:`read_csv`
-    a pandas DataFrame                        :func:`read_dataframe`
-    ========================================  ==================
+    ==============================================  ======================
+    what is found                                   reader
+    ==============================================  ======================
+    HDF5 with a ``locs`` dataset                    :func:`read_picasso`
+    MATLAB v7.3 (HDF5) with ``saveloc``             :func:`read_smap`
+    MATLAB v5 or v7.3 with a cell of particles      :func:`read_fusion_mat`
+    (``particles`` structs, or (d, n) arrays)
+    CSV whose header has ``x [nm]`` (units)         :func:`read_thunderstorm`
+    first line ``# <localizations ...>``            :func:`read_rapidstorm`
+    a folder (one CSV per particle)                 :func:`read_csv_folder`
+    Parquet (``PAR1``)                              :func:`read_parquet`
+    CSV with x, y and a particle id column          :func:`read_csv`
+    a pandas DataFrame                              :func:`read_dataframe`
+    ==============================================  ======================
 
     Parameters
     ----------
     path_or_dataframe : str, Path or pandas.DataFrame
     format : str, optional
-        Skip detection: one of ``"picasso"``, ``"smap"``,
-        ``"thunderstorm"``, ``"rapidstorm"``, ``"csv_folder"``, ``"csv"``,
-        ``"parquet"``, ``"dataframe"``.
+        Skip detection (command line: ``--format``): one of
+        ``"picasso"``, ``"smap"``, ``"fusion_mat"``, ``"thunderstorm"``,
+        ``"rapidstorm"``, ``"csv_folder"``, ``"csv"``, ``"parquet"``,
+        ``"dataframe"``.
     **kwargs
-        Passed to the reader: ``pixelsize``, ``particle_column``, ``picks``,
-        ``pick_radius``, ``n_dims``, ... (see each reader).
+        Passed to the reader: ``pixel_size`` (nm per camera pixel, for
+        files in camera pixels; required for the ``particles`` layout of
+        :func:`read_fusion_mat`, an error for formats that are always in
+        nm), ``particle_column``, ``picks``, ``pick_radius``, ``n_dims``,
+        ``variable``, ... (see each reader). An option that the file's
+        reader does not take is an error that names it.
 
     Returns
     -------
@@ -133,8 +156,9 @@ def read_particles(path_or_dataframe, *, format=None, **kwargs):
         If the path does not exist.
     ValueError
         If the format cannot be told, or the reader finds the file
-        truncated, missing columns, in units it cannot interpret, or without
-        picks. The message names the file.
+        truncated, missing columns, in units it cannot interpret (or in
+        camera pixels without ``pixel_size``), or without picks. The
+        message names the file.
 
     See Also
     --------
@@ -173,6 +197,10 @@ def _read(format, source, kwargs):
     if extra:
         takes = sorted(k for k, v in accepted.items() if v.kind is inspect.Parameter.KEYWORD_ONLY)
         where = describe(source) if isinstance(source, (str, Path)) else "the DataFrame"
+        if extra == ["pixel_size"]:
+            raise ValueError(
+                f"{where} is read by the {format!r} reader, whose coordinates are always in nm; leave out pixel_size=."
+            )
         raise ValueError(
             f"{where} is read as {format!r}, which takes no {', '.join(k + '=' for k in extra)} option "
             f"(its options: {', '.join(k + '=' for k in takes) or 'none'})."

@@ -9,7 +9,7 @@ import numpy as np
 
 from ._common import (
     build_particles,
-    check_pixelsize,
+    check_pixel_size,
     describe,
     existing_path,
     no_picks_error,
@@ -39,13 +39,32 @@ def read_yaml_documents(path: Path, source) -> list:
         raise ValueError(f"{describe(source)}: its YAML sidecar {str(path)!r} cannot be parsed ({exc}).") from None
 
 
-def picasso_pixelsize(path: Path) -> float:
-    """``Pixelsize`` (nm) from the multi-document YAML next to a Picasso HDF5."""
+def picasso_pixel_size(path) -> float:
+    """The camera pixel size (nm) that Picasso recorded in the YAML next to an HDF5 file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The ``.hdf5`` localization file; its ``.yaml`` sidecar is read.
+
+    Returns
+    -------
+    float
+        ``Pixelsize`` (or ``Camera.Pixelsize``), nm.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the YAML is missing.
+    ValueError
+        If it has no pixel size, or several different ones.
+    """
+    path = Path(path)
     ypath = yaml_path(path)
     if not ypath.exists():
         raise FileNotFoundError(
             f"{describe(path)}: the Picasso YAML sidecar {str(ypath)!r} is missing, so the pixel size is unknown; "
-            "put the .yaml next to the .hdf5 or pass pixelsize=<nm per pixel>."
+            "put the .yaml next to the .hdf5 or pass pixel_size=<nm per pixel>."
         )
     docs = read_yaml_documents(ypath, path)
     found = []
@@ -58,12 +77,12 @@ def picasso_pixelsize(path: Path) -> float:
     if not direct:
         raise ValueError(
             f"{describe(path)}: no 'Pixelsize' entry in any of the {len(docs)} documents of {str(ypath)!r}; "
-            "pass pixelsize=<nm per pixel>."
+            "pass pixel_size=<nm per pixel>."
         )
-    values = {check_pixelsize(v, ypath) for v in direct}
+    values = {check_pixel_size(v, ypath) for v in direct}
     if len(values) > 1:
         raise ValueError(
-            f"{describe(path)}: the YAML sidecar gives different pixel sizes {sorted(values)}; pass pixelsize= to choose one."
+            f"{describe(path)}: the YAML sidecar gives different pixel sizes {sorted(values)}; pass pixel_size= to choose one."
         )
     return values.pop()
 
@@ -89,7 +108,7 @@ def read_locs(path: Path) -> np.ndarray:
     return locs
 
 
-def read_picasso(path, *, pixelsize=None, particle_column="group", picks=None, pick_radius=None, n_dims=None):
+def read_picasso(path, *, pixel_size=None, particle_column="group", picks=None, pick_radius=None, n_dims=None):
     """Read picked particles from a Picasso HDF5 file.
 
     Picasso (Schnitzbauer et al. 2017) stores localizations in a ``locs``
@@ -103,8 +122,8 @@ def read_picasso(path, *, pixelsize=None, particle_column="group", picks=None, p
     ----------
     path : str or Path
         The ``.hdf5`` file (the ``.yaml`` must sit next to it unless
-        ``pixelsize`` is given).
-    pixelsize : float, optional
+        ``pixel_size`` is given).
+    pixel_size : float, optional
         nm per camera pixel; overrides the YAML.
     particle_column : str, default="group"
         The locs field that holds the particle.
@@ -129,7 +148,7 @@ def read_picasso(path, *, pixelsize=None, particle_column="group", picks=None, p
     Raises
     ------
     FileNotFoundError
-        If the file, or the YAML sidecar without ``pixelsize``, is missing.
+        If the file, or the YAML sidecar without ``pixel_size``, is missing.
     ValueError
         If the file is truncated, has no ``locs``, lacks x/y, or was not
         picked (no ``group``) and no picks are given.
@@ -145,7 +164,7 @@ def read_picasso(path, *, pixelsize=None, particle_column="group", picks=None, p
     missing = [c for c in ("x", "y") if c not in names]
     if missing:
         raise ValueError(f"{describe(path)}: 'locs' is missing the column(s) {missing} (columns: {list(names)}).")
-    px = check_pixelsize(pixelsize, path) if pixelsize is not None else picasso_pixelsize(path)
+    px = check_pixel_size(pixel_size, path) if pixel_size is not None else picasso_pixel_size(path)
     use_group = picks is None
     if use_group and particle_column not in names:
         raise no_picks_error(

@@ -10,7 +10,7 @@ import numpy as np
 from ._common import (
     OTHER_UNITS,
     build_particles,
-    check_pixelsize,
+    check_pixel_size,
     describe,
     existing_path,
     length_factor,
@@ -59,7 +59,7 @@ def parse_header(path):
     return fields
 
 
-def read_rapidstorm(path, *, picks=None, pick_radius=None, pixelsize=None, particle_column=None, n_dims=None):
+def read_rapidstorm(path, *, picks=None, pick_radius=None, pixel_size=None, particle_column=None, n_dims=None):
     """Read particles from a rapidSTORM localization file.
 
     The first line is an XML ``<localizations>`` element whose ``<field>``
@@ -67,7 +67,7 @@ def read_rapidstorm(path, *, picks=None, pick_radius=None, pixelsize=None, parti
     ``ImageNumber-0-0`` = frame, ...) with its unit; the rest are
     space-separated values. Positions, uncertainties and PSF widths are
     converted to nm from the unit given (nanometer, micrometer, meter, or
-    pixel with ``pixelsize``).
+    pixel with ``pixel_size``).
 
     rapidSTORM does not pick particles: give ``picks`` (centres, nm) and
     ``pick_radius`` (nm), or a ``particle_column`` among the field names
@@ -78,7 +78,7 @@ def read_rapidstorm(path, *, picks=None, pick_radius=None, pixelsize=None, parti
     path : str or Path
     picks : array-like of shape (n_picks, 2), optional
     pick_radius : float or array-like, optional
-    pixelsize : float, optional
+    pixel_size : float, optional
         nm per pixel, for fields in pixels.
     particle_column : str, optional
         A returned field name (after renaming) holding a particle id.
@@ -99,8 +99,8 @@ def read_rapidstorm(path, *, picks=None, pick_radius=None, pixelsize=None, parti
     """
     path = existing_path(path)
     fields = parse_header(path)
-    if pixelsize is not None:
-        pixelsize = check_pixelsize(pixelsize, path)
+    if pixel_size is not None:
+        pixel_size = check_pixel_size(pixel_size, path)
     names = []
     for ident, unit, _ in fields:
         name = _IDENTIFIERS.get(ident, sanitise(ident))
@@ -138,7 +138,7 @@ def read_rapidstorm(path, *, picks=None, pick_radius=None, pixelsize=None, parti
     for k, ((ident, unit, _), name) in enumerate(zip(fields, names)):
         values = data[:, k]
         if name in _LENGTH_FIELDS:
-            factor = length_factor(unit, pixelsize=pixelsize, source=path, column=f"{ident} ({name})")
+            factor = length_factor(unit, pixel_size=pixel_size, source=path, column=f"{ident} ({name})")
             values = values * factor
         elif unit is not None and unit.strip().lower() not in OTHER_UNITS:
             logger.info("%s: field %r has unit %r, carried along unchanged", describe(path), ident, unit)

@@ -11,7 +11,7 @@ from ._common import (
     PARTICLE_COLUMNS,
     build_particles,
     canonical,
-    check_pixelsize,
+    check_pixel_size,
     describe,
     is_length_unit,
     length_factor,
@@ -54,7 +54,7 @@ def particles_from_table(
     particle_column=None,
     picks=None,
     pick_radius=None,
-    pixelsize=None,
+    pixel_size=None,
     n_dims=None,
     ids=None,
     default_unit: str | None = None,
@@ -69,8 +69,8 @@ def particles_from_table(
     folder reader knows each row's particle from its file.
     """
     headers = list(raw)
-    if pixelsize is not None:
-        pixelsize = check_pixelsize(pixelsize, source)
+    if pixel_size is not None:
+        pixel_size = check_pixel_size(pixel_size, source)
     if ids is None:
         pidx = _find_particle_column(source, headers, particle_column)
         if pidx is not None and picks is not None:
@@ -108,7 +108,7 @@ def particles_from_table(
         if unit is None and key in ("x", "y", "z") and default_unit is not None:
             unit = default_unit
         if key in _LENGTH_COLUMNS or is_length_unit(unit):
-            factor = length_factor(unit, pixelsize=pixelsize, source=source, column=header)
+            factor = length_factor(unit, pixel_size=pixel_size, source=source, column=header)
             if factor != 1.0:
                 values = values.astype(np.float64) * factor
         elif unit is not None and unit.strip().lower() not in OTHER_UNITS:
