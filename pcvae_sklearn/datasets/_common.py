@@ -131,7 +131,7 @@ def _is_number(value) -> bool:
 def check_distribution(spec: dict, name: str, *, positive: bool = True) -> dict:
     """Validate a ``{"kind": ...}`` spec; return it with floats and defaults filled in."""
     kind = spec.get("kind")
-    if kind not in DISTRIBUTION_KINDS:
+    if not isinstance(kind, str) or kind not in DISTRIBUTION_KINDS:
         raise ValueError(
             f"{name} given as a dict needs 'kind' in {sorted(DISTRIBUTION_KINDS)}, got {kind!r} (spec {spec!r})."
         )
@@ -217,7 +217,7 @@ def per_particle(value, name, n_particles, rng, *, positive=True) -> np.ndarray:
         try:
             arr = np.array(value, dtype=np.float64)
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold numbers (nm), got {value!r:.80}.") from None
+            raise TypeError(f"{name} must hold numbers, got {value!r:.80}.") from None
         if arr.shape != (n_particles,):
             raise ValueError(
                 f"{name} given as a list or array must have shape (n_particles,) = ({n_particles},), got {arr.shape}. "
