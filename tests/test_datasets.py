@@ -6,7 +6,15 @@ import pytest
 from scipy import stats
 
 from pcvae_sklearn import as_particles
-from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d, make_tetrahedron
+from pcvae_sklearn.datasets import (
+    SCENARIOS,
+    Scenario,
+    list_scenarios,
+    make_npc_2d,
+    make_npc_3d,
+    make_scenario,
+    make_tetrahedron,
+)
 
 SEEDS = [0, 1, 2]
 
@@ -269,22 +277,34 @@ def _naive_model(name, row, sites_per_corner):
         return np.array(out)
     r = row["radius"]
     arcs = np.linspace(-6.0, 6.0, sites_per_corner) if sites_per_corner > 1 else [0.0]
-    rings = [None] if name == "npc_2d" else [-row["height"] / 2, row["height"] / 2]
-    for z in rings:
+    if name == "npc_2d":
+        rings = [(None, 0.0)]
+    else:  # the ring at -height / 2 turned by -twist / 2, the other by +twist / 2
+        half = np.deg2rad(row["ring_twist"]) / 2
+        rings = [(-row["height"] / 2, -half), (row["height"] / 2, half)]
+    for z, phase in rings:
         for c in range(8):
             for a in arcs:
-                theta = 2 * np.pi * c / 8 + a / r
+                theta = 2 * np.pi * c / 8 + phase + a / r
                 out.append([r * np.cos(theta), r * np.sin(theta)] + ([] if z is None else [z]))
     return np.array(out)
 
 
 @pytest.mark.parametrize("name", list(SIMULATORS))
 @pytest.mark.parametrize("seed", SEEDS)
-def test_sites_match_a_naive_reference(name, seed):
-    """observed = model @ R.T + offset, particle by particle."""
+@pytest.mark.parametrize("tilted", [False, True])
+def test_sites_match_a_naive_reference(name, seed, tilted):
+    """observed = model @ R.T + offset, particle by particle (R includes the tilt; 3D pores also twisted)."""
     _, _, d, n_sites = SIMULATORS[name]
-    rotation = True if d == 2 else "3d"
-    _, truth = _simulate(name, 12, rotation=rotation, random_state=seed)
+    if d == 2:
+        if tilted:
+            pytest.skip("2D particles have no tilt")
+        kwargs = dict(rotation=True)
+    elif tilted:
+        kwargs = dict(rotation="z", tilt=20.0, **({"ring_twist": (-10.0, 10.0)} if name == "npc_3d" else {}))
+    else:
+        kwargs = dict(rotation="3d")
+    _, truth = _simulate(name, 12, random_state=seed, **kwargs)
     sites_per_corner = {"npc_2d": 4, "npc_3d": 2}.get(name, 0)
     for row in truth:
         expected = _naive_model(name, row, sites_per_corner) @ row["rotation"].T + row["offset"]
@@ -457,3 +477,346 @@ def test_parameter_validation(func, kwargs, error, match):
     n = kwargs.pop("n_particles")
     with pytest.raises(error, match=match):
         func(n, **kwargs)
+
+
+# ------------------------------------------------------- real data's nuisances
+# the keywords of every simulator at the values that switch their nuisance off
+NEUTRAL = {
+    "npc_2d": dict(blinking="geometric", linkage_error=0.0, precision_field=True, outlier_rate=0.0, outlier_count=2,
+                   outlier_distance=400.0),
+    "npc_3d": dict(blinking="geometric", linkage_error=0.0, precision_field=True, outlier_rate=0.0, tilt=0.0,
+                   ring_twist=0.0, z_ratio=2.5),
+    "tetrahedron": dict(blinking="poisson", linkage_error=0.0, precision_field=True, outlier_rate=0.0, tilt=0.0,
+                        precision_z=None),
+}
+
+
+@pytest.mark.parametrize("name", list(SIMULATORS))
+@pytest.mark.parametrize("seed", [0, 11])
+@pytest.mark.parametrize("other", [{}, {"dol": 0.5, "background": 0.0, "precision_spread": 0.0}])
+def test_nuisances_at_their_neutral_values_change_nothing(name, seed, other):
+    """A nuisance that is off draws nothing: the defaults give the data they gave before the keywords existed."""
+    rotation = {} if name == "npc_2d" else {"rotation": None}
+    a, ta = _simulate(name, 30, random_state=seed, **other)
+    b, tb = _simulate(name, 30, random_state=seed, **other, **NEUTRAL[name])
+    assert ak.array_equal(a, b) and ta.tobytes() == tb.tobytes()
+    a, ta = _simulate(name, 30, random_state=seed, **other, **rotation)
+    b, tb = _simulate(name, 30, random_state=seed, **other, **rotation, **NEUTRAL[name])
+    assert ak.array_equal(a, b) and ta.tobytes() == tb.tobytes()
+    assert (ta["n_outliers"] == 0).all() and (ta["linkage"] == 0).all()
+    if name != "npc_2d":
+        assert (ta["tilt"] == 0).all()
+
+
+@pytest.mark.parametrize("name", list(SIMULATORS))
+@pytest.mark.parametrize("seed", SEEDS)
+def test_linkage_error_offsets_every_dye_and_widens_the_spread(name, seed):
+    _, _, d, _ = SIMULATORS[name]
+    link, prec = 5.0, 3.0
+    kwargs = dict(background=0.0, precision=prec, precision_spread=0.0, linkage_error=link)
+    if d == 3:
+        kwargs["z_ratio"] = 1.0
+    particles, truth = _simulate(name, 300 if name != "tetrahedron" else 600, random_state=seed, **kwargs)
+    # the recorded offsets: isotropic Gaussian of the given std, zero mean
+    offsets = truth["linkage"].reshape(-1, d)
+    assert abs(offsets.std() / link - 1) < 0.05 and np.abs(offsets.mean(axis=0)).max() < 0.3
+    # around site + offset the localizations scatter with the precision only
+    counts = truth["n_localizations"]
+    part = np.repeat(np.arange(len(counts)), counts)
+    site = _flat(particles, "site")
+    res, _ = _residuals(particles, truth, d)
+    around_label = res - truth["linkage"][part[site >= 0], site[site >= 0]]
+    assert abs(around_label.std(axis=0) / prec - 1).max() < 0.03
+    # around the site they spread by sqrt(precision^2 + linkage^2) (per axis)
+    assert abs(res.std() / np.hypot(prec, link) - 1) < 0.06
+    # all localizations of one dye share its offset: the mean residual of a
+    # dye is its offset, up to precision / sqrt(count)
+    dye = part[site >= 0] * truth["labelled"].shape[1] + site[site >= 0]
+    n_per = np.bincount(dye)
+    seen = np.flatnonzero(n_per >= 3)
+    mean_res = np.stack([np.bincount(dye, res[:, k])[seen] / n_per[seen] for k in range(d)], axis=1)
+    true_off = truth["linkage"].reshape(-1, d)[seen]
+    assert stats.pearsonr(mean_res.ravel(), true_off.ravel()).statistic > 0.8
+
+
+def _per_dye_counts(particles, truth):
+    """Localizations of every labelled site (zeros included)."""
+    n, n_sites = truth["labelled"].shape
+    site = _flat(particles, "site")
+    part = np.repeat(np.arange(n), truth["n_localizations"])
+    return np.bincount((part * n_sites + site)[site >= 0], minlength=n * n_sites)[truth["labelled"].ravel()]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("blinking", ["geometric", "poisson"])
+def test_blinking_geometric_or_poisson_counts(seed, blinking):
+    mean = 4.0
+    particles, truth = make_npc_2d(400, mean_blinks=mean, blinking=blinking, background=0.0, random_state=seed)
+    counts = _per_dye_counts(particles, truth)
+    assert abs(counts.mean() / mean - 1) < 0.05
+    # dispersion index var / mean: 1 for Poisson, mean - 1 for the geometric law on 1, 2, ...
+    expected = 1.0 if blinking == "poisson" else mean - 1
+    assert abs(counts.var() / counts.mean() / expected - 1) < 0.15
+    if blinking == "poisson":
+        p0 = np.exp(-mean)  # a labelled site without any binding event
+        assert abs((counts == 0).sum() - p0 * counts.size) < 4 * np.sqrt(counts.size * p0 * (1 - p0))
+    else:
+        assert counts.min() >= 1
+
+
+@pytest.mark.parametrize("blinking", ["geometric", "poisson"])
+def test_tetrahedron_blinking(blinking):
+    per_site = 10.0
+    particles, truth = make_tetrahedron(1500, n_localizations=48, background=8.0, blinking=blinking, random_state=0)
+    counts = _per_dye_counts(particles, truth)
+    assert abs(counts.mean() / per_site - 1) < 0.05
+    expected = 1.0 if blinking == "poisson" else per_site - 1
+    assert abs(counts.var() / counts.mean() / expected - 1) < 0.15
+
+
+def _axis(truth, name):
+    """The structure's axis, from its sites: ring to ring (pores), base to apex (tetrahedra)."""
+    s = truth["sites"]
+    v = s[:, 16:].mean(axis=1) - s[:, :16].mean(axis=1) if name == "npc_3d" else s[:, 3] - s[:, :3].mean(axis=1)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("name", ["npc_3d", "tetrahedron"])
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("rotation", ["z", None])
+def test_tilt_is_recorded_and_tilts_the_axis(name, seed, rotation):
+    _, plain = _simulate(name, 300, rotation=rotation, random_state=seed)
+    _, truth = _simulate(name, 300, rotation=rotation, tilt=20.0, random_state=seed)
+    tilt = truth["tilt"]
+    assert ((tilt >= 0) & (tilt <= 20)).all()
+    assert stats.kstest(tilt / 20, "uniform").pvalue > 1e-3
+    # the axis read from the sites and the axis of R both lie at the recorded tilt from z
+    for axis in (_axis(truth, name), truth["rotation"][:, :, 2]):
+        np.testing.assert_allclose(np.degrees(np.arccos(np.clip(axis[:, 2], -1, 1))), tilt, atol=1e-6)
+    # towards a uniform azimuth
+    tilted = tilt > 2
+    azimuth = np.arctan2(truth["rotation"][tilted, 1, 2], truth["rotation"][tilted, 0, 2])
+    assert stats.kstest((azimuth + np.pi) / (2 * np.pi), "uniform").pvalue > 1e-3
+    # the tilt comes after the pose: the in-plane angle and the offset are those without tilt
+    np.testing.assert_array_equal(truth["angle"], plain["angle"])
+    np.testing.assert_array_equal(truth["offset"], plain["offset"])
+    np.testing.assert_array_equal(plain["tilt"], 0.0)
+    np.testing.assert_allclose(_axis(plain, name), np.broadcast_to([0.0, 0.0, 1.0], (300, 3)), atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(SIMULATORS))
+@pytest.mark.parametrize("seed", SEEDS)
+def test_far_outliers_at_the_given_rate_and_distance(name, seed):
+    _, _, d, _ = SIMULATORS[name]
+    n, rate = 1500, 0.3
+    kwargs = dict(background=0.0, precision=1.0, precision_spread=0.0, outlier_rate=rate, outlier_count=(1, 3),
+                  outlier_distance=(160.0, 300.0))
+    if name == "tetrahedron":
+        kwargs.update(n_localizations=40)
+    particles, truth = _simulate(name, n, random_state=seed, **kwargs)
+    has = truth["n_outliers"] > 0
+    assert abs(has.mean() - rate) < 4 * np.sqrt(rate * (1 - rate) / n)
+    assert set(np.unique(truth["n_outliers"][has])) == {1, 2, 3}
+    site = _flat(particles, "site")
+    part = np.repeat(np.arange(n), truth["n_localizations"])
+    np.testing.assert_array_equal(np.bincount(part[site == -2], minlength=n), truth["n_outliers"])
+    # the particles with a localization more than 150 nm from the true centre are exactly those with outliers
+    dist = np.linalg.norm(_coords(particles, d) - truth["offset"][part], axis=1)
+    far = np.bincount(part[dist > 150], minlength=n) > 0
+    np.testing.assert_array_equal(far, has)
+    out = dist[site == -2]
+    assert out.min() > 160 - 6 and out.max() < 300 + 6
+    assert stats.kstest((out - 160) / 140, "uniform").pvalue > 1e-4  # uniform in distance (1 nm noise)
+
+
+def test_outliers_count_the_particle_as_non_empty():
+    # nothing but outliers: no particle is redrawn empty, and every one has its outlier
+    _, truth = make_npc_2d(50, dol=1e-9, background=0.0, outlier_rate=1.0, outlier_count=1, random_state=0)
+    np.testing.assert_array_equal(truth["n_outliers"], 1)
+    np.testing.assert_array_equal(truth["n_localizations"], 1)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ring_twist_turns_the_rings_against_each_other(seed):
+    twist = 7.5
+    _, truth = make_npc_3d(40, ring_twist=twist, tilt=10.0, random_state=seed)
+    np.testing.assert_array_equal(truth["ring_twist"], twist)
+    # back to the model frame: model = (observed - offset) @ R
+    model = np.einsum("nsd,nde->nse", truth["sites"] - truth["offset"][:, None], truth["rotation"])
+    phi = np.arctan2(model[..., 1], model[..., 0])
+    diff = np.degrees(np.angle(np.exp(1j * (phi[:, 16:] - phi[:, :16]))))
+    np.testing.assert_allclose(diff, twist, atol=1e-9)
+    # a per-particle twist (any sign) is drawn and recorded
+    _, truth = make_npc_3d(200, ring_twist=(-10.0, 10.0), rotation=None, picking_offset=0.0, random_state=seed)
+    phi = np.arctan2(truth["sites"][..., 1], truth["sites"][..., 0])
+    diff = np.degrees(np.angle(np.exp(1j * (phi[:, 16:] - phi[:, :16]))))
+    np.testing.assert_allclose(diff, np.repeat(truth["ring_twist"][:, None], 16, axis=1), atol=1e-9)
+    assert truth["ring_twist"].min() < 0 < truth["ring_twist"].max()
+
+
+@pytest.mark.parametrize("name", list(SIMULATORS))
+@pytest.mark.parametrize("seed", [0, 5])
+def test_without_precision_field_the_noise_is_the_same(name, seed):
+    _, _, d, _ = SIMULATORS[name]
+    a, ta = _simulate(name, 30, random_state=seed)
+    b, tb = _simulate(name, 30, precision_field=False, random_state=seed)
+    assert b.fields == ["x", "y", "z"][:d] + ["site"]
+    assert ak.array_equal(a[b.fields], b)  # the same localizations, errors included
+    assert ta.tobytes() == tb.tobytes()  # the truth still has the mean precision
+
+
+@pytest.mark.parametrize("name", ["npc_3d", "tetrahedron"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_axial_precision_given_directly(name, seed):
+    particles, truth = _simulate(name, 150, precision=8.0, precision_z=20.0, random_state=seed)
+    lateral, axial = _flat(particles, "precision"), _flat(particles, "precision_z")
+    np.testing.assert_allclose(axial, 2.5 * lateral)
+    assert abs(np.median(axial) / 20.0 - 1) < 0.03 and abs(np.median(lateral) / 8.0 - 1) < 0.03
+    res, signal = _residuals(particles, truth, 3)
+    assert abs(np.std(res[:, 2] / axial[signal]) - 1) < 0.04
+    # the same as z_ratio = precision_z / precision
+    same, _ = _simulate(name, 150, precision=8.0, z_ratio=2.5, random_state=seed)
+    np.testing.assert_allclose(_flat(same, "z"), _flat(particles, "z"))
+
+
+# ------------------------------------------------- structure parameter draws
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_state_draws_only_the_two_values(seed):
+    spec = {"kind": "two_state", "values": (45.0, 60.0), "p": 0.3}
+    _, truth = make_npc_2d(2000, radius=spec, mean_blinks=1.0, random_state=seed)
+    values, counts = np.unique(truth["radius"], return_counts=True)
+    assert values.tolist() == [45.0, 60.0]
+    assert abs(counts[1] / 2000 - 0.3) < 4 * np.sqrt(0.3 * 0.7 / 2000)
+    _, truth = make_tetrahedron(20, height={"kind": "two_state", "values": [50, 90]}, n_localizations=20,
+                                background=0, random_state=seed)
+    assert set(truth["height"].tolist()) <= {50.0, 90.0}
+    assert spec == {"kind": "two_state", "values": (45.0, 60.0), "p": 0.3}  # not modified
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_normal_and_scipy_distributions(seed):
+    n = 3000
+    _, truth = make_npc_3d(n, height={"kind": "normal", "mean": 55.0, "std": 6.0}, mean_blinks=1.0, random_state=seed)
+    h = truth["height"]
+    assert abs(h.mean() - 55.0) < 4 * 6 / np.sqrt(n) and abs(h.std() / 6.0 - 1) < 0.05
+    assert stats.kstest((h - 55.0) / 6.0, "norm").pvalue > 1e-3
+    # a frozen scipy.stats distribution is drawn with the simulator's generator (the radius comes first)
+    dist = stats.gamma(a=50.0, scale=1.0)
+    _, truth = make_npc_2d(50, radius=dist, random_state=seed)
+    np.testing.assert_array_equal(truth["radius"], dist.rvs(size=50, random_state=np.random.default_rng(seed)))
+    # a uniform spec is the tuple
+    _, a = make_npc_2d(20, radius={"kind": "uniform", "low": 40.0, "high": 60.0}, random_state=seed)
+    _, b = make_npc_2d(20, radius=(40.0, 60.0), random_state=seed)
+    assert a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize(
+    "func, kwargs, error, match",
+    [
+        (make_npc_2d, dict(radius={"kind": "lognormal", "mean": 1}), ValueError, r"needs 'kind' in \['normal'"),
+        (make_npc_2d, dict(radius={"mean": 50, "std": 5}), ValueError, "needs 'kind' in"),
+        (make_npc_2d, dict(radius={"kind": "normal", "mean": 50}), ValueError, r"lacks \['std'\]"),
+        (make_npc_2d, dict(radius={"kind": "normal", "mean": 50, "std": 5, "sd": 1}), ValueError,
+         r"unknown key\(s\) \['sd'\]"),
+        (make_npc_2d, dict(radius={"kind": "normal", "mean": 50, "std": -5}), ValueError, r"radius\['std'\] must be in"),
+        (make_npc_2d, dict(radius={"kind": "normal", "mean": -50, "std": 5}), ValueError, r"radius\['mean'\] must be in"),
+        (make_npc_2d, dict(n_particles=200, radius={"kind": "normal", "mean": 5, "std": 5}), ValueError,
+         r"radius must be finite and > 0 for every particle; particle \d+ has -"),
+        (make_npc_2d, dict(radius={"kind": "uniform", "low": 60, "high": 40}), ValueError, "low must be <= high"),
+        (make_npc_2d, dict(radius={"kind": "two_state", "values": (40, 50, 60)}), ValueError, "the two states"),
+        (make_npc_2d, dict(radius={"kind": "two_state", "values": (40, 50), "p": 1.5}), ValueError,
+         r"radius\['p'\] must be in \[0, 1\]"),
+        (make_npc_2d, dict(radius={"kind": "two_state", "values": (0, 50)}), ValueError, r"radius\['values'\]\[0\]"),
+        (make_npc_2d, dict(radius=stats.norm(-50, 1)), ValueError, "particle 0 has .* scipy.stats.truncnorm"),
+        (make_npc_2d, dict(radius=stats.multivariate_normal([50, 50])), ValueError, "univariate"),
+        (make_npc_2d, dict(radius={40, 60}), TypeError, "radius must be a number, a tuple"),
+        (make_npc_2d, dict(blinking="poison"), ValueError, "blinking must be 'geometric'"),
+        (make_npc_2d, dict(linkage_error=-1.0), ValueError, "linkage_error must be in"),
+        (make_npc_2d, dict(precision_field="no"), TypeError, "precision_field must be True or False"),
+        (make_npc_2d, dict(outlier_rate=1.5), ValueError, r"outlier_rate must be in \[0, 1\]"),
+        (make_npc_2d, dict(outlier_count=0), ValueError, "outlier_count must be >= 1"),
+        (make_npc_2d, dict(outlier_count=(3, 1)), ValueError, "low must be <= high"),
+        (make_npc_2d, dict(outlier_count=1.5), TypeError, "outlier_count must be an int"),
+        (make_npc_2d, dict(outlier_distance=(300.0, 150.0)), ValueError, "low must be <= high"),
+        (make_npc_2d, dict(outlier_distance=-1.0), ValueError, "outlier_distance must be in"),
+        (make_npc_2d, dict(tilt=10.0), TypeError, "unexpected keyword argument 'tilt'"),
+        (make_npc_3d, dict(tilt=95.0), ValueError, r"tilt must be in \[0, 90\]"),
+        (make_npc_3d, dict(tilt=10.0, rotation="3d"), ValueError, "tilt=10 applies to rotation='z' or None"),
+        (make_npc_3d, dict(ring_twist=np.inf), ValueError, "ring_twist must be finite"),
+        (make_npc_3d, dict(precision_z=20.0, z_ratio=2.0), ValueError, "either z_ratio"),
+        (make_npc_3d, dict(precision_z=0.0), ValueError, "precision_z must be in"),
+        (make_tetrahedron, dict(tilt=5.0, rotation="3d"), ValueError, "tilt=5 applies"),
+        (make_tetrahedron, dict(blinking="geometric", n_localizations=10, background=8.0), ValueError,
+         r"\(n_localizations - background\) / 4 = 0.5 < 1"),
+        (make_tetrahedron, dict(edge={"kind": "normal", "mean": 100}), ValueError, r"edge = .* lacks \['std'\]"),
+    ],
+)
+def test_nuisance_validation(func, kwargs, error, match):
+    kwargs = {"n_particles": 3, **kwargs}
+    n = kwargs.pop("n_particles")
+    with pytest.raises(error, match=match):
+        func(n, **kwargs)
+
+
+# -------------------------------------------------------------------- scenarios
+def test_scenario_family_spans_the_structures_and_holds_out_a_third():
+    names = list_scenarios()
+    assert names == list(SCENARIOS) and 10 <= len(names) <= 16
+    held = list_scenarios(held_out=True)
+    assert 0.25 <= len(held) / len(names) <= 0.4
+    assert set(held) | set(list_scenarios(held_out=False)) == set(names)
+    for structure in ("npc_2d", "npc_3d", "tetrahedron"):
+        mine = list_scenarios(structure=structure)
+        assert mine and all(SCENARIOS[n].structure == structure for n in mine)
+        assert set(mine) & set(held) and set(mine) - set(held)  # held-out and visible ones in every structure
+    # the hard 3D case: 8 nm lateral, 20 nm axial, no precision field
+    hard = [s for s in SCENARIOS.values() if s.params.get("precision_z") == 20.0 and s.params.get("precision_field") is False]
+    assert len(hard) == 1 and hard[0].structure == "npc_3d"
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_every_scenario_and_its_homogeneous_twin(name):
+    scenario = SCENARIOS[name]
+    n = 40 if scenario.structure != "tetrahedron" else 6
+    particles, truth = make_scenario(name, n, random_state=1)
+    again, truth2 = make_scenario(name, n, random_state=1)
+    assert ak.array_equal(particles, again) and truth.tobytes() == truth2.tobytes()
+    assert len(particles) == n
+    for column in scenario.varying:
+        assert truth[column].std() > 0
+    flat_particles, flat = make_scenario(name, n, random_state=1, homogeneous=True)
+    params = scenario.homogeneous_params()
+    for column in scenario.varying:
+        np.testing.assert_array_equal(flat[column], params[column])
+        assert isinstance(params[column], float)
+    # the nuisances are kept
+    assert flat_particles.fields == particles.fields
+    assert {k: params[k] for k in scenario.nuisances} == scenario.nuisances
+
+
+def test_homogeneous_is_the_mean_of_each_distribution():
+    means = {name: SCENARIOS[name].homogeneous_params() for name in SCENARIOS}
+    assert means["npc2d_default"]["radius"] == 50.0
+    assert means["npc2d_two_state"]["radius"] == 51.5
+    assert means["npc3d_default"]["height"] == 55.0 and means["npc3d_default"]["ring_twist"] == 0.0
+    assert means["npc3d_twist"]["ring_twist"] == 7.5
+    assert means["tetra_gaussian"]["height"] == 70.0 and means["tetra_default"]["edge"] == 100.0
+    s = Scenario("t", "npc_2d", "", {"radius": stats.norm(48.0, 2.0)}, ("radius",))
+    assert s.homogeneous_params()["radius"] == 48.0
+
+
+def test_scenario_errors():
+    with pytest.raises(ValueError, match="unknown scenario 'npc2d_defualt'. Did you mean 'npc2d_default'"):
+        make_scenario("npc2d_defualt", 5)
+    with pytest.raises(ValueError, match="unknown scenario 3"):
+        make_scenario(3, 5)
+    with pytest.raises(TypeError, match="homogeneous must be True or False"):
+        make_scenario("npc2d_default", 5, homogeneous="yes")
+    with pytest.raises(ValueError, match="structure must be None or one of"):
+        list_scenarios(structure="npc")
+    with pytest.raises(ValueError, match=r"\['tilt'\] are not keywords of make_npc_2d"):
+        Scenario("bad", "npc_2d", "", {"tilt": 5.0}, ("radius",))
+    with pytest.raises(ValueError, match="varying must name structure parameters"):
+        Scenario("bad", "npc_3d", "", {}, ("tilt",))
+    with pytest.raises(TypeError):
+        SCENARIOS["x"] = SCENARIOS["npc2d_default"]  # read-only

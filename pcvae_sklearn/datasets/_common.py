@@ -8,14 +8,20 @@ every structure and lives here:
 1. **Pose.** The model is rotated (``R``) and shifted by a picking offset
    ``t``: ``observed = model @ R.T + t``. The pick centre, where the user
    clicked, is the origin of the returned coordinates; the true centre of
-   the structure sits at ``t``.
+   the structure sits at ``t``. In 3D ``R`` may include a tilt of the
+   structure's axis away from z, applied before the rotation about z.
 2. **Labelling.** Each site carries a fluorophore with probability ``dol``
-   (the degree of labelling), independently.
+   (the degree of labelling), independently. With a linkage error the
+   fluorophore sits at a Gaussian offset from its site, one offset per
+   fluorophore, shared by all its localizations.
 3. **Blinking / binding.** Each fluorophore gives a random number of
-   localizations (drawn by the caller: geometric for dSTORM blinking,
-   Poisson for DNA-PAINT binding events).
+   localizations: geometric for dSTORM blinking, Poisson for DNA-PAINT
+   binding events.
 4. **Background.** A Poisson number of spurious localizations, uniform in the
    picking region (a disc in 2D, a cylinder in 3D) around the pick centre.
+   Optionally, a few far outliers: some particles get one or a few
+   localizations at a uniform distance in a given range (150-300 nm, say)
+   from the true centre, in a uniform direction.
 5. **Localization precision.** Every localization gets its own precision
    ``sigma_xy``, lognormal around a median: ``sigma ~ s / sqrt(photons)``
    and photon counts of single emitters are close to lognormal, so the
@@ -25,8 +31,8 @@ every structure and lives here:
    normal distribution with these standard deviations around the true
    position.
 
-A particle that would end with no localization at all (no fluorophore and no
-background) is redrawn (labelling, blinking and background, not its
+A particle that would end with no localization at all (no fluorophore, no
+background and no outlier) is redrawn (labelling, blinking and background, not its
 geometry) until it has at least one: the dataset is conditioned on every
 particle being non-empty, as a picked particle always is.
 
@@ -97,45 +103,244 @@ def check_real(value, name, *, low=None, high=None, low_open=False, high_open=Fa
     return value
 
 
-def per_particle(value, name, n_particles, rng) -> np.ndarray:
-    """One positive value per particle, shape (n_particles,).
+#: the distributions a structure parameter can be drawn from, given as a
+#: dict ``{"kind": ..., <parameters>}``: the parameters each kind needs (and
+#: the optional ones with their defaults)
+DISTRIBUTION_KINDS = {
+    "uniform": (("low", "high"), {}),
+    "normal": (("mean", "std"), {}),
+    "two_state": (("values",), {"p": 0.5}),
+}
+
+_FORMS = (
+    "a number, a tuple (low, high), an array of shape (n_particles,), a dict "
+    "{'kind': 'uniform' | 'normal' | 'two_state', ...} or a scipy.stats distribution"
+)
+
+
+def _bounds(positive: bool) -> dict:
+    return dict(low=0.0, low_open=True) if positive else {}
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    return isinstance(value, (numbers.Real, np.generic)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_distribution(spec: dict, name: str, *, positive: bool = True) -> dict:
+    """Validate a ``{"kind": ...}`` spec; return it with floats and defaults filled in."""
+    kind = spec.get("kind")
+    if not isinstance(kind, str) or kind not in DISTRIBUTION_KINDS:
+        raise ValueError(
+            f"{name} given as a dict needs 'kind' in {sorted(DISTRIBUTION_KINDS)}, got {kind!r} (spec {spec!r})."
+        )
+    required, optional = DISTRIBUTION_KINDS[kind]
+    missing = [k for k in required if k not in spec]
+    unknown = sorted(set(spec) - {"kind", *required, *optional})
+    if missing or unknown:
+        expected = ", ".join([*required, *(f"{k} (optional, default {v})" for k, v in optional.items())])
+        problem = f"lacks {missing}" if missing else f"has unknown key(s) {unknown}"
+        raise ValueError(f"{name} = {spec!r} {problem}; a {kind!r} distribution takes {expected}.")
+    out = {"kind": kind, **optional, **{k: spec[k] for k in spec if k != "kind"}}
+    bounds = _bounds(positive)
+    if kind == "uniform":
+        out["low"] = check_real(out["low"], f"{name}['low']", **bounds)
+        out["high"] = check_real(out["high"], f"{name}['high']", **bounds)
+        if out["high"] < out["low"]:
+            raise ValueError(f"{name} = {spec!r}: low must be <= high.")
+    elif kind == "normal":
+        out["mean"] = check_real(out["mean"], f"{name}['mean']", **bounds)
+        out["std"] = check_real(out["std"], f"{name}['std']", low=0.0)
+    else:  # two_state
+        values = out["values"]
+        if not isinstance(values, (tuple, list, np.ndarray)) or len(values) != 2:
+            raise ValueError(f"{name}['values'] must hold the two states (a, b), got {values!r}.")
+        out["values"] = tuple(check_real(v, f"{name}['values'][{i}]", **bounds) for i, v in enumerate(values))
+        out["p"] = check_real(out["p"], f"{name}['p']", low=0.0, high=1.0)
+    return out
+
+
+def _check_draws(arr: np.ndarray, name: str, source: str, positive: bool) -> np.ndarray:
+    bad = ~np.isfinite(arr)
+    if positive:
+        bad |= ~(arr > 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        need = "finite and > 0" if positive else "finite"
+        source = f" (drawn from {source}; narrow it or truncate it, e.g. scipy.stats.truncnorm)" if source else ""
+        raise ValueError(f"{name} must be {need} for every particle; particle {i} has {arr[i]}{source}.")
+    return arr
+
+
+def per_particle(value, name, n_particles, rng, *, positive=True) -> np.ndarray:
+    """One value per particle, shape (n_particles,): a structure parameter.
 
     - a number: every particle gets it (a homogeneous dataset);
     - a tuple ``(low, high)``: uniform draws in that range;
     - a list or ndarray of shape ``(n_particles,)``: the values themselves
-      (mixtures of discrete classes, say).
+      (mixtures of discrete classes, say);
+    - a dict ``{"kind": "uniform", "low": a, "high": b}``,
+      ``{"kind": "normal", "mean": m, "std": s}`` or
+      ``{"kind": "two_state", "values": (a, b), "p": p}`` (``b`` with
+      probability ``p``, default 0.5, else ``a``);
+    - a frozen :mod:`scipy.stats` distribution (anything with
+      ``rvs(size=, random_state=)``), drawn with the simulator's generator.
+
+    With ``positive`` every value must be > 0 (a draw that is not raises,
+    naming the particle); otherwise any finite value is accepted. A number
+    draws nothing from ``rng``.
     """
+    bounds = _bounds(positive)
     if isinstance(value, tuple):
         if len(value) != 2:
             raise ValueError(f"{name} given as a tuple must be (low, high), got {len(value)} values: {value!r}.")
-        low = check_real(value[0], f"{name}[0] (low)", low=0.0, low_open=True)
-        high = check_real(value[1], f"{name}[1] (high)", low=0.0, low_open=True)
+        low = check_real(value[0], f"{name}[0] (low)", **bounds)
+        high = check_real(value[1], f"{name}[1] (high)", **bounds)
         if high < low:
             raise ValueError(f"{name} = {value!r}: low must be <= high.")
         return rng.uniform(low, high, size=n_particles)
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (numbers.Real, np.generic)) and not isinstance(value, (bool, np.bool_)):
-        return np.full(n_particles, check_real(value, name, low=0.0, low_open=True))
+    if _is_number(value):
+        if isinstance(value, np.ndarray):
+            value = value[()]
+        return np.full(n_particles, check_real(value, name, **bounds))
+    if isinstance(value, dict):
+        spec = check_distribution(value, name, positive=positive)
+        if spec["kind"] == "uniform":
+            return rng.uniform(spec["low"], spec["high"], size=n_particles)
+        if spec["kind"] == "normal":
+            draws = rng.normal(spec["mean"], spec["std"], size=n_particles)
+            return _check_draws(draws, name, f"the normal distribution {value!r}", positive)
+        second = rng.random(n_particles) < spec["p"]
+        return np.where(second, spec["values"][1], spec["values"][0])
     if isinstance(value, (list, np.ndarray)):
         try:
             arr = np.array(value, dtype=np.float64)
         except (TypeError, ValueError):
-            raise TypeError(f"{name} must hold numbers (nm), got {value!r:.80}.") from None
+            raise TypeError(f"{name} must hold numbers, got {value!r:.80}.") from None
         if arr.shape != (n_particles,):
             raise ValueError(
                 f"{name} given as a list or array must have shape (n_particles,) = ({n_particles},), got {arr.shape}. "
                 f"Give a tuple (low, high) for a uniform range or a number for a homogeneous dataset."
             )
-        bad = ~(np.isfinite(arr) & (arr > 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"{name} must be finite and > 0 for every particle; particle {i} has {arr[i]}.")
-        return arr
-    raise TypeError(
-        f"{name} must be a number, a tuple (low, high) or an array of shape (n_particles,), "
-        f"got {value!r} ({type(value).__name__})."
-    )
+        return _check_draws(arr, name, "", positive)
+    if callable(getattr(value, "rvs", None)):
+        draws = np.asarray(value.rvs(size=n_particles, random_state=rng), dtype=np.float64)
+        if draws.shape != (n_particles,):
+            raise ValueError(
+                f"{name}: the distribution {value!r} drew an array of shape {draws.shape}, "
+                f"not one value per particle ({n_particles},); give a univariate distribution."
+            )
+        return _check_draws(draws, name, f"the distribution {value!r}", positive)
+    raise TypeError(f"{name} must be {_FORMS}, got {value!r} ({type(value).__name__}).")
+
+
+def distribution_mean(value, name, *, positive=True) -> float:
+    """The mean of what :func:`per_particle` draws for ``value`` (the value itself for a number)."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise ValueError(f"{name} given as a tuple must be (low, high), got {len(value)} values: {value!r}.")
+        return (check_real(value[0], f"{name}[0] (low)", **_bounds(positive))
+                + check_real(value[1], f"{name}[1] (high)", **_bounds(positive))) / 2
+    if _is_number(value):
+        return check_real(value[()] if isinstance(value, np.ndarray) else value, name, **_bounds(positive))
+    if isinstance(value, dict):
+        spec = check_distribution(value, name, positive=positive)
+        if spec["kind"] == "uniform":
+            return (spec["low"] + spec["high"]) / 2
+        if spec["kind"] == "normal":
+            return spec["mean"]
+        a, b = spec["values"]
+        return (1 - spec["p"]) * a + spec["p"] * b
+    if isinstance(value, (list, np.ndarray)):
+        arr = _check_draws(np.asarray(value, dtype=np.float64).ravel(), name, "", positive)
+        return float(arr.mean())
+    if callable(getattr(value, "mean", None)) and callable(getattr(value, "rvs", None)):
+        mean = float(value.mean())
+        if not np.isfinite(mean):
+            raise ValueError(f"{name}: the distribution {value!r} has no finite mean ({mean}).")
+        return mean
+    raise TypeError(f"{name} must be {_FORMS}, got {value!r} ({type(value).__name__}).")
+
+
+def check_blinking(blinking) -> str:
+    if not isinstance(blinking, str) or blinking not in ("geometric", "poisson"):
+        raise ValueError(f"blinking must be 'geometric' (dSTORM) or 'poisson' (DNA-PAINT), got {blinking!r}.")
+    return blinking
+
+
+def blinking_counts(blinking: str, mean: float, rng: np.random.Generator):
+    """``draw(shape) -> int ndarray``: localizations per fluorophore.
+
+    ``"geometric"``: support 1, 2, ... with mean ``mean`` (>= 1), the number
+    of switching cycles of a dSTORM dye that bleaches with a constant
+    probability per cycle. ``"poisson"``: the number of binding events of a
+    DNA-PAINT docking strand, mean ``mean`` (0 possible).
+    """
+    if blinking == "geometric":
+        p = 1.0 / mean
+
+        def draw(shape):
+            return rng.geometric(p, size=shape)
+
+    else:
+
+        def draw(shape):
+            return rng.poisson(mean, size=shape)
+
+    return draw
+
+
+def check_bool(value, name) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
+    return bool(value)
+
+
+def check_outliers(rate, count, distance):
+    """Validated ``(rate, (count_low, count_high), (distance_low, distance_high))``."""
+    rate = check_real(rate, "outlier_rate", low=0.0, high=1.0)
+    if isinstance(count, tuple):
+        if len(count) != 2:
+            raise ValueError(f"outlier_count given as a tuple must be (low, high), got {count!r}.")
+        lo = check_int(count[0], "outlier_count[0] (low)", minimum=1)
+        hi = check_int(count[1], "outlier_count[1] (high)", minimum=1)
+        if hi < lo:
+            raise ValueError(f"outlier_count = {count!r}: low must be <= high.")
+    else:
+        lo = hi = check_int(count, "outlier_count", minimum=1)
+    if isinstance(distance, tuple):
+        if len(distance) != 2:
+            raise ValueError(f"outlier_distance given as a tuple must be (low, high), got {distance!r}.")
+        dlo = check_real(distance[0], "outlier_distance[0] (low)", low=0.0)
+        dhi = check_real(distance[1], "outlier_distance[1] (high)", low=0.0)
+        if dhi < dlo:
+            raise ValueError(f"outlier_distance = {distance!r}: low must be <= high.")
+    else:
+        dlo = dhi = check_real(distance, "outlier_distance", low=0.0)
+    return rate, (lo, hi), (dlo, dhi)
+
+
+def draw_outlier_counts(n: int, rate: float, count: tuple, rng: np.random.Generator) -> np.ndarray:
+    """Far outliers per particle: ``count`` (uniform integer range) with probability ``rate``, else 0."""
+    if rate == 0:
+        return np.zeros(n, dtype=np.int64)
+    has = rng.random(n) < rate
+    k = rng.integers(count[0], count[1] + 1, size=n)
+    return np.where(has, k, 0).astype(np.int64)
+
+
+def check_axial_precision(precision: float, z_ratio, precision_z):
+    """``z_ratio`` from either ``z_ratio`` (default 2.5) or a median axial precision ``precision_z`` (nm)."""
+    if precision_z is None:
+        return 2.5 if z_ratio is None else check_real(z_ratio, "z_ratio", low=0.0, low_open=True)
+    precision_z = check_real(precision_z, "precision_z", low=0.0, low_open=True)
+    if z_ratio is not None:
+        raise ValueError(
+            f"give either z_ratio ({z_ratio!r}) or precision_z ({precision_z:g} nm), not both: "
+            "precision_z sets z_ratio = precision_z / precision."
+        )
+    return precision_z / precision
 
 
 def check_rotation_3d(rotation) -> str | None:
@@ -201,6 +406,42 @@ def draw_pose(n: int, n_dims: int, mode, picking_offset: float, rng: np.random.G
     return rot, angle, offset
 
 
+def check_tilt(tilt, rotation) -> float:
+    """Maximum tilt (degrees) of the structure's axis from z; only with a rotation about z or none."""
+    tilt = check_real(tilt, "tilt", low=0.0, high=90.0)
+    if tilt > 0 and rotation == "3d":
+        raise ValueError(
+            f"tilt={tilt:g} applies to rotation='z' or None; rotation='3d' already turns the axis "
+            "uniformly over the sphere."
+        )
+    return tilt
+
+
+def tilt_rotations(n: int, max_tilt: float, rng: np.random.Generator):
+    """Rotations (n, 3, 3) that tilt the z-axis by an angle uniform in [0, max_tilt] degrees.
+
+    The axis is tilted towards a uniform azimuth ``phi``: the rotation is
+    about the horizontal axis ``(-sin phi, cos phi, 0)``, so that it takes
+    ``e_z`` to ``(sin t cos phi, sin t sin phi, cos t)``. Returns the
+    matrices and the tilt angles in degrees.
+    """
+    tilt = rng.uniform(0.0, max_tilt, size=n)
+    phi = rng.uniform(0.0, 2.0 * np.pi, size=n)
+    t = np.deg2rad(tilt)
+    u = np.stack([-np.sin(phi), np.cos(phi), np.zeros(n)], axis=1)
+    c, s = np.cos(t), np.sin(t)
+    cross = np.zeros((n, 3, 3))  # [u]_x
+    cross[:, 0, 1], cross[:, 0, 2] = -u[:, 2], u[:, 1]
+    cross[:, 1, 0], cross[:, 1, 2] = u[:, 2], -u[:, 0]
+    cross[:, 2, 0], cross[:, 2, 1] = -u[:, 1], u[:, 0]
+    rot = (
+        c[:, None, None] * np.eye(3)
+        + s[:, None, None] * cross
+        + (1 - c)[:, None, None] * np.einsum("ni,nj->nij", u, u)
+    )
+    return rot, tilt
+
+
 def pose_sites(model_sites: np.ndarray, rot: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """``model_sites @ R.T + offset`` per particle: (n, S, d)."""
     return np.einsum("nsd,ned->nse", model_sites, rot) + offset[:, None, :]
@@ -219,6 +460,14 @@ def _uniform_background(n: int, n_dims: int, pick_radius: float, rng: np.random.
     return out
 
 
+def _far_outliers(n: int, n_dims: int, distance: tuple, rng: np.random.Generator) -> np.ndarray:
+    """``n`` displacements of uniform length in ``distance`` (nm) and uniform direction."""
+    r = rng.uniform(distance[0], distance[1], size=n)
+    u = rng.standard_normal((n, n_dims))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    return r[:, None] * u
+
+
 def simulate_localizations(
     sites: np.ndarray,
     *,
@@ -230,6 +479,9 @@ def simulate_localizations(
     precision_spread: float,
     z_ratio: float,
     rng: np.random.Generator,
+    n_outliers=None,
+    outlier_distance=(150.0, 300.0),
+    centres=None,
 ):
     """Localizations of every particle from its true sites (observed frame).
 
@@ -251,21 +503,32 @@ def simulate_localizations(
         precision.
     z_ratio : float
         ``sigma_z / sigma_xy`` in 3D.
+    rng : numpy.random.Generator
+    n_outliers : ndarray of int, shape (n_particles,), optional
+        Far outliers per particle (none if None).
+    outlier_distance : tuple (low, high)
+        Range (nm) of the uniform distance of an outlier from its particle's
+        centre, before the localization error.
+    centres : ndarray of shape (n_particles, n_dims), optional
+        True centres of the particles (needed with outliers).
 
     Returns
     -------
     particles : Particles
-        Fields ``precision`` (and ``precision_z`` in 3D) and ``site``.
+        Fields ``precision`` (and ``precision_z`` in 3D) and ``site``
+        (-1 background, -2 far outlier).
     labelled : ndarray of bool, shape (n_particles, n_sites)
     n_background : ndarray of int, shape (n_particles,)
     """
     n, n_sites, n_dims = sites.shape
+    if n_outliers is None:
+        n_outliers = np.zeros(n, dtype=np.int64)
     labelled = rng.random((n, n_sites)) < dol
     counts = np.where(labelled, draw_counts((n, n_sites)), 0)
     n_background = rng.poisson(background, size=n) if background > 0 else np.zeros(n, dtype=np.int64)
     # condition on non-empty particles: redraw labelling, blinking and
     # background of the (few) empty ones until none is left
-    empty = np.flatnonzero(counts.sum(axis=1) + n_background == 0)
+    empty = np.flatnonzero(counts.sum(axis=1) + n_background + n_outliers == 0)
     rounds = 0
     while empty.size:
         rounds += 1
@@ -283,27 +546,37 @@ def simulate_localizations(
         empty = empty[still]
 
     # ---- one row per localization, particle-major: every particle has
-    # n_sites site slots and one background slot (the last), and each slot is
-    # repeated as often as it emits; this gives the packed order directly
-    slot_counts = np.concatenate([counts, n_background[:, None]], axis=1)
+    # n_sites site slots, one background slot and one outlier slot (the
+    # last two), and each slot is repeated as often as it emits; this gives
+    # the packed order directly
+    slot_counts = np.concatenate([counts, n_background[:, None], n_outliers[:, None]], axis=1)
     lengths = slot_counts.sum(axis=1)
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     total = int(offsets[-1])
     item = np.repeat(np.arange(slot_counts.size, dtype=np.int64), slot_counts.ravel())
-    site = (item % (n_sites + 1)).astype(np.int32)  # slot n_sites is background
+    site = (item % (n_sites + 2)).astype(np.int32)  # slot n_sites is background, n_sites + 1 outliers
     is_background = site == n_sites
+    is_outlier = site == n_sites + 1
     coords = np.empty((total, n_dims))
     for k in range(n_dims):
-        table = np.zeros((n, n_sites + 1))
+        table = np.zeros((n, n_sites + 2))
         table[:, :n_sites] = sites[:, :, k]
+        if centres is not None:
+            table[:, n_sites + 1] = centres[:, k]
         coords[:, k] = table.ravel()[item]
     del item, table
     n_bg_total = int(n_background.sum())
     if n_bg_total:
         coords[is_background] = _uniform_background(n_bg_total, n_dims, pick_radius, rng)
+    n_out_total = int(n_outliers.sum())
+    if n_out_total:
+        if centres is None:
+            raise ValueError("outliers need the particles' centres.")
+        coords[is_outlier] += _far_outliers(n_out_total, n_dims, outlier_distance, rng)
     site[is_background] = -1
-    del is_background
+    site[is_outlier] = -2
+    del is_background, is_outlier
 
     # ---- localization precision and the localization error
     if precision_spread > 0:
@@ -330,20 +603,101 @@ def truth_table(n_particles: int, columns: dict) -> np.ndarray:
     return out
 
 
-def common_truth(particles: Particles, labelled, n_background, rot, angle, offset, sites, extra: dict) -> np.ndarray:
-    """The truth table: ``extra`` columns first, then the shared ones."""
+def common_truth(
+    particles: Particles, labelled, n_background, rot, angle, offset, sites, extra: dict, *, n_outliers, linkage, tilt=None
+) -> np.ndarray:
+    """The truth table: ``extra`` columns first, then the shared ones (``tilt`` after ``angle`` in 3D)."""
     n = particles.n_particles
     mean_precision = particles.segment_sum(particles.fields["precision"]) / particles.lengths
     columns = dict(extra)
+    columns["angle"] = np.asarray(angle, dtype=np.float64)
+    if tilt is not None:
+        columns["tilt"] = np.asarray(tilt, dtype=np.float64)
     columns.update(
-        angle=np.asarray(angle, dtype=np.float64),
         rotation=np.asarray(rot, dtype=np.float64),
         offset=np.asarray(offset, dtype=np.float64),
         n_localizations=particles.lengths.astype(np.int64),
         n_fluorophores=labelled.sum(axis=1).astype(np.int64),
         n_background=np.asarray(n_background, dtype=np.int64),
+        n_outliers=np.asarray(n_outliers, dtype=np.int64),
         mean_precision=mean_precision,
         sites=np.asarray(sites, dtype=np.float64),
+        linkage=np.asarray(linkage, dtype=np.float64),
         labelled=np.asarray(labelled, dtype=bool),
     )
     return truth_table(n, columns)
+
+
+def draw_linkage(shape, linkage_error: float, rng: np.random.Generator) -> np.ndarray:
+    """Offsets (n, n_sites, d) of every site's fluorophore from the site: isotropic Gaussian, zeros without error."""
+    if linkage_error > 0:
+        return rng.normal(0.0, linkage_error, size=shape)
+    return np.zeros(shape)
+
+
+def output(particles: Particles, precision_field: bool):
+    """The awkward array returned to the user, without the precision fields if asked."""
+    if not precision_field:
+        fields = {k: v for k, v in particles.fields.items() if k not in ("precision", "precision_z")}
+        particles = particles.replace(fields=fields)
+    return particles.to_awkward()
+
+
+def observe(
+    model: np.ndarray,
+    extra: dict,
+    *,
+    rotation,
+    tilt: float,
+    picking_offset: float,
+    linkage_error: float,
+    outliers: tuple,
+    dol: float,
+    blinking: str,
+    mean_per_dye: float,
+    background: float,
+    pick_radius: float,
+    precision: float,
+    precision_spread: float,
+    z_ratio: float,
+    precision_field: bool,
+    rng: np.random.Generator,
+):
+    """Pose, label, blink and localize model-frame sites; the particles and their truth table.
+
+    The draws, in order: pose (rotation about z, picking offset), tilt (3D,
+    if ``tilt > 0``), linkage offsets (if ``linkage_error > 0``), outlier
+    counts (if their rate is > 0), then :func:`simulate_localizations`. A
+    nuisance that is off draws nothing, so switching one on leaves the draws
+    before it unchanged.
+    """
+    n, _, n_dims = model.shape
+    rot, angle, offset = draw_pose(n, n_dims, rotation, picking_offset, rng)
+    tilt_deg = None
+    if n_dims == 3:
+        tilt_deg = np.zeros(n)
+        if tilt > 0:
+            r_tilt, tilt_deg = tilt_rotations(n, tilt, rng)
+            rot = rot @ r_tilt  # tilt first, then the rotation about z
+    sites = pose_sites(model, rot, offset)
+    linkage = draw_linkage(sites.shape, linkage_error, rng)
+    rate, count, distance = outliers
+    n_outliers = draw_outlier_counts(n, rate, count, rng)
+    p, labelled, n_background = simulate_localizations(
+        sites + linkage if linkage_error > 0 else sites,
+        dol=dol,
+        draw_counts=blinking_counts(blinking, mean_per_dye, rng),
+        background=background,
+        pick_radius=pick_radius,
+        precision=precision,
+        precision_spread=precision_spread,
+        z_ratio=z_ratio,
+        rng=rng,
+        n_outliers=n_outliers,
+        outlier_distance=distance,
+        centres=offset,
+    )
+    truth = common_truth(
+        p, labelled, n_background, rot, angle, offset, sites, extra, n_outliers=n_outliers, linkage=linkage, tilt=tilt_deg
+    )
+    return output(p, precision_field), truth

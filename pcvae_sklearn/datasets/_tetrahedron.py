@@ -5,15 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from ._common import (
+    check_axial_precision,
+    check_blinking,
+    check_bool,
     check_int,
+    check_outliers,
     check_random_state,
     check_real,
     check_rotation_3d,
-    common_truth,
-    draw_pose,
+    check_tilt,
+    observe,
     per_particle,
-    pose_sites,
-    simulate_localizations,
 )
 
 __all__ = ["make_tetrahedron"]
@@ -47,14 +49,22 @@ def make_tetrahedron(
     height=(40.0, 100.0),
     edge=100.0,
     n_localizations=5000,
+    blinking="poisson",
     dol=1.0,
+    linkage_error=0.0,
     precision=4.0,
     precision_spread=0.3,
-    z_ratio=2.5,
+    z_ratio=None,
+    precision_z=None,
+    precision_field=True,
     background=50.0,
+    outlier_rate=0.0,
+    outlier_count=(1, 3),
+    outlier_distance=(150.0, 300.0),
     picking_offset=5.0,
     pick_radius=100.0,
     rotation="z",
+    tilt=0.0,
     random_state=None,
 ):
     r"""Simulate 3D DNA-origami tetrahedra of varying height (DNA-PAINT).
@@ -72,50 +82,85 @@ def make_tetrahedron(
     The image formation:
 
     1. **Labelling.** Each docking site is present with probability ``dol``.
+       With ``linkage_error`` the imager sits at an isotropic Gaussian offset
+       (standard deviation ``linkage_error`` nm per axis) from its site, one
+       offset per site, shared by all its localizations.
     2. **Binding events.** In DNA-PAINT an imager strand binds a docking
        site over and over; the number of localizations of a site is Poisson
-       with mean ``(n_localizations - background) / 4``.
+       with mean ``(n_localizations - background) / 4``
+       (``blinking="poisson"``), or geometric with that mean for a
+       dSTORM-like dye (``"geometric"``).
     3. **Background.** A Poisson number (mean ``background``) of
        localizations from unspecific binding, uniform in a cylinder of radius
        ``pick_radius`` and height ``2 * pick_radius`` around the pick centre.
+       With ``outlier_rate > 0``, a particle has, with that probability, a
+       few far outliers (``outlier_count``) at a uniform distance in
+       ``outlier_distance`` from its true centre, in a uniform direction.
     4. **Precision.** Lateral precision per localization lognormal with
        median ``precision`` nm and log-standard deviation
        ``precision_spread``; axial precision ``z_ratio`` times the lateral
-       one (astigmatic 3D imaging); Gaussian localization error.
-    5. **Pose.** A rotation about the optical axis (``rotation="z"``: the
-       origami lies on its base on the coverslip), a uniform random 3D
-       rotation (``"3d"``) or none, then a Gaussian picking offset of
-       ``picking_offset`` nm per axis.
+       one (astigmatic 3D imaging; or give the median axial precision
+       ``precision_z`` in nm); Gaussian localization error. With
+       ``precision_field=False`` the precisions are not returned.
+    5. **Pose.** A tilt of the origami's axis away from z by an angle uniform
+       in [0, ``tilt``] degrees towards a uniform azimuth, then a rotation
+       about the optical axis (``rotation="z"``: the origami lies on its base
+       on the coverslip), a uniform random 3D rotation (``"3d"``, no tilt
+       then) or none, then a Gaussian picking offset of ``picking_offset`` nm
+       per axis.
 
     A fully labelled particle thus has ``n_localizations`` localizations on
-    average, background included; with ``dol < 1`` the expectation is
-    ``dol * (n_localizations - background) + background``. A particle with
-    no localization at all is redrawn (labelling, binding, background) until
-    it has one.
+    average, background included (outliers come on top); with ``dol < 1``
+    the expectation is ``dol * (n_localizations - background) + background``.
+    A particle with no localization at all is redrawn (labelling, binding,
+    background) until it has one. A nuisance that is off draws nothing from
+    the generator: with the defaults the output for a given ``random_state``
+    is that of the simulator before these keywords existed.
 
     Parameters
     ----------
     n_particles : int, default=1000
         Number of particles.
-    height : float, tuple (low, high) or array-like of shape (n_particles,), default=(40.0, 100.0)
-        Height of the apex above the base, nm: uniform in [low, high] for a
-        tuple, fixed for a number, per particle for a list or array (e.g.
-        ``np.repeat([45.0, 65.0, 95.0], 150)`` for three classes).
-    edge : float, tuple (low, high) or array-like of shape (n_particles,), default=100.0
-        Side of the base triangle, nm (same forms as ``height``).
+    height : number, tuple (low, high), array-like, dict or scipy.stats distribution, default=(40.0, 100.0)
+        Height of the apex above the base, nm: fixed for a number, uniform
+        in [low, high] for a tuple, per particle for an array (e.g.
+        ``np.repeat([45.0, 65.0, 95.0], 150)`` for three classes),
+        ``{"kind": "normal", "mean": m, "std": s}``,
+        ``{"kind": "two_state", "values": (a, b), "p": p}`` (``b`` with
+        probability ``p``) or a frozen scipy.stats distribution, as for the
+        radius of :func:`make_npc_2d`.
+    edge : same forms as ``height``, default=100.0
+        Side of the base triangle, nm.
     n_localizations : int, default=5000
         Expected localizations of a fully labelled particle, background
         included. Must exceed ``background``.
+    blinking : {"poisson", "geometric"}, default="poisson"
+        Distribution of the number of localizations per docking site.
     dol : float in (0, 1], default=1.0
         Probability that a docking site is present.
+    linkage_error : float, default=0.0
+        Standard deviation (nm, per axis) of the offset of a site's imager
+        from the site.
     precision : float, default=4.0
         Median lateral localization precision, nm.
     precision_spread : float, default=0.3
         Standard deviation of ``log(precision)``.
-    z_ratio : float, default=2.5
-        Axial over lateral precision.
+    z_ratio : float or None, default=None
+        Axial over lateral precision; None means 2.5, or
+        ``precision_z / precision`` when ``precision_z`` is given.
+    precision_z : float or None, default=None
+        Median axial precision, nm; give it or ``z_ratio``, not both.
+    precision_field : bool, default=True
+        Return the ``precision`` and ``precision_z`` fields.
     background : float, default=50.0
         Mean number of background localizations per particle.
+    outlier_rate : float in [0, 1], default=0.0
+        Probability that a particle has far outliers.
+    outlier_count : int or tuple (low, high) of int, default=(1, 3)
+        Number of far outliers of such a particle, uniform in [low, high].
+    outlier_distance : float or tuple (low, high), default=(150.0, 300.0)
+        Distance (nm) of a far outlier from the true centre, uniform in
+        [low, high].
     picking_offset : float, default=5.0
         Standard deviation (nm, per axis) of the offset of the true centre
         from the pick centre.
@@ -124,6 +169,9 @@ def make_tetrahedron(
     rotation : {None, "z", "3d"}, default="z"
         No rotation, a uniform rotation about the optical axis, or a uniform
         random 3D rotation.
+    tilt : float in [0, 90], default=0.0
+        Largest tilt (degrees) of the origami's axis away from z; not with
+        ``rotation="3d"``.
     random_state : int, numpy.random.Generator or None, default=None
         Seed or generator.
 
@@ -131,15 +179,19 @@ def make_tetrahedron(
     -------
     particles : awkward.Array
         ``n_particles * var * {x, y, z, precision, precision_z, site}``
-        (float64 in nm; ``site`` int32: 0-2 the base corners, 3 the apex, -1
-        background).
+        (float64 in nm, the precisions absent with
+        ``precision_field=False``; ``site`` int32: 0-2 the base corners, 3
+        the apex, -1 background, -2 a far outlier).
     truth : numpy structured array of shape (n_particles,)
         Fields ``height`` and ``edge`` (nm), ``angle`` (rad; NaN for
-        ``rotation="3d"``, 0 for None), ``rotation`` (3, 3) ``R`` and
-        ``offset`` (3,) with ``observed = model @ R.T + offset``,
-        ``n_localizations``, ``n_fluorophores`` (docking sites present),
-        ``n_background``, ``mean_precision`` (lateral, nm), ``sites`` (4, 3):
-        the true site positions in the observed frame, and ``labelled`` (4,).
+        ``rotation="3d"``, 0 for None), ``tilt`` (degrees, the angle between
+        the axis ``rotation[:, :, 2]`` and z), ``rotation`` (3, 3) ``R``
+        (tilt included) and ``offset`` (3,) with
+        ``observed = model @ R.T + offset``, ``n_localizations``,
+        ``n_fluorophores`` (docking sites present), ``n_background``,
+        ``n_outliers``, ``mean_precision`` (lateral, nm), ``sites`` (4, 3):
+        the true site positions in the observed frame, ``linkage`` (4, 3):
+        the offsets of the imagers from their sites, and ``labelled`` (4,).
         ``pandas.DataFrame`` needs the scalar fields selected, e.g.
         ``pandas.DataFrame(truth[["height", "n_localizations"]])``.
 
@@ -147,6 +199,7 @@ def make_tetrahedron(
     --------
     make_npc_3d : 3D nuclear pores.
     make_npc_2d : 2D nuclear pores.
+    make_scenario : named simulations with real data's nuisances.
 
     References
     ----------
@@ -179,41 +232,50 @@ def make_tetrahedron(
     """
     n = check_int(n_particles, "n_particles", minimum=1)
     n_localizations = check_int(n_localizations, "n_localizations", minimum=1)
+    blinking = check_blinking(blinking)
     dol = check_real(dol, "dol", low=0.0, high=1.0, low_open=True)
+    linkage_error = check_real(linkage_error, "linkage_error", low=0.0)
     precision = check_real(precision, "precision", low=0.0, low_open=True)
     precision_spread = check_real(precision_spread, "precision_spread", low=0.0)
-    z_ratio = check_real(z_ratio, "z_ratio", low=0.0, low_open=True)
+    z_ratio = check_axial_precision(precision, z_ratio, precision_z)
+    precision_field = check_bool(precision_field, "precision_field")
     background = check_real(background, "background", low=0.0)
     if background >= n_localizations:
         raise ValueError(
             f"background ({background:g}) must be smaller than n_localizations ({n_localizations}), "
             "which counts background and signal together."
         )
+    per_site = (n_localizations - background) / N_SITES
+    if blinking == "geometric" and per_site < 1:
+        raise ValueError(
+            f"blinking='geometric' gives every present site at least one localization, but "
+            f"(n_localizations - background) / 4 = {per_site:g} < 1."
+        )
+    outliers = check_outliers(outlier_rate, outlier_count, outlier_distance)
     picking_offset = check_real(picking_offset, "picking_offset", low=0.0)
     pick_radius = check_real(pick_radius, "pick_radius", low=0.0, low_open=True)
     rotation = check_rotation_3d(rotation)
+    tilt = check_tilt(tilt, rotation)
     rng = check_random_state(random_state)
 
     height = per_particle(height, "height", n, rng)
     edge = per_particle(edge, "edge", n, rng)
-    model = tetrahedron_sites(height, edge)
-    rot, angle, offset = draw_pose(n, 3, rotation, picking_offset, rng)
-    sites = pose_sites(model, rot, offset)
-    per_site = (n_localizations - background) / N_SITES
-
-    def draw_counts(shape):
-        return rng.poisson(per_site, size=shape)
-
-    p, labelled, n_background = simulate_localizations(
-        sites,
+    return observe(
+        tetrahedron_sites(height, edge),
+        {"height": height, "edge": edge},
+        rotation=rotation,
+        tilt=tilt,
+        picking_offset=picking_offset,
+        linkage_error=linkage_error,
+        outliers=outliers,
         dol=dol,
-        draw_counts=draw_counts,
+        blinking=blinking,
+        mean_per_dye=per_site,
         background=background,
         pick_radius=pick_radius,
         precision=precision,
         precision_spread=precision_spread,
         z_ratio=z_ratio,
+        precision_field=precision_field,
         rng=rng,
     )
-    truth = common_truth(p, labelled, n_background, rot, angle, offset, sites, {"height": height, "edge": edge})
-    return p.to_awkward(), truth

@@ -1,0 +1,160 @@
+"""PointCloudVAE with its defaults on the family of scenarios (pcvae_sklearn.datasets.SCENARIOS).
+
+For every scenario and seed it simulates ``--n-particles`` particles
+(``make_scenario(name, n, random_state=500 + seed)``), fits
+``PointCloudVAE(random_state=seed, **params)`` and, for every truth column
+the scenario varies, computes
+
+* latent: the best |Spearman| of one latent dimension with the truth
+  (``best_abs_spearman``);
+* estimator: the |Spearman| of the library's model-based estimate with the
+  truth: ``RadiusEstimator()`` for the radius, ``HeightEstimator(structure=
+  "pore")`` for the ring distance of 3D pores and ``HeightEstimator(
+  structure="tetrahedron")`` for the height of tetrahedra.
+
+The table gives, per scenario and parameter, the median over seeds and the
+worst seed of both, and whether the latent median reaches the estimator's.
+Held-out scenarios come in a section of their own: a default must be chosen
+without looking at them.
+
+    python benchmarks/bench_family.py                                  # all 15 scenarios, 3 seeds, 1000 particles
+    python benchmarks/bench_family.py --scenarios npc3d_default npc3d_axial20 --seeds 0 1 2 3 4 --jobs 2
+    python benchmarks/bench_family.py --params '{"latent_dim": 6}' --out family.json
+    python benchmarks/bench_family.py --n-particles 200 --seeds 0 --scenarios npc2d_default npc3d_tilt \\
+        --params '{"n_epochs": 1}'                                     # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import best_abs_spearman
+from scipy.stats import spearmanr
+
+from pcvae_sklearn import HeightEstimator, PointCloudVAE, RadiusEstimator
+from pcvae_sklearn.datasets import SCENARIOS, list_scenarios, make_scenario
+
+
+def estimator_for(structure: str, param: str):
+    """The library's model-based estimator of a structure parameter."""
+    if param == "radius":
+        return RadiusEstimator()
+    if param == "height":
+        return HeightEstimator(structure="pore" if structure == "npc_3d" else "tetrahedron")
+    raise ValueError(f"no estimator of {param!r} for {structure}.")
+
+
+def abs_spearman(a, b) -> float:
+    r = spearmanr(a, b)[0]
+    return 0.0 if np.isnan(r) else abs(float(r))
+
+
+def run_one(name: str, seed: int, n_particles: int, params: dict, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    scenario = SCENARIOS[name]
+    X, truth = make_scenario(name, n_particles, random_state=500 + seed)
+    t0 = time.perf_counter()
+    Z = PointCloudVAE(random_state=seed, **params).fit_transform(X)
+    out = {"scenario": name, "seed": seed, "fit_s": round(time.perf_counter() - t0, 1)}
+    for param in scenario.varying:
+        estimate = estimator_for(scenario.structure, param).fit_transform(X)[:, 0]
+        out[param] = round(best_abs_spearman(Z, truth[param]), 4)
+        out[param + "_estimator"] = round(abs_spearman(estimate, truth[param]), 4)
+    return out
+
+
+def summary(results: list, names: list) -> list:
+    """One row per scenario and parameter: medians and worst seeds of latent and estimator."""
+    rows = []
+    for name in names:
+        mine = [r for r in results if r["scenario"] == name]
+        if not mine:
+            continue
+        for param in SCENARIOS[name].varying:
+            latent = np.array([r[param] for r in mine])
+            est = np.array([r[param + "_estimator"] for r in mine])
+            rows.append(
+                dict(
+                    scenario=name,
+                    param=param,
+                    seeds=len(mine),
+                    latent_median=float(np.median(latent)),
+                    latent_worst=float(latent.min()),
+                    estimator_median=float(np.median(est)),
+                    estimator_worst=float(est.min()),
+                    latent_reaches_estimator=bool(np.median(latent) >= np.median(est)),
+                )
+            )
+    return rows
+
+
+def print_table(title: str, rows: list) -> None:
+    print(f"\n{title}")
+    if not rows:
+        print("  (none run)")
+        return
+    print(f"  {'scenario':18s} {'param':7s} {'seeds':>5s}  {'latent med':>10s} {'worst':>6s}  "
+          f"{'estim. med':>10s} {'worst':>6s}  latent >= estimator")
+    for r in rows:
+        print(f"  {r['scenario']:18s} {r['param']:7s} {r['seeds']:5d}  {r['latent_median']:10.3f} {r['latent_worst']:6.3f}  "
+              f"{r['estimator_median']:10.3f} {r['estimator_worst']:6.3f}  {'yes' if r['latent_reaches_estimator'] else 'no'}")
+    hits = sum(r["latent_reaches_estimator"] for r in rows)
+    print(f"  latent median >= estimator median: {hits} of {len(rows)}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", nargs="+", default=list_scenarios(), choices=list_scenarios(), metavar="NAME",
+                    help=f"default: all ({', '.join(list_scenarios())})")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n-particles", type=int, default=1000)
+    ap.add_argument("--params", type=json.loads, default={}, help="JSON of PointCloudVAE keywords overriding the defaults")
+    ap.add_argument("--jobs", type=int, default=1, help="fits at a time (joblib processes); default 1")
+    ap.add_argument("--out", type=Path, help="write the per-fit results and the summary here (JSON)")
+    args = ap.parse_args(argv)
+    if not isinstance(args.params, dict):
+        ap.error(f"--params must be a JSON object of PointCloudVAE keywords, got {args.params!r}")
+    try:
+        PointCloudVAE(**args.params)  # unknown keywords fail here, before any fit
+    except TypeError as exc:
+        ap.error(f"--params: {exc}")
+
+    tasks = [(name, seed) for name in args.scenarios for seed in args.seeds]
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)
+    print(f"{len(tasks)} fits: {len(args.scenarios)} scenarios x {len(args.seeds)} seeds, {args.n_particles} particles, "
+          f"params {json.dumps(args.params)}, {args.jobs} job(s) x {threads} thread(s)", flush=True)
+    if args.jobs == 1:
+        results = []
+        for name, seed in tasks:
+            results.append(run_one(name, seed, args.n_particles, args.params, threads))
+            print(json.dumps(results[-1]), flush=True)
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=args.jobs, verbose=10)(
+            delayed(run_one)(name, seed, args.n_particles, args.params, threads) for name, seed in tasks
+        )
+        for r in results:
+            print(json.dumps(r))
+
+    visible = [n for n in args.scenarios if not SCENARIOS[n].held_out]
+    held = [n for n in args.scenarios if SCENARIOS[n].held_out]
+    rows_visible, rows_held = summary(results, visible), summary(results, held)
+    print_table("Scenarios (|Spearman| with the truth; median and worst over seeds)", rows_visible)
+    print_table("HELD-OUT scenarios (do not tune defaults on these)", rows_held)
+    if args.out:
+        args.out.write_text(json.dumps(
+            {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+             "fits": results, "summary": rows_visible, "held_out_summary": rows_held}, indent=1))
+        print(f"\nwritten to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
