@@ -15,7 +15,7 @@ pytest.importorskip("pyarrow")
 @pytest.fixture(scope="module")
 def fitted():
     X, _ = ragged_rings(60, seed=3)
-    return PointCloudVAE(**TINY_VAE, transform_rotations=2, random_state=0).fit(X), X
+    return PointCloudVAE(**TINY_VAE, n_rotations=2, random_state=0).fit(X), X
 
 
 def write_partitions(X, folder, sizes, row_group_size=None):
