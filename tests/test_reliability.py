@@ -590,3 +590,14 @@ def test_single_localization_particles_train(rings):
     vae = PointCloudVAE(**{**TINY_VAE, "batch_size": 1}, random_state=0).fit(X1)
     assert vae.history_[0]["steps"] == 3  # the single-localization batches were skipped
     assert np.isfinite(vae.transform(X1)).all()
+
+
+def test_pickle_of_another_format_version_is_refused(fitted):
+    """A pickle of the layout before format version 2 (no version in its state) is not converted: refit."""
+    state = fitted.__getstate__()
+    assert state["_format_version"] == 2
+    for version in (None, 1):
+        old = dict(state, _format_version=version) if version is not None else {k: v for k, v in state.items() if k != "_format_version"}
+        with pytest.raises(ValueError, match=rf"pickled by a pcvae_sklearn of model format version {version!r}; .* Refit"):
+            PointCloudVAE.__new__(PointCloudVAE).__setstate__(old)
+

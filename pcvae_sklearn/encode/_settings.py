@@ -9,18 +9,12 @@ import numpy as np
 
 __all__ = ["DEFAULT_ARCHITECTURE", "resolve_architecture", "paper_recipe"]
 
+# the paper's network shape, which the defaults keep
+_PAPER_SHAPE = {"encoder_widths": (64, 128, 1024), "decoder_widths": (256, 512, 1024), "n_heads": 4, "n_output_points": 128}
+
 # The keys of PointCloudVAE(architecture=...) and their defaults; the docstring
 # of PointCloudVAE describes each one.
-DEFAULT_ARCHITECTURE = {
-    "encoder_widths": (64, 128, 1024),
-    "decoder_widths": (256, 512, 1024),
-    "decoder_channels": 256,
-    "n_heads": 4,
-    "n_output_points": 128,
-    "latent_batch_norm": True,
-    "prior_shape": 4,
-    "compile": False,
-}
+DEFAULT_ARCHITECTURE = {**_PAPER_SHAPE, "decoder_channels": 256, "latent_batch_norm": True, "prior_shape": 4, "compile": False}
 
 # the keys that shape the torch module (PCVAEModule's arguments); the others
 # shape the loss (prior_shape) or how the module runs in training (compile)
@@ -96,15 +90,7 @@ _PAPER_RECIPE = {
     "n_rotations": 0,
     "decorrelation": 0.0,
     "kurtosis": 0.0,
-    "architecture": {
-        "encoder_widths": (64, 128, 1024),
-        "decoder_widths": (256, 512, 1024),
-        "decoder_channels": 1024,
-        "n_heads": 4,
-        "n_output_points": 128,
-        "latent_batch_norm": False,
-        "prior_shape": 2,
-    },
+    "architecture": {**_PAPER_SHAPE, "decoder_channels": 1024, "latent_batch_norm": False, "prior_shape": 2},
 }
 
 
@@ -152,10 +138,9 @@ def paper_recipe() -> dict:
 
     References
     ----------
-    .. [1] S. Haghparast, Y. Zhang, Q. Tao, S. Stallinga and B. Rieger,
-       "Detecting continuous structural heterogeneity in single molecule
-       localization microscopy data with a point cloud variational
-       auto-encoder", Sci. Rep. (2025), doi:10.1038/s41598-025-31201-z.
+    .. [1] Haghparast, Zhang, Tao, Stallinga and Rieger, Sci. Rep. (2025),
+       doi:10.1038/s41598-025-31201-z (the full reference is
+       :class:`~pcvae_sklearn.PointCloudVAE`'s).
 
     Examples
     --------

@@ -24,7 +24,7 @@ from ._batching import (
 )
 from ._chamfer import chamfer_distance, pad_packed
 from ._fast_encode import FoldedEncoder
-from ._persistence import load_model, module_from_state, module_to_state, save_checkpoint, save_model
+from ._persistence import FORMAT_VERSION, load_model, module_from_state, module_to_state, save_checkpoint, save_model
 from ._readout import distil_rotation_average
 from ._settings import MODULE_KEYS, resolve_architecture
 from ._training import diverged, new_run, resumed_run, split, train, vae_loss
@@ -735,9 +735,17 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         module = state.pop("module_", None)
         if module is not None:
             state["_module_state"] = module_to_state(module)
+        state["_format_version"] = FORMAT_VERSION
         return state
 
     def __setstate__(self, state):
+        version = state.pop("_format_version", None)
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"this PointCloudVAE was pickled by a pcvae_sklearn of model format version {version!r}; this one "
+                f"reads format version {FORMAT_VERSION} only. Refit the model with this version; pickles of other "
+                "versions are not converted."
+            )
         saved = state.pop("_module_state", None)
         super().__setstate__(state)
         if saved is not None:
