@@ -44,7 +44,7 @@ def _add_model_options(ap):
     g.add_argument("--unmix-components", type=int, default=None, metavar="K",
                    help="with --unmix (implied): unmix the K principal directions of the latent instead of the active "
                         "dimensions, which with the default latent batch norm are all of them (LatentUnmixer's "
-                        "n_components; 4 on simulated 3D pores, see docs/defaults.md)")
+                        "n_components; 4 on simulated 3D pores, see docs/choosing_parameters.md)")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--n-jobs", type=int, default=None, help="bins fused in parallel")
     g = ap.add_argument_group("figures and report")
