@@ -179,7 +179,7 @@ def main(argv=None):
     ap.add_argument("--null-seeds", type=int, default=20, help="fresh homogeneous data sets in null-calibration (b)")
     ap.add_argument("--n-bins", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=None, help="PointCloudVAE n_epochs (default: the estimator's)")
-    ap.add_argument("--transform-rotations", type=int, default=None)
+    ap.add_argument("--n-rotations", type=int, default=None, help="PointCloudVAE n_rotations")
     ap.add_argument("--quick", action="store_true", help="small data, 1 epoch, 3 null seeds: a smoke run")
     args = ap.parse_args(argv)
     vae_kw = {}
@@ -188,8 +188,8 @@ def main(argv=None):
         args.null_seeds = min(args.null_seeds, 3)
     if args.epochs is not None:
         vae_kw["n_epochs"] = args.epochs
-    if args.transform_rotations is not None:
-        vae_kw["transform_rotations"] = args.transform_rotations
+    if args.n_rotations is not None:
+        vae_kw["n_rotations"] = args.n_rotations
     print("PointCloudVAE settings beyond the defaults:", vae_kw or "none")
     print("(timings on a shared 2-core machine are upper bounds)")
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
-"""Measure one PointCloudVAE setting over several seeds (the study behind docs/defaults.md).
+"""Measure one PointCloudVAE setting over several seeds (the figures of docs/choosing_parameters.md).
 
-    python benchmarks/study_defaults.py '{"beta": 0.003}' --seeds 0 1 2 3 4
+    python benchmarks/study_defaults.py '{"beta": 0.01}' --seeds 0 1 2 3 4
     python benchmarks/study_defaults.py '{}' --n-particles 300 --seeds 0     # the defaults, quickly
 
 Each fit uses make_npc_2d(n, random_state=100 + seed) and
@@ -19,6 +19,8 @@ from scipy.stats import spearmanr
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_val_predict
 
+from _common import exact_average
+
 from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn.datasets import make_npc_2d
 
@@ -28,9 +30,9 @@ def main(argv=None):
     ap.add_argument("setting", help="JSON dict of PointCloudVAE parameters ('{}' for the defaults)")
     ap.add_argument("--n-particles", type=int, default=1399)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--transform-rotations", type=int, nargs="+", default=None,
-                    help="also report 'best' for these transform_rotations, on the same fitted model, "
-                         "averaged exactly (rotation_average='exact')")
+    ap.add_argument("--n-rotations", type=int, nargs="+", default=None,
+                    help="also report 'best' for these n_rotations, on the same fitted model, averaged exactly "
+                         "(without the distilled read-out)")
     args = ap.parse_args(argv)
     setting = json.loads(args.setting)
     for seed in args.seeds:
@@ -45,8 +47,8 @@ def main(argv=None):
         last = vae.history_[-1]
         record = {"setting": setting, "seed": seed, "fit_s": round(fit_s, 1), "best": round(float(best), 3),
                   "linear": round(float(linear), 3), "chamfer": round(last["reconstruction"], 4), "kl": round(last["kl"], 2)}
-        for n_rot in args.transform_rotations or []:
-            Zr = vae.set_params(transform_rotations=n_rot, rotation_average="exact").transform(X)
+        for n_rot in args.n_rotations or []:
+            Zr = exact_average(vae.set_params(n_rotations=n_rot)).transform(X)
             record[f"best_R{n_rot}"] = round(float(np.nanmax([abs(spearmanr(Zr[:, j], r)[0]) for j in range(Zr.shape[1])])), 3)
         print(json.dumps(record), flush=True)
 

@@ -6,22 +6,25 @@ directions of the whole latent (``n_components=k``). Which dimensions are
 active depends on how the latent space happens to be oriented, which the
 VAE does not fix; the principal directions do not.
 
-For every seed this fits ``PointCloudVAE(random_state=seed)`` (defaults, the
-threads torch picks: 2 on the development machine, as in
+For every seed this fits ``PointCloudVAE(random_state=seed, **setting)``
+(``--setting``, a JSON dict of parameters; the defaults when omitted, with
+the threads torch picks: 2 on the development machine, as in
 ``bench_quality.py``, whose seeds 0-2 it reproduces) on
 ``make_npc_3d(1000, random_state=500 + seed)`` and prints, for the raw
 latent and for each unmixer setting, the best axis's |Spearman| with the
 true ring distance and radius, next to the model-based estimates; then, per
 setting, on how many seeds the axis is at or above the estimate. Recorded in
-``docs/defaults.md``.
+``docs/choosing_parameters.md``.
 
     python benchmarks/study_unmixer.py --seeds 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14
     python benchmarks/study_unmixer.py --n-particles 300 --seeds 0      # a quick look
+    python benchmarks/study_unmixer.py --setting '{"kurtosis": 0.003}' --components 4 --seeds 0 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -41,17 +44,20 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--n-particles", type=int, default=1000)
+    ap.add_argument("--setting", default="{}", help="JSON dict of PointCloudVAE parameters ('{}': the defaults)")
     ap.add_argument("--components", nargs="+", default=["none", "3", "4", "5"],
                     help="n_components settings to compare ('none' for the active dimensions)")
     args = ap.parse_args(argv)
     settings = [None if c.lower() == "none" else int(c) for c in args.components]
+    setting = json.loads(args.setting)
+    print(f"PointCloudVAE settings: {setting or 'the defaults'}")
     columns = ["raw"] + [_label(c) for c in settings]
     print("seed  param   estimate  " + "  ".join(f"{c:>11s}" for c in columns) + "  fit_s")
     rows = []  # (seed, param, estimate, {column: |rho|})
     for seed in args.seeds:
         X, truth = make_npc_3d(args.n_particles, random_state=500 + seed)
         t0 = time.perf_counter()
-        Z = PointCloudVAE(random_state=seed).fit_transform(X)
+        Z = PointCloudVAE(random_state=seed, **setting).fit_transform(X)
         fit_s = time.perf_counter() - t0
         axes = {"raw": Z}
         for c in settings:

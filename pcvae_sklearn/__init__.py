@@ -24,7 +24,7 @@ from ._ragged import Particles, as_particles
 from ._version import __version__
 from .bin import LatentBinner, bin_along_axis
 from .cluster import choose_n_clusters, fuse_clusters
-from .encode import LatentUnmixer, PointCloudVAE
+from .encode import LatentUnmixer, PointCloudVAE, paper_recipe
 from .estimate import (
     HeightEstimator,
     RadiusEstimator,
@@ -41,6 +41,7 @@ from .workflow import WorkflowResult, analyse
 
 __all__ = [
     "PointCloudVAE",
+    "paper_recipe",
     "LatentUnmixer",
     "LatentBinner",
     "bin_along_axis",

@@ -132,11 +132,11 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         ``LatentUnmixer``).
     unmix_components : int or None, default=None
         With ``unmix``, ``LatentUnmixer``'s ``n_components``. None unmixes
-        the active latent dimensions, which with the VAE's default
-        ``latent_batch_norm`` are all of them (``LatentUnmixer`` warns). An
+        the active latent dimensions, which with the VAE's default latent
+        batch norm are all of them (``LatentUnmixer`` warns). An
         integer k unmixes the k principal directions of the latent; on
         simulated 3D pores k=4 found both parameters most reliably
-        (``docs/defaults.md``).
+        (``docs/choosing_parameters.md``).
 
     Returns
     -------

@@ -13,11 +13,7 @@ TINY_VAE = dict(
     latent_dim=2,
     n_epochs=1,
     batch_size=8,
-    encoder_widths=(16, 32),
-    decoder_widths=(16, 32),
-    decoder_channels=32,
-    n_output_points=16,
-    n_heads=4,
+    architecture=dict(encoder_widths=(16, 32), decoder_widths=(16, 32), decoder_channels=32, n_output_points=16, n_heads=4),
     learning_rate=1e-3,
 )
 

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _encode_reference import dense_chamfer
 from _helpers import naive_chamfer
 
 from pcvae_sklearn.encode import chamfer_distance
@@ -25,8 +26,8 @@ def ragged_batch(seed, d, max_len=40, n_particles=6, n_pred=9, dtype=torch.float
 def test_nearest_equals_dense_and_naive_with_gradients(seed, d, chunk_size):
     g, lengths, targets, pred = ragged_batch(seed, d)
     padded, _ = pad_packed(torch.cat(targets), lengths)
-    near = chamfer_distance(pred, padded, lengths, chunk_size=chunk_size, method="nearest")
-    dense = chamfer_distance(pred, padded, lengths, chunk_size=chunk_size, method="dense")
+    near = chamfer_distance(pred, padded, lengths, chunk_size=chunk_size)
+    dense = dense_chamfer(pred, padded, lengths, chunk_size=chunk_size)
     ref = naive_chamfer(pred, targets)
     torch.testing.assert_close(near, dense, rtol=1e-14, atol=0)
     torch.testing.assert_close(near, ref)
@@ -46,7 +47,7 @@ def test_float32_nearest_matches_dense(seed):
     _, lengths, targets, pred = ragged_batch(seed, 3, max_len=300, n_pred=32, dtype=torch.float32)
     padded, _ = pad_packed(torch.cat(targets), lengths)
     near = chamfer_distance(pred, padded, lengths, chunk_size=64)
-    dense = chamfer_distance(pred, padded, lengths, chunk_size=64, method="dense")
+    dense = dense_chamfer(pred, padded, lengths, chunk_size=64)
     torch.testing.assert_close(near, dense, rtol=1e-6, atol=1e-7)
     gn = torch.autograd.grad(near.sum(), pred)[0]
     gd = torch.autograd.grad(dense.sum(), pred)[0]
@@ -87,23 +88,20 @@ def test_backward_memory_is_linear_in_particle_size(L):
     pred = torch.randn(B, M, d, requires_grad=True)
     target = torch.randn(B, L, d, requires_grad=True)
     near = _saved_elements(lambda: chamfer_distance(pred, target, chunk_size=256))
-    dense = _saved_elements(lambda: chamfer_distance(pred, target, chunk_size=256, method="dense"))
+    dense = _saved_elements(lambda: dense_chamfer(pred, target, chunk_size=256))
     assert dense >= B * L * M * d  # the dense form keeps every pairwise difference
     assert near <= 8 * B * (L + M) * d  # the gather keeps a few (B, n, d) tensors only
 
 
-def test_padding_never_counts_for_either_method():
+def test_padding_never_counts_for_the_kernel_or_the_reference():
     pred = torch.zeros(1, 2, 2)
     target = torch.tensor([[[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]])  # last two rows are padding
-    for method in ("nearest", "dense"):
-        cd = chamfer_distance(pred, target, torch.tensor([1]), method=method)
+    for chamfer in (chamfer_distance, dense_chamfer):
+        cd = chamfer(pred, target, torch.tensor([1]))
         assert cd.item() == pytest.approx(2.0)
 
 
-@pytest.mark.parametrize(
-    "kwargs, match",
-    [({"method": "kdtree"}, "method must be one of"), ({"chunk_size": 0}, "chunk_size must be a positive")],
-)
-def test_bad_arguments(kwargs, match):
-    with pytest.raises(ValueError, match=match):
-        chamfer_distance(torch.zeros(1, 2, 2), torch.zeros(1, 3, 2), **kwargs)
+@pytest.mark.parametrize("chunk_size", [0, -3])
+def test_bad_chunk_size(chunk_size):
+    with pytest.raises(ValueError, match=f"chunk_size must be a positive integer; got {chunk_size}"):
+        chamfer_distance(torch.zeros(1, 2, 2), torch.zeros(1, 3, 2), chunk_size=chunk_size)

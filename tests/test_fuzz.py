@@ -134,7 +134,7 @@ def test_awkward_forms(data, form, damage):
 # ------------------------------------------------------------------ PointCloudVAE
 @pytest.fixture(scope="module")
 def vae2d():
-    return PointCloudVAE(**TINY_VAE, random_state=0, transform_rotations=2).fit(ragged_rings(16, seed=0)[0])
+    return PointCloudVAE(**TINY_VAE, random_state=0, n_rotations=2).fit(ragged_rings(16, seed=0)[0])
 
 
 @settings(FUZZ, max_examples=40)
@@ -165,7 +165,7 @@ def test_vae_transform(vae2d, data):
 def test_vae_particle_of_100k_localizations(n_dims):
     rng = np.random.default_rng(n_dims)
     X = ragged_rings(6, n_dims=n_dims, seed=2)[0] + [rng.normal(scale=40.0, size=(100_000, n_dims))]
-    vae = PointCloudVAE(**{**TINY_VAE, "max_points": 64}, random_state=0, transform_rotations=1).fit(X)
+    vae = PointCloudVAE(**{**TINY_VAE, "max_points": 64}, random_state=0, n_rotations=1).fit(X)
     Z = vae.transform(X)
     assert Z.shape == (7, 2) and np.isfinite(Z).all()
     # every localization is encoded; the latent does not depend on their order

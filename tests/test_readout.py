@@ -1,4 +1,4 @@
-"""The distilled rotation read-out (rotation_average="distilled").
+"""The distilled rotation read-out (``n_rotations`` of 2 or more).
 
 The kernel is checked against a naive reference (per-particle rotations
 through the plain torch module, the ridge solution by least squares on the
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from _encode_reference import exact_rotation_average
 from _helpers import TINY_VAE, ragged_rings
 from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn.encode._fast_encode import FoldedEncoder
@@ -24,7 +25,7 @@ def rings():
 
 @pytest.fixture(scope="module")
 def fitted(rings):
-    return PointCloudVAE(**TINY_VAE, random_state=0, transform_rotations=4).fit(rings)
+    return PointCloudVAE(**TINY_VAE, random_state=0, n_rotations=4).fit(rings)
 
 
 def _packed(vae, particles):
@@ -42,7 +43,7 @@ def _rotate(a, angle):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_fit_rotation_readout_matches_naive_reference(seed):
     particles, _ = ragged_rings(12, seed=seed)
-    vae = PointCloudVAE(**TINY_VAE, random_state=seed, transform_rotations=3).fit(particles)
+    vae = PointCloudVAE(**TINY_VAE, random_state=seed, n_rotations=3).fit(particles)
     points, lengths = _packed(vae, particles)
     angles = vae._rotation_angles()
     encoder = vae.module_.encoder
@@ -84,7 +85,7 @@ def test_pooled_at_angles_chunks_do_not_matter(fitted, rings):
     angles = fitted._rotation_angles()
     whole = pooled_at_angles(enc, points, lengths, angles, torch.device("cpu"))
     small = pooled_at_angles(enc, points, lengths, angles, torch.device("cpu"), budget=(3, 50))
-    assert whole.shape == (len(angles), len(lengths), fitted.encoder_widths[-1])
+    assert whole.shape == (len(angles), len(lengths), TINY_VAE["architecture"]["encoder_widths"][-1])
     torch.testing.assert_close(whole, small, rtol=1e-5, atol=1e-6)
 
 
@@ -94,7 +95,7 @@ def test_distilled_transform_is_one_pass_through_the_readout(fitted, rings):
     expected = pooled.double().numpy() @ fitted.readout_coef_.astype(np.float64) + fitted.readout_intercept_
     np.testing.assert_allclose(fitted.transform(rings), expected, rtol=1e-4, atol=1e-5)
     assert fitted.readout_rotations_ == 4
-    assert fitted.readout_coef_.shape == (fitted.encoder_widths[-1], fitted.latent_dim)
+    assert fitted.readout_coef_.shape == (fitted.module_.config["encoder_widths"][-1], fitted.latent_dim)
     assert 0 <= fitted.readout_error_ < 0.5
 
 
@@ -105,8 +106,8 @@ def test_distilled_average_follows_the_exact_one(seed):
     new, _ = ragged_rings(30, seed=100 + seed)
     vae = PointCloudVAE(**{**TINY_VAE, "n_epochs": 3}, random_state=seed).fit(train)
     distilled = vae.transform(new)
-    exact = vae.set_params(rotation_average="exact").transform(new)
-    single = vae.set_params(transform_rotations=1).transform(new)
+    exact = exact_rotation_average(vae, new)
+    single = vae.set_params(n_rotations=1).transform(new)
     spread = np.sqrt(np.mean((exact - exact.mean(0)) ** 2))
     rms = np.sqrt(np.mean((distilled - exact) ** 2))
     assert rms < 0.25 * spread
@@ -115,17 +116,20 @@ def test_distilled_average_follows_the_exact_one(seed):
 
 def test_changed_rotations_fall_back_to_the_exact_average(fitted, rings):
     vae = pickle.loads(pickle.dumps(fitted))
-    at5 = vae.set_params(transform_rotations=5).transform(rings)
-    np.testing.assert_array_equal(at5, vae.set_params(rotation_average="exact").transform(rings))
-    # a model without a read-out (an older file) computes the exact average too
-    vae.set_params(transform_rotations=4, rotation_average="distilled")
-    vae.readout_coef_ = None
-    np.testing.assert_array_equal(vae.transform(rings), vae.set_params(rotation_average="exact").transform(rings))
+    at5 = vae.set_params(n_rotations=5).transform(rings)
+    np.testing.assert_array_equal(at5, exact_rotation_average(vae, rings))
+    # the exact average, angle by angle through the module, is what the read-out was fitted to reproduce
+    p = vae._check_particles(rings, fitting=False)
+    naive = np.zeros_like(at5)
+    with torch.inference_mode():
+        for angle in vae._rotation_angles():
+            for start, stop, pts, seg, lens in vae._encode_chunks(p, angle):
+                naive[start:stop] += vae.module_.encoder(pts, seg, lens)[0].double().numpy()
+    np.testing.assert_allclose(at5, naive / 5, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(vae.set_params(n_rotations=4).transform(rings), exact_rotation_average(vae, rings))
 
 
-@pytest.mark.parametrize(
-    "params", [dict(rotation_average="exact"), dict(transform_rotations=1), dict(rotation_augmentation=False)]
-)
+@pytest.mark.parametrize("params", [dict(n_rotations=1), dict(n_rotations=0)])
 def test_nothing_to_distil(rings, params):
     vae = PointCloudVAE(**TINY_VAE, random_state=0, **params).fit(rings)
     assert vae.readout_coef_ is None and vae.readout_intercept_ is None and vae.readout_error_ is None
@@ -135,13 +139,12 @@ def test_partial_fit_distils_and_leaves_training_streams_alone(rings):
     a = PointCloudVAE(**{**TINY_VAE, "n_epochs": 2}, random_state=3)
     for _ in range(2):
         a.partial_fit(rings)
-    b = PointCloudVAE(**{**TINY_VAE, "n_epochs": 2}, random_state=3, rotation_average="exact").fit(rings)
+    b = PointCloudVAE(**{**TINY_VAE, "n_epochs": 2}, random_state=3).fit(rings)  # distils once, at the end
     for (name, wa), wb in zip(a.module_.state_dict().items(), b.module_.state_dict().values()):
         torch.testing.assert_close(wa, wb, rtol=0, atol=0, msg=name)  # distilling draws no training random number
     assert a.readout_coef_ is not None
-    np.testing.assert_array_equal(
-        a.set_params(rotation_average="exact").transform(rings), b.transform(rings)
-    )
+    np.testing.assert_array_equal(exact_rotation_average(a, rings), exact_rotation_average(b, rings))
+    np.testing.assert_array_equal(a.transform(rings), b.transform(rings))
 
 
 def test_readout_survives_save_and_load(fitted, rings, tmp_path):
@@ -154,18 +157,18 @@ def test_readout_survives_save_and_load(fitted, rings, tmp_path):
 
 @pytest.mark.parametrize("max_points, cap", [(None, 40), (30, 40), (64, 40)])
 def test_readout_sees_at_most_max_points_and_the_cap(monkeypatch, max_points, cap):
-    import pcvae_sklearn.encode._vae as vae_module
+    import pcvae_sklearn.encode._readout as readout_module
 
     seen = []
-    original = vae_module.fit_rotation_readout
+    original = readout_module.fit_rotation_readout
 
     def spy(encoder, points, lengths, *args, **kwargs):
         seen.append((len(lengths), int(lengths.max())))
         return original(encoder, points, lengths, *args, **kwargs)
 
-    monkeypatch.setattr(vae_module, "fit_rotation_readout", spy)
-    monkeypatch.setattr(vae_module, "MAX_READOUT_POINTS", cap)
-    monkeypatch.setattr(vae_module, "MAX_READOUT_PARTICLES", 10)
+    monkeypatch.setattr(readout_module, "fit_rotation_readout", spy)
+    monkeypatch.setattr(readout_module, "MAX_READOUT_POINTS", cap)
+    monkeypatch.setattr(readout_module, "MAX_READOUT_PARTICLES", 10)
     particles, _ = ragged_rings(16, min_points=50, max_points=90)
     PointCloudVAE(**{**TINY_VAE, "max_points": max_points}, random_state=0).fit(particles)
     expected = cap if max_points is None else min(max_points, cap)

@@ -23,7 +23,9 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-import pcvae_sklearn.encode._vae as vae_module
+import pcvae_sklearn.encode._persistence as persistence
+import pcvae_sklearn.encode._training as training
+from _encode_reference import exact_rotation_average
 from _helpers import TINY_VAE, ragged_rings
 from pcvae_sklearn import PointCloudVAE
 
@@ -76,10 +78,10 @@ def test_save_writes_a_weights_only_file(fitted, tmp_path):
     fitted.save(path)
     raw = torch.load(path, weights_only=True)  # no pickled code may be needed
     assert raw["format"] == "pcvae_sklearn.PointCloudVAE"
-    assert raw["format_version"] == vae_module._FORMAT_VERSION
+    assert raw["format_version"] == persistence.FORMAT_VERSION == 2
     assert raw["library_version"] == __import__("pcvae_sklearn").__version__
     assert set(raw["state_dict"]) == set(fitted.module_.state_dict())
-    assert raw["params"]["encoder_widths"] == tuple(TINY_VAE["encoder_widths"])
+    assert raw["params"]["architecture"] == TINY_VAE["architecture"]
     assert raw["fitted"]["scale_"] == fitted.scale_
     assert raw["fitted"]["history_"] == fitted.history_
     assert "training" not in raw  # a model file carries no optimizer state
@@ -97,7 +99,7 @@ def test_load_gives_identical_transform_and_attributes(rings, rings3d, n_dims, t
     assert loaded.get_params() == vae.get_params()
     for name in ("scale_", "n_features_in_", "history_", "n_steps_", "n_iter_"):
         assert getattr(loaded, name) == getattr(vae, name)
-    assert isinstance(loaded.get_params()["encoder_widths"], tuple)
+    assert isinstance(loaded.get_params()["architecture"]["encoder_widths"], tuple)
     assert not loaded.module_.training
     np.testing.assert_array_equal(loaded.get_feature_names_out(), vae.get_feature_names_out())
 
@@ -114,12 +116,14 @@ def test_load_from_a_file_object_and_set_output_survives(rings, tmp_path):
 
 
 def test_parameters_are_stored_as_plain_python(rings, tmp_path):
-    params = dict(TINY_VAE, latent_dim=np.int64(2), encoder_widths=np.array([16, 32]), beta=np.float32(0.5))
+    architecture = dict(TINY_VAE["architecture"], encoder_widths=np.array([16, 32]), n_heads=np.int64(4))
+    params = dict(TINY_VAE, latent_dim=np.int64(2), architecture=architecture, beta=np.float32(0.5))
     vae = PointCloudVAE(**params, random_state=np.random.RandomState(0), checkpoint_path=tmp_path / "c.pt").fit(rings)
     vae.save(tmp_path / "m.pt")
     raw = torch.load(tmp_path / "m.pt", weights_only=True)
     assert type(raw["params"]["latent_dim"]) is int
-    assert raw["params"]["encoder_widths"] == [16, 32]
+    assert raw["params"]["architecture"]["encoder_widths"] == [16, 32]
+    assert type(raw["params"]["architecture"]["n_heads"]) is int
     assert raw["params"]["random_state"] is None  # a RandomState instance is not a setting
     assert raw["params"]["checkpoint_path"] == str(tmp_path / "c.pt")
     loaded = PointCloudVAE.load(tmp_path / "m.pt")
@@ -137,13 +141,18 @@ def _rewrite(path, **changes):
     torch.save(raw, path)
 
 
-@pytest.mark.parametrize("version", [0, 2, 99, "1", None])
-def test_unknown_format_version_is_a_clear_error(fitted, tmp_path, version):
-    path = tmp_path / "m.pt"
+@pytest.mark.parametrize("version", [0, 1, 3, 99, "2", None])
+def test_other_format_versions_are_refused_with_what_to_do(fitted, tmp_path, version):
+    """Files of another format version (version 1: before the architecture parameter) are not converted: refit."""
+    path = tmp_path / "old model.pt"
     fitted.save(path)
-    _rewrite(path, format_version=version)
-    with pytest.raises(ValueError, match=r"format version .* reads format version\(s\) 1"):
+    _rewrite(path, format_version=version, library_version="0.0.1")
+    match = (rf"old model\.pt is a PointCloudVAE model file of format version {version!r} \(written by pcvae_sklearn "
+             r"0\.0\.1\), but this pcvae_sklearn \(.*\) reads format version 2 only\. Refit the model")
+    with pytest.raises(ValueError, match=match):
         PointCloudVAE.load(path)
+    with pytest.raises(ValueError, match="format version"):  # a checkpoint of an old version does not resume either
+        PointCloudVAE(**TINY_VAE, warm_start=True, checkpoint_path=path).fit(ragged_rings(24, seed=0)[0])
 
 
 class _Payload:  # an arbitrary object: a file holding it needs pickled code to load
@@ -225,29 +234,34 @@ def test_round_trips_keep_latents(fitted, rings, dump, tmp_path):
 
 
 # ------------------------------------------------------------ checkpoints / resume
-def _interrupt_after(monkeypatch, n_done):
-    """Make the next fit raise KeyboardInterrupt when epoch ``n_done`` (0-based) starts."""
-    original = PointCloudVAE._run_epoch
+class _Interrupted(PointCloudVAE):
+    """Raises KeyboardInterrupt at the first training step of epoch ``killed_at`` (0-based), through the loss."""
 
-    def run_epoch(self, run, *args, **kwargs):
-        if len(run["history"]) == n_done:
+    def __init__(self, *, killed_at=None, **params):
+        super().__init__(**params)
+        self.killed_at = killed_at
+
+    def _loss(self, *args):
+        steps_per_epoch = -(-24 // self.batch_size)
+        if self.killed_at is not None and self._steps_seen == self.killed_at * steps_per_epoch:
             raise KeyboardInterrupt("killed for the test")
-        return original(self, run, *args, **kwargs)
+        self._steps_seen += 1
+        return super()._loss(*args)
 
-    monkeypatch.setattr(PointCloudVAE, "_run_epoch", run_epoch)
+    _steps_seen = 0
 
 
 def test_checkpoint_after_every_epoch(rings, tmp_path, monkeypatch):
     path = tmp_path / "run.pt"
     seen = []
-    original = PointCloudVAE._write_checkpoint
+    original = persistence.save_checkpoint
 
-    def write(self, run):
-        original(self, run)
+    def write(est, run):
+        original(est, run)
         raw = torch.load(path, weights_only=True)
         seen.append((len(raw["fitted"]["history_"]), raw["fitted"]["n_steps_"]))
 
-    monkeypatch.setattr(PointCloudVAE, "_write_checkpoint", write)
+    monkeypatch.setattr("pcvae_sklearn.encode._vae.save_checkpoint", write)
     vae = PointCloudVAE(**{**TINY_VAE, "n_epochs": 3}, random_state=0, checkpoint_path=path).fit(rings)
     # 24 particles, batch 8: 3 steps an epoch; the last checkpoint is written again with the rotation read-out
     assert seen == [(1, 3), (2, 6), (3, 9), (3, 9)]
@@ -260,14 +274,12 @@ def test_checkpoint_after_every_epoch(rings, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("killed_at", [1, 3])
-def test_interrupted_fit_resumes_exactly(rings, tmp_path, monkeypatch, seed, killed_at):
+def test_interrupted_fit_resumes_exactly(rings, tmp_path, seed, killed_at):
     params = dict(TINY_VAE, n_epochs=4, random_state=seed)
     reference = PointCloudVAE(**params).fit(rings)
     path = tmp_path / "run.pt"
-    _interrupt_after(monkeypatch, killed_at)
     with pytest.raises(KeyboardInterrupt):
-        PointCloudVAE(**params, checkpoint_path=path).fit(rings)
-    monkeypatch.undo()
+        _Interrupted(**params, checkpoint_path=path, killed_at=killed_at).fit(rings)
     assert len(torch.load(path, weights_only=True)["fitted"]["history_"]) == killed_at
     resumed = PointCloudVAE(**params, checkpoint_path=path, warm_start=True).fit(rings)
     assert len(resumed.history_) == resumed.n_iter_ == 4
@@ -287,13 +299,12 @@ _KILL_SCRIPT = textwrap.dedent(
     from _helpers import TINY_VAE, ragged_rings
     from pcvae_sklearn import PointCloudVAE
 
-    original = PointCloudVAE._write_checkpoint
-    def slow_write(self, run):  # slow epochs, so that the test can kill the fit in the middle
-        original(self, run)
-        time.sleep(0.3)
-    PointCloudVAE._write_checkpoint = slow_write
+    class Slow(PointCloudVAE):  # slow steps, so that the test can kill the fit in the middle of an epoch
+        def _loss(self, *args):
+            time.sleep(0.1)
+            return super()._loss(*args)
     X = ragged_rings(24, seed=0)[0]
-    PointCloudVAE(**dict(TINY_VAE, n_epochs=20), random_state=5, checkpoint_path={path!r}).fit(X)
+    Slow(**dict(TINY_VAE, n_epochs=20), random_state=5, checkpoint_path={path!r}).fit(X)
     """
 )
 
@@ -384,16 +395,29 @@ def test_warm_start_without_training_state_warns_and_continues(rings):
 
 
 @pytest.mark.parametrize(
-    "change",
-    [{"latent_dim": 3}, {"encoder_widths": (16, 16)}, {"n_output_points": 8}, {"centring": "midrange"}, {"pooled_batch_norm": True},
-     {"latent_batch_norm": not PointCloudVAE().latent_batch_norm}],
+    "change, match",
+    [
+        ({"latent_dim": 3}, "latent_dim: 2 -> 3"),
+        ({"architecture": {"encoder_widths": (16, 16)}}, r"encoder_widths: \(16, 32\) -> \(16, 16\)"),
+        ({"architecture": {"n_output_points": 8}}, "n_output_points: 16 -> 8"),
+        ({"architecture": {"latent_batch_norm": False}}, "latent_batch_norm: True -> False"),
+    ],
 )
-def test_warm_start_refuses_a_changed_architecture(rings, change):
+def test_warm_start_refuses_a_changed_architecture(rings, change, match):
     vae = PointCloudVAE(**TINY_VAE, random_state=0, warm_start=True).fit(rings)
     before = _fitted_state(vae)
-    with pytest.raises(ValueError, match="architecture or centring changed"):
+    if "architecture" in change:
+        change = {"architecture": {**TINY_VAE["architecture"], **change["architecture"]}}
+    with pytest.raises(ValueError, match=f"warm_start cannot continue a model whose architecture changed .*{match}"):
         vae.set_params(n_epochs=2, **change).fit(rings)
     _assert_state_unchanged(vae, before)
+
+
+def test_warm_start_continues_after_a_change_of_the_loss_only(rings):
+    """The prior and the penalties are not the network: a model continues under new ones."""
+    vae = PointCloudVAE(**TINY_VAE, random_state=0, warm_start=True).fit(rings)
+    vae.set_params(n_epochs=2, kurtosis=0.0, architecture={**TINY_VAE["architecture"], "prior_shape": 2}).fit(rings)
+    assert len(vae.history_) == 2 and "fourth_moment" not in vae.history_[-1]
 
 
 def test_warm_start_refuses_other_dimensionality(rings, rings3d):
@@ -437,7 +461,7 @@ def test_validation_value_is_the_held_out_reconstruction(rings):
 
 @pytest.mark.parametrize("patience", [1, 2])
 def test_early_stopping(rings, monkeypatch, patience):
-    monkeypatch.setattr(PointCloudVAE, "_validation_loss", lambda self, *a: 1.0)  # never improves after epoch 0
+    monkeypatch.setattr(training, "validation_reconstruction", lambda *a: 1.0)  # never improves after epoch 0
     vae = PointCloudVAE(
         **{**TINY_VAE, "n_epochs": 6}, random_state=0, validation_fraction=0.2, n_iter_no_change=patience
     ).fit(rings)
@@ -465,29 +489,31 @@ def test_new_parameters_are_validated(rings, params, match):
 
 
 # ------------------------------------------------------------------ divergence
-def _nan_at_step(monkeypatch, bad_step, what="loss"):
-    calls = {"n": 0}
-    original = vae_module.chamfer_distance
+class _Diverging(PointCloudVAE):
+    """The loss of step ``bad_step`` of a fit (counting this estimator's steps) is NaN, or has a NaN gradient."""
 
-    def chamfer(decoded, target, lengths):
-        out = original(decoded, target, lengths)
-        if decoded.requires_grad:
-            if calls["n"] == bad_step:
-                if what == "loss":
-                    out = out * torch.tensor(float("nan"))
-                else:  # finite loss, non-finite gradient: d sqrt(x)/dx at 0 times 0
-                    out = out + 0.0 * torch.sqrt((decoded * 0.0).sum())
-            calls["n"] += 1
-        return out
+    def __init__(self, *, bad_step=0, what="loss", **params):
+        super().__init__(**params)
+        self.bad_step = bad_step
+        self.what = what
 
-    monkeypatch.setattr(vae_module, "chamfer_distance", chamfer)
+    def _loss(self, decoded, *args):
+        loss, terms = super()._loss(decoded, *args)
+        if self._steps_seen == self.bad_step:
+            if self.what == "loss":
+                loss = loss * torch.tensor(float("nan"))
+            else:  # finite loss, non-finite gradient: d sqrt(x)/dx at 0 times 0
+                loss = loss + 0.0 * torch.sqrt((decoded * 0.0).sum())
+        self._steps_seen += 1
+        return loss, terms
+
+    _steps_seen = 0
 
 
 @pytest.mark.parametrize("bad_step, epoch", [(0, 0), (4, 1), (8, 2)])
 @pytest.mark.parametrize("what", ["loss", "gradient"])
-def test_divergence_names_epoch_step_and_remedy(rings, monkeypatch, bad_step, epoch, what):
-    _nan_at_step(monkeypatch, bad_step, what)
-    vae = PointCloudVAE(**{**TINY_VAE, "n_epochs": 3}, random_state=0)
+def test_divergence_names_epoch_step_and_remedy(rings, bad_step, epoch, what):
+    vae = _Diverging(**{**TINY_VAE, "n_epochs": 3}, random_state=0, bad_step=bad_step, what=what)
     match = rf"{'training loss' if what == 'loss' else 'gradient of the training loss'} became nan at epoch {epoch}, step {bad_step}"
     with pytest.raises(FloatingPointError, match=match) as info:
         vae.fit(rings)
@@ -496,13 +522,13 @@ def test_divergence_names_epoch_step_and_remedy(rings, monkeypatch, bad_step, ep
 
 
 @pytest.mark.parametrize("warm_start", [False, True])
-def test_divergence_leaves_a_fitted_model_as_it_was(rings, monkeypatch, warm_start, tmp_path):
+def test_divergence_leaves_a_fitted_model_as_it_was(rings, warm_start, tmp_path):
     path = tmp_path / "run.pt"
-    vae = PointCloudVAE(**TINY_VAE, random_state=0, warm_start=warm_start, checkpoint_path=path).fit(rings)
+    vae = _Diverging(**TINY_VAE, random_state=0, warm_start=warm_start, checkpoint_path=path, bad_step=10**9).fit(rings)
     latents = vae.transform(rings)
     before = _fitted_state(vae)
     checkpoint = path.read_bytes()
-    _nan_at_step(monkeypatch, 1)
+    vae.set_params(bad_step=vae._steps_seen + 1)  # the second step of the next fit
     with pytest.raises(FloatingPointError, match="at epoch 1, step 4" if warm_start else "at epoch 0, step 1"):
         vae.set_params(n_epochs=2).fit(rings)
     _assert_state_unchanged(vae, before)
@@ -520,11 +546,11 @@ def test_a_huge_learning_rate_diverges_with_a_clear_error(rings, seed):
 
 @pytest.mark.parametrize("average", ["distilled", "exact"])
 def test_transform_never_returns_a_nan_latent(fitted, rings, average):
-    broken = pickle.loads(pickle.dumps(fitted)).set_params(rotation_average=average)
+    broken = pickle.loads(pickle.dumps(fitted))
     with torch.no_grad():
         broken.module_.encoder.shared[0].bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="latent of particle 0 is not finite"):
-        broken.transform(rings)
+        broken.transform(rings) if average == "distilled" else exact_rotation_average(broken, rings)
 
 
 def test_transform_of_a_far_out_particle_is_a_clear_error(fitted, rings):
@@ -566,66 +592,12 @@ def test_single_localization_particles_train(rings):
     assert np.isfinite(vae.transform(X1)).all()
 
 
-def test_pickle_from_an_older_version_gets_the_new_parameters_defaults():
-    """A model pickled before a parameter existed unpickles with that parameter's default."""
-    X, _ = ragged_rings(16, seed=0)
-    vae = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
-    state = vae.__getstate__()
-    del state["compute_dtype"], state["compile"]
-    old = PointCloudVAE.__new__(PointCloudVAE)
-    old.__setstate__(state)
-    assert old.compute_dtype == "float32" and old.compile is False
-    np.testing.assert_array_equal(old.transform(X), vae.transform(X))
+def test_pickle_of_another_format_version_is_refused(fitted):
+    """A pickle of the layout before format version 2 (no version in its state) is not converted: refit."""
+    state = fitted.__getstate__()
+    assert state["_format_version"] == 2
+    for version in (None, 1):
+        old = dict(state, _format_version=version) if version is not None else {k: v for k, v in state.items() if k != "_format_version"}
+        with pytest.raises(ValueError, match=rf"pickled by a pcvae_sklearn of model format version {version!r}; .* Refit"):
+            PointCloudVAE.__new__(PointCloudVAE).__setstate__(old)
 
-
-def test_model_from_before_the_latent_options_keeps_its_training_objective(tmp_path):
-    """A pickle or model file without latent_batch_norm / decorrelation / kurtosis / prior_shape was trained without
-    them: it gets the values that reproduce that (off, 0, 0, 2), whatever the current defaults, and continues."""
-    X, _ = ragged_rings(16, seed=0)
-    vae = PointCloudVAE(
-        **TINY_VAE, latent_batch_norm=False, decorrelation=0.0, kurtosis=0.0, prior_shape=2, random_state=0
-    ).fit(X)
-    state = vae.__getstate__()
-    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape", "penalty_warmup"):
-        del state[name]
-    del state["_module_state"]["config"]["latent_batch_norm"]
-    old = PointCloudVAE.__new__(PointCloudVAE)
-    old.__setstate__(state)
-    assert (old.latent_batch_norm, old.decorrelation, old.kurtosis, old.prior_shape) == (False, 0.0, 0.0, 2)
-    assert old.penalty_warmup is True
-    np.testing.assert_array_equal(old.transform(X), vae.transform(X))
-    old.set_params(warm_start=True, n_epochs=2).fit(X)  # the same architecture: it continues
-    assert len(old.history_) == 2
-
-    vae.save(tmp_path / "m.pt")
-    payload = torch.load(tmp_path / "m.pt", weights_only=True)
-    for name in ("latent_batch_norm", "decorrelation", "kurtosis", "prior_shape", "penalty_warmup"):
-        del payload["params"][name]
-    del payload["module_config"]["latent_batch_norm"]
-    torch.save(payload, tmp_path / "old.pt")
-    loaded = PointCloudVAE.load(tmp_path / "old.pt")
-    assert (loaded.latent_batch_norm, loaded.decorrelation, loaded.kurtosis, loaded.prior_shape) == (False, 0.0, 0.0, 2)
-    assert loaded.penalty_warmup is True
-    np.testing.assert_array_equal(loaded.transform(X), vae.transform(X))
-
-
-@pytest.mark.parametrize("route", ["pickle", "model file"])
-def test_model_from_the_first_training_time_ica_keeps_its_warmed_up_penalties(tmp_path, route):
-    """Models fitted before ``penalty_warmup`` existed warmed their penalties up with the KL term: they load with
-    ``penalty_warmup=True`` and keep their other settings, whatever the current defaults."""
-    X, _ = ragged_rings(16, seed=0)
-    vae = PointCloudVAE(**TINY_VAE, decorrelation=0.01, kurtosis=0.001, penalty_warmup=True, random_state=0).fit(X)
-    if route == "pickle":
-        state = vae.__getstate__()
-        del state["penalty_warmup"]
-        old = PointCloudVAE.__new__(PointCloudVAE)
-        old.__setstate__(state)
-    else:
-        vae.save(tmp_path / "m.pt")
-        payload = torch.load(tmp_path / "m.pt", weights_only=True)
-        del payload["params"]["penalty_warmup"]
-        torch.save(payload, tmp_path / "old.pt")
-        old = PointCloudVAE.load(tmp_path / "old.pt")
-    assert old.penalty_warmup is True
-    assert (old.decorrelation, old.kurtosis, old.latent_batch_norm) == (0.01, 0.001, True)
-    np.testing.assert_array_equal(old.transform(X), vae.transform(X))

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from _encode_reference import exact_rotation_average
 from _helpers import TINY_VAE, ragged_rings
 from scipy.stats import spearmanr
 
@@ -89,7 +90,7 @@ def rings():
 def test_transform_uses_the_folded_encoder_consistently(rings, seed):
     """transform (folded encoder, chunk-major loop) equals the plain module's means, angle by angle."""
     X, _ = rings
-    vae = PointCloudVAE(**TINY_VAE, transform_rotations=3, rotation_average="exact", random_state=seed).fit(X)
+    vae = PointCloudVAE(**TINY_VAE, n_rotations=3, random_state=seed).fit(X)
 
     p = vae._check_particles(X, fitting=False)
     ref = np.zeros((len(X), 2))
@@ -97,7 +98,7 @@ def test_transform_uses_the_folded_encoder_consistently(rings, seed):
         for angle in vae._rotation_angles():
             for start, stop, pts, seg, lens in vae._encode_chunks(p, angle):
                 ref[start:stop] += vae.module_.encoder(pts, seg, lens)[0].double().numpy()
-    np.testing.assert_allclose(vae.transform(X), ref / 3, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(exact_rotation_average(vae, X), ref / 3, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -120,7 +121,7 @@ def test_bfloat16_fit_and_transform(rings, seed):
 
 
 def test_compile_goes_through_torch_compile(rings, monkeypatch):
-    """compile=True trains through torch.compile(module, dynamic=True); module_ stays the plain module.
+    """architecture["compile"] trains through torch.compile(module, dynamic=True); module_ stays the plain module.
 
     (A real compilation takes over a minute on two shared cores; with it the
     latents of this tiny model matched the eager ones to 1e-6.)
@@ -133,7 +134,7 @@ def test_compile_goes_through_torch_compile(rings, monkeypatch):
         return module
 
     monkeypatch.setattr(torch, "compile", fake_compile)
-    vae = PointCloudVAE(**TINY_VAE, compile=True, random_state=0).fit(X)
+    vae = PointCloudVAE(**{**TINY_VAE, "architecture": {**TINY_VAE["architecture"], "compile": True}}, random_state=0).fit(X)
     assert calls and all(c == {"dynamic": True} for c in calls)
     assert type(vae.module_).__name__ == "PCVAEModule"
     np.testing.assert_array_equal(vae.transform(X), PointCloudVAE(**TINY_VAE, random_state=0).fit(X).transform(X))
@@ -141,12 +142,13 @@ def test_compile_goes_through_torch_compile(rings, monkeypatch):
 
 @pytest.mark.parametrize(
     "params, match",
-    [({"compute_dtype": "float16"}, "compute_dtype"), ({"compute_dtype": None}, "compute_dtype"), ({"compile": "yes"}, "compile")],
+    [({"compute_dtype": "float16"}, "compute_dtype"), ({"compute_dtype": None}, "compute_dtype"),
+     ({"architecture": {"compile": "yes"}}, r"architecture\['compile'\] must be True or False")],
 )
 def test_bad_speed_parameters(rings, params, match):
     X, _ = rings
     with pytest.raises(ValueError, match=match):
-        PointCloudVAE(**TINY_VAE, **params).fit(X)
+        PointCloudVAE(**{**TINY_VAE, **params}).fit(X)
 
 
 def test_fits_in_threads_are_reproducible(rings):

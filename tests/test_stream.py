@@ -14,7 +14,7 @@ from pcvae_sklearn.io import iter_parquet_particles, parquet_partitions, transfo
 @pytest.fixture(scope="module")
 def fitted():
     X, _ = ragged_rings(60, seed=3)
-    return PointCloudVAE(**TINY_VAE, transform_rotations=2, random_state=0).fit(X), X
+    return PointCloudVAE(**TINY_VAE, n_rotations=2, random_state=0).fit(X), X
 
 
 def write_partitions(X, folder, sizes, row_group_size=None):

@@ -26,8 +26,9 @@ from sklearn.utils.estimator_checks import (
     check_set_params,
 )
 
+from _encode_reference import exact_rotation_average
 from _helpers import TINY_VAE, ragged_rings
-from pcvae_sklearn import PointCloudVAE, as_particles
+from pcvae_sklearn import PointCloudVAE, paper_recipe
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +90,7 @@ def test_transform_outputs(fitted, rings):
     assert list(fitted.get_feature_names_out()) == ["pcvae0", "pcvae1"]
     decoded = fitted.inverse_transform(Z[:3])
     assert len(decoded) == 3
-    assert ak.all(ak.num(decoded, axis=1) == TINY_VAE["n_output_points"])
+    assert ak.all(ak.num(decoded, axis=1) == TINY_VAE["architecture"]["n_output_points"])
     s = fitted.score(rings)
     assert isinstance(s, float) and s < 0
     np.testing.assert_allclose(-s, fitted.reconstruction_error(rings).mean())
@@ -155,34 +156,6 @@ def test_translation_invariance(fitted, rings):
     np.testing.assert_allclose(fitted.transform(moved), fitted.transform(rings), rtol=1e-4, atol=1e-4)
 
 
-def test_midrange_centring(rings, tmp_path):
-    """centring="midrange": stored at fit time, used by transform, translation invariant, kept by save/load."""
-    vae = PointCloudVAE(**TINY_VAE, centring="midrange", random_state=0).fit(rings)
-    assert vae.centring_ == "midrange"
-    Z = vae.transform(rings)
-    moved = [a + np.array([1000.0, -500.0]) for a in rings]
-    np.testing.assert_allclose(vae.transform(moved), Z, rtol=1e-4, atol=1e-4)
-    # the encoder sees the particles centred on their midranges, not on their centroids
-    want = np.concatenate([a - (np.quantile(a, 0.05, axis=0) + np.quantile(a, 0.95, axis=0)) / 2 for a in rings])
-    np.testing.assert_allclose(vae._normalised(as_particles(rings)), want / vae.scale_, rtol=1e-5, atol=1e-6)
-    assert not np.allclose(want, np.concatenate([a - a.mean(axis=0) for a in rings]), atol=1e-2)
-    vae.set_params(centring="centroid")  # changing the parameter after the fit does not change the model
-    np.testing.assert_array_equal(vae.transform(rings), Z)
-    vae.save(tmp_path / "m.pt")
-    loaded = PointCloudVAE.load(tmp_path / "m.pt")
-    assert loaded.centring_ == "midrange"
-    np.testing.assert_array_equal(loaded.transform(rings), Z)
-    with pytest.raises(ValueError, match="centring"):
-        PointCloudVAE(**TINY_VAE, centring="median").fit(rings)
-
-
-def test_model_without_centring_attribute_centres_on_centroids(fitted, rings):
-    """Models written before ``centring`` existed hold no ``centring_``: they centre on centroids, as they were trained."""
-    old = pickle.loads(pickle.dumps(fitted))
-    del old.centring_
-    np.testing.assert_array_equal(old.transform(rings), fitted.transform(rings))
-
-
 def test_input_forms_give_same_latents(fitted, rings):
     flat = np.concatenate(rings)
     lengths = [len(a) for a in rings]
@@ -215,19 +188,19 @@ def test_persistence_round_trip(fitted, rings, dump, tmp_path):
 
 
 def test_last_batch_of_one_particle_trains(rings):
-    """With the pooled batch norm a batch of one particle has no spread over particles; it must still train."""
-    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=True, random_state=0).fit(rings[:17])  # batches of 8, 8 and 1
+    """The latent batch norm normalises over the particles of a batch; a batch of one particle must still train."""
+    vae = PointCloudVAE(**TINY_VAE, random_state=0).fit(rings[:17])  # batches of 8, 8 and 1
     assert vae.n_steps_ == 3
     assert np.isfinite(vae.history_[-1]["loss"])
     assert np.isfinite(vae.transform(rings[:17])).all()
 
 
-@pytest.mark.parametrize(
-    "option", [{"pooled_batch_norm": True}, {"latent_batch_norm": True, "pooled_batch_norm": False}], ids=["pooled", "latent"]
-)
-def test_batch_norms_keep_particles_independent_and_persist(rings, tmp_path, option):
-    """Batch norms over the particles of a batch: in transform a particle's latent never depends on the others."""
-    vae = PointCloudVAE(**TINY_VAE, **option, random_state=0).fit(rings)
+@pytest.mark.parametrize("latent_batch_norm", [True, False])
+def test_latents_are_independent_of_other_particles_and_persist(rings, tmp_path, latent_batch_norm):
+    """With or without the latent batch norm, in transform a particle's latent never depends on the others."""
+    architecture = {**TINY_VAE["architecture"], "latent_batch_norm": latent_batch_norm}
+    vae = PointCloudVAE(**{**TINY_VAE, "architecture": architecture}, random_state=0).fit(rings)
+    assert vae.module_.config["latent_batch_norm"] is latent_batch_norm
     Z = vae.transform(rings)
     order = np.random.default_rng(0).permutation(len(rings))
     np.testing.assert_allclose(vae.transform([rings[i] for i in order]), Z[order], rtol=1e-5, atol=1e-6)
@@ -235,21 +208,6 @@ def test_batch_norms_keep_particles_independent_and_persist(rings, tmp_path, opt
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(vae)).transform(rings), Z)
     vae.save(tmp_path / "m.pt")
     np.testing.assert_array_equal(PointCloudVAE.load(tmp_path / "m.pt").transform(rings), Z)
-
-
-def test_model_saved_before_pooled_batch_norm_loads_and_continues(rings, tmp_path):
-    """A model file from before ``pooled_batch_norm`` existed has no such key in its architecture; it has no such layer."""
-    vae = PointCloudVAE(**TINY_VAE, pooled_batch_norm=False, latent_batch_norm=False, random_state=0).fit(rings)
-    Z = vae.transform(rings)
-    del vae.module_.config["pooled_batch_norm"]
-    del vae.module_.config["latent_batch_norm"]
-    vae.save(tmp_path / "old.pt")
-    old = PointCloudVAE.load(tmp_path / "old.pt")
-    np.testing.assert_array_equal(old.transform(rings), Z)
-    old.set_params(warm_start=True, n_epochs=2).fit(rings)  # the same architecture: continues
-    assert len(old.history_) == 2
-    with pytest.raises(ValueError, match="pooled_batch_norm: False -> True"):
-        PointCloudVAE.load(tmp_path / "old.pt").set_params(warm_start=True, n_epochs=2, pooled_batch_norm=True).fit(rings)
 
 
 def test_loss_adds_the_latent_penalties(rings):
@@ -268,40 +226,137 @@ def test_loss_adds_the_latent_penalties(rings):
     )
 
 
-@pytest.mark.parametrize("penalty_warmup", [False, True])
-def test_penalties_warm_up_with_the_kl_term_only_when_asked(rings, penalty_warmup):
-    """A warm-up far longer than the fit holds the KL weight at ``1 / (1 + e**6)`` throughout; the penalties get it
-    too with ``penalty_warmup=True``, and full weight from the first step without."""
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_penalties_act_from_the_first_step_while_the_kl_term_warms_up(rings, seed):
+    """A warm-up far longer than the fit holds the KL weight at ``1 / (1 + e**6)`` throughout; the penalties
+    have their full weight from the first step."""
     params = {**TINY_VAE, "latent_dim": 3, "kl_warmup_steps": 10**9, "beta": 0.01}
-    vae = PointCloudVAE(**params, decorrelation=0.5, kurtosis=0.2, penalty_warmup=penalty_warmup, random_state=0)
-    h = vae.fit(rings).history_[-1]
+    h = PointCloudVAE(**params, decorrelation=0.5, kurtosis=0.2, random_state=seed).fit(rings).history_[-1]
     warm = 1.0 / (1.0 + math.exp(6.0))
-    penalty_weight = warm if penalty_warmup else 1.0
-    expected = h["reconstruction"] + warm * 0.01 * h["kl"] + penalty_weight * (0.5 * h["correlation"] + 0.2 * h["fourth_moment"])
+    expected = h["reconstruction"] + warm * 0.01 * h["kl"] + 0.5 * h["correlation"] + 0.2 * h["fourth_moment"]
     assert h["loss"] == pytest.approx(expected, rel=1e-5)
+    assert h["beta"] == pytest.approx(0.01 * warm)
 
 
 def test_decorrelation_decorrelates_the_latent_means(rings):
     """A strong penalty leaves the latent means of the training particles less correlated than none.
 
     Without rotation augmentation: with it, the encoder can lower the penalty by encoding each step's random
-    angle instead, and the rotation-averaged latents need not decorrelate (docs/defaults.md measures this).
+    angle instead, and the rotation-averaged latents need not decorrelate.
     """
     def mean_sq_corr(vae):
         c = np.corrcoef(vae.transform(rings), rowvar=False)
         return float(((c**2).sum() - np.trace(c**2)) / (c.shape[0] * (c.shape[0] - 1)))
 
-    params = {**TINY_VAE, "latent_dim": 4, "n_epochs": 6, "kl_warmup_steps": 0, "rotation_augmentation": False}
+    params = {**TINY_VAE, "latent_dim": 4, "n_epochs": 6, "kl_warmup_steps": 0, "n_rotations": 0}
     with_penalty = [mean_sq_corr(PointCloudVAE(**params, decorrelation=1.0, random_state=s).fit(rings)) for s in range(3)]
     without = [mean_sq_corr(PointCloudVAE(**params, decorrelation=0.0, random_state=s).fit(rings)) for s in range(3)]
     assert np.mean(with_penalty) < np.mean(without)
 
 
-def test_prior_shape_must_be_even(rings):
-    with pytest.raises(ValueError, match="prior_shape must be an even integer"):
-        PointCloudVAE(**TINY_VAE, prior_shape=3).fit(rings)
-    vae = PointCloudVAE(**TINY_VAE, prior_shape=4, random_state=0).fit(rings)
+@pytest.mark.parametrize("prior_shape", [2, 4, 6])
+def test_prior_shape_is_an_architecture_key(rings, prior_shape):
+    arch = {**TINY_VAE["architecture"], "prior_shape": prior_shape}
+    vae = PointCloudVAE(**{**TINY_VAE, "architecture": arch}, random_state=0).fit(rings)
     assert np.isfinite(vae.history_[-1]["kl"]) and vae.history_[-1]["kl"] >= 0
+
+
+def test_architecture_keys_not_given_keep_their_defaults(rings):
+    vae = PointCloudVAE(**{**TINY_VAE, "architecture": {"decoder_channels": 8, "n_heads": 2}}, random_state=0)
+    config = vae.fit(rings[:6]).module_.config
+    assert config["decoder_channels"] == 8 and config["n_heads"] == 2
+    assert config["encoder_widths"] == (64, 128, 1024) and config["n_output_points"] == 128
+    assert config["latent_batch_norm"] is True
+    assert vae.architecture == {"decoder_channels": 8, "n_heads": 2}  # the parameter is never written
+
+
+@pytest.mark.parametrize(
+    "architecture, match",
+    [
+        ({"encoder_width": (16,)}, r"unknown key\(s\) 'encoder_width'; the keys are encoder_widths, decoder_widths"),
+        ({"pooled_batch_norm": True}, r"unknown key\(s\) 'pooled_batch_norm'"),
+        ({"encoder_widths": (16, 0)}, r"architecture\['encoder_widths'\] must be a non-empty sequence of positive integers"),
+        ({"encoder_widths": ()}, r"architecture\['encoder_widths'\] must be a non-empty sequence"),
+        ({"decoder_widths": 32}, r"architecture\['decoder_widths'\] must be a non-empty sequence"),
+        ({"decoder_widths": (16.5,)}, r"architecture\['decoder_widths'\] must be a non-empty sequence"),
+        ({"decoder_channels": 30, "n_heads": 4}, r"decoder_channels'\]=30 must be divisible by architecture\['n_heads'\]=4"),
+        ({"n_output_points": 0}, r"architecture\['n_output_points'\] must be a positive integer, got 0"),
+        ({"n_heads": True}, r"architecture\['n_heads'\] must be a positive integer, got True"),
+        ({"prior_shape": 3}, r"architecture\['prior_shape'\] must be an even integer \(2, 4, 6, ...\), got 3"),
+        ({"latent_batch_norm": "yes"}, r"architecture\['latent_batch_norm'\] must be True or False, got 'yes'"),
+        ({"compile": 1}, r"architecture\['compile'\] must be True or False, got 1"),
+    ],
+)
+def test_bad_architecture_is_a_clear_error(rings, architecture, match):
+    vae = PointCloudVAE(**{**TINY_VAE, "architecture": architecture})
+    with pytest.raises(ValueError, match=match):
+        vae.fit(rings)
+    assert not hasattr(vae, "module_")
+
+
+def test_architecture_must_be_a_dict(rings):
+    with pytest.raises(ValueError, match="'architecture' parameter of PointCloudVAE must be an instance of 'dict' or None"):
+        PointCloudVAE(**{**TINY_VAE, "architecture": [("encoder_widths", (16,))]}).fit(rings)
+
+
+def test_at_most_twenty_constructor_parameters():
+    assert len(PointCloudVAE().get_params()) <= 20
+
+
+def test_paper_recipe_builds_and_fits_the_papers_network():
+    recipe = paper_recipe()
+    assert recipe is not paper_recipe() and recipe == paper_recipe()  # a new dict every call
+    recipe["architecture"]["decoder_channels"] = 8
+    assert paper_recipe()["architecture"]["decoder_channels"] == 1024  # changing one changes nothing else
+    X, _ = ragged_rings(12, seed=3, min_points=100, max_points=200)
+    vae = PointCloudVAE(**paper_recipe(), random_state=0)
+    assert (vae.latent_dim, vae.beta, vae.n_epochs, vae.batch_size) == (8, 1.0, 4, 8)
+    assert (vae.learning_rate, vae.weight_decay, vae.kl_warmup_steps) == (1e-4, 1e-5, 5000)
+    assert (vae.decorrelation, vae.kurtosis, vae.n_rotations, vae.max_points) == (0.0, 0.0, 0, 128)
+    vae.set_params(n_epochs=1).fit(X)
+    assert vae.module_.config == {
+        "in_dim": 2, "latent_dim": 8, "encoder_widths": (64, 128, 1024), "decoder_widths": (256, 512, 1024),
+        "decoder_channels": 1024, "n_heads": 4, "n_output_points": 128, "latent_batch_norm": False,
+    }
+    assert vae._architecture()["prior_shape"] == 2  # the standard normal prior
+    h = vae.history_[0]
+    assert h["steps"] == 2 and "correlation" not in h and "fourth_moment" not in h
+    assert h["beta"] == pytest.approx(1.0 / (1.0 + math.exp(-12.0 * (1 / 5000 - 0.5))))  # the sigmoid over 5000 steps
+    first = 1.0 / (1.0 + math.exp(6.0))  # the KL weight of step 0 (beta 1); step 1's is h["beta"]
+    assert h["reconstruction"] + first * h["kl"] <= h["loss"] * (1 + 1e-6)
+    assert h["loss"] <= (h["reconstruction"] + h["beta"] * h["kl"]) * (1 + 1e-6)
+    assert vae.readout_coef_ is None  # no rotation averaging: one encoding as picked
+    Z = vae.transform(X)
+    assert Z.shape == (12, 8) and np.isfinite(Z).all()
+    assert ak.all(ak.num(vae.inverse_transform(Z[:2]), axis=1) == 128)
+
+
+class _L1Latent(PointCloudVAE):
+    """An experiment through the extension point: an L1 penalty on the latent means, with its own parameter."""
+
+    def __init__(self, *, l1=0.0, **params):
+        super().__init__(**params)
+        self.l1 = l1
+
+    def _loss(self, decoded, target, lengths, mu, logvar, kl_weight):
+        loss, terms = super()._loss(decoded, target, lengths, mu, logvar, kl_weight)
+        terms["l1"] = mu.float().abs().mean()
+        return loss + self.l1 * terms["l1"], terms
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_subclass_changes_the_loss_through_the_extension_point(rings, seed):
+    """Overriding _loss changes what is minimised; its extra terms are recorded; the rest is the estimator's."""
+    params = {**TINY_VAE, "latent_dim": 3, "kl_warmup_steps": 0, "beta": 0.01, "random_state": seed}
+    plain = PointCloudVAE(**params).fit(rings)
+    vae = _L1Latent(l1=0.0, **params).fit(rings)
+    np.testing.assert_array_equal(vae.transform(rings), plain.transform(rings))  # weight 0: the same fit
+    assert vae.history_[-1]["l1"] > 0 and "l1" not in plain.history_[-1]
+    strong = _L1Latent(l1=5.0, **params).fit(rings)
+    h = strong.history_[-1]
+    expected = h["reconstruction"] + 0.01 * h["kl"] + 0.01 * h["correlation"] + 0.01 * h["fourth_moment"] + 5.0 * h["l1"]
+    assert h["loss"] == pytest.approx(expected, rel=1e-5)
+    assert clone(strong).get_params()["l1"] == 5.0
 
 
 def test_3d(rings):
@@ -377,7 +432,8 @@ def test_sparse_rejected_before_awkward():
         ({"latent_dim": 0}, "latent_dim"),
         ({"beta": -1.0}, "beta"),
         ({"learning_rate": 0.0}, "learning_rate"),
-        ({"decoder_channels": 30, "n_heads": 4}, "divisible"),
+        ({"architecture": {"decoder_channels": 30, "n_heads": 4}}, "divisible"),
+        ({"n_rotations": -1}, "n_rotations"),
         ({"device": "cuda:0"} if not torch.cuda.is_available() else {"latent_dim": -1}, "CUDA|latent_dim"),
     ],
 )
@@ -405,18 +461,24 @@ def _rotated(particles, angle):
     return [a @ R.T for a in particles]
 
 
-def test_transform_rotations_average_rotated_encodings(rings):
-    vae = PointCloudVAE(**TINY_VAE, random_state=0, transform_rotations=3, rotation_average="exact").fit(rings)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_n_rotations_average_rotated_encodings(rings, seed):
+    vae = PointCloudVAE(**TINY_VAE, random_state=seed, n_rotations=3).fit(rings)
     angles = vae._rotation_angles()
     assert len(angles) == 3 and len(np.unique(np.round(np.mod(angles, np.pi / 4), 6))) == 3  # not all 8-fold equivalent
-    Z = vae.transform(rings)
-    once = vae.set_params(transform_rotations=1)
+    Z = exact_rotation_average(vae, rings)
+    once = vae.set_params(n_rotations=1)
     # rotating about the centroid equals rotating about the origin after centring
     centred = [a - a.mean(axis=0) for a in rings]
     expected = np.mean([once.transform(_rotated(centred, a)) for a in angles], axis=0)
     np.testing.assert_allclose(Z, expected, rtol=1e-4, atol=1e-5)
 
 
-def test_transform_rotations_ignored_without_augmentation(rings):
-    vae = PointCloudVAE(**TINY_VAE, random_state=0, rotation_augmentation=False, transform_rotations=5).fit(rings)
-    np.testing.assert_array_equal(vae.transform(rings), vae.set_params(transform_rotations=1).transform(rings))
+def test_no_rotations_means_no_augmentation_and_one_encoding(rings):
+    vae = PointCloudVAE(**TINY_VAE, random_state=0, n_rotations=0).fit(rings)
+    assert vae.readout_coef_ is None and vae.readout_rotations_ == 1
+    Z = vae.transform(rings)
+    np.testing.assert_array_equal(Z, vae.set_params(n_rotations=1).transform(rings))
+    # n_rotations=1 trains with augmentation: other random draws, another model
+    augmented = PointCloudVAE(**TINY_VAE, random_state=0, n_rotations=1).fit(rings)
+    assert not np.allclose(augmented.transform(rings), Z)

@@ -215,7 +215,7 @@ def test_homogeneous_null_names_a_bad_precision():
 
 def test_heterogeneity_null_test_end_to_end_with_a_tiny_vae():
     X, _ = make_npc_2d(40, random_state=0)
-    vae = PointCloudVAE(transform_rotations=1, **TINY_VAE)
+    vae = PointCloudVAE(n_rotations=1, **TINY_VAE)
     result = heterogeneity_null_test(X, vae=vae, fuser=ParticleFuser(n_restarts=1), n_bins=4, n_permutations=49, random_state=0)
     assert isinstance(result, NullTestResult)
     assert result.latents.shape == (80, TINY_VAE["latent_dim"]) and result.estimates.shape == (80, 2)

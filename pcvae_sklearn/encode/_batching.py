@@ -7,7 +7,23 @@ import torch
 
 from .._ragged import gather_rows, subsample_rows  # shared with Particles.take and the fuser
 
-__all__ = ["gather_rows", "subsample_rows", "rotate_about_z", "rotate_tensor_about_z", "chunk_by_budget", "packed_to_device"]
+__all__ = [
+    "gather_rows",
+    "subsample_rows",
+    "rotate_about_z",
+    "rotate_tensor_about_z",
+    "chunk_by_budget",
+    "packed_to_device",
+    "PARTICLE_BUDGET",
+    "LOCALIZATION_BUDGET",
+]
+
+# Encoding without gradient (transform, validation, the rotation read-out) works
+# in chunks of at most this many particles and localizations, so that a dataset
+# of 5,000-localization particles never materialises an (N, 1024) feature map
+# much larger than ~256 MB.
+PARTICLE_BUDGET = 512
+LOCALIZATION_BUDGET = 65_536
 
 
 def rotate_about_z(points: np.ndarray, lengths: np.ndarray, angles: np.ndarray) -> np.ndarray:

@@ -3,21 +3,17 @@
 Shapes follow pytorch3d's convention: a ragged batch is a padded tensor plus a
 ``lengths`` tensor of shape (B,). Padded rows never enter a minimum or a mean.
 
-Two ways to the same number:
-
-``method="nearest"`` (the default) finds every point's nearest neighbour in the
-other set *without gradient* (an exact, chunked brute-force search, since the
-decoded set is small: ``M`` is ~128), then gathers the matched points and
-recomputes the squared distances *with* gradient. Autograd then keeps only
-``O(B * (L + M) * d)`` values, where the dense form keeps the whole
+Every point's nearest neighbour in the other set is found *without
+gradient* (an exact, chunked brute-force search, since the decoded set is
+small: ``M`` is ~128); the matched points are then gathered and the squared
+distances recomputed *with* gradient. Autograd keeps only
+``O(B * (L + M) * d)`` values, where the plain formula keeps the whole
 ``(B, L, M, d)`` difference tensor for the backward pass, so particles of
-5,000 localizations train without quadratic memory. The value and the gradient
-are those of the dense form: the gradient of ``min`` flows to its argmin only,
-and the search uses the very same arithmetic as the dense form, so it picks the
-same argmin.
-
-``method="dense"`` is the plain formula with autograd through every pairwise
-distance (chunked over target rows in the forward pass); it is the reference.
+5,000 localizations train without quadratic memory. The value and the
+gradient are those of the plain formula: the gradient of ``min`` flows to its
+argmin only, and the search uses the very same arithmetic, so it picks the
+same argmin. The plain formula, with autograd through every pairwise
+distance, is the tests' reference (``tests/_encode_reference.py``).
 """
 
 from __future__ import annotations
@@ -25,9 +21,6 @@ from __future__ import annotations
 import torch
 
 __all__ = ["chamfer_distance", "nearest_neighbours", "pad_packed"]
-
-_METHODS = ("nearest", "dense")
-
 
 def pad_packed(points: torch.Tensor, lengths: torch.Tensor, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Scatter packed points into a zero-padded tensor.
@@ -61,7 +54,6 @@ def chamfer_distance(
     target_lengths: torch.Tensor | None = None,
     *,
     chunk_size: int = 4096,
-    method: str = "nearest",
 ) -> torch.Tensor:
     """Symmetric Chamfer distance per particle, padding-aware.
 
@@ -77,20 +69,14 @@ def chamfer_distance(
         Number of valid rows in each target; all ``L`` when omitted.
     chunk_size : int, default=4096
         Target rows compared with the decoded points at once, so the
-        transient memory stays ``O(B * M * chunk_size)``.
-    method : {"nearest", "dense"}, default="nearest"
-        "nearest": nearest neighbours found without gradient, then a
-        differentiable gather (memory of the backward pass ``O(B * (L + M))``).
-        "dense": autograd through all ``B * L * M`` distances (the reference;
-        same value and gradient, ``O(B * L * M * d)`` memory in training).
+        transient memory stays ``O(B * M * chunk_size)``; the backward pass
+        keeps ``O(B * (L + M))``.
 
     Returns
     -------
     Tensor of shape (B,)
         Differentiable with respect to ``pred`` and ``target``.
     """
-    if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}; got {method!r}.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size}.")
     B, L, _ = target.shape
@@ -98,8 +84,6 @@ def chamfer_distance(
         target_lengths = torch.full((B,), L, dtype=torch.long, device=target.device)
     valid = torch.arange(L, device=target.device)[None, :] < target_lengths[:, None]  # (B, L)
     n_valid = target_lengths.clamp(min=1).to(pred.dtype)
-    if method == "dense":
-        return _dense(pred, target, valid, n_valid, chunk_size)
     to_pred, to_target = nearest_neighbours(pred, target, valid, chunk_size=chunk_size)
     # target -> prediction: every valid target point to its nearest decoded point
     d_x = _rowdist(target, _gather(pred, to_pred))  # (B, L)
@@ -156,23 +140,6 @@ def _gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def _rowdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Squared distance row by row, (B, n, d) x (B, n, d) -> (B, n), the arithmetic of :func:`_sqdist`."""
     return (a - b).pow(2).sum(-1)
-
-
-def _dense(pred, target, valid, n_valid, chunk_size):
-    """The reference: autograd through every pairwise distance."""
-    B, L, _ = target.shape
-    inf = torch.finfo(pred.dtype).max
-    sum_x_to_p = pred.new_zeros(B)
-    min_p_to_x = None
-    for start in range(0, L, chunk_size):
-        t = target[:, start : start + chunk_size]
-        v = valid[:, start : start + chunk_size]
-        d2 = _sqdist(t, pred)  # (B, l, M)
-        sum_x_to_p = sum_x_to_p + (d2.min(dim=2).values * v).sum(dim=1)
-        d2 = d2.masked_fill(~v[:, :, None], inf)  # padded target rows can never be the nearest
-        chunk_min = d2.min(dim=1).values  # (B, M)
-        min_p_to_x = chunk_min if min_p_to_x is None else torch.minimum(min_p_to_x, chunk_min)
-    return sum_x_to_p / n_valid + min_p_to_x.mean(dim=1)
 
 
 def _sqdist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -18,28 +18,36 @@ Shapes lead every docstring: ``N`` localizations in a batch, ``B`` particles,
 
 from __future__ import annotations
 
+import math
+import threading
+
 import torch
 from torch import nn
-
-import math
 
 __all__ = [
     "PointNetEncoder",
     "PooledBatchNorm",
     "AttentionDecoder",
     "PCVAEModule",
+    "build_module",
     "kl_divergence",
     "latent_correlation",
-    "latent_covariance",
-    "squared_correlations",
 ]
+
+# Building a module draws its initial weights from torch's *global* generator
+# (seeded under fork_rng). Fits running in threads of one process (joblib's
+# threading backend, dask workers with processes=False) would interleave those
+# draws and lose reproducibility; this lock serialises the few milliseconds of
+# module construction.
+_GLOBAL_RNG_LOCK = threading.Lock()
 
 
 class PooledBatchNorm(nn.BatchNorm1d):
     """Batch norm of per-particle features over the particles of a batch.
 
     Takes ``(..., C)`` (the rotation read-out passes ``(R, B, C)``) and
-    normalises every channel. In training, a batch of one particle has no
+    normalises every channel. :class:`PointNetEncoder` ends the head to the
+    latent mean with one (``latent_batch_norm``). In training, a batch of one particle has no
     spread to normalise by; it is normalised with the running statistics
     instead (and leaves them unchanged), so a last batch of one particle
     trains rather than fails. In evaluation mode every particle is normalised
@@ -70,19 +78,12 @@ class PointNetEncoder(nn.Module):
         ``k``.
     head_width : int
         Hidden width of the two MLP heads to the mean and log-variance.
-    pooled_batch_norm : bool
-        Start each head with a batch norm of the pooled features over the
-        particles of the batch (:class:`PooledBatchNorm`), as PointNet's
-        classifier does after its pooling. Off (the default, the models saved
-        before the option existed, and the paper's description), the heads
-        see the raw means.
     latent_batch_norm : bool
         End the head to the mean with a batch norm of the means over the
         particles of the batch, without scale or shift
         (:class:`PooledBatchNorm` with ``affine=False``): every latent
         dimension's means then spread over the particles with unit variance,
-        as the prior does (Zhu et al. 2020, "BN-VAE"). Off for the models
-        saved before the option existed.
+        as the prior does (Zhu et al. 2020, "BN-VAE"). The paper has none.
     """
 
     def __init__(
@@ -91,7 +92,6 @@ class PointNetEncoder(nn.Module):
         widths=(64, 128, 1024),
         latent_dim: int = 8,
         head_width: int = 256,
-        pooled_batch_norm: bool = False,
         latent_batch_norm: bool = False,
     ):
         super().__init__()
@@ -103,9 +103,6 @@ class PointNetEncoder(nn.Module):
         self.shared = nn.Sequential(*layers)
         self.mu_head = nn.Sequential(nn.Linear(prev, head_width), nn.ReLU(), nn.Linear(head_width, latent_dim))
         self.logvar_head = nn.Sequential(nn.Linear(prev, head_width), nn.ReLU(), nn.Linear(head_width, latent_dim))
-        if pooled_batch_norm:
-            self.mu_head.insert(0, PooledBatchNorm(prev))
-            self.logvar_head.insert(0, PooledBatchNorm(prev))
         if latent_batch_norm:
             self.mu_head.append(PooledBatchNorm(latent_dim, affine=False))
 
@@ -183,7 +180,6 @@ class PCVAEModule(nn.Module):
         decoder_channels: int,
         n_output_points: int,
         n_heads: int,
-        pooled_batch_norm: bool = False,
         latent_batch_norm: bool = False,
     ):
         super().__init__()
@@ -195,12 +191,9 @@ class PCVAEModule(nn.Module):
             decoder_channels=decoder_channels,
             n_output_points=n_output_points,
             n_heads=n_heads,
-            pooled_batch_norm=bool(pooled_batch_norm),
             latent_batch_norm=bool(latent_batch_norm),
         )
-        self.encoder = PointNetEncoder(
-            in_dim, encoder_widths, latent_dim, pooled_batch_norm=pooled_batch_norm, latent_batch_norm=latent_batch_norm
-        )
+        self.encoder = PointNetEncoder(in_dim, encoder_widths, latent_dim, latent_batch_norm=latent_batch_norm)
         self.decoder = AttentionDecoder(latent_dim, in_dim, decoder_widths, decoder_channels, n_output_points, n_heads)
 
     def forward(self, points, segment, lengths, generator=None):
@@ -210,6 +203,20 @@ class PCVAEModule(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decoder(z), mu, logvar
+
+
+def build_module(config: dict, seed: int | None = None, device=None) -> PCVAEModule:
+    """A :class:`PCVAEModule` of ``config`` on ``device`` (default the CPU), built without touching the global RNG.
+
+    With ``seed`` its initial weights are those of ``torch.manual_seed(seed)``;
+    without, they are arbitrary (a state dict is loaded into it next).
+    """
+    device = torch.device("cpu") if device is None else torch.device(device)
+    with _GLOBAL_RNG_LOCK, torch.random.fork_rng(devices=[] if device.type == "cpu" else [device]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        module = PCVAEModule(**config).to(device)
+    return module
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor, prior_shape: int = 2) -> torch.Tensor:
@@ -248,17 +255,8 @@ def latent_correlation(mu: torch.Tensor) -> torch.Tensor:
     n, k = mu.shape
     if n < 3 or k < 2:
         return mu.new_zeros(())
-    return squared_correlations(latent_covariance(mu))
-
-
-def latent_covariance(mu: torch.Tensor) -> torch.Tensor:
-    """mu (B, k) -> (k, k): the sample covariance of the latent means over the B particles (B >= 2)."""
     centred = mu - mu.mean(dim=0)
-    return centred.T @ centred / (mu.shape[0] - 1)
-
-
-def squared_correlations(cov: torch.Tensor) -> torch.Tensor:
-    """cov (k, k) -> scalar: ``sum_{i != j} corr_ij**2``; a dimension without variance counts as uncorrelated."""
+    cov = centred.T @ centred / (n - 1)
     sd = cov.diagonal().clamp(min=1e-8).sqrt()
     corr = cov / sd[:, None] / sd[None, :]
     return corr.pow(2).sum() - corr.diagonal().pow(2).sum()

@@ -2,24 +2,19 @@
 
 PointNet is not rotation invariant, so ``PointCloudVAE.transform`` reports
 the mean of a particle's latent means at ``R`` angles about the optical axis
-(``transform_rotations``). Done exactly, that is ``R`` passes of the shared
+(``n_rotations``). Done exactly, that is ``R`` passes of the shared
 per-localization MLP, which is where almost all of the work is.
 
-The average is a function of the particle that hardly depends on the angle it
-was picked at, and it turns out to be an almost exactly *linear* function of
-the pooled features of a single pass: a ridge regression from the pooled
+The average is a function of the particle that hardly depends on the angle
+it was picked at, and it is an almost exactly *linear* function of the
+pooled features of a single pass: a ridge regression from the pooled
 features at each of the ``R`` angles to the particle's ``R``-angle average,
-fitted on a few hundred training particles at the end of ``fit``, reproduces
-the average on new simulated pores to 8-16 % of the latent spread (RMS;
-3-9 % with the defaults before 2026-11-26), whatever the angle the single
-pass sees, and the best dimension's |Spearman| with a true parameter differs
-from the exact average's by -0.001 to +0.015 (before 2026-11-26: -0.004
-to +0.009; ``benchmarks/study_rotation_readout.py``; ``docs/scaling.md``). Being fitted
-to one answer for all the angles of a particle, it depends 4.3-5.5 times less
-on the angle than the exact average does (on DNA-origami tetrahedra, whose
-8-angle average still depends on the picking angle, it differs from that
-average by ~50 % and tracks their height better). ``transform`` then costs
-one pass instead of ``R``.
+fitted on a few hundred training particles at the end of ``fit``, gives on
+held-out particles a best latent dimension as good as the exact average's,
+and depends less on the picking angle, since it is fitted to one answer for
+all the angles of a particle. ``transform`` then costs one pass instead of
+``R``. The figures are in ``docs/choosing_parameters.md``
+(``benchmarks/study_rotation_readout.py`` measures them).
 
 Shapes: ``B`` particles, ``C`` pooled features (the last encoder width),
 ``k`` latent dimensions, ``R`` angles.
@@ -27,12 +22,31 @@ Shapes: ``B`` particles, ``C`` pooled features (the last encoder width),
 
 from __future__ import annotations
 
+import time
+import warnings
+
 import numpy as np
 import torch
 
-from ._batching import chunk_by_budget, packed_to_device, rotate_tensor_about_z
+from ._batching import (
+    LOCALIZATION_BUDGET,
+    PARTICLE_BUDGET,
+    chunk_by_budget,
+    gather_rows,
+    packed_to_device,
+    rotate_tensor_about_z,
+    subsample_rows,
+)
+from ._training import report
 
-__all__ = ["pooled_at_angles", "fit_rotation_readout", "MAX_READOUT_PARTICLES", "MAX_READOUT_POINTS", "READOUT_RIDGE"]
+__all__ = [
+    "pooled_at_angles",
+    "fit_rotation_readout",
+    "distil_rotation_average",
+    "MAX_READOUT_PARTICLES",
+    "MAX_READOUT_POINTS",
+    "READOUT_RIDGE",
+]
 
 # training particles the read-out is fitted on (evenly spaced over the
 # training set): 128, 256, 512 and 1000 gave the same held-out quality on
@@ -48,7 +62,9 @@ MAX_READOUT_POINTS = 1024
 READOUT_RIDGE = 1e-2
 
 
-def pooled_at_angles(encoder, points: np.ndarray, lengths: np.ndarray, angles, device, budget=(512, 65_536)) -> torch.Tensor:
+def pooled_at_angles(
+    encoder, points: np.ndarray, lengths: np.ndarray, angles, device, budget=(PARTICLE_BUDGET, LOCALIZATION_BUDGET)
+) -> torch.Tensor:
     """Pooled features of packed particles at every angle about the optical axis.
 
     Parameters
@@ -122,3 +138,41 @@ def fit_rotation_readout(encoder, points: np.ndarray, lengths: np.ndarray, angle
     spread = np.sqrt(np.mean((T - T.mean(axis=0)) ** 2))
     error = float(np.sqrt(np.mean(residual**2)) / spread) if spread > 0 else 0.0
     return coef.astype(np.float32), intercept.astype(np.float32), error
+
+
+def distil_rotation_average(est, run, p, coords: np.ndarray, train_idx: np.ndarray) -> dict:
+    """Fit the read-out of ``est``'s rotation average at the end of a fit; the fitted attributes it sets.
+
+    Up to ``MAX_READOUT_PARTICLES`` training particles, evenly spaced, each
+    subsampled to ``max_points`` localizations, at most
+    ``MAX_READOUT_POINTS`` (after centring on all of them), by a fixed-seed
+    generator, so the training random streams are untouched and a resumed
+    fit distils exactly what an uninterrupted one does. With fewer than 2
+    angles there is nothing to distil, and the read-out is None.
+    """
+    angles = est._rotation_angles()
+    attrs = {"readout_coef_": None, "readout_intercept_": None, "readout_rotations_": len(angles), "readout_error_": None}
+    if len(angles) < 2:
+        return attrs
+    t0 = time.perf_counter()
+    n = min(MAX_READOUT_PARTICLES, len(train_idx))
+    rows, lengths = gather_rows(p.offsets, train_idx[np.linspace(0, len(train_idx) - 1, n).round().astype(np.int64)])
+    cap = MAX_READOUT_POINTS if est.max_points is None else min(int(est.max_points), MAX_READOUT_POINTS)
+    rows, lengths = subsample_rows(rows, lengths, cap, np.random.default_rng(0))
+    run.module.eval()
+    coef, intercept, error = fit_rotation_readout(est._inference_encoder(run.module), coords[rows], lengths, angles, run.device)
+    if not (np.isfinite(coef).all() and np.isfinite(intercept).all()):
+        warnings.warn(
+            "the rotation read-out could not be fitted (non-finite values); transform computes the exact average "
+            f"over {len(angles)} angles instead.",
+            UserWarning,
+            stacklevel=5,
+        )
+        return attrs
+    report(
+        est.verbose,
+        f"[PointCloudVAE] rotation average over {len(angles)} angles distilled into a linear read-out "
+        f"({n} particles, relative error {error:.3f}) in {time.perf_counter() - t0:.1f} s",
+    )
+    attrs.update(readout_coef_=coef, readout_intercept_=intercept, readout_error_=error)
+    return attrs

@@ -74,9 +74,9 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
         A latent dimension is active when the variance of its values over the
         particles is at least this fraction of the largest one. Used when
         ``n_components`` is None. Latents of :class:`PointCloudVAE` with its
-        default ``latent_batch_norm=True`` have unit variance in every
-        dimension, so all count as active (a warning says so); use
-        ``n_components`` for them.
+        default latent batch norm have unit variance in every dimension, so
+        all count as active (a warning says so); use ``n_components`` for
+        them.
     n_components : int or None, default=None
         None: one independent component per active latent dimension. An
         integer k: FastICA on the k principal directions of all the latent
@@ -131,55 +131,20 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
     entry of that column is positive: the same fit gives the same order and
     signs.
 
-    **With the current PointCloudVAE defaults** (the training-time ICA of
-    2026-11-26: ``latent_batch_norm=True``, ``decorrelation``,
-    ``kurtosis=0.01`` from the first step, ``prior_shape=4``), the raw
-    latent already separates much of what this transformer separates. Over
-    15 seeds of ``make_npc_3d`` (``python benchmarks/study_unmixer.py
-    --seeds 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14``; 1000 particles; best
-    |Spearman| of one axis with the truth, mean (min), and the seeds at or
-    above the model-based estimate of 0.79-0.85 / 0.73-0.80):
+    With :class:`PointCloudVAE`'s defaults the raw latent already separates
+    much of what this transformer separates; on simulated 3D pores
+    ``n_components=3`` or ``4`` still puts the ring distance at or above the
+    model-based estimate on more seeds than the raw axes, while on the
+    one-parameter 2D pores unmixing costs up to 0.15 of the radius axis's
+    |Spearman|: every active dimension follows the radius along a slightly
+    curved line, which ICA, being linear, cuts into pieces. So it is a
+    separate, optional step (the figures and the commands are in
+    ``docs/choosing_parameters.md``).
 
-    - the raw latent: ring distance 0.835 (0.790) on 11 seeds, radius 0.891
-      (0.781) on 15;
-    - ``n_components=3``: ring distance 0.851 (0.787) on 14, radius 0.896
-      (0.838) on 15;
-    - ``n_components=4``: ring distance 0.839 (0.749) on 14, radius 0.931
-      (0.899) on 15;
-    - ``n_components=5``: ring distance 0.835 (0.777) on 12;
-    - the active dimensions (``n_components=None``): ring distance 0.823
-      (0.703) on 8. Every dimension has unit variance, so all 8 count as
-      active, and this class warns.
-
-    With the first version of those defaults (penalties warmed up with the
-    KL term, kurtosis 0.001) the raw latent gave the ring distance 0.801
-    (0.701) on 7 seeds, and ``n_components=4`` 0.844 (0.794) on 12.
-
-    **With the earlier defaults** (``latent_batch_norm=False``, no
-    penalties, Gaussian prior) the raw latent gave the ring distance 0.608
-    (0.365), on 2 seeds of the same 15. The active dimensions gave 8 seeds,
-    with two far misses (0.46, 0.55): on one seed only 3 dimensions
-    counted as active, on the other FastICA's optima of equal negentropy
-    differed. ``n_components=4`` gave 11 (mean 0.83, worst 0.74) and
-    ``n_components=5`` gave 13, but the latter lost the radius on one seed.
-    Choose k on simulations of your own structure; ``docs/defaults.md``
-    has the tables.
-
-    On ``make_npc_2d``, with its one parameter, unmixing costs: the best
-    radius axis went from 0.965 / 0.935 / 0.972 to 0.811 / 0.891 / 0.625
-    with the active dimensions (``python benchmarks/bench_quality.py``,
-    seeds 0-2). It went from 0.970 / 0.960 / 0.957 to 0.825 / 0.961 / 0.846
-    with the earlier defaults. That is the case to leave the latents alone.
-
-    With a single FastICA run (``n_init=1``) the ring-distance component
-    depended on the run's seed: on seed 0's latents, 10 runs gave 0.63 or
-    0.81 about equally often, with near-equal objectives; keeping the least
-    Gaussian of 10 runs gave 0.81.
-
-    Keeping fewer components (FastICA on the top 2, 3 or 4 principal
-    directions) did not rescue the one-parameter case (0.86-0.88 on one
-    seed), so there is no setting that helps both, and this is a separate,
-    optional step rather than part of :class:`PointCloudVAE`.
+    On VAE latents FastICA has several local optima of near-equal objective
+    that differ in how well a component follows a structural parameter;
+    keeping the least Gaussian of ``n_init`` runs makes the result depend
+    less on the seed of one run.
 
     Examples
     --------
@@ -238,7 +203,7 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
             if Z.shape[1] > 1 and var.min() >= 0.5 * var.max():
                 warnings.warn(
                     f"all {Z.shape[1]} latent dimensions vary about equally (variance {var.min():.3g}-{var.max():.3g}), "
-                    "so none counts as collapsed and all are unmixed. PointCloudVAE's latent_batch_norm (the default) "
+                    "so none counts as collapsed and all are unmixed. PointCloudVAE's latent batch norm (the default) "
                     "gives every dimension unit variance: pass n_components (4 for 3D pores) to unmix the top principal "
                     "directions instead.",
                     UserWarning,

@@ -141,8 +141,8 @@ def transform_parquet(estimator, source, *, by="row_group", return_ids=False):
     >>> folder = pathlib.Path(tempfile.mkdtemp())
     >>> _ = write_parquet(particles[:20], folder / "part.0.parquet")
     >>> _ = write_parquet(particles[20:], folder / "part.1.parquet")
-    >>> vae = PointCloudVAE(latent_dim=2, n_epochs=1, decoder_channels=32, encoder_widths=(16, 32),
-    ...                     decoder_widths=(16, 32), n_output_points=16, random_state=0).fit(particles)
+    >>> small = {"encoder_widths": (16, 32), "decoder_widths": (16, 32), "decoder_channels": 32, "n_output_points": 16}
+    >>> vae = PointCloudVAE(latent_dim=2, n_epochs=1, architecture=small, random_state=0).fit(particles)
     >>> Z, ids = transform_parquet(vae, folder, return_ids=True)
     >>> Z.shape, ids[:3]
     ((40, 2), array([0, 1, 2]))

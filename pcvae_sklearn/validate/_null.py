@@ -511,8 +511,8 @@ def heterogeneity_null_test(
     >>> from pcvae_sklearn.datasets import make_npc_2d
     >>> from pcvae_sklearn.validate import heterogeneity_null_test
     >>> X, _ = make_npc_2d(40, random_state=0)
-    >>> vae = PointCloudVAE(latent_dim=2, n_epochs=1, encoder_widths=(16, 32), decoder_widths=(16, 32),
-    ...                     decoder_channels=32, n_output_points=16, transform_rotations=1)
+    >>> small = {"encoder_widths": (16, 32), "decoder_widths": (16, 32), "decoder_channels": 32, "n_output_points": 16}
+    >>> vae = PointCloudVAE(latent_dim=2, n_epochs=1, architecture=small, n_rotations=1)
     >>> result = heterogeneity_null_test(X, vae=vae, fuser=ParticleFuser(n_restarts=1), n_bins=4,
     ...                                  n_permutations=99, random_state=0)
     >>> list(result.table.columns[:4])
