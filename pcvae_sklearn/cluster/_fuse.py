@@ -7,11 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import clone
 
-from .._ragged import as_particles
-from ..estimate import HeightEstimator, RadiusEstimator
-from ..estimate._estimators import _ParticleEstimator
+from .._ragged import as_particles, check_particle_labels
+from ..estimate import HeightEstimator, ParticleEstimator, RadiusEstimator
 from ..fuse import BinFusion, fuse_bins
-from ..fuse._bins import _check_labels
 
 __all__ = ["ClusterFusion", "fuse_clusters", "default_estimator"]
 
@@ -24,7 +22,7 @@ def default_estimator(n_dims: int):
 def _check_estimator(estimator, n_dims):
     if estimator is None:
         return default_estimator(n_dims)
-    if not isinstance(estimator, _ParticleEstimator):
+    if not isinstance(estimator, ParticleEstimator):
         raise TypeError(
             f"estimator must be a particle estimator such as RadiusEstimator() or HeightEstimator(), got {type(estimator).__name__}."
         )
@@ -133,7 +131,7 @@ def fuse_clusters(X, labels, *, estimator=None, fuser=None, register_clusters=Tr
     import pandas as pd
 
     p = as_particles(X, min_particles=2)
-    labels = _check_labels(labels, p.n_particles)
+    labels = check_particle_labels(labels, p.n_particles)
     est = _check_estimator(estimator, p.n_dims)
     E = np.asarray(est.fit_transform(p))
     name = str(est.get_feature_names_out()[0])

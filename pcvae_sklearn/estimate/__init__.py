@@ -2,7 +2,8 @@
 
 - :class:`RadiusEstimator`, :class:`HeightEstimator`: the paper's model-based
   estimates (radius of rings and pores, height of pores and tetrahedra), with
-  their precision, for particles and super-particles.
+  their precision, for particles and super-particles; both derive from
+  :class:`ParticleEstimator`, the base class of such estimates.
 - :func:`latent_correlation_scorer`: a ``scoring=`` callable for
   ``GridSearchCV``: the largest |correlation| of a latent dimension with an
   estimate.
@@ -18,7 +19,7 @@ structural heterogeneity in single molecule localization microscopy",
 Sci. Rep. (2025).
 """
 
-from ._estimators import HeightEstimator, RadiusEstimator
+from ._estimators import HeightEstimator, ParticleEstimator, RadiusEstimator
 from ._scorers import best_latent_dimension, latent_correlation_scorer, latent_correlation_table
 from ._segments import segment_median
 from ._subsample import subsample_localizations
@@ -26,6 +27,7 @@ from ._subsample import subsample_localizations
 __all__ = [
     "RadiusEstimator",
     "HeightEstimator",
+    "ParticleEstimator",
     "latent_correlation_scorer",
     "latent_correlation_table",
     "best_latent_dimension",
