@@ -389,7 +389,7 @@ def test_particle_loglik_sums_to_the_em_objective(seed):
 def test_polish_moves_planted_wrong_orientations_back(seed):
     """Register pores, turn a few particles 60-120 degrees off, polish: they come back, and nothing gets less likely."""
     from pcvae_sklearn.datasets import make_npc_3d
-    from pcvae_sklearn.fuse._fuser import _loc_variance
+    from pcvae_sklearn.fuse._fuser import _em_variances, _loc_variance
 
     X, truth = make_npc_3d(40, radius=50.0, height=50.0, rotation="3d", z_ratio=1.0, precision=4.0, random_state=seed)
     p = as_particles(X)
@@ -412,7 +412,7 @@ def test_polish_moves_planted_wrong_orientations_back(seed):
     planted = state.rotations.copy()
     planted[off] = kick @ planted[off]
     wrong = EMState(planted, state.translations, centres, 16.0)
-    variances = OwnFrameVariances(own_var, p.offsets)
+    variances = _em_variances(loc_var, own_var, "3d", p.offsets)  # isotropic precision: the common-frame kernels
     before = particle_loglik(src, p.offsets, wrong, mixture, variances)
     polished, moved = _polish(src, loc_var, p.offsets, wrong, mixture, orientation_grid(1152, 3), radius,
                               variances=variances, n_best=6, mode="3d", max_iter=100, tol=1e-6,
