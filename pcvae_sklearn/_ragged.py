@@ -18,7 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Particles", "as_particles", "gather_rows", "subsample_rows"]
+__all__ = [
+    "Particles",
+    "as_particles",
+    "segment_sum",
+    "range_rows",
+    "gather_rows",
+    "subsample_rows",
+    "apply_transforms",
+    "check_particle_labels",
+]
 
 _COORD_NAMES = ("x", "y", "z")
 # per-localization field with which pcvae_sklearn.io tags each particle's id
@@ -91,14 +100,8 @@ class Particles:
 
     # ------------------------------------------------------------ reductions
     def segment_sum(self, values: np.ndarray) -> np.ndarray:
-        """Sum ``values`` (n_localizations, ...) over each particle."""
-        values = np.asarray(values)
-        out = np.zeros((self.n_particles,) + values.shape[1:], dtype=np.result_type(values, np.float64))
-        nonempty = self.lengths > 0
-        if values.shape[0]:
-            sums = np.add.reduceat(values, self.offsets[:-1][nonempty], axis=0)
-            out[nonempty] = sums
-        return out
+        """Sum ``values`` (n_localizations, ...) over each particle (see :func:`segment_sum`)."""
+        return segment_sum(values, self.offsets)
 
     def centroids(self) -> np.ndarray:
         """Mean position of every particle, shape (n_particles, n_dims)."""
@@ -217,6 +220,47 @@ class Particles:
         return padded, mask
 
 
+# ------------------------------------------------------- packed-array helpers
+def segment_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Sum ``values`` over every segment (particle) of a packed array.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows, ...)
+    offsets : ndarray of shape (n_segments + 1,)
+        Segment ``i`` owns ``values[offsets[i]:offsets[i + 1]]``.
+
+    Returns
+    -------
+    ndarray of shape (n_segments, ...)
+        At least float64; zero for an empty segment.
+    """
+    values = np.asarray(values)
+    lengths = np.diff(offsets)
+    dtype = np.result_type(values, np.float64)
+    nonempty = lengths > 0
+    if values.shape[0] and nonempty.all():
+        return np.add.reduceat(values, offsets[:-1], axis=0).astype(dtype, copy=False)
+    out = np.zeros((len(lengths),) + values.shape[1:], dtype=dtype)
+    if values.shape[0]:
+        out[nonempty] = np.add.reduceat(values, offsets[:-1][nonempty], axis=0)
+    return out
+
+
+def range_rows(starts: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of the ranges ``[starts[i], starts[i] + lengths[i])``, one range after the other.
+
+    Returns
+    -------
+    rows : ndarray of int64, shape (sum(lengths),)
+    offsets : ndarray of int64, shape (len(lengths) + 1,)
+        Range ``i`` is ``rows[offsets[i]:offsets[i + 1]]``.
+    """
+    offsets = _offsets(lengths)
+    rows = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
+    return rows, offsets
+
+
 def gather_rows(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the packed array that belong to particles ``idx``, in that order.
 
@@ -227,8 +271,7 @@ def gather_rows(offsets: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.nd
     """
     starts = offsets[:-1][idx]
     lengths = offsets[1:][idx] - starts
-    out_offsets = np.concatenate([[0], np.cumsum(lengths)])
-    rows = np.arange(out_offsets[-1], dtype=np.int64) + np.repeat(starts - out_offsets[:-1], lengths)
+    rows, _ = range_rows(starts, lengths)
     return rows, lengths
 
 
@@ -236,7 +279,11 @@ def subsample_rows(rows: np.ndarray, lengths: np.ndarray, max_points: int, rng: 
     """Keep a uniformly random subset of at most ``max_points`` rows per particle.
 
     ``rows`` is grouped by particle (``lengths`` rows each). Particles with at
-    most ``max_points`` rows keep all of them, in their order.
+    most ``max_points`` rows keep all of them, in their order. The kept rows
+    stay in their packed order, grouped by particle; the new lengths are
+    ``minimum(lengths, max_points)``. (Used for the VAE's ``max_points`` and
+    the fuser's orientation search; :func:`~pcvae_sklearn.estimate.subsample_localizations`
+    keeps a fraction instead.)
     """
     if max_points is None or lengths.max(initial=0) <= max_points:
         return rows, lengths
@@ -252,7 +299,71 @@ def subsample_rows(rows: np.ndarray, lengths: np.ndarray, max_points: int, rng: 
     return rows[keep], np.minimum(lengths, max_points)
 
 
+def apply_transforms(coords, rotations, translations, lengths) -> np.ndarray:
+    """Move every particle by its own rigid transform.
+
+    Parameters
+    ----------
+    coords : ndarray of shape (n_localizations, d)
+        Packed coordinates, particle after particle.
+    rotations : ndarray of shape (n_particles, d, d)
+    translations : ndarray of shape (n_particles, d)
+    lengths : ndarray of shape (n_particles,)
+
+    Returns
+    -------
+    ndarray of shape (n_localizations, d)
+        ``coords_i @ rotations[j].T + translations[j]`` for every localization
+        ``i`` of particle ``j``.
+    """
+    index = np.repeat(np.arange(len(lengths)), lengths)
+    return np.einsum("mab,mb->ma", rotations[index], coords) + translations[index]
+
+
 # ---------------------------------------------------------------- the boundary
+def check_particle_labels(labels, n_particles: int) -> np.ndarray:
+    """Validate one label per particle (a bin or cluster); return them as a 1-D array.
+
+    Parameters
+    ----------
+    labels : array-like of shape (n_particles,) or (n_particles, 1)
+        Numbers or strings.
+    n_particles : int
+
+    Returns
+    -------
+    ndarray of shape (n_particles,)
+        Object arrays of integers become int64, other object arrays str.
+
+    Raises
+    ------
+    TypeError
+        For ``None`` and labels that are neither numbers nor strings.
+    ValueError
+        For the wrong shape or length, or NaN / inf labels.
+    """
+    if labels is None:
+        raise TypeError("labels is None; pass one bin label per particle (e.g. LatentBinner().fit_transform(Z)[:, j]).")
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(
+            f"labels has shape {labels.shape}; expected one label per particle, shape ({n_particles},). "
+            "For a LatentBinner output pick one latent dimension: labels[:, j]."
+        )
+    if len(labels) != n_particles:
+        raise ValueError(f"labels has {len(labels)} entries but X holds {n_particles} particles; give one label per particle.")
+    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
+        raise ValueError("labels contains NaN or inf; every particle needs a bin label.")
+    if labels.dtype == object:
+        try:
+            labels = labels.astype(np.int64) if all(isinstance(v, (int, np.integer)) for v in labels) else labels.astype(str)
+        except (TypeError, ValueError):
+            raise TypeError("labels must be numbers or strings.") from None
+    return labels
+
+
 def _type_name(obj) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}".replace("builtins.", "")
 

@@ -14,20 +14,19 @@ from scipy.optimize import minimize, minimize_scalar
 from scipy.spatial.transform import Rotation
 from scipy.stats import multivariate_normal
 
-from pcvae_sklearn.fuse._jrmpc import (
-    EMState,
+from pcvae_sklearn._ragged import apply_transforms
+from pcvae_sklearn.fuse._anisotropic import (
+    OwnFrameVariances,
     anisotropic_procrustes,
-    anisotropic_procrustes_reference,
-    apply_transforms,
-    e_step,
     e_step_anisotropic,
-    e_step_anisotropic_reference,
     local_precisions,
     rodrigues,
-    run_em,
     update_centres_anisotropic,
     update_sigma2_anisotropic,
 )
+from pcvae_sklearn.fuse._em import CommonFrameVariances, EMState, e_step, run_em
+
+from _reference_fuse import anisotropic_procrustes_reference, e_step_anisotropic_reference
 
 SEEDS = [0, 1, 2, 3]
 
@@ -198,8 +197,8 @@ def test_anisotropic_em_is_monotone(seed):
     src, own_var, offsets, state = _em_problem(seed)
     mixture = (np.log(0.95), np.log(0.05 / 1e6))
     objectives = [
-        run_em(src, own_var, offsets, state, mixture, mode="full", max_iter=k, tol=-np.inf, floor=1e-6,
-               own_var=own_var).objective
+        run_em(src, offsets, state, mixture, OwnFrameVariances(own_var, offsets), max_iter=k, tol=-np.inf,
+               floor=1e-6).objective
         for k in range(1, 9)
     ]
     assert np.all(np.diff(objectives) >= -1e-9), objectives
@@ -210,19 +209,20 @@ def test_anisotropic_em_equals_isotropic_em_on_isotropic_precision(seed):
     src, own_var, offsets, state = _em_problem(seed)
     iso = np.full_like(own_var, 9.0)
     mixture = (np.log(0.95), np.log(0.05 / 1e6))
-    kw = dict(mode="full", max_iter=20, tol=1e-8, floor=1e-6)
-    a = run_em(src, iso, offsets, state, mixture, **kw)
-    b = run_em(src, iso, offsets, state, mixture, own_var=iso, **kw)
+    kw = dict(max_iter=20, tol=1e-8, floor=1e-6)
+    a = run_em(src, offsets, state, mixture, CommonFrameVariances(iso), **kw)
+    b = run_em(src, offsets, state, mixture, OwnFrameVariances(iso, offsets), **kw)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-10)
     np.testing.assert_allclose(a.rotations, b.rotations, atol=1e-8)
     np.testing.assert_allclose(a.centres, b.centres, atol=1e-6)
 
 
-def test_own_var_needs_full_3d_rotations():
-    src, own_var, offsets, state = _em_problem(0)
-    with pytest.raises(ValueError, match="full 3D"):
-        run_em(src, own_var, offsets, state, (0.0, -np.inf), mode="z", max_iter=2, tol=0.0, floor=1e-6,
-               own_var=own_var)
+def test_own_frame_variances_are_for_3d_localizations():
+    _, own_var, offsets, _ = _em_problem(0)
+    with pytest.raises(ValueError, match=r"3D localizations under full 3D rotations: shape \(\d+, 3\)"):
+        OwnFrameVariances(own_var[:, :2], offsets)
+    with pytest.raises(ValueError, match="own_var has shape"):
+        OwnFrameVariances(own_var[1:], offsets)
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -13,24 +13,22 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import check_get_params_invariance, check_no_attributes_set_in_init
 
 from pcvae_sklearn import as_particles
+from pcvae_sklearn._ragged import apply_transforms
 from pcvae_sklearn.fuse import BinFusion, ParticleFuser, fuse_bins
-from pcvae_sklearn.fuse._fuser import _mixture_terms, _polish
-from pcvae_sklearn.fuse._jrmpc import (
+from pcvae_sklearn.fuse._anisotropic import OwnFrameVariances
+from pcvae_sklearn.fuse._em import (
+    CommonFrameVariances,
     EMState,
-    apply_transforms,
     e_step,
-    e_step_reference,
-    grid_spacing,
-    orientation_grid,
     particle_loglik,
-    subsample_rows,
-    top_orientations,
     update_centres,
     update_sigma2,
-    update_sigma2_reference,
     weighted_procrustes,
-    weighted_procrustes_reference,
 )
+from pcvae_sklearn.fuse._fuser import _mixture_terms, _polish, _search_rows
+from pcvae_sklearn.fuse._orientations import grid_spacing, orientation_grid, top_orientations
+
+from _reference_fuse import e_step_reference, update_sigma2_reference, weighted_procrustes_reference
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SEEDS = [0, 1, 2]
@@ -229,13 +227,15 @@ def test_orientation_grids():
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_subsample_rows(seed):
+@pytest.mark.parametrize(("mode", "cap"), [("2d", 32), ("3d", 128)])
+def test_search_rows(seed, mode, cap):
     rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 60, 30)
+    lengths = rng.integers(1, 300, 30)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
-    rows = subsample_rows(offsets, 20, rng)
+    rows, sub_offsets = _search_rows(offsets, mode, rng)
     owner = np.searchsorted(offsets, rows, side="right") - 1
-    np.testing.assert_array_equal(np.bincount(owner, minlength=30), np.minimum(lengths, 20))
+    np.testing.assert_array_equal(np.bincount(owner, minlength=30), np.minimum(lengths, cap))
+    np.testing.assert_array_equal(np.diff(sub_offsets), np.minimum(lengths, cap))
     assert (np.diff(rows) > 0).all()
 
 
@@ -375,21 +375,21 @@ def test_particle_loglik_sums_to_the_em_objective(seed):
     state = EMState(random_rotations(n, 3, rng), rng.normal(0, 5, (n, 3)), rng.normal(0, 20, (5, 3)), 30.0)
     mixture = _mixture_terms(0.01, 200.0, 3)
     loc_var = rng.uniform(0, 4, src.shape)
-    ll = particle_loglik(src, loc_var, offsets, state, mixture)
+    ll = particle_loglik(src, offsets, state, mixture, CommonFrameVariances(loc_var))
     registered = apply_transforms(src, state.rotations, state.translations, np.diff(offsets))
     ref = e_step_reference(registered, loc_var, state.centres, state.sigma2, mixture)[1]
     np.testing.assert_allclose(ll, [ref[offsets[i]:offsets[i + 1]].sum() for i in range(n)], rtol=1e-10)
     # with the same variance on every axis the anisotropic model is the isotropic one
     iso = np.repeat(loc_var[:, :1], 3, axis=1)
-    np.testing.assert_allclose(particle_loglik(src, iso, offsets, state, mixture, own_var=iso),
-                               particle_loglik(src, iso, offsets, state, mixture), rtol=1e-10)
+    np.testing.assert_allclose(particle_loglik(src, offsets, state, mixture, OwnFrameVariances(iso, offsets)),
+                               particle_loglik(src, offsets, state, mixture, CommonFrameVariances(iso)), rtol=1e-10)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_polish_moves_planted_wrong_orientations_back(seed):
     """Register pores, turn a few particles 60-120 degrees off, polish: they come back, and nothing gets less likely."""
     from pcvae_sklearn.datasets import make_npc_3d
-    from pcvae_sklearn.fuse._fuser import _loc_variance
+    from pcvae_sklearn.fuse._fuser import _em_variances, _loc_variance
 
     X, truth = make_npc_3d(40, radius=50.0, height=50.0, rotation="3d", z_ratio=1.0, precision=4.0, random_state=seed)
     p = as_particles(X)
@@ -412,15 +412,17 @@ def test_polish_moves_planted_wrong_orientations_back(seed):
     planted = state.rotations.copy()
     planted[off] = kick @ planted[off]
     wrong = EMState(planted, state.translations, centres, 16.0)
-    before = particle_loglik(src, loc_var, p.offsets, wrong, mixture, own_var)
-    polished, moved = _polish(src, loc_var, p.offsets, wrong, mixture, orientation_grid(1152, 3), radius, n_best=6,
-                              mode="3d", max_iter=100, tol=1e-6, own_var=own_var, rng=np.random.default_rng(seed))
+    variances = _em_variances(loc_var, own_var, "3d", p.offsets)  # isotropic precision: the common-frame kernels
+    before = particle_loglik(src, p.offsets, wrong, mixture, variances)
+    polished, moved = _polish(src, loc_var, p.offsets, wrong, mixture, orientation_grid(1152, 3), radius,
+                              variances=variances, n_best=6, mode="3d", max_iter=100, tol=1e-6,
+                              rng=np.random.default_rng(seed))
     assert moved >= 4
     assert polished.objective >= wrong.objective
     err = errors_3d(polished.rotations, truth["rotation"], dihedral_3d(8))
     assert (err[off] < 5).all(), err[off]
     assert np.mean(err < 5) >= 0.9
-    after = particle_loglik(src, loc_var, p.offsets, polished, mixture, own_var)
+    after = particle_loglik(src, p.offsets, polished, mixture, variances)
     assert (after[off] > before[off]).all()
 
 

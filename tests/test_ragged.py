@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from pcvae_sklearn import Particles, as_particles
+from pcvae_sklearn._ragged import apply_transforms, check_particle_labels, range_rows, segment_sum, subsample_rows
 
 SEEDS = range(5)
 
@@ -202,3 +203,83 @@ def test_particle_ids_from_readers_round_trip():
     assert "particle_id" not in p.fields
     assert ak.to_list(p.to_awkward()) == ak.to_list(arr)
     assert ak.to_list(p.take([1]).to_awkward().particle_id) == [[3, 3, 3]]
+
+
+# ------------------------------------------------------- packed-array helpers
+def _ragged_offsets(rng, n=25, with_empty=True):
+    lengths = rng.integers(0 if with_empty else 1, 9, n)
+    return np.concatenate([[0], np.cumsum(lengths)]), lengths
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("with_empty", [False, True])
+def test_segment_sum_matches_a_loop(seed, with_empty):
+    rng = np.random.default_rng(seed)
+    offsets, lengths = _ragged_offsets(rng, with_empty=with_empty)
+    values = rng.normal(size=(offsets[-1], 3, 2))
+    expected = np.array([values[offsets[i] : offsets[i + 1]].sum(axis=0) for i in range(len(lengths))])
+    np.testing.assert_allclose(segment_sum(values, offsets), expected, rtol=1e-12, atol=1e-12)
+    ints = rng.integers(0, 5, offsets[-1])
+    out = segment_sum(ints, offsets)
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [ints[offsets[i] : offsets[i + 1]].sum() for i in range(len(lengths))])
+    # the method of Particles is the same function
+    if not with_empty:
+        p = Particles(coords=values[:, :, 0], offsets=offsets)
+        np.testing.assert_array_equal(p.segment_sum(values), segment_sum(values, offsets))
+
+
+def test_segment_sum_of_nothing():
+    np.testing.assert_array_equal(segment_sum(np.zeros((0, 2)), np.array([0, 0, 0])), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_range_rows_match_a_loop(seed):
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, 100, 20)
+    lengths = rng.integers(0, 7, 20)
+    rows, offsets = range_rows(starts, lengths)
+    np.testing.assert_array_equal(rows, np.concatenate([np.arange(a, a + n) for a, n in zip(starts, lengths)]))
+    np.testing.assert_array_equal(np.diff(offsets), lengths)
+    assert rows.dtype == offsets.dtype == np.int64
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_subsample_rows_keeps_at_most_the_cap_per_particle(seed):
+    rng = np.random.default_rng(seed)
+    offsets, lengths = _ragged_offsets(rng, with_empty=False)
+    rows = np.arange(offsets[-1]) * 10
+    kept, kept_lengths = subsample_rows(rows, lengths, 4, rng)
+    np.testing.assert_array_equal(kept_lengths, np.minimum(lengths, 4))
+    owner = np.searchsorted(offsets, kept // 10, side="right") - 1
+    np.testing.assert_array_equal(np.bincount(owner, minlength=len(lengths)), kept_lengths)
+    assert (np.diff(kept) > 0).all()
+    small = np.repeat(lengths <= 4, lengths)
+    assert set(rows[small]) <= set(kept)  # small particles keep every row
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_apply_transforms_matches_a_loop(seed, n_dims):
+    rng = np.random.default_rng(seed)
+    parts = _random_ragged(seed, n_dims)
+    p = as_particles(parts)
+    rotations = np.linalg.qr(rng.normal(size=(len(parts), n_dims, n_dims)))[0]
+    translations = rng.normal(size=(len(parts), n_dims))
+    moved = apply_transforms(p.coords, rotations, translations, p.lengths)
+    expected = np.concatenate([a @ r.T + t for a, r, t in zip(parts, rotations, translations)])
+    np.testing.assert_allclose(moved, expected, rtol=1e-12, atol=1e-9)
+
+
+def test_check_particle_labels():
+    np.testing.assert_array_equal(check_particle_labels([[1], [2], [1]], 3), [1, 2, 1])
+    assert check_particle_labels(np.array([1, 2], dtype=object), 2).dtype == np.int64
+    assert check_particle_labels(np.array(["a", 2], dtype=object), 2).dtype.kind == "U"
+    with pytest.raises(TypeError, match="labels is None"):
+        check_particle_labels(None, 3)
+    with pytest.raises(ValueError, match=r"labels has shape \(3, 2\)"):
+        check_particle_labels(np.zeros((3, 2)), 3)
+    with pytest.raises(ValueError, match="labels has 2 entries but X holds 3 particles"):
+        check_particle_labels([0, 1], 3)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        check_particle_labels([0.0, np.nan], 2)

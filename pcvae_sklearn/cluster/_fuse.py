@@ -6,10 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._ragged import as_particles
+from .._ragged import as_particles, check_particle_labels
 from ..estimate import make_estimator
 from ..fuse import BinFusion, fuse_bins
-from ..fuse._bins import _check_labels
 
 __all__ = ["ClusterFusion", "fuse_clusters"]
 
@@ -116,7 +115,7 @@ def fuse_clusters(X, labels, *, estimator=None, fuser=None, register_clusters=Tr
     import pandas as pd
 
     p = as_particles(X, min_particles=2)
-    labels = _check_labels(labels, p.n_particles)
+    labels = check_particle_labels(labels, p.n_particles)
     est = make_estimator(estimator, p.n_dims)
     E = np.asarray(est.fit_transform(p))
     name = str(est.get_feature_names_out()[0])

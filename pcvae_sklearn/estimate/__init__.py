@@ -2,7 +2,8 @@
 
 - :class:`RadiusEstimator`, :class:`HeightEstimator`: the paper's model-based
   estimates (radius of rings and pores, height of pores and tetrahedra), with
-  their precision, for particles and super-particles.
+  their precision, for particles and super-particles; both derive from
+  :class:`ParticleEstimator`, the base class of such estimates.
 - :func:`latent_correlation_scorer`: a ``scoring=`` callable for
   ``GridSearchCV``: the largest |correlation| of a latent dimension with an
   estimate.
@@ -19,7 +20,7 @@ structural heterogeneity in single molecule localization microscopy",
 Sci. Rep. (2025).
 """
 
-from ._estimators import HeightEstimator, RadiusEstimator
+from ._estimators import HeightEstimator, ParticleEstimator, RadiusEstimator
 from ._names import ESTIMATES, make_estimator
 from ._scorers import best_latent_dimension, latent_correlation_scorer, latent_correlation_table
 from ._segments import segment_median
@@ -30,6 +31,7 @@ __all__ = [
     "HeightEstimator",
     "make_estimator",
     "ESTIMATES",
+    "ParticleEstimator",
     "latent_correlation_scorer",
     "latent_correlation_table",
     "best_latent_dimension",

@@ -16,11 +16,11 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, as_particles
+from .._ragged import Particles, as_particles, range_rows
 from ._segments import segment_mean_std, segment_median, segment_sort, sorted_range_median
 from ._two_gaussian import two_gaussian_fit
 
-__all__ = ["RadiusEstimator", "HeightEstimator"]
+__all__ = ["ParticleEstimator", "RadiusEstimator", "HeightEstimator"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,22 +47,33 @@ def _apex_radial_ratio(p: Particles) -> np.ndarray:
     lengths = p.lengths
     _, order = segment_sort(centred[:, 2], p.offsets, return_order=True)
     n_top = np.maximum(1, np.floor(_AUTO_TOP_FRACTION * lengths).astype(np.int64))
-    rows, top_offsets = _gather_ranges(p.offsets[:-1] + lengths - n_top, n_top)
+    rows, top_offsets = range_rows(p.offsets[:-1] + lengths - n_top, n_top)
     top = segment_median(radial[order][rows], top_offsets)
     every = segment_median(radial, p.offsets)
     return top / np.where(every > 0, every, np.inf)
 
 
-def _gather_ranges(starts, lengths):
-    """Rows of the ranges ``[starts[i], starts[i] + lengths[i])`` and their offsets."""
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    rows = np.arange(offsets[-1], dtype=np.int64) + np.repeat(starts - offsets[:-1], lengths)
-    return rows, offsets
+class ParticleEstimator(TransformerMixin, BaseEstimator):
+    """Base class of the structure estimators: one value per particle, with its precision.
 
+    :class:`RadiusEstimator` and :class:`HeightEstimator` derive from it. It
+    holds what they share: the input boundary (particles in any supported
+    form, checked once, with at least ``_min_localizations`` localizations
+    each), the fitted state (``n_features_in_``: 2 or 3), the output
+    feature names and the tags. A subclass sets ``_quantity`` (the name of
+    its output, e.g. ``"radius"``) and implements ``_estimate(p, cache=None)``,
+    which returns an ``(n_particles, 2)`` array of the estimate and its
+    precision in nm from a :class:`~pcvae_sklearn.Particles` (``cache``: what
+    ``_fit(p)`` returned); it may override ``_check_particles(p)`` and
+    ``_fit(p)``. Functions that take
+    "an estimator" (``fuse_clusters``, the heterogeneity null test) accept
+    any instance.
 
-class _ParticleEstimator(TransformerMixin, BaseEstimator):
-    """Shared plumbing: input boundary, fitted state, feature names, tags."""
+    Attributes
+    ----------
+    n_features_in_ : int
+        Dimensionality of the particles seen in ``fit`` (2 or 3).
+    """
 
     _quantity = "value"
     _min_localizations = 2
@@ -129,12 +140,13 @@ class _ParticleEstimator(TransformerMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
-        """Fit and estimate in one pass over the input (converted once).
+        """Fit and estimate in one pass over the input.
 
         Parameters
         ----------
         X : awkward array or list of array-like of shape (n_i, 2) or (n_i, 3)
-            Particles (localizations in nm).
+            Particles (localizations in nm), converted once for both steps;
+            what ``fit`` computes is reused by the estimate.
         y : None
             Ignored.
 
@@ -169,7 +181,7 @@ class _ParticleEstimator(TransformerMixin, BaseEstimator):
         return tags
 
 
-class RadiusEstimator(_ParticleEstimator):
+class RadiusEstimator(ParticleEstimator):
     """Radius of every particle from the radial distances of its localizations.
 
     The paper's estimators (Haghparast, Zhang et al. 2025): each particle is
@@ -208,9 +220,8 @@ class RadiusEstimator(_ParticleEstimator):
 
     References
     ----------
-    .. [1] Haghparast, Zhang et al., "Point cloud variational auto-encoder for
-       continuous structural heterogeneity in single molecule localization
-       microscopy", Sci. Rep. (2025).
+    .. [1] Haghparast, Zhang et al., Sci. Rep. (2025): the radius of rings and pores
+       (the full reference: :mod:`pcvae_sklearn.estimate`).
 
     Examples
     --------
@@ -247,7 +258,7 @@ class RadiusEstimator(_ParticleEstimator):
         return np.column_stack([value, precision])
 
 
-class HeightEstimator(_ParticleEstimator):
+class HeightEstimator(ParticleEstimator):
     """Height (extent along z) of every 3D particle.
 
     The paper's estimators (Haghparast, Zhang et al. 2025):
@@ -314,9 +325,8 @@ class HeightEstimator(_ParticleEstimator):
 
     References
     ----------
-    .. [1] Haghparast, Zhang et al., "Point cloud variational auto-encoder for
-       continuous structural heterogeneity in single molecule localization
-       microscopy", Sci. Rep. (2025).
+    .. [1] Haghparast, Zhang et al., Sci. Rep. (2025): the height of tetrahedra and
+       the ring distance of pores (the full reference: :mod:`pcvae_sklearn.estimate`).
 
     Examples
     --------
@@ -379,7 +389,7 @@ class HeightEstimator(_ParticleEstimator):
         value = sorted_range_median(sorted_z, hi_start, half) - sorted_range_median(sorted_z, lo_start, half)
         var = np.zeros(p.n_particles)
         for start in (lo_start, hi_start):
-            rows, off = _gather_ranges(start, half)
+            rows, off = range_rows(start, half)
             _, std = segment_mean_std(sorted_z[rows], off)
             var += std**2 / half
         return np.column_stack([value, FWHM_PER_SIGMA * np.sqrt(var)])

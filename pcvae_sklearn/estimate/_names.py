@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sklearn.base import clone
 
-from ._estimators import HeightEstimator, RadiusEstimator, _ParticleEstimator
+from ._estimators import HeightEstimator, ParticleEstimator, RadiusEstimator
 
 __all__ = ["ESTIMATES", "make_estimator"]
 
@@ -48,7 +48,7 @@ def make_estimator(estimate="auto", n_dims=2):
     if estimate is None:
         estimate = "auto"
     if not isinstance(estimate, str):
-        if not isinstance(estimate, _ParticleEstimator):
+        if not isinstance(estimate, ParticleEstimator):
             raise TypeError(
                 f"the estimate must be one of {', '.join(map(repr, ESTIMATES))} or a particle estimator such as "
                 f"RadiusEstimator() or HeightEstimator(); got {type(estimate).__name__}."

@@ -73,32 +73,23 @@ def _correlations(a, b, method):
     return r
 
 
-def _p_values(r, n):
-    """Two-sided p-values of correlations ``r`` from ``n`` pairs (t-test, as scipy)."""
+def _p_values(r, n, method):
+    """Two-sided p-values of correlations ``r`` from ``n`` pairs, as ``scipy.stats.pearsonr`` / ``spearmanr``."""
     r = np.asarray(r, dtype=np.float64)
     out = np.full(r.shape, np.nan)
     if n < 3:
         return out
     ok = np.isfinite(r)
-    rr = np.abs(r[ok])
-    # the exact null distribution of r for normal data: a beta distribution
-    # on [-1, 1] with a = b = n/2 - 1 (what scipy.stats.pearsonr uses)
-    dist = stats.beta(n / 2 - 1, n / 2 - 1, loc=-1, scale=2)
-    out[ok] = np.clip(2 * dist.sf(rr), 0.0, 1.0)
-    return out
-
-
-def _spearman_p_values(rho, n):
-    """Two-sided p-values of Spearman's rho (t distribution, as scipy.stats.spearmanr)."""
-    rho = np.asarray(rho, dtype=np.float64)
-    out = np.full(rho.shape, np.nan)
-    if n < 3:
-        return out
-    ok = np.isfinite(rho)
-    r = rho[ok]
-    with np.errstate(divide="ignore"):
-        t = r * np.sqrt((n - 2) / ((1.0 - r) * (1.0 + r)))
-    out[ok] = 2 * stats.t.sf(np.abs(t), n - 2)
+    if method == "pearson":
+        # the exact null distribution of r for normal data: a beta distribution
+        # on [-1, 1] with a = b = n/2 - 1 (what scipy.stats.pearsonr uses)
+        dist = stats.beta(n / 2 - 1, n / 2 - 1, loc=-1, scale=2)
+        out[ok] = np.clip(2 * dist.sf(np.abs(r[ok])), 0.0, 1.0)
+    else:  # Spearman's rho: a t distribution with n - 2 degrees of freedom (as scipy.stats.spearmanr)
+        rho = r[ok]
+        with np.errstate(divide="ignore"):
+            t = rho * np.sqrt((n - 2) / ((1.0 - rho) * (1.0 + rho)))
+        out[ok] = 2 * stats.t.sf(np.abs(t), n - 2)
     return out
 
 
@@ -197,9 +188,8 @@ def latent_correlation_scorer(estimator, *, method="spearman", column=0):
 
     References
     ----------
-    .. [1] Haghparast, Zhang et al., "Point cloud variational auto-encoder for
-       continuous structural heterogeneity in single molecule localization
-       microscopy", Sci. Rep. (2025), Figs. 3 and 12.
+    .. [1] Haghparast, Zhang et al., Sci. Rep. (2025), Figs. 3 and 12: latent
+       dimensions against estimates as a score (the full reference: :mod:`pcvae_sklearn.estimate`).
 
     Examples
     --------
@@ -313,9 +303,8 @@ def latent_correlation_table(latents, estimates, *, feature_names=None, estimate
 
     References
     ----------
-    .. [1] Haghparast, Zhang et al., "Point cloud variational auto-encoder for
-       continuous structural heterogeneity in single molecule localization
-       microscopy", Sci. Rep. (2025), Figs. 3 and 12.
+    .. [1] Haghparast, Zhang et al., Sci. Rep. (2025), Figs. 3 and 12: the correlations
+       of Pearson and Spearman (the full reference: :mod:`pcvae_sklearn.estimate`).
 
     Examples
     --------
@@ -349,9 +338,9 @@ def latent_correlation_table(latents, estimates, *, feature_names=None, estimate
             "latent": np.repeat(lnames, len(enames)),
             "estimate": np.tile(enames, k),
             "pearson_r": r.ravel(),
-            "pearson_p": _p_values(r, n).ravel(),
+            "pearson_p": _p_values(r, n, "pearson").ravel(),
             "spearman_rho": rho.ravel(),
-            "spearman_p": _spearman_p_values(rho, n).ravel(),
+            "spearman_p": _p_values(rho, n, "spearman").ravel(),
         }
     )
     return table
@@ -380,9 +369,8 @@ def best_latent_dimension(latents, estimate, *, method="spearman"):
 
     References
     ----------
-    .. [1] Haghparast, Zhang et al., "Point cloud variational auto-encoder for
-       continuous structural heterogeneity in single molecule localization
-       microscopy", Sci. Rep. (2025).
+    .. [1] Haghparast, Zhang et al., Sci. Rep. (2025): the latent dimension that
+       follows a structural parameter (the full reference: :mod:`pcvae_sklearn.estimate`).
 
     Examples
     --------

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ragged import range_rows, segment_sum
+
 __all__ = [
     "segment_sort",
     "sorted_range_median",
@@ -66,10 +68,7 @@ def segment_sort(values, offsets, *, return_order=False):
         seg_len = lengths[seg]
         mask = np.arange(w)[None, :] < seg_len[:, None]
         # packed rows of these segments, in row-major order of the mask
-        starts = offsets[:-1][seg]
-        local = np.zeros(len(seg) + 1, dtype=np.int64)
-        np.cumsum(seg_len, out=local[1:])
-        rows = np.arange(local[-1], dtype=np.int64) + np.repeat(starts - local[:-1], seg_len)
+        rows, _ = range_rows(offsets[:-1][seg], seg_len)
         padded = np.full(mask.shape, np.inf)
         padded[mask] = values[rows]
         if return_order:
@@ -117,8 +116,8 @@ def segment_median(values, offsets):
 
     Parameters
     ----------
-    values : ndarray of shape (n_values,)
-    offsets : ndarray of shape (n_segments + 1,)
+    values, offsets : ndarray
+        As in :func:`segment_sort`.
 
     Returns
     -------
@@ -128,7 +127,7 @@ def segment_median(values, offsets):
     Examples
     --------
     >>> import numpy as np
-    >>> from pcvae_sklearn.estimate._segments import segment_median
+    >>> from pcvae_sklearn.estimate import segment_median
     >>> segment_median(np.array([3.0, 1.0, 2.0, 10.0, 20.0]), np.array([0, 3, 5]))
     array([ 2., 15.])
     """
@@ -145,8 +144,8 @@ def segment_mean_std(values, offsets):
 
     Parameters
     ----------
-    values : ndarray of shape (n_values,)
-    offsets : ndarray of shape (n_segments + 1,)
+    values, offsets : ndarray
+        As in :func:`segment_sort`.
 
     Returns
     -------
@@ -155,16 +154,11 @@ def segment_mean_std(values, offsets):
     """
     values = np.asarray(values, dtype=np.float64)
     offsets, lengths = _lengths(offsets)
-    n = len(lengths)
-    sums = np.zeros(n)
     ok = lengths > 0
-    if values.size:
-        sums[ok] = np.add.reduceat(values, offsets[:-1][ok])
+    sums = segment_sum(values, offsets)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(ok, sums / np.maximum(lengths, 1), np.nan)
     dev = values - np.repeat(mean, lengths)
-    sq = np.zeros(n)
-    if values.size:
-        sq[ok] = np.add.reduceat(dev * dev, offsets[:-1][ok])
+    sq = segment_sum(dev * dev, offsets)
     std = np.where(ok, np.sqrt(sq / np.maximum(lengths, 1)), np.nan)
     return mean, std

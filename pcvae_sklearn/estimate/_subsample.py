@@ -68,7 +68,7 @@ def subsample_localizations(X, fraction, random_state=None):
         raise ValueError(f"fraction must be in (0, 1]; got {fraction!r}.")
     p = as_particles(X)
     rng = check_random_state(random_state)
-    keep = subsample_rows(p, float(fraction), rng)
+    keep = _random_fraction_rows(p, float(fraction), rng)
     lengths = np.bincount(p.particle_index()[keep], minlength=p.n_particles)
     offsets = np.zeros(p.n_particles + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -81,8 +81,8 @@ def subsample_localizations(X, fraction, random_state=None):
     return out.to_awkward()
 
 
-def subsample_rows(p: Particles, fraction: float, rng) -> np.ndarray:
-    """Sorted packed rows of the localizations kept by :func:`subsample_localizations`."""
+def _random_fraction_rows(p: Particles, fraction: float, rng) -> np.ndarray:
+    """Sorted packed rows of a random ``fraction`` of each particle's localizations."""
     lengths = p.lengths
     quota = np.maximum(1, np.floor(fraction * lengths + 0.5)).astype(np.int64)
     quota = np.minimum(quota, lengths)

@@ -5,7 +5,7 @@ between the means of a two-Gaussian fit of the localizations' z. Fitting
 ``sklearn.mixture.GaussianMixture(2)`` once per particle is a Python loop over
 particles; here one EM runs on the packed form for all particles together:
 the E-step is elementwise over localizations (parameters broadcast with
-``np.repeat``) and the M-step is segment sums (``np.add.reduceat``).
+``np.repeat``) and the M-step is segment sums.
 
 Every particle follows its own EM exactly as if it were fitted alone (it
 stops when its own mean log-likelihood changes by less than ``tol``), so the
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._ragged import range_rows, segment_sum
+
 __all__ = ["two_gaussian_fit"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
@@ -23,26 +25,13 @@ _LOG_2PI = np.log(2.0 * np.pi)
 _EPS_NK = 10.0 * np.finfo(np.float64).eps
 
 
-def _gather(offsets, particles):
-    """Rows of ``particles``' localizations and their new offsets."""
-    lengths = offsets[1:][particles] - offsets[:-1][particles]
-    new_offsets = np.zeros(len(particles) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=new_offsets[1:])
-    rows = np.arange(new_offsets[-1], dtype=np.int64) + np.repeat(offsets[:-1][particles] - new_offsets[:-1], lengths)
-    return rows, new_offsets, lengths
-
-
-def _reduce(values, offsets):
-    return np.add.reduceat(values, offsets[:-1])
-
-
 def _m_step(z, r0, r1, offsets, lengths, reg_covar):
     """Weights, means and variances (each (n, 2)) from responsibilities."""
-    nk = np.column_stack([_reduce(r0, offsets), _reduce(r1, offsets)]) + _EPS_NK
-    means = np.column_stack([_reduce(r0 * z, offsets), _reduce(r1 * z, offsets)]) / nk
+    nk = np.column_stack([segment_sum(r0, offsets), segment_sum(r1, offsets)]) + _EPS_NK
+    means = np.column_stack([segment_sum(r0 * z, offsets), segment_sum(r1 * z, offsets)]) / nk
     d0 = z - np.repeat(means[:, 0], lengths)
     d1 = z - np.repeat(means[:, 1], lengths)
-    var = np.column_stack([_reduce(r0 * d0 * d0, offsets), _reduce(r1 * d1 * d1, offsets)]) / nk + reg_covar
+    var = np.column_stack([segment_sum(r0 * d0 * d0, offsets), segment_sum(r1 * d1 * d1, offsets)]) / nk + reg_covar
     weights = nk / lengths[:, None]
     return weights, means, var, nk
 
@@ -119,13 +108,13 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6, back
         raise ValueError("every particle needs at least 2 localizations for a two-Gaussian fit.")
 
     # ---- deterministic initialisation: split every particle at its mean
-    mean_all = _reduce(z, offsets) / lengths
+    mean_all = segment_sum(z, offsets) / lengths
     upper = (z > np.repeat(mean_all, lengths)).astype(np.float64)
     weights, means, var, nk = _m_step(z, 1.0 - upper, upper, offsets, lengths, reg_covar)
     empty = nk < 0.5  # a component with no value at all (all values equal)
     if empty.any():
         dev = z - np.repeat(mean_all, lengths)
-        var_all = _reduce(dev * dev, offsets) / lengths + reg_covar
+        var_all = segment_sum(dev * dev, offsets) / lengths + reg_covar
         rows = np.flatnonzero(empty.any(axis=1))
         means[rows] = mean_all[rows, None]
         var[rows] = var_all[rows, None]
@@ -154,7 +143,7 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6, back
             break
         # E-step
         r0, r1, norm = _e_step(z_a, weights[active], means[active], var[active], len_a, log_background(active))
-        new_bound = _reduce(norm, off_a) / len_a
+        new_bound = segment_sum(norm, off_a) / len_a
         # M-step
         w, mu, v, counts = _m_step(z_a, r0, r1, off_a, len_a, reg_covar)
         alive = counts > _EPS_NK * 1e3  # keep an emptied component where it was
@@ -169,12 +158,13 @@ def two_gaussian_fit(z, offsets, *, max_iter=100, tol=1e-6, reg_covar=1e-6, back
         if done.any():
             converged[active[done]] = True
             active = active[~done]
-            rows, off_a, len_a = _gather(offsets, active)
+            len_a = lengths[active]
+            rows, off_a = range_rows(offsets[:-1][active], len_a)
             z_a = z[rows]
 
     # effective counts from the final parameters (one more E-step, as sklearn)
     r0, r1, _ = _e_step(z, weights, means, var, lengths, log_background(np.arange(n)))
-    counts = np.column_stack([_reduce(r0, offsets), _reduce(r1, offsets)])
+    counts = np.column_stack([segment_sum(r0, offsets), segment_sum(r1, offsets)])
     swap = means[:, 0] > means[:, 1]
     for arr in (means, var, weights, counts):
         arr[swap] = arr[swap][:, ::-1]

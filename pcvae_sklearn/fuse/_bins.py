@@ -8,9 +8,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._ragged import Particles, as_particles
+from .._ragged import Particles, apply_transforms, as_particles, check_particle_labels
 from ._fuser import ParticleFuser
-from ._jrmpc import apply_transforms
 
 __all__ = ["BinFusion", "fuse_bins"]
 
@@ -71,29 +70,6 @@ class BinFusion:
         for name in ak.fields(sp):
             columns[name] = ak.to_numpy(ak.flatten(sp[name], axis=1))
         return pd.DataFrame(columns)
-
-
-def _check_labels(labels, n_particles: int) -> np.ndarray:
-    if labels is None:
-        raise TypeError("labels is None; pass one bin label per particle (e.g. LatentBinner().fit_transform(Z)[:, j]).")
-    labels = np.asarray(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ValueError(
-            f"labels has shape {labels.shape}; expected one label per particle, shape ({n_particles},). "
-            "For a LatentBinner output pick one latent dimension: labels[:, j]."
-        )
-    if len(labels) != n_particles:
-        raise ValueError(f"labels has {len(labels)} entries but X holds {n_particles} particles; give one label per particle.")
-    if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-        raise ValueError("labels contains NaN or inf; every particle needs a bin label.")
-    if labels.dtype == object:
-        try:
-            labels = labels.astype(np.int64) if all(isinstance(v, (int, np.integer)) for v in labels) else labels.astype(str)
-        except (TypeError, ValueError):
-            raise TypeError("labels must be numbers or strings.") from None
-    return labels
 
 
 def _fit_bin(fuser, p: Particles):
@@ -161,7 +137,7 @@ def fuse_bins(X, labels, fuser=None, *, n_jobs=None, register_bins=True, random_
     (12, 2, 2)
     """
     p = as_particles(X, min_particles=2)
-    labels = _check_labels(labels, p.n_particles)
+    labels = check_particle_labels(labels, p.n_particles)
     if fuser is None:
         fuser = ParticleFuser()
     elif not isinstance(fuser, ParticleFuser):

@@ -11,18 +11,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, as_particles
-from ._jrmpc import (
-    EMState,
-    apply_transforms,
-    grid_spacing,
-    orientation_grid,
-    particle_loglik,
-    run_em,
-    search_orientations,
-    subsample_rows,
-    top_orientations,
-)
+from .._ragged import Particles, apply_transforms, as_particles, subsample_rows
+from ._anisotropic import OwnFrameVariances
+from ._em import CommonFrameVariances, EMState, particle_loglik, run_em
+from ._orientations import grid_spacing, orientation_grid, search_orientations, top_orientations
 
 __all__ = ["ParticleFuser"]
 
@@ -111,6 +103,22 @@ def _optical_axis_alignment(rotations: np.ndarray) -> np.ndarray:
         return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
     k = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
     return np.eye(3) + k + k @ k / (1.0 + c)
+
+
+def _em_variances(loc_var, own_var, mode: str, offsets):
+    """The variances of the EM: turning with the particles where ``own_var`` is given (see :func:`_loc_variance`)."""
+    if own_var is not None:
+        return OwnFrameVariances(own_var, offsets)
+    return CommonFrameVariances(loc_var, "z" if mode == "z" else "full")
+
+
+def _search_rows(offsets, mode: str, rng):
+    """The localizations that score the orientation search: at most ``_SEARCH_POINTS[mode]`` random ones per particle.
+
+    Returns the packed rows and their offsets.
+    """
+    rows, _ = subsample_rows(np.arange(offsets[-1]), np.diff(offsets), _SEARCH_POINTS[mode], rng)
+    return rows, np.searchsorted(rows, offsets)
 
 
 def _mixture_terms(outlier_weight: float, radius: float, d: int):
@@ -369,6 +377,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         centroids = p.centroids()
         src = p.coords - np.repeat(centroids, p.lengths, axis=0)
         loc_var, own_var = _loc_variance(p, self.use_precision, mode)
+        variances = _em_variances(loc_var, own_var, mode, p.offsets)
         radius = float(np.sqrt((src**2).sum(axis=1).mean()))
         if radius == 0.0:
             raise ValueError("every particle is a single point (or all localizations coincide); nothing to register.")
@@ -387,7 +396,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             tol=self.tol,
             n_cycles=self.n_cycles,
             verbose=self.verbose,
-            own_var=own_var,
+            variances=variances,
         )
         if self.n_jobs in (None, 1) or self.n_restarts == 1:
             states = [_one_restart(src, loc_var, p.offsets, int(s), r, **settings) for r, s in enumerate(seeds)]
@@ -403,8 +412,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         n_basins = self._basins(mode)
         if n_basins and len(candidates):
             best, moved = _polish(src, loc_var, p.offsets, best, mixture, candidates, radius,
-                                  n_best=n_basins, mode=mode, max_iter=self.max_iter, tol=self.tol,
-                                  own_var=own_var, rng=np.random.default_rng(rng.randint(np.iinfo(np.int32).max)))
+                                  variances=variances, n_best=n_basins, mode=mode, max_iter=self.max_iter,
+                                  tol=self.tol, rng=np.random.default_rng(rng.randint(np.iinfo(np.int32).max)))
             self._log(logging.INFO, "tries of %d basins: %d particle(s) found a likelier transform (objective %.5f)",
                       n_basins, moved, best.objective)
 
@@ -463,6 +472,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         centroids = p.centroids()
         src = p.coords - np.repeat(centroids, p.lengths, axis=0)
         loc_var, own_var = _loc_variance(p, self.use_precision, mode)
+        variances = _em_variances(loc_var, own_var, mode, p.offsets)
         n, d = p.n_particles, p.n_dims
         state = EMState(
             rotations=np.broadcast_to(np.eye(d), (n, d, d)).copy(),
@@ -471,18 +481,16 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             sigma2=self.sigma2_,
         )
         candidates = self._candidates(mode, d)
-        kwargs = dict(mode="z" if mode == "z" else "full", max_iter=self.max_iter, tol=self.tol, floor=0.0, fit_centres=False,
-                      own_var=own_var)
         # the new particles' orientations are arbitrary: a global orientation search first, then EM
         if len(candidates):
-            rows = subsample_rows(p.offsets, _SEARCH_POINTS[mode], np.random.default_rng(0))
-            state = _search(src, loc_var, p.offsets, rows, np.searchsorted(rows, p.offsets), state,
-                            self._mixture_, candidates, self._radius_)
-        state = run_em(src, loc_var, p.offsets, state, self._mixture_, **kwargs)
+            rows, sub_offsets = _search_rows(p.offsets, mode, np.random.default_rng(0))
+            state = _search(src, loc_var, rows, sub_offsets, state, self._mixture_, candidates, self._radius_)
+        state = run_em(src, p.offsets, state, self._mixture_, variances, max_iter=self.max_iter, tol=self.tol,
+                       floor=0.0, fit_centres=False)
         if self._basins(mode) and len(candidates):
             state, _ = _polish(src, loc_var, p.offsets, state, self._mixture_, candidates, self._radius_,
-                               n_best=self._basins(mode), mode=mode, max_iter=self.max_iter, tol=self.tol,
-                               own_var=own_var, rng=np.random.default_rng(1), refit_centres=False, floor=0.0)
+                               variances=variances, n_best=self._basins(mode), mode=mode, max_iter=self.max_iter,
+                               tol=self.tol, rng=np.random.default_rng(1), refit_centres=False, floor=0.0)
         rotations = state.rotations
         translations = state.translations - np.einsum("nab,nb->na", rotations, centroids)
         return rotations, translations
@@ -534,7 +542,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
 
 
 def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radius, mixture, candidates,
-                 max_iter, tol, n_cycles, verbose, own_var=None):
+                 max_iter, tol, n_cycles, verbose, variances):
     """One restart: random centres, then EM, orientation search, EM, ..."""
     rng = np.random.default_rng(seed)
     n = len(offsets) - 1
@@ -554,21 +562,18 @@ def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radi
         sigma2=float(sq / d),
     )
     floor = 1e-6 * radius**2
-    em_mode = "z" if mode == "z" else "full"
     log = logger.debug if verbose > 1 else None
     n_iter = 0
     # the search scores a subsample of every particle, with the variance widened by half the grid spacing
-    rows = subsample_rows(offsets, _SEARCH_POINTS[mode], rng)
-    sub_offsets = np.searchsorted(rows, offsets)
+    rows, sub_offsets = _search_rows(offsets, mode, rng)
     best = None
     for cycle in range(n_cycles):
         if cycle > 0:
             if not len(candidates):
                 break
-            state = _search(src, loc_var, offsets, rows, sub_offsets, best, mixture, candidates, radius)
-        state = run_em(src, loc_var, offsets, state, mixture, mode=em_mode, max_iter=max_iter, tol=tol,
-                       floor=floor, anneal=_ANNEAL if cycle == 0 else None, logger=logger if log else None,
-                       own_var=own_var)
+            state = _search(src, loc_var, rows, sub_offsets, best, mixture, candidates, radius)
+        state = run_em(src, offsets, state, mixture, variances, max_iter=max_iter, tol=tol, floor=floor,
+                       anneal=_ANNEAL if cycle == 0 else None, logger=logger if log else None)
         n_iter += state.n_iter
         if verbose:
             logger.info("restart %d, cycle %d: objective %.5f after %d iterations, sigma %.3g",
@@ -582,8 +587,8 @@ def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radi
     return best
 
 
-def _search(src, loc_var, offsets, rows, sub_offsets, state, mixture, candidates, radius):
-    """Global orientation search on a subsample of localizations (see ``search_orientations``)."""
+def _search(src, loc_var, rows, sub_offsets, state, mixture, candidates, radius):
+    """Global orientation search on the localizations ``rows`` (see ``search_orientations``)."""
     widen = (radius * grid_spacing(candidates) / 2.0) ** 2
     # the coarse search scores with the axis-averaged (isotropic) variance: scoring every candidate with the
     # turned anisotropic covariances (``own_var``) cost 1.5-2x and did not register more pores within 5 degrees
@@ -592,15 +597,15 @@ def _search(src, loc_var, offsets, rows, sub_offsets, state, mixture, candidates
     return EMState(found.rotations, state.translations.copy(), state.centres, state.sigma2, state.objective, state.n_iter)
 
 
-def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, n_best, mode, max_iter, tol, own_var, rng,
-            refit_centres=True, floor=None):
+def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, variances, n_best, mode, max_iter, tol,
+            rng, refit_centres=True, floor=None):
     """Every particle tries ``n_best`` distinct orientations against the fixed centres and keeps the likeliest.
 
     The coarse search picks one candidate per particle, scored with the
     axis-averaged variance on a subsample; EM from it can end in the wrong
     basin. Here each of the ``n_best`` best candidates (in different basins,
     see ``top_orientations``) is refined by EM against the fixed centres with
-    the model of the fit (anisotropic where ``own_var`` is given), and every
+    the model of the fit (``variances``, as in ``run_em``), and every
     particle keeps the refinement of highest log-likelihood, its current
     transform included. A last EM run then refits the centres (unless
     ``refit_centres`` is False: registration onto a fitted model). The state
@@ -613,22 +618,20 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, n_best
         Particles for which another start gave a likelier transform than their current one.
     """
     floor = 1e-6 * radius**2 if floor is None else floor
-    rows = subsample_rows(offsets, _SEARCH_POINTS[mode], rng)
-    sub_offsets = np.searchsorted(rows, offsets)
+    rows, sub_offsets = _search_rows(offsets, mode, rng)
     spacing = grid_spacing(candidates)
     widen = (radius * spacing / 2.0) ** 2
     picks = top_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates,
                              state.sigma2 + widen, n_best, min_angle=1.5 * spacing)
-    em_mode = "z" if mode == "z" else "full"
-    fixed = dict(mode=em_mode, max_iter=max_iter, tol=tol, floor=floor, fit_centres=False, own_var=own_var)
-    current = run_em(src, loc_var, offsets, state, mixture, **fixed)
+    fixed = dict(max_iter=max_iter, tol=tol, floor=floor, fit_centres=False)
+    current = run_em(src, offsets, state, mixture, variances, **fixed)
     rotations, translations = current.rotations.copy(), current.translations.copy()
-    best = particle_loglik(src, loc_var, offsets, current, mixture, own_var)
+    best = particle_loglik(src, offsets, current, mixture, variances)
     moved = np.zeros(len(best), dtype=bool)
     for k in range(n_best):
         start = EMState(candidates[picks[:, k]], state.translations.copy(), state.centres, state.sigma2)
-        out = run_em(src, loc_var, offsets, start, mixture, **fixed)
-        ll = particle_loglik(src, loc_var, offsets, out, mixture, own_var)
+        out = run_em(src, offsets, start, mixture, variances, **fixed)
+        ll = particle_loglik(src, offsets, out, mixture, variances)
         better = ll > best
         best[better] = ll[better]
         rotations[better], translations[better] = out.rotations[better], out.translations[better]
@@ -637,8 +640,7 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, n_best
         return EMState(rotations, translations, state.centres, state.sigma2, float(best.sum() / len(src)),
                        state.n_iter), int(moved.sum())
     polished = EMState(rotations, translations, state.centres, state.sigma2)
-    final = run_em(src, loc_var, offsets, polished, mixture, mode=em_mode, max_iter=max_iter, tol=tol, floor=floor,
-                   own_var=own_var)
+    final = run_em(src, offsets, polished, mixture, variances, max_iter=max_iter, tol=tol, floor=floor)
     final.n_iter += state.n_iter
     if final.objective < state.objective:
         return state, 0

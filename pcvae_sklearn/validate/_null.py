@@ -12,10 +12,9 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from .._latents import check_latents
-from .._ragged import Particles, as_particles
+from .._ragged import Particles, apply_transforms, as_particles
 from ..estimate import make_estimator
 from ..fuse import ParticleFuser
-from ..fuse._jrmpc import apply_transforms
 
 __all__ = ["make_homogeneous_null", "paired_spread_test", "heterogeneity_null_test", "NullTestResult"]
 

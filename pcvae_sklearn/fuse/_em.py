@@ -1,0 +1,394 @@
+"""The EM of the JRMPC-style joint registration: E-step, M-step and the loop.
+
+All particles share one Gaussian mixture: ``K`` centres, one isotropic
+variance ``sigma2`` to which each localization's own precision is added, and
+a uniform outlier term. Every kernel works on the packed form of
+:class:`~pcvae_sklearn._ragged.Particles` (flat coordinates plus offsets):
+one E-step is a few ``(n_localizations, K)`` matrix products and one
+``exp``; the M-step is segment sums plus one batched SVD over all particles.
+Nothing here loops over particles in Python.
+
+The kernels here take each localization's variance along the common frame's
+axes (:class:`CommonFrameVariances`); those of
+:mod:`~pcvae_sklearn.fuse._anisotropic` turn it with the particle
+(:class:`~pcvae_sklearn.fuse._anisotropic.OwnFrameVariances`). :func:`run_em`
+runs either.
+
+Notation (shapes lead):
+
+- ``src`` (m, d): localizations in their particle's own frame, centred on
+  the particle's centroid;
+- ``offsets`` (n + 1,): particle ``j`` owns rows ``offsets[j]:offsets[j+1]``;
+- ``rotations`` (n, d, d), ``translations`` (n, d): registered localization is
+  ``src @ R_j.T + t_j``;
+- ``loc_var`` (m, d): each localization's own variance per axis (nm^2), zero
+  where no precision is known;
+- ``centres`` (K, d), ``sigma2`` (float).
+
+References
+----------
+Evangelidis, G. D. and Horaud, R., "Joint alignment of multiple point sets
+with batch and incremental expectation-maximization", IEEE TPAMI 40 (2018).
+
+Wang, W., Heydarian, H., Huijben, T. A. P. M., Stallinga, S. and Rieger, B.,
+"Joint registration of multiple point clouds for fast particle fusion in
+localization microscopy", Bioinformatics 38 (2022).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._ragged import apply_transforms, segment_sum
+
+__all__ = [
+    "EMState",
+    "Responsibilities",
+    "CommonFrameVariances",
+    "e_step",
+    "weighted_procrustes",
+    "update_centres",
+    "update_sigma2",
+    "run_em",
+    "particle_loglik",
+]
+
+# log(2 pi)
+_LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+# ----------------------------------------------------------------- E-step
+@dataclass
+class Responsibilities:
+    """Responsibilities in factored form: ``resp = weights * scale[:, None]``.
+
+    Keeping the row scale apart saves a pass over the ``(m, K)`` matrix:
+    products with ``resp`` are products with ``weights``, rescaled per row.
+    """
+
+    weights: np.ndarray  # (m, K), unnormalised
+    scale: np.ndarray  # (m,)
+    owned: np.ndarray  # (m,) sum over centres of resp (1 minus the outlier share)
+    loglik: np.ndarray  # (m,) log-density of every localization
+
+    def dense(self) -> np.ndarray:
+        """The normalised ``(m, K)`` responsibilities."""
+        return self.weights * self.scale[:, None]
+
+    def times(self, right: np.ndarray) -> np.ndarray:
+        """``resp @ right`` for ``right`` of shape (K, c)."""
+        return (self.weights @ right) * self.scale[:, None]
+
+    def transposed_times(self, right: np.ndarray) -> np.ndarray:
+        """``resp.T @ right`` for ``right`` of shape (m, c)."""
+        return self.weights.T @ (right * self.scale[:, None])
+
+
+def e_step(registered, loc_var, centres, sigma2, mixture) -> Responsibilities:
+    """Responsibilities of every centre for every localization.
+
+    Parameters
+    ----------
+    registered : ndarray of shape (m, d)
+        Localizations in the common frame.
+    loc_var : ndarray of shape (m, d)
+        Per-axis localization variance added to ``sigma2``.
+    centres : ndarray of shape (K, d)
+    sigma2 : float
+    mixture : tuple of float
+        ``(log(1 - w), log(w / volume))`` for outlier weight ``w``; the
+        second is ``-inf`` for no outlier term. Each centre has mixture
+        weight ``(1 - w) / K``.
+
+    Returns
+    -------
+    Responsibilities
+        ``resp[i, k]`` is the posterior probability of centre ``k`` for
+        localization ``i``; ``loglik`` the log-density of each localization.
+
+    Notes
+    -----
+    The log-density of localization ``i`` under centre ``k`` is, up to a
+    per-localization constant, linear in ``[x_k, x_k**2, 1]``: the whole
+    ``(m, K)`` matrix is one matrix product. It is shifted by its upper bound
+    (the value at zero distance) instead of its row maximum, which avoids a
+    reduction over the rows; rows where every term underflows (points very
+    far from every centre) are redone with the exact row maximum.
+    """
+    m, d = registered.shape
+    n_comp = centres.shape[0]
+    var = sigma2 + loc_var  # (m, d)
+    inv = 1.0 / var
+    top = mixture[0] - np.log(n_comp) - 0.5 * (np.log(var).sum(axis=1) + d * _LOG_2PI)
+    left = np.empty((m, 2 * d + 1))
+    np.multiply(inv, registered, out=left[:, :d])
+    left[:, d : 2 * d] = inv
+    left[:, 2 * d] = -0.5 * (left[:, :d] * registered).sum(axis=1)
+    right = np.empty((2 * d + 1, n_comp))
+    right[:d] = centres.T
+    right[d : 2 * d] = -0.5 * (centres**2).T
+    right[2 * d] = 1.0
+    return _responsibilities(left, right, top, mixture)
+
+
+def _responsibilities(left, right, top, mixture) -> Responsibilities:
+    """Shared tail of the E-steps: ``left @ right`` is the log density minus ``top``."""
+    n_comp = right.shape[1]
+    weights = left @ right  # log density minus ``top``: <= 0 up to rounding
+    np.exp(weights, out=weights)
+    gauss = weights @ np.ones(n_comp)
+    lost = np.flatnonzero(gauss < 1e-250)
+    if lost.size:
+        redo = left[lost] @ right
+        shift = redo.max(axis=1)
+        if np.isfinite(mixture[1]):
+            np.maximum(shift, mixture[1] - top[lost], out=shift)
+        weights[lost] = np.exp(redo - shift[:, None])
+        top[lost] += shift
+        gauss[lost] = weights[lost].sum(axis=1)
+    total = gauss.copy()
+    if np.isfinite(mixture[1]):
+        total += np.exp(mixture[1] - top)
+    scale = 1.0 / total
+    return Responsibilities(weights, scale, gauss * scale, top + np.log(total))
+
+
+# ----------------------------------------------------------------- M-step
+def weighted_procrustes(src, dst, weights, offsets, mode="full"):
+    """Per-particle rigid transform minimising a weighted squared distance, batched.
+
+    Finds, for every particle ``j``, ``R_j`` and ``t_j`` minimising
+    ``sum_i sum_a weights[i, a] * (R_j src_i + t_j - dst_i)_a**2``.
+
+    Parameters
+    ----------
+    src, dst : ndarray of shape (m, d)
+    weights : ndarray of shape (m, d)
+        Non-negative. With ``mode="full"`` only the first column is used
+        (isotropic weights: the closed form needs them). With ``mode="z"``
+        (3D only) the rotation acts in the xy plane with the weights of
+        column 0 and the z translation uses column 2.
+    offsets : ndarray of shape (n + 1,)
+    mode : {"full", "z"}
+
+    Returns
+    -------
+    rotations : ndarray of shape (n, d, d)
+        Proper rotations (determinant +1).
+    translations : ndarray of shape (n, d)
+    total_weight : ndarray of shape (n,)
+        Sum of the (first-column) weights of each particle; zero means the
+        particle is unconstrained and its transform is meaningless.
+    """
+    d = src.shape[1]
+    lengths = np.diff(offsets)
+    if mode == "z":
+        rot2, t2, total = weighted_procrustes(src[:, :2], dst[:, :2], weights[:, :2], offsets, "full")
+        n = len(lengths)
+        rotations = np.zeros((n, 3, 3))
+        rotations[:, :2, :2] = rot2
+        rotations[:, 2, 2] = 1.0
+        wz = weights[:, 2]
+        wz_sum = segment_sum(wz, offsets)
+        tz = segment_sum(wz * (dst[:, 2] - src[:, 2]), offsets) / np.where(wz_sum > 0, wz_sum, 1.0)
+        translations = np.concatenate([t2, tz[:, None]], axis=1)
+        return rotations, translations, total
+    w = weights[:, 0]
+    total = segment_sum(w, offsets)
+    safe = np.where(total > 0, total, 1.0)
+    mu_src = segment_sum(w[:, None] * src, offsets) / safe[:, None]
+    mu_dst = segment_sum(w[:, None] * dst, offsets) / safe[:, None]
+    src_c = src - np.repeat(mu_src, lengths, axis=0)
+    dst_c = dst - np.repeat(mu_dst, lengths, axis=0)
+    # cross-covariance M_j = sum_i w_i dst_i src_i^T, shape (n, d, d)
+    cross = segment_sum((w[:, None] * dst_c)[:, :, None] * src_c[:, None, :], offsets)
+    u, _, vt = np.linalg.svd(cross)
+    sign = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+    sign[sign == 0] = 1.0
+    u[:, :, d - 1] *= sign[:, None]
+    rotations = u @ vt
+    translations = mu_dst - np.einsum("nab,nb->na", rotations, mu_src)
+    return rotations, translations, total
+
+
+
+def update_centres(registered, loc_var, resp, sigma2, old_centres):
+    """Precision-weighted mean of the registered localizations for every centre, shape (K, d).
+
+    A centre that owns (almost) no localization keeps its old position.
+    """
+    d = registered.shape[1]
+    inv = 1.0 / (sigma2 + loc_var)
+    both = resp.transposed_times(np.concatenate([inv * registered, inv], axis=1))
+    num, den = both[:, :d], both[:, d:]
+    ok = den > 1e-12 * max(float(den.max()), 1e-300)
+    return np.where(ok, num / np.where(ok, den, 1.0), old_centres)
+
+
+def update_sigma2(registered, loc_var, resp, centres, sigma2, floor, n_fixed_point=5):
+    """Maximise the expected log-likelihood over the shared variance.
+
+    With no localization variance this is the closed form
+    ``sum_ik r_ik |y_i - x_k|^2 / (d sum_ik r_ik)``; with it, a few
+    fixed-point steps of the stationarity condition
+    ``sum_ia (A_ia - r_i (sigma2 + s_ia)) / (sigma2 + s_ia)^2 = 0``.
+    """
+    d = registered.shape[1]
+    owned = resp.owned  # (m,)
+    both = resp.times(np.concatenate([centres, centres**2], axis=1))
+    # A_ia = sum_k r_ik (y_ia - x_ka)^2
+    spread = owned[:, None] * registered**2 - 2.0 * registered * both[:, :d] + both[:, d:]
+    np.maximum(spread, 0.0, out=spread)
+    return _sigma2_fixed_point(spread, owned, loc_var, sigma2, floor, n_fixed_point)
+
+
+def _sigma2_fixed_point(spread, owned, loc_var, sigma2, floor, n_fixed_point):
+    """Fixed-point steps of ``sum_ia (A_ia - r_i (sigma2 + s_ia)) / (sigma2 + s_ia)^2 = 0``."""
+    d = spread.shape[1]
+    total = owned.sum()
+    if total <= 0:
+        return sigma2
+    if not loc_var.any():
+        return max(float(spread.sum() / (d * total)), floor)
+    s2 = sigma2
+    owned_d = owned[:, None]
+    for _ in range(n_fixed_point):
+        w2 = 1.0 / (s2 + loc_var) ** 2
+        num = (w2 * (spread - owned_d * loc_var)).sum()
+        den = (w2 * owned_d).sum()
+        s2 = max(float(num / den), floor)
+    return s2
+
+
+class CommonFrameVariances:
+    """Localization variances fixed along the common frame's axes: the kernels of this module.
+
+    Exact in 2D and for 3D particles that turn about the optical (z) axis
+    only, where the axes of every localization's variance do not turn; under
+    full 3D rotations exact only for isotropic precision. :func:`run_em`
+    and :func:`particle_loglik` call these methods; the same methods of
+    :class:`~pcvae_sklearn.fuse._anisotropic.OwnFrameVariances` turn the
+    variances with the particles.
+
+    Parameters
+    ----------
+    loc_var : ndarray of shape (m, d)
+        Per-axis localization variance (nm^2), zero where no precision is known.
+    mode : {"full", "z"}, default="full"
+        The rotations searched by :func:`weighted_procrustes`.
+    """
+
+    def __init__(self, loc_var, mode="full"):
+        self.loc_var = loc_var
+        self.mode = mode
+
+    def e_step(self, registered, rotations, centres, sigma2, mixture) -> Responsibilities:
+        """:func:`e_step` (``rotations`` are not needed)."""
+        return e_step(registered, self.loc_var, centres, sigma2, mixture)
+
+    def transforms(self, src, target, owned, offsets, rotations, translations, sigma2):
+        """Every particle's rigid transform onto its virtual targets: :func:`weighted_procrustes`."""
+        weights = owned[:, None] / (sigma2 + self.loc_var)
+        return weighted_procrustes(src, target, weights, offsets, self.mode)
+
+    def update(self, registered, rotations, resp, centres, sigma2, floor):
+        """The centres, then the shared variance: ``(centres, sigma2)``."""
+        centres = update_centres(registered, self.loc_var, resp, sigma2, centres)
+        return centres, update_sigma2(registered, self.loc_var, resp, centres, sigma2, floor)
+
+
+# --------------------------------------------------------------- the loop
+@dataclass
+class EMState:
+    """Parameters of the joint registration (one restart)."""
+
+    rotations: np.ndarray  # (n, d, d)
+    translations: np.ndarray  # (n, d)
+    centres: np.ndarray  # (K, d)
+    sigma2: float
+    objective: float = -np.inf  # mean log-likelihood per localization
+    n_iter: int = 0
+
+
+def run_em(src, offsets, state, mixture, variances, *, max_iter, tol, floor, fit_centres=True, anneal=None,
+           logger=None):
+    """Run EM from ``state`` until the mean log-likelihood gains less than ``tol``.
+
+    Parameters
+    ----------
+    src : ndarray of shape (m, d)
+    offsets : ndarray of shape (n + 1,)
+    state : EMState
+    mixture : tuple of float
+        See :func:`e_step`.
+    variances : CommonFrameVariances or OwnFrameVariances
+        How each localization's own variance enters, and with it the
+        kernels: along the common frame's axes, or fixed in each particle's
+        own frame and turning with it (3D, full rotations; the axial
+        precision worse than the lateral one).
+    max_iter : int
+    tol : float
+    floor : float
+        Lower bound of the shared variance.
+    fit_centres : bool
+        ``False`` keeps ``centres`` and ``sigma2`` fixed and only moves the
+        particles (registration onto a fitted model).
+    anneal : float in (0, 1) or None
+        Deterministic annealing: the variance may not fall below
+        ``sigma2_start * anneal**iteration``, so the mixture stays smooth
+        while the particles find a common orientation, and cannot split into
+        several interleaved copies of the structure early on. The run does
+        not stop on ``tol`` while this bound is active.
+    logger : logging.Logger or None
+        Gets the objective of every iteration (DEBUG).
+
+    Returns
+    -------
+    EMState
+        A new state; ``objective`` is the mean log-likelihood per
+        localization at the returned parameters.
+    """
+    lengths = np.diff(offsets)
+    rot, trans = state.rotations.copy(), state.translations.copy()
+    centres, sigma2 = state.centres.copy(), float(state.sigma2)
+    m = src.shape[0]
+    obj = -np.inf
+    converged = False
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        registered = apply_transforms(src, rot, trans, lengths)
+        resp = variances.e_step(registered, rot, centres, sigma2, mixture)
+        new_obj = float(resp.loglik.sum() / m)
+        if logger is not None:
+            logger.debug("EM iteration %d: objective %.6f, sigma2 %.4g", n_iter, new_obj, sigma2)
+        gain = new_obj - obj
+        obj = new_obj
+        # while the annealing bound holds the variance up, a small gain does not mean convergence
+        annealing = anneal is not None and state.sigma2 * anneal ** (n_iter - 1) > floor
+        if gain < tol and not annealing:
+            converged = True
+            break
+        # M-step 1: every particle's rigid transform, onto its virtual targets
+        owned = resp.owned
+        target = resp.times(centres) / np.maximum(owned, 1e-300)[:, None]
+        new_rot, new_trans, total = variances.transforms(src, target, owned, offsets, rot, trans, sigma2)
+        keep = total > 1e-300
+        rot[keep], trans[keep] = new_rot[keep], new_trans[keep]
+        if fit_centres:
+            # M-step 2 and 3: the centres, then the shared variance
+            registered = apply_transforms(src, rot, trans, lengths)
+            bound = floor if anneal is None else max(floor, state.sigma2 * anneal**n_iter)
+            centres, sigma2 = variances.update(registered, rot, resp, centres, sigma2, bound)
+    if not converged:
+        registered = apply_transforms(src, rot, trans, lengths)
+        obj = float(variances.e_step(registered, rot, centres, sigma2, mixture).loglik.sum() / m)
+    return EMState(rot, trans, centres, sigma2, objective=obj, n_iter=n_iter)
+
+
+def particle_loglik(src, offsets, state, mixture, variances):
+    """Log-likelihood of every particle at ``state``, shape (n,) (``variances`` as in :func:`run_em`)."""
+    registered = apply_transforms(src, state.rotations, state.translations, np.diff(offsets))
+    resp = variances.e_step(registered, state.rotations, state.centres, state.sigma2, mixture)
+    return segment_sum(resp.loglik, offsets)
