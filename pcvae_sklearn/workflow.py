@@ -192,7 +192,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         from .fuse import fuse_bins
 
         t = time.perf_counter()
-        fusion = fuse_bins(p.to_awkward(), bins, fuser, n_jobs=n_jobs, random_state=random_state)
+        fusion = fuse_bins(p, bins, fuser, n_jobs=n_jobs, random_state=random_state)
         seconds["fuse"] = time.perf_counter() - t
         sp_est = make_estimator(estimate, p.n_dims).fit_transform(fusion.super_particles)
         rows[f"super_particle_{name}"] = sp_est[:, 0]

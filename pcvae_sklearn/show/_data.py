@@ -121,7 +121,7 @@ def super_particle_grid(X, latents, *, bins=None, n_bins=20, dimensions=None, or
             tags.append(np.full(len(idx), k * len(shown) + t))
     order = np.concatenate(members)
     logger.info("fusing %d bins (%d latent dimensions x %d bins) of %d particles", len(members), len(dims), len(shown), len(order))
-    fusion = fuse_bins(p.take(order).to_awkward(), np.concatenate(tags), fuser, n_jobs=n_jobs, register_bins=register_bins,
+    fusion = fuse_bins(p.take(order), np.concatenate(tags), fuser, n_jobs=n_jobs, register_bins=register_bins,
                        random_state=random_state)
     return fusion.super_particles, dims, shown
 

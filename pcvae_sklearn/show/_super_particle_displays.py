@@ -298,7 +298,7 @@ class BinRowDisplay(_Display):
         Z = vae.transform(p)
         values, name = estimate_particles(estimate, p)
         dimension, _, bins = _bins_along(Z, values[:, 0], dimension, n_bins)
-        fusion = fuse_bins(p.to_awkward(), bins, fuser, n_jobs=n_jobs, random_state=random_state)
+        fusion = fuse_bins(p, bins, fuser, n_jobs=n_jobs, random_state=random_state)
         sp, _ = estimate_particles(estimate, as_particles(fusion.super_particles))
         return cls(super_particles=fusion.super_particles, estimates=sp[:, 0], precisions=sp[:, 1], estimate_name=name,
                    dimension=dimension, feature_name=_feature_names(vae, Z.shape[1])[dimension])
