@@ -18,6 +18,7 @@ from ._ragged import Particles, as_particles
 from .bin import bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import latent_correlation_table, make_estimator
+from .validate import bin_bootstrap_intervals, per_bin_statistic, trend_null_test
 
 __all__ = ["WorkflowResult", "analyse"]
 
@@ -52,9 +53,17 @@ class WorkflowResult:
         Bin of every particle along ``orientation * latents[:, dimension]``,
         numbered ``1 .. n_bins`` as in the tables and figures.
     bin_table : pandas.DataFrame
-        One row per bin (``bin`` = 1 .. n_bins): particles, mean latent,
-        median per-particle estimate, and the super-particle's estimate with
-        its localization-level precision FWHM/sqrt(n).
+        One row per bin (``bin`` = 1 .. n_bins): ``n_particles``,
+        ``latent_mean``; ``particle_median_<estimate>``, the median
+        per-particle estimate, with ``ci_low`` / ``ci_high``, its 95 %
+        percentile bootstrap interval over the bin's particles (the interval
+        is for this median, not for the super-particle); with fusion,
+        ``super_particle_<estimate>`` and ``super_particle_<...>_precision_nm``,
+        the localization-level precision FWHM/sqrt(n), which counts
+        localizations as independent and so understates the uncertainty;
+        with the null, ``null_low`` / ``null_high``, the band the median
+        curve stays in when the particles are homogeneous
+        (:func:`pcvae_sklearn.validate.trend_null_test`).
     fusion : BinFusion or None
         The per-bin super-particles (None when fusion was skipped).
     seconds : dict
@@ -65,6 +74,13 @@ class WorkflowResult:
         What the run found doubtful (few particles per bin, a diverging
         epoch, particles that are not rings for a radius, ...); each was
         also issued as a :class:`UserWarning`.
+    heterogeneity : dict or None
+        The null's verdict (None with ``null=False``): ``detected`` (bool),
+        ``p_value``, ``dimension``, ``verdict`` (one line), and ``rise``,
+        ``null_rise_mean``, ``null_rise_sd``, ``p_value_rank``, ``alpha``,
+        ``n_replicates`` (see :func:`pcvae_sklearn.validate.trend_null_test`).
+    null : TrendNullResult or None
+        The null's full result (the twins' curves and rises).
     """
 
     vae: PointCloudVAE
@@ -80,6 +96,8 @@ class WorkflowResult:
     seconds: dict = field(default_factory=dict)
     unmixer: object = None
     warnings: list = field(default_factory=list)
+    heterogeneity: dict = None
+    null: object = field(default=None, repr=False)
 
     @property
     def feature_names(self) -> np.ndarray:
@@ -97,7 +115,8 @@ class WorkflowResult:
 
 
 def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
-            random_state=None, unmix=False, unmix_components=None):
+            random_state=None, unmix=False, unmix_components=None, null=True, n_null=19, alpha=0.01,
+            null_fuser=None, n_bootstrap=1000):
     """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
 
     Parameters
@@ -137,6 +156,24 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         integer k unmixes the k principal directions of the latent; on
         simulated 3D pores k=4 found both parameters most reliably
         (``docs/choosing_parameters.md``).
+    null : bool, default=True
+        Run the matched homogeneous null
+        (:func:`pcvae_sklearn.validate.trend_null_test`): all particles
+        fused once, ``n_null`` sets of homogeneous twins encoded by the
+        fitted VAE (no refit) and binned by the same procedure. It adds the
+        ``null_low`` / ``null_high`` band to ``bin_table`` and the verdict
+        to ``heterogeneity``.
+    n_null : int, default=19
+        Twin replicates of the null (at least 5).
+    alpha : float, default=0.01
+        Level of the null's verdict: ``detected`` when ``p_value < alpha``.
+        Stricter than 0.05 because data and twins are not exactly
+        exchangeable (the VAE was fitted on the data).
+    null_fuser : ParticleFuser, optional
+        The fusion of all particles that defines the twins' structure;
+        default ``ParticleFuser(n_restarts=1)``.
+    n_bootstrap : int, default=1000
+        Resamples of each bin's particles for ``ci_low`` / ``ci_high``.
 
     Returns
     -------
@@ -157,6 +194,15 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
             1 <= unmix_components <= latent_dim
         ):
             raise ValueError(f"unmix_components must be an integer from 1 to latent_dim={latent_dim}; got {unmix_components!r}.")
+    # the null's and the bootstrap's parameters, checked before the (long) fit
+    if not isinstance(null, (bool, np.bool_)):
+        raise ValueError(f"null must be True or False; got {null!r}.")
+    if isinstance(n_null, bool) or not isinstance(n_null, (int, np.integer)) or n_null < 5:
+        raise ValueError(f"n_null must be an integer of at least 5; got {n_null!r}.")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)) or not 0 < alpha < 1:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}.")
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
+        raise ValueError(f"n_bootstrap must be an integer of at least 10; got {n_bootstrap!r}.")
     seconds = {}
     p: Particles = as_particles(X, min_particles=2, what="particles")
     check_bins(p.n_particles, n_bins)
@@ -181,11 +227,15 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     seconds["estimate_and_bin"] = time.perf_counter() - t
 
     counts = np.bincount(bins, minlength=n_bins + 1)[1:]
+    ci_low, ci_high = bin_bootstrap_intervals(E[:, 0], bins, n_bins, statistic="median", n_bootstrap=n_bootstrap,
+                                              random_state=random_state)
     rows = {
         "bin": np.arange(1, n_bins + 1),
         "n_particles": counts,
         "latent_mean": np.bincount(bins, weights=Z[:, axis.dimension], minlength=n_bins + 1)[1:] / counts,
-        f"particle_median_{name}": [float(np.median(E[bins == b, 0])) for b in range(1, n_bins + 1)],
+        f"particle_median_{name}": per_bin_statistic(E[:, 0], bins, n_bins, statistic="median"),
+        "ci_low": ci_low,
+        "ci_high": ci_high,
     }
     fusion = None
     if fuse:
@@ -197,6 +247,16 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         sp_est = make_estimator(estimate, p.n_dims).fit_transform(fusion.super_particles)
         rows[f"super_particle_{name}"] = sp_est[:, 0]
         rows[f"super_particle_{name.replace('_nm', '')}_precision_nm"] = sp_est[:, 1]
+    null_result, heterogeneity = None, None
+    if null:
+        t = time.perf_counter()
+        encoder = vae if unmixer is None else _pipeline(vae, unmixer)
+        null_result = trend_null_test(p, Z, E, encoder=encoder, estimate=estimate, dimension=dimension, n_bins=n_bins,
+                                      n_replicates=n_null, alpha=alpha, fuser=null_fuser, feature_names=names,
+                                      random_state=random_state)
+        rows["null_low"], rows["null_high"] = null_result.null_low, null_result.null_high
+        heterogeneity = null_result.to_dict()
+        seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)
     found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name)
     for message in found:
@@ -215,4 +275,12 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         seconds=seconds,
         unmixer=unmixer,
         warnings=found,
+        heterogeneity=heterogeneity,
+        null=null_result,
     )
+
+
+def _pipeline(vae, unmixer):
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(vae, unmixer)

@@ -110,3 +110,54 @@ class _Display:
         return f"{type(self).__name__}()"
 
 
+
+
+_TREND_KEYS = ("medians", "ci_low", "ci_high", "null_low", "null_high")
+
+
+def _trend_from_table(table) -> dict:
+    """The per-bin median, its bootstrap interval and the null band from a ``bin_table`` (absent columns: None)."""
+    med = [c for c in table.columns if str(c).startswith("particle_median_")]
+    cols = {"medians": med[0] if med else None, "ci_low": "ci_low", "ci_high": "ci_high", "null_low": "null_low",
+            "null_high": "null_high"}
+    return {k: (table[c].to_numpy(dtype=np.float64) if c is not None and c in table.columns else None)
+            for k, c in cols.items()}
+
+
+def _check_trend(n_bins: int, trend: dict) -> dict:
+    """Arrays of length ``n_bins`` (or None); ``ci_*`` and ``null_*`` come in pairs."""
+    out = {}
+    for k in _TREND_KEYS:
+        v = trend.get(k)
+        if v is not None:
+            v = np.asarray(v, dtype=np.float64).ravel()
+            if v.shape != (n_bins,):
+                raise ValueError(f"{k} has {v.size} values for {n_bins} bins.")
+        out[k] = v
+    for a, b in (("ci_low", "ci_high"), ("null_low", "null_high")):
+        if (out[a] is None) != (out[b] is None):
+            raise ValueError(f"{a} and {b} must be given together.")
+    if out["ci_low"] is not None and out["medians"] is None:
+        raise ValueError("ci_low / ci_high need the per-bin medians they belong to (medians).")
+    return out
+
+
+def _draw_trend(ax, trend: dict, *, bins=None, super_estimates=None, super_precisions=None):
+    """Shade the null band and draw the per-bin medians with their bootstrap intervals on ``ax``."""
+    given = [v for v in (*trend.values(), super_estimates) if v is not None]
+    if not given:
+        return
+    x = np.arange(1, len(given[0]) + 1) if bins is None else np.asarray(bins, dtype=np.float64)
+    if trend.get("null_low") is not None:
+        ax.fill_between(x, trend["null_low"], trend["null_high"], color="0.55", alpha=0.3, linewidth=0,
+                        label="matched null, 95 % band")
+    if trend.get("medians") is not None:
+        if trend.get("ci_low") is not None:
+            yerr = np.vstack([trend["medians"] - trend["ci_low"], trend["ci_high"] - trend["medians"]])
+            ax.errorbar(x, trend["medians"], yerr=np.maximum(yerr, 0.0), fmt="s", color="k", markersize=3, capsize=2,
+                        label="median per particle, 95 % bootstrap over particles")
+        else:
+            ax.plot(x, trend["medians"], "s", color="k", markersize=3, label="median per particle")
+    if super_estimates is not None:
+        ax.errorbar(x + 0.15, super_estimates, yerr=super_precisions, fmt="o", color="C3", markersize=3, capsize=2,
+                    label="super-particle ± FWHM/√n (localization-level)")

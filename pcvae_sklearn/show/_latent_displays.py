@@ -6,7 +6,18 @@ import numpy as np
 
 from .._ragged import as_particles
 from ._data import check_latents, estimate_particles, sample_ratio_correlations
-from ._display_base import _bins_along, _Display, _estimated, _feature_names, _figure_and_axes, _pretty, _pyplot
+from ._display_base import (
+    _bins_along,
+    _check_trend,
+    _Display,
+    _draw_trend,
+    _estimated,
+    _feature_names,
+    _figure_and_axes,
+    _pretty,
+    _pyplot,
+    _trend_from_table,
+)
 
 __all__ = [
     "LatentScatterDisplay",
@@ -155,8 +166,11 @@ class LatentScatterDisplay(_Display):
 class BinViolinDisplay(_Display):
     """Violin plot of the per-particle estimate in every bin along one latent dimension.
 
-    The paper's Fig. 4 (Haghparast, Zhang et al. 2025). The super-particle
-    estimates with their precision are drawn on top when given.
+    The paper's Fig. 4 (Haghparast, Zhang et al. 2025). Drawn on top when
+    given: the super-particle estimates with their localization-level
+    precision FWHM/sqrt(n) (red); the median per-particle estimate of every
+    bin with its bootstrap interval over the bin's particles (black); the
+    band of the matched homogeneous null (grey), and its verdict as title.
 
     Parameters
     ----------
@@ -169,6 +183,13 @@ class BinViolinDisplay(_Display):
     estimate_name : str, default="estimate"
     feature_name : str, default="latent"
     super_estimates, super_precisions : ndarray of shape (n_bins,), optional
+    medians, ci_low, ci_high : ndarray of shape (n_bins,), optional
+        Median per-particle estimate of every bin and its bootstrap interval
+        (``bin_table`` columns ``particle_median_*``, ``ci_low``, ``ci_high``).
+    null_low, null_high : ndarray of shape (n_bins,), optional
+        The matched null's band (``bin_table`` columns).
+    verdict : str, optional
+        The null's verdict, drawn as the title.
 
     Attributes
     ----------
@@ -177,7 +198,8 @@ class BinViolinDisplay(_Display):
     """
 
     def __init__(self, *, estimate, bins, n_bins=None, estimate_name="estimate", feature_name="latent",
-                 super_estimates=None, super_precisions=None):
+                 super_estimates=None, super_precisions=None, medians=None, ci_low=None, ci_high=None, null_low=None,
+                 null_high=None, verdict=None):
         self.estimate = np.asarray(estimate, dtype=np.float64).ravel()
         self.bins = np.asarray(bins).astype(np.int64).ravel()
         if self.bins.shape != self.estimate.shape:
@@ -189,17 +211,22 @@ class BinViolinDisplay(_Display):
         self.feature_name = feature_name
         self.super_estimates = None if super_estimates is None else np.asarray(super_estimates, dtype=np.float64)
         self.super_precisions = None if super_precisions is None else np.asarray(super_precisions, dtype=np.float64)
+        self.trend = _check_trend(self.n_bins, dict(medians=medians, ci_low=ci_low, ci_high=ci_high, null_low=null_low,
+                                                    null_high=null_high))
+        self.verdict = verdict
 
     @classmethod
     def from_results(cls, result):
-        """From a :class:`~pcvae_sklearn.WorkflowResult` (super-particle estimates drawn when it has them)."""
+        """From a :class:`~pcvae_sklearn.WorkflowResult` (super-particle estimates, intervals and null band when it has them)."""
         table = result.bin_table
+        heterogeneity = getattr(result, "heterogeneity", None)
         value = [c for c in table.columns if c.startswith("super_particle_") and "precision" not in c]
         prec = [c for c in table.columns if c.startswith("super_particle_") and "precision" in c]
         return cls(estimate=result.estimates[:, 0], bins=result.bins, n_bins=len(table), estimate_name=result.estimate_name,
                    feature_name=[str(n) for n in result.feature_names][result.dimension],
                    super_estimates=table[value[0]].to_numpy() if value else None,
-                   super_precisions=table[prec[0]].to_numpy() if prec else None)
+                   super_precisions=table[prec[0]].to_numpy() if prec else None, **_trend_from_table(table),
+                   verdict=None if heterogeneity is None else heterogeneity["verdict"])
 
     @classmethod
     def from_estimator(cls, vae, X, *, estimate="radius", dimension=None, n_bins=20):
@@ -243,11 +270,11 @@ class BinViolinDisplay(_Display):
         parts = ax.violinplot([groups[b] for b in positions], positions=positions, showmedians=True, widths=0.8)
         for body in parts["bodies"]:
             body.set_alpha(0.5)
-        if self.super_estimates is not None:
-            ax.errorbar(np.arange(1, len(self.super_estimates) + 1), self.super_estimates, yerr=self.super_precisions,
-                        fmt="o", color="C3", markersize=3, capsize=2,
-                        label="super-particle ± FWHM/√n (localization-level)")
-            ax.legend(fontsize=7, loc="upper left")
+        _draw_trend(ax, self.trend, super_estimates=self.super_estimates, super_precisions=self.super_precisions)
+        if self.super_estimates is not None or any(v is not None for v in self.trend.values()):
+            ax.legend(fontsize=6, loc="upper left")
+        if self.verdict:
+            ax.set_title(self.verdict, fontsize=7, wrap=True)
         ax.set_xlabel(f"bin along {self.feature_name}")
         ax.set_ylabel(f"per-particle {_estimated(self.estimate_name)}")
         ax.set_xticks(np.arange(1, self.n_bins + 1))

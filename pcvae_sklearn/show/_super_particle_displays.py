@@ -9,14 +9,18 @@ from ._data import estimate_particles, latent_orientation, super_particle_grid
 from ._render import render_projections
 from ._display_base import (
     _bins_along,
+    _check_trend,
     _Display,
     _draw_mosaic,
+    _draw_trend,
     _feature_names,
     _figure_and_axes,
     _mosaic,
     _mosaic_scale_bar,
     _pretty,
+    _pyplot,
     _tiles,
+    _trend_from_table,
 )
 
 __all__ = ["SuperParticleGridDisplay", "BinRowDisplay"]
@@ -210,6 +214,13 @@ class BinRowDisplay(_Display):
     steadily growing (or shrinking) radius or height along the row. 3D
     super-particles are shown as xy (top) and xz (bottom) projections.
 
+    When the per-bin medians, their bootstrap intervals or the matched
+    null's band are given, a profile under the row draws them: the null
+    band shaded grey, the median per-particle estimate with its bootstrap
+    interval over the bin's particles in black, the super-particle estimate
+    with its localization-level precision FWHM/sqrt(n) in red; the null's
+    verdict is the title.
+
     Parameters
     ----------
     super_particles : awkward array or list of (n_i, d) arrays
@@ -217,16 +228,25 @@ class BinRowDisplay(_Display):
     estimates : ndarray of shape (n_bins,)
         The estimate of every super-particle (nm).
     precisions : ndarray of shape (n_bins,)
-        Its precision, FWHM / sqrt(n) (nm).
+        Its precision, FWHM / sqrt(n) (nm): localization-level, it counts
+        localizations as independent.
     estimate_name : str, default="estimate"
     dimension : int, default=0
     feature_name : str, optional
+    medians, ci_low, ci_high : ndarray of shape (n_bins,), optional
+        Median per-particle estimate of every bin and its bootstrap interval.
+    null_low, null_high : ndarray of shape (n_bins,), optional
+        The matched null's band.
+    verdict : str, optional
+        The null's verdict.
 
     Attributes
     ----------
     mosaic_ : ndarray
         The tiles in one image, set by :meth:`plot`.
     ax_ : matplotlib.axes.Axes
+    profile_ax_ : matplotlib.axes.Axes or None
+        The profile under the row (None without medians, intervals or band).
     figure_ : matplotlib.figure.Figure
 
     References
@@ -236,7 +256,8 @@ class BinRowDisplay(_Display):
        microscopy", Sci. Rep. (2025), Figs. 5, 8, 10 and 11.
     """
 
-    def __init__(self, *, super_particles, estimates, precisions, estimate_name="estimate", dimension=0, feature_name=None):
+    def __init__(self, *, super_particles, estimates, precisions, estimate_name="estimate", dimension=0, feature_name=None,
+                 medians=None, ci_low=None, ci_high=None, null_low=None, null_high=None, verdict=None):
         self.super_particles = super_particles
         self.estimates = np.asarray(estimates, dtype=np.float64).ravel()
         self.precisions = np.asarray(precisions, dtype=np.float64).ravel()
@@ -246,6 +267,9 @@ class BinRowDisplay(_Display):
         n = as_particles(super_particles).n_particles
         if not n == len(self.estimates) == len(self.precisions):
             raise ValueError(f"got {n} super-particles, {len(self.estimates)} estimates and {len(self.precisions)} precisions.")
+        self.trend = _check_trend(n, dict(medians=medians, ci_low=ci_low, ci_high=ci_high, null_low=null_low,
+                                          null_high=null_high))
+        self.verdict = verdict
 
     @classmethod
     def from_results(cls, result):
@@ -264,9 +288,11 @@ class BinRowDisplay(_Display):
         table = result.bin_table
         value = [c for c in table.columns if c.startswith("super_particle_") and "precision" not in c][0]
         prec = [c for c in table.columns if c.startswith("super_particle_") and "precision" in c][0]
+        heterogeneity = getattr(result, "heterogeneity", None)
         return cls(super_particles=result.fusion.super_particles, estimates=table[value].to_numpy(),
                    precisions=table[prec].to_numpy(), estimate_name=result.estimate_name, dimension=result.dimension,
-                   feature_name=[str(n) for n in result.feature_names][result.dimension])
+                   feature_name=[str(n) for n in result.feature_names][result.dimension], **_trend_from_table(table),
+                   verdict=None if heterogeneity is None else heterogeneity["verdict"])
 
     @classmethod
     def from_estimator(cls, vae, X, *, estimate="radius", dimension=None, n_bins=20, fuser=None, n_jobs=None,
@@ -332,7 +358,17 @@ class BinRowDisplay(_Display):
         gap = max(2, w // 20)
         self.mosaic_ = _mosaic(tiles, len(renders), n, gap)
         width = max(6.0, 0.75 * n + 1.0)
-        fig, ax = _figure_and_axes(ax, (width, (width - 0.8) / n * len(renders) + 1.2))
+        height = (width - 0.8) / n * len(renders) + 1.2
+        profile = any(v is not None for v in self.trend.values())
+        self.profile_ax_ = None
+        if profile and ax is None:
+            plt = _pyplot()
+            fig, (ax, self.profile_ax_) = plt.subplots(2, 1, figsize=(width, height + 2.4), layout="constrained",
+                                                       gridspec_kw={"height_ratios": [height, 2.4]})
+        else:
+            fig, ax = _figure_and_axes(ax, (width, height))
+            if profile:
+                self.profile_ax_ = ax.inset_axes([0.0, -1.1, 1.0, 0.8])
         _draw_mosaic(ax, self.mosaic_, cmap)
         ax.set_xticks([c * (w + gap) + w / 2 for c in range(n)],
                       [f"{b + 1}\n{e:.1f}\n±{s:.1f}" for b, (e, s) in enumerate(zip(self.estimates, self.precisions))],
@@ -340,7 +376,17 @@ class BinRowDisplay(_Display):
         ax.set_yticks([r * (h + gap) + h / 2 for r in range(len(renders))], list(renders))
         ax.tick_params(length=0)
         ax.set_xlabel(f"bin along {self.feature_name}, {_pretty(self.estimate_name)} ± precision", fontsize=8)
-        ax.set_title(f"super-particles of the {n} bins along {self.feature_name}", fontsize=9)
+        ax.set_title(f"super-particles of the {n} bins along {self.feature_name}"
+                     + (f"\n{self.verdict}" if self.verdict else ""), fontsize=9)
+        if self.profile_ax_ is not None:
+            pa = self.profile_ax_
+            _draw_trend(pa, self.trend, super_estimates=self.estimates, super_precisions=self.precisions)
+            pa.set_xlim(0.5, n + 0.5)
+            pa.set_xticks(np.arange(1, n + 1))
+            pa.tick_params(labelsize=6)
+            pa.set_ylabel(_pretty(self.estimate_name), fontsize=7)
+            pa.set_xlabel(f"bin along {self.feature_name}", fontsize=7)
+            pa.legend(fontsize=5, loc="upper left")
         if scale_bar:
             ref = renders["xy"]
             _mosaic_scale_bar(ax, w, h, w, ref.pixel_size, ref.width_nm, fontsize=5)

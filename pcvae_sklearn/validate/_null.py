@@ -57,12 +57,22 @@ def _precision_sd(p: Particles) -> np.ndarray | None:
     return sd
 
 
-def _simulate_null(p: Particles, fuser, rng) -> tuple[Particles, ParticleFuser]:
+def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
+    """A clone of ``fuser`` fitted on all of ``p``: the one structure of the null."""
     fuser = ParticleFuser() if fuser is None else fuser
     if not isinstance(fuser, ParticleFuser):
         raise TypeError(f"fuser must be a ParticleFuser or None, got {type(fuser).__name__}.")
     fuser = clone(fuser).set_params(random_state=rng.randint(2**31 - 1))
-    fuser.fit(p)
+    return fuser.fit(p)
+
+
+def _simulate_null(p: Particles, fuser, rng) -> tuple[Particles, ParticleFuser]:
+    fuser = _fit_template(p, fuser, rng)
+    return _simulate_twins(p, fuser, rng), fuser
+
+
+def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
+    """One twin of every particle of ``p`` from a ``fuser`` already fitted on ``p`` (see make_homogeneous_null)."""
     d = p.n_dims
     registered = apply_transforms(p.coords, fuser.rotations_, fuser.translations_, p.lengths)
     centres = np.asarray(fuser.centres_, dtype=np.float64)
@@ -91,7 +101,7 @@ def _simulate_null(p: Particles, fuser, rng) -> tuple[Particles, ParticleFuser]:
     coords[:, 1] = s * x + c * y
     coords += np.repeat(p.centroids(), p.lengths, axis=0)
     fields = {k: p.fields[k].copy() for k in ("precision", "precision_z") if k in p.fields}
-    return Particles(coords=coords, offsets=p.offsets.copy(), fields=fields), fuser
+    return Particles(coords=coords, offsets=p.offsets.copy(), fields=fields)
 
 
 def make_homogeneous_null(X, *, fuser=None, random_state=None):
