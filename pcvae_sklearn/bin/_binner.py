@@ -119,7 +119,7 @@ class LatentBinner(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        Z : array-like of shape (n_samples, n_latent) or DataFrame
+        Z : {array-like, DataFrame} of shape (n_samples, n_latent)
             Latents, one row per particle.
         y : None
             Ignored.
@@ -170,7 +170,7 @@ class LatentBinner(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        Z : array-like of shape (n_samples, n_latent) or DataFrame
+        Z : {array-like, DataFrame} of shape (n_samples, n_latent)
             Latents. The training latents get exactly ``labels_``; other
             latents are binned by ``bin_edges_`` (see Notes of the class).
 
@@ -194,8 +194,8 @@ class LatentBinner(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        Z : array-like of shape (n_samples, n_latent) or DataFrame
-            Latents, one row per particle.
+        Z : {array-like, DataFrame} of shape (n_samples, n_latent)
+            The latents to fit, as for :meth:`fit`.
         y : None
             Ignored.
 

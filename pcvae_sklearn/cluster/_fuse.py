@@ -91,12 +91,12 @@ def fuse_clusters(X, labels, *, estimator=None, fuser=None, register_clusters=Tr
 
     References
     ----------
-    .. [1] Wang, W. et al. "Joint registration of multiple point clouds for
-       fast particle fusion in localization microscopy." Bioinformatics 38,
-       3281-3287 (2022).
-    .. [2] Huijben, T. A. P. M. et al. "Detecting structural heterogeneity in
+    .. [1] Huijben, T. A. P. M. et al. "Detecting structural heterogeneity in
        single-molecule localization microscopy data." Nat. Commun. 12, 3791
        (2021).
+    .. [2] Wang, W. et al. "Joint registration of multiple point clouds for
+       fast particle fusion in localization microscopy." Bioinformatics 38,
+       3281-3287 (2022).
 
     Examples
     --------

@@ -297,28 +297,26 @@ def check_bool(value, name) -> bool:
     return bool(value)
 
 
+def _check_range(value, name, check_one):
+    """``(low, high)`` from a tuple ``(low, high)`` or one value, each checked by ``check_one(value, name)``."""
+    if not isinstance(value, tuple):
+        one = check_one(value, name)
+        return one, one
+    if len(value) != 2:
+        raise ValueError(f"{name} given as a tuple must be (low, high), got {value!r}.")
+    lo = check_one(value[0], f"{name}[0] (low)")
+    hi = check_one(value[1], f"{name}[1] (high)")
+    if hi < lo:
+        raise ValueError(f"{name} = {value!r}: low must be <= high.")
+    return lo, hi
+
+
 def check_outliers(rate, count, distance):
     """Validated ``(rate, (count_low, count_high), (distance_low, distance_high))``."""
     rate = check_real(rate, "outlier_rate", low=0.0, high=1.0)
-    if isinstance(count, tuple):
-        if len(count) != 2:
-            raise ValueError(f"outlier_count given as a tuple must be (low, high), got {count!r}.")
-        lo = check_int(count[0], "outlier_count[0] (low)", minimum=1)
-        hi = check_int(count[1], "outlier_count[1] (high)", minimum=1)
-        if hi < lo:
-            raise ValueError(f"outlier_count = {count!r}: low must be <= high.")
-    else:
-        lo = hi = check_int(count, "outlier_count", minimum=1)
-    if isinstance(distance, tuple):
-        if len(distance) != 2:
-            raise ValueError(f"outlier_distance given as a tuple must be (low, high), got {distance!r}.")
-        dlo = check_real(distance[0], "outlier_distance[0] (low)", low=0.0)
-        dhi = check_real(distance[1], "outlier_distance[1] (high)", low=0.0)
-        if dhi < dlo:
-            raise ValueError(f"outlier_distance = {distance!r}: low must be <= high.")
-    else:
-        dlo = dhi = check_real(distance, "outlier_distance", low=0.0)
-    return rate, (lo, hi), (dlo, dhi)
+    count = _check_range(count, "outlier_count", lambda v, name: check_int(v, name, minimum=1))
+    distance = _check_range(distance, "outlier_distance", lambda v, name: check_real(v, name, low=0.0))
+    return rate, count, distance
 
 
 def draw_outlier_counts(n: int, rate: float, count: tuple, rng: np.random.Generator) -> np.ndarray:
@@ -641,6 +639,29 @@ def output(particles: Particles, precision_field: bool):
         fields = {k: v for k, v in particles.fields.items() if k not in ("precision", "precision_z")}
         particles = particles.replace(fields=fields)
     return particles.to_awkward()
+
+
+def check_imaging(
+    dol, blinking, linkage_error, precision, precision_spread, precision_field, background, outliers, picking_offset, pick_radius
+) -> dict:
+    """Validated imaging keywords that every simulator passes on to :func:`observe` alike.
+
+    ``outliers`` is ``(outlier_rate, outlier_count, outlier_distance)``; the
+    other arguments are the simulators' keywords of the same names. The
+    result goes on as ``observe(..., **imaging)``.
+    """
+    return {
+        "dol": check_real(dol, "dol", low=0.0, high=1.0, low_open=True),
+        "blinking": check_blinking(blinking),
+        "linkage_error": check_real(linkage_error, "linkage_error", low=0.0),
+        "precision": check_real(precision, "precision", low=0.0, low_open=True),
+        "precision_spread": check_real(precision_spread, "precision_spread", low=0.0),
+        "precision_field": check_bool(precision_field, "precision_field"),
+        "background": check_real(background, "background", low=0.0),
+        "outliers": check_outliers(*outliers),
+        "picking_offset": check_real(picking_offset, "picking_offset", low=0.0),
+        "pick_radius": check_real(pick_radius, "pick_radius", low=0.0, low_open=True),
+    }
 
 
 def observe(

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import (
-    check_axial_precision,
-    check_blinking,
-    check_bool,
-    check_int,
-    check_outliers,
-    check_random_state,
-    check_real,
-    check_rotation_3d,
-    check_tilt,
-    observe,
-    per_particle,
-)
+from ._common import check_axial_precision, check_imaging, check_int, check_random_state, check_real
+from ._common import check_rotation_3d, check_tilt, observe, per_particle
 
 __all__ = ["make_npc_2d", "make_npc_3d"]
 
@@ -48,45 +37,26 @@ def _ring(radius: np.ndarray, sites_per_corner: int, phase=None) -> np.ndarray:
     return np.stack([radius[:, None] * np.cos(theta), radius[:, None] * np.sin(theta)], axis=-1)
 
 
-def _check_common(n_particles, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius):
+def _check_npc(n_particles, sites_per_corner, mean_blinks, *imaging):
+    """``(n, sites_per_corner, imaging)``: the keywords both pore simulators share, validated.
+
+    ``imaging`` are the arguments of :func:`check_imaging`; the dict returned
+    adds ``mean_per_dye`` (``mean_blinks``) to its keywords of :func:`observe`.
+    """
     n = check_int(n_particles, "n_particles", minimum=1)
-    dol = check_real(dol, "dol", low=0.0, high=1.0, low_open=True)
+    sites_per_corner = check_int(sites_per_corner, "sites_per_corner", minimum=1)
     mean_blinks = check_real(mean_blinks, "mean_blinks", low=1.0)
-    precision = check_real(precision, "precision", low=0.0, low_open=True)
-    precision_spread = check_real(precision_spread, "precision_spread", low=0.0)
-    background = check_real(background, "background", low=0.0)
-    picking_offset = check_real(picking_offset, "picking_offset", low=0.0)
-    pick_radius = check_real(pick_radius, "pick_radius", low=0.0, low_open=True)
-    return n, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius
-
-
-def _check_nuisances(blinking, linkage_error, precision_field, outlier_rate, outlier_count, outlier_distance):
-    blinking = check_blinking(blinking)
-    linkage_error = check_real(linkage_error, "linkage_error", low=0.0)
-    precision_field = check_bool(precision_field, "precision_field")
-    outliers = check_outliers(outlier_rate, outlier_count, outlier_distance)
-    return blinking, linkage_error, precision_field, outliers
+    return n, sites_per_corner, {**check_imaging(*imaging), "mean_per_dye": mean_blinks}
 
 
 def make_npc_2d(
     n_particles=1000,
     *,
     radius=(40.0, 60.0),
-    dol=0.6,
-    sites_per_corner=4,
-    mean_blinks=7.5,
-    blinking="geometric",
-    linkage_error=0.0,
-    precision=6.0,
-    precision_spread=0.3,
-    precision_field=True,
-    background=6.0,
-    outlier_rate=0.0,
-    outlier_count=(1, 3),
-    outlier_distance=(150.0, 300.0),
-    picking_offset=5.0,
-    pick_radius=100.0,
-    rotation=True,
+    dol=0.6, sites_per_corner=4, mean_blinks=7.5, blinking="geometric", linkage_error=0.0,
+    precision=6.0, precision_spread=0.3, precision_field=True,
+    background=6.0, outlier_rate=0.0, outlier_count=(1, 3), outlier_distance=(150.0, 300.0),
+    picking_offset=5.0, pick_radius=100.0, rotation=True,
     random_state=None,
 ):
     r"""Simulate top views of nuclear pores (2D SMLM), with ground truth.
@@ -279,10 +249,10 @@ def make_npc_2d(
     >>> sorted(set(truth["radius"].tolist())), particles.fields
     ([45.0, 60.0], ['x', 'y', 'site'])
     """
-    n, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius = _check_common(
-        n_particles, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius
+    n, sites_per_corner, imaging = _check_npc(
+        n_particles, sites_per_corner, mean_blinks, dol, blinking, linkage_error, precision, precision_spread,
+        precision_field, background, (outlier_rate, outlier_count, outlier_distance), picking_offset, pick_radius,
     )
-    sites_per_corner = check_int(sites_per_corner, "sites_per_corner", minimum=1)
     if isinstance(rotation, str) and rotation == "z":
         rotation = True  # about the optical axis: the only rotation a 2D particle has
     elif rotation is None:
@@ -292,57 +262,22 @@ def make_npc_2d(
             f"rotation must be True, False (or 'z', None) for 2D particles, got {rotation!r}; "
             "a full 3D rotation needs make_npc_3d."
         )
-    blinking, linkage_error, precision_field, outliers = _check_nuisances(
-        blinking, linkage_error, precision_field, outlier_rate, outlier_count, outlier_distance
-    )
     rng = check_random_state(random_state)
 
     radius = per_particle(radius, "radius", n, rng)
     return observe(
-        _ring(radius, sites_per_corner),
-        {"radius": radius},
-        rotation=bool(rotation),
-        tilt=0.0,
-        picking_offset=picking_offset,
-        linkage_error=linkage_error,
-        outliers=outliers,
-        dol=dol,
-        blinking=blinking,
-        mean_per_dye=mean_blinks,
-        background=background,
-        pick_radius=pick_radius,
-        precision=precision,
-        precision_spread=precision_spread,
-        z_ratio=1.0,
-        precision_field=precision_field,
-        rng=rng,
+        _ring(radius, sites_per_corner), {"radius": radius}, rotation=bool(rotation), tilt=0.0, z_ratio=1.0, rng=rng, **imaging
     )
 
 
 def make_npc_3d(
     n_particles=1000,
     *,
-    radius=(45.0, 60.0),
-    height=(40.0, 70.0),
-    ring_twist=0.0,
-    dol=0.6,
-    sites_per_corner=2,
-    mean_blinks=7.5,
-    blinking="geometric",
-    linkage_error=0.0,
-    precision=6.0,
-    precision_spread=0.3,
-    z_ratio=None,
-    precision_z=None,
-    precision_field=True,
-    background=6.0,
-    outlier_rate=0.0,
-    outlier_count=(1, 3),
-    outlier_distance=(150.0, 300.0),
-    picking_offset=5.0,
-    pick_radius=100.0,
-    rotation="z",
-    tilt=0.0,
+    radius=(45.0, 60.0), height=(40.0, 70.0), ring_twist=0.0,
+    dol=0.6, sites_per_corner=2, mean_blinks=7.5, blinking="geometric", linkage_error=0.0,
+    precision=6.0, precision_spread=0.3, z_ratio=None, precision_z=None, precision_field=True,
+    background=6.0, outlier_rate=0.0, outlier_count=(1, 3), outlier_distance=(150.0, 300.0),
+    picking_offset=5.0, pick_radius=100.0, rotation="z", tilt=0.0,
     random_state=None,
 ):
     r"""Simulate 3D nuclear pores (two 8-fold rings), with ground truth.
@@ -472,7 +407,8 @@ def make_npc_3d(
     --------
     make_npc_2d : the 2D top view.
     make_tetrahedron : a 3D DNA-origami tetrahedron.
-    make_scenario : named simulations with real data's nuisances.
+    make_scenario : 3D pores, among other named simulations with the
+        nuisances of real data.
 
     References
     ----------
@@ -509,16 +445,13 @@ def make_npc_3d(
     >>> bool((truth["tilt"] <= 15.0).all()), float(truth["ring_twist"][0])
     (True, 7.5)
     """
-    n, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius = _check_common(
-        n_particles, dol, mean_blinks, precision, precision_spread, background, picking_offset, pick_radius
+    n, sites_per_corner, imaging = _check_npc(
+        n_particles, sites_per_corner, mean_blinks, dol, blinking, linkage_error, precision, precision_spread,
+        precision_field, background, (outlier_rate, outlier_count, outlier_distance), picking_offset, pick_radius,
     )
-    sites_per_corner = check_int(sites_per_corner, "sites_per_corner", minimum=1)
-    z_ratio = check_axial_precision(precision, z_ratio, precision_z)
+    z_ratio = check_axial_precision(imaging["precision"], z_ratio, precision_z)
     rotation = check_rotation_3d(rotation)
     tilt = check_tilt(tilt, rotation)
-    blinking, linkage_error, precision_field, outliers = _check_nuisances(
-        blinking, linkage_error, precision_field, outlier_rate, outlier_count, outlier_distance
-    )
     rng = check_random_state(random_state)
 
     radius = per_particle(radius, "radius", n, rng)
@@ -535,22 +468,5 @@ def make_npc_3d(
     model[:, per_ring:, :2] = upper
     model[:, :per_ring, 2] = -height[:, None] / 2
     model[:, per_ring:, 2] = height[:, None] / 2
-    return observe(
-        model,
-        {"radius": radius, "height": height, "ring_twist": twist},
-        rotation=rotation,
-        tilt=tilt,
-        picking_offset=picking_offset,
-        linkage_error=linkage_error,
-        outliers=outliers,
-        dol=dol,
-        blinking=blinking,
-        mean_per_dye=mean_blinks,
-        background=background,
-        pick_radius=pick_radius,
-        precision=precision,
-        precision_spread=precision_spread,
-        z_ratio=z_ratio,
-        precision_field=precision_field,
-        rng=rng,
-    )
+    truth = {"radius": radius, "height": height, "ring_twist": twist}
+    return observe(model, truth, rotation=rotation, tilt=tilt, z_ratio=z_ratio, rng=rng, **imaging)

@@ -4,19 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import (
-    check_axial_precision,
-    check_blinking,
-    check_bool,
-    check_int,
-    check_outliers,
-    check_random_state,
-    check_real,
-    check_rotation_3d,
-    check_tilt,
-    observe,
-    per_particle,
-)
+from ._common import check_axial_precision, check_imaging, check_int, check_random_state
+from ._common import check_rotation_3d, check_tilt, observe, per_particle
 
 __all__ = ["make_tetrahedron"]
 
@@ -46,25 +35,11 @@ def tetrahedron_sites(height: np.ndarray, edge: np.ndarray) -> np.ndarray:
 def make_tetrahedron(
     n_particles=1000,
     *,
-    height=(40.0, 100.0),
-    edge=100.0,
-    n_localizations=5000,
-    blinking="poisson",
-    dol=1.0,
-    linkage_error=0.0,
-    precision=4.0,
-    precision_spread=0.3,
-    z_ratio=None,
-    precision_z=None,
-    precision_field=True,
-    background=50.0,
-    outlier_rate=0.0,
-    outlier_count=(1, 3),
-    outlier_distance=(150.0, 300.0),
-    picking_offset=5.0,
-    pick_radius=100.0,
-    rotation="z",
-    tilt=0.0,
+    height=(40.0, 100.0), edge=100.0,
+    n_localizations=5000, blinking="poisson", dol=1.0, linkage_error=0.0,
+    precision=4.0, precision_spread=0.3, z_ratio=None, precision_z=None, precision_field=True,
+    background=50.0, outlier_rate=0.0, outlier_count=(1, 3), outlier_distance=(150.0, 300.0),
+    picking_offset=5.0, pick_radius=100.0, rotation="z", tilt=0.0,
     random_state=None,
 ):
     r"""Simulate 3D DNA-origami tetrahedra of varying height (DNA-PAINT).
@@ -157,31 +132,30 @@ def make_tetrahedron(
     outlier_rate : float in [0, 1], default=0.0
         Probability that a particle has far outliers.
     outlier_count : int or tuple (low, high) of int, default=(1, 3)
-        Number of far outliers of such a particle, uniform in [low, high].
+        How many far outliers such a particle has: uniform in [low, high].
     outlier_distance : float or tuple (low, high), default=(150.0, 300.0)
-        Distance (nm) of a far outlier from the true centre, uniform in
-        [low, high].
+        Their distance (nm) from the true centre: uniform in [low, high].
     picking_offset : float, default=5.0
-        Standard deviation (nm, per axis) of the offset of the true centre
-        from the pick centre.
+        Per-axis standard deviation (nm) of the true centre's offset from the
+        pick centre.
     pick_radius : float, default=100.0
-        Radius and half-height (nm) of the cylinder in which background falls.
+        The background cylinder's radius and half-height, nm.
     rotation : {None, "z", "3d"}, default="z"
-        No rotation, a uniform rotation about the optical axis, or a uniform
-        random 3D rotation.
+        None, ``"z"`` (uniform about the optical axis) or ``"3d"`` (uniform
+        random 3D rotation).
     tilt : float in [0, 90], default=0.0
         Largest tilt (degrees) of the origami's axis away from z; not with
         ``rotation="3d"``.
     random_state : int, numpy.random.Generator or None, default=None
-        Seed or generator.
+        Seed or generator; the same seed gives the same dataset.
 
     Returns
     -------
     particles : awkward.Array
-        ``n_particles * var * {x, y, z, precision, precision_z, site}``
-        (float64 in nm, the precisions absent with
-        ``precision_field=False``; ``site`` int32: 0-2 the base corners, 3
-        the apex, -1 background, -2 a far outlier).
+        ``n_particles * var * {x, y, z, precision, precision_z, site}``:
+        coordinates and precisions (the latter absent with
+        ``precision_field=False``) float64 in nm, and ``site`` int32, 0-2 the
+        base corners, 3 the apex, -1 background, -2 a far outlier.
     truth : numpy structured array of shape (n_particles,)
         Fields ``height`` and ``edge`` (nm), ``angle`` (rad; NaN for
         ``rotation="3d"``, 0 for None), ``tilt`` (degrees, the angle between
@@ -232,50 +206,29 @@ def make_tetrahedron(
     """
     n = check_int(n_particles, "n_particles", minimum=1)
     n_localizations = check_int(n_localizations, "n_localizations", minimum=1)
-    blinking = check_blinking(blinking)
-    dol = check_real(dol, "dol", low=0.0, high=1.0, low_open=True)
-    linkage_error = check_real(linkage_error, "linkage_error", low=0.0)
-    precision = check_real(precision, "precision", low=0.0, low_open=True)
-    precision_spread = check_real(precision_spread, "precision_spread", low=0.0)
-    z_ratio = check_axial_precision(precision, z_ratio, precision_z)
-    precision_field = check_bool(precision_field, "precision_field")
-    background = check_real(background, "background", low=0.0)
+    imaging = check_imaging(
+        dol, blinking, linkage_error, precision, precision_spread, precision_field, background,
+        (outlier_rate, outlier_count, outlier_distance), picking_offset, pick_radius,
+    )
+    z_ratio = check_axial_precision(imaging["precision"], z_ratio, precision_z)
+    background = imaging["background"]
     if background >= n_localizations:
         raise ValueError(
             f"background ({background:g}) must be smaller than n_localizations ({n_localizations}), "
             "which counts background and signal together."
         )
     per_site = (n_localizations - background) / N_SITES
-    if blinking == "geometric" and per_site < 1:
+    if imaging["blinking"] == "geometric" and per_site < 1:
         raise ValueError(
             f"blinking='geometric' gives every present site at least one localization, but "
             f"(n_localizations - background) / 4 = {per_site:g} < 1."
         )
-    outliers = check_outliers(outlier_rate, outlier_count, outlier_distance)
-    picking_offset = check_real(picking_offset, "picking_offset", low=0.0)
-    pick_radius = check_real(pick_radius, "pick_radius", low=0.0, low_open=True)
     rotation = check_rotation_3d(rotation)
     tilt = check_tilt(tilt, rotation)
     rng = check_random_state(random_state)
 
     height = per_particle(height, "height", n, rng)
     edge = per_particle(edge, "edge", n, rng)
-    return observe(
-        tetrahedron_sites(height, edge),
-        {"height": height, "edge": edge},
-        rotation=rotation,
-        tilt=tilt,
-        picking_offset=picking_offset,
-        linkage_error=linkage_error,
-        outliers=outliers,
-        dol=dol,
-        blinking=blinking,
-        mean_per_dye=per_site,
-        background=background,
-        pick_radius=pick_radius,
-        precision=precision,
-        precision_spread=precision_spread,
-        z_ratio=z_ratio,
-        precision_field=precision_field,
-        rng=rng,
-    )
+    sites = tetrahedron_sites(height, edge)
+    truth = {"height": height, "edge": edge}
+    return observe(sites, truth, rotation=rotation, tilt=tilt, z_ratio=z_ratio, mean_per_dye=per_site, rng=rng, **imaging)

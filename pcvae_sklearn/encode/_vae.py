@@ -498,7 +498,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : awkward array, list of (n_i, d) arrays or object ndarray
-            The particles, ``d`` in {2, 3}, coordinates in nm. At least 2.
+            The particles, as for :meth:`fit`.
         y : None
             Ignored.
 

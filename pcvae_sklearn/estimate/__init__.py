@@ -13,11 +13,8 @@
 - :func:`subsample_localizations`: keep a random fraction of localizations
   (robustness experiment).
 
-References
-----------
-Haghparast, Zhang et al., "Point cloud variational auto-encoder for continuous
-structural heterogeneity in single molecule localization microscopy",
-Sci. Rep. (2025).
+The estimates and correlations are those of Haghparast, Zhang et al.,
+Sci. Rep. (2025); the full reference is in :mod:`pcvae_sklearn`.
 """
 
 from ._estimators import HeightEstimator, ParticleEstimator, RadiusEstimator

@@ -221,7 +221,7 @@ class RadiusEstimator(ParticleEstimator):
     References
     ----------
     .. [1] Haghparast, Zhang et al., Sci. Rep. (2025): the radius of rings and pores
-       (the full reference: :mod:`pcvae_sklearn.estimate`).
+       (the full reference: :mod:`pcvae_sklearn`).
 
     Examples
     --------
@@ -326,7 +326,7 @@ class HeightEstimator(ParticleEstimator):
     References
     ----------
     .. [1] Haghparast, Zhang et al., Sci. Rep. (2025): the height of tetrahedra and
-       the ring distance of pores (the full reference: :mod:`pcvae_sklearn.estimate`).
+       the ring distance of pores (the full reference: :mod:`pcvae_sklearn`).
 
     Examples
     --------

@@ -189,7 +189,7 @@ def latent_correlation_scorer(estimator, *, method="spearman", column=0):
     References
     ----------
     .. [1] Haghparast, Zhang et al., Sci. Rep. (2025), Figs. 3 and 12: latent
-       dimensions against estimates as a score (the full reference: :mod:`pcvae_sklearn.estimate`).
+       dimensions against estimates as a score (the full reference: :mod:`pcvae_sklearn`).
 
     Examples
     --------
@@ -304,7 +304,7 @@ def latent_correlation_table(latents, estimates, *, feature_names=None, estimate
     References
     ----------
     .. [1] Haghparast, Zhang et al., Sci. Rep. (2025), Figs. 3 and 12: the correlations
-       of Pearson and Spearman (the full reference: :mod:`pcvae_sklearn.estimate`).
+       of Pearson and Spearman (the full reference: :mod:`pcvae_sklearn`).
 
     Examples
     --------
@@ -367,10 +367,11 @@ def best_latent_dimension(latents, estimate, *, method="spearman"):
     --------
     latent_correlation_table : All correlations with p-values.
 
-    References
-    ----------
-    .. [1] Haghparast, Zhang et al., Sci. Rep. (2025): the latent dimension that
-       follows a structural parameter (the full reference: :mod:`pcvae_sklearn.estimate`).
+    Notes
+    -----
+    The latent dimension that follows a structural parameter, as in
+    Haghparast, Zhang et al., Sci. Rep. (2025) (the full reference is in
+    :mod:`pcvae_sklearn`).
 
     Examples
     --------

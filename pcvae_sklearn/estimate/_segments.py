@@ -144,8 +144,11 @@ def segment_mean_std(values, offsets):
 
     Parameters
     ----------
-    values, offsets : ndarray
-        As in :func:`segment_sort`.
+    values : ndarray of shape (n_values,)
+        Packed per-localization values, finite.
+    offsets : ndarray of shape (n_segments + 1,)
+        Segment ``i`` owns ``values[offsets[i]:offsets[i + 1]]``, as in
+        :func:`segment_sort`.
 
     Returns
     -------

@@ -7,16 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import (
-    build_particles,
-    check_pixel_size,
-    describe,
-    existing_path,
-    no_picks_error,
-    require,
-    sanitise,
-    select_picks,
-)
+from ._common import build_particles, check_pixel_size, describe, existing_path
+from ._common import no_picks_error, require, sanitise, select_picks
 
 logger = logging.getLogger(__name__)
 

@@ -7,18 +7,8 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
-from ._common import (
-    OTHER_UNITS,
-    build_particles,
-    check_pixel_size,
-    describe,
-    existing_path,
-    length_factor,
-    no_picks_error,
-    require,
-    sanitise,
-    select_picks,
-)
+from ._common import OTHER_UNITS, build_particles, check_pixel_size, describe, existing_path
+from ._common import length_factor, no_picks_error, require, sanitise, select_picks
 
 logger = logging.getLogger(__name__)
 

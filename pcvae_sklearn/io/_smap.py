@@ -6,31 +6,16 @@ import logging
 
 import numpy as np
 
-from ._common import (
-    build_particles,
-    describe,
-    existing_path,
-    no_picks_error,
-    require,
-    sanitise,
-    select_picks,
-)
+from ._common import build_particles, describe, existing_path, no_picks_error, require, sanitise, select_picks
 
 logger = logging.getLogger(__name__)
 
 #: SMAP ``saveloc.loc`` fields and the names they get (all already in nm).
 _SMAP_NAMES = {
-    "xnm": "x",
-    "ynm": "y",
-    "znm": "z",
-    "locprecnm": "precision",
-    "locprecznm": "precision_z",
-    "xnmerr": "precision_x",
-    "ynmerr": "precision_y",
-    "phot": "photons",
-    "bg": "background",
-    "frame": "frame",
-}
+    "xnm": "x", "ynm": "y", "znm": "z",
+    "locprecnm": "precision", "locprecznm": "precision_z", "xnmerr": "precision_x", "ynmerr": "precision_y",
+    "phot": "photons", "bg": "background", "frame": "frame",
+}  # fmt: skip
 
 
 def _open(path):

@@ -13,11 +13,8 @@
 - :func:`confound_audit`: correlation of every latent dimension with
   nuisances (localization count, precision, in-plane angle), with flags.
 
-References
-----------
-Haghparast, Zhang et al., "Point cloud variational auto-encoder for continuous
-structural heterogeneity in single molecule localization microscopy",
-Sci. Rep. (2025).
+They test the latent dimensions of the paper's VAE (Haghparast, Zhang et
+al., Sci. Rep. (2025); the full reference is in :mod:`pcvae_sklearn`).
 """
 
 from ._audit import circular_linear_correlation, confound_audit, principal_axis_angles
