@@ -16,11 +16,8 @@
 The data of every figure is computed without matplotlib; ``plot`` imports it
 (``pip install 'pcvae-sklearn[plot]'``).
 
-References
-----------
-Haghparast, Zhang et al., "Point cloud variational auto-encoder for continuous
-structural heterogeneity in single molecule localization microscopy",
-Sci. Rep. (2025).
+The figures are those of Haghparast, Zhang et al., Sci. Rep. (2025); the full
+reference is in :mod:`pcvae_sklearn`.
 """
 
 from ._data import default_bins, sample_ratio_correlations, super_particle_grid

@@ -52,6 +52,21 @@ def _estimated(name: str) -> str:
     return f"estimated {_pretty(name)}"
 
 
+def _encode_and_bin(vae, X, estimate, dimension, n_bins):
+    """Encode particles with a fitted model, estimate them and bin along one dimension.
+
+    Returns (particles, latents, estimates (n, 2), estimate name, dimension, bins 1..n_bins).
+    """
+    from .._ragged import as_particles
+    from ._data import estimate_particles
+
+    p = as_particles(X, min_particles=2 * n_bins)
+    Z = vae.transform(p)
+    values, name = estimate_particles(estimate, p)
+    dimension, _, bins = _bins_along(Z, values[:, 0], dimension, n_bins)
+    return p, Z, values, name, dimension, bins
+
+
 def _bins_along(latents, estimate, dimension, n_bins):
     """(dimension, orientation, bins 1..n_bins) as :func:`pcvae_sklearn.analyse` makes them."""
     from ..bin import bin_along_axis

@@ -7,7 +7,7 @@ import numpy as np
 from .._ragged import as_particles
 from ._data import check_latents, estimate_particles, sample_ratio_correlations
 from ._display_base import (
-    _bins_along,
+    _encode_and_bin,
     _check_trend,
     _Display,
     _draw_trend,
@@ -78,16 +78,7 @@ class LatentScatterDisplay(_Display):
 
     @classmethod
     def from_results(cls, result):
-        """From a :class:`~pcvae_sklearn.WorkflowResult`.
-
-        Parameters
-        ----------
-        result : WorkflowResult
-
-        Returns
-        -------
-        LatentScatterDisplay
-        """
+        """From a :class:`~pcvae_sklearn.WorkflowResult`; returns a LatentScatterDisplay."""
         return cls(latents=result.latents, estimate=result.estimates[:, 0], estimate_name=result.estimate_name,
                    feature_names=[str(n) for n in result.feature_names])
 
@@ -97,9 +88,8 @@ class LatentScatterDisplay(_Display):
 
         Parameters
         ----------
-        vae : PointCloudVAE
-            Fitted.
-        X : particles
+        vae, X : PointCloudVAE, particles
+            A fitted model and the particles to encode with it.
         estimate : str or estimator, default="radius"
 
         Returns
@@ -217,7 +207,9 @@ class BinViolinDisplay(_Display):
 
     @classmethod
     def from_results(cls, result):
-        """From a :class:`~pcvae_sklearn.WorkflowResult` (super-particle estimates, intervals and null band when it has them)."""
+        """From a :class:`~pcvae_sklearn.WorkflowResult` (super-particle estimates, intervals and null band when it
+
+        has them)."""
         table = result.bin_table
         heterogeneity = getattr(result, "heterogeneity", None)
         value = [c for c in table.columns if c.startswith("super_particle_") and "precision" not in c]
@@ -234,36 +226,25 @@ class BinViolinDisplay(_Display):
 
         Parameters
         ----------
-        vae : PointCloudVAE
-            Fitted.
-        X : particles
+        vae, X : PointCloudVAE, particles
+            A fitted model and the particles to encode with it.
         estimate : str or estimator, default="radius"
+        n_bins : int, default=20
         dimension : int, optional
             Default: the one with the largest |Spearman| with the estimate.
-        n_bins : int, default=20
 
         Returns
         -------
         BinViolinDisplay
         """
-        p = as_particles(X, min_particles=2 * n_bins)
-        Z = vae.transform(p)
-        values, name = estimate_particles(estimate, p)
-        dimension, _, bins = _bins_along(Z, values[:, 0], dimension, n_bins)
+        p, Z, values, name, dimension, bins = _encode_and_bin(vae, X, estimate, dimension, n_bins)
         return cls(estimate=values[:, 0], bins=bins, n_bins=n_bins, estimate_name=name,
                    feature_name=_feature_names(vae, Z.shape[1])[dimension])
 
     def plot(self, ax=None):
-        """Draw the violins (and the super-particle estimates).
+        """Draw the violins (and the super-particle estimates) on ``ax`` (a new figure when None); returns the
 
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-
-        Returns
-        -------
-        BinViolinDisplay
-        """
+        BinViolinDisplay."""
         fig, ax = _figure_and_axes(ax, (max(5.0, 0.35 * self.n_bins + 2.0), 3.4))
         groups = {b: self.estimate[self.bins == b] for b in range(1, self.n_bins + 1)}
         positions = [b for b, g in groups.items() if len(g) > 1]
@@ -372,16 +353,9 @@ class SampleRatioDisplay(_Display):
         return df
 
     def plot(self, ax=None):
-        """Draw |correlation| against the sample ratio (thin: every dimension, thick: the best).
+        """Draw |correlation| against the sample ratio (thin: every dimension, thick: the best) on ``ax`` (a new
 
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-
-        Returns
-        -------
-        SampleRatioDisplay
-        """
+        figure when None); returns the SampleRatioDisplay."""
         fig, ax = _figure_and_axes(ax, (4.2, 3.2))
         for j, name in enumerate(self.feature_names):
             ax.plot(self.ratios, np.abs(self.correlations[:, j]), color="0.7", linewidth=0.8, marker=".",
@@ -437,16 +411,7 @@ class TrainingCurveDisplay(_Display):
         return cls.from_estimator(result.vae)
 
     def plot(self, ax=None):
-        """Draw the curves.
-
-        Parameters
-        ----------
-        ax : matplotlib.axes.Axes, optional
-
-        Returns
-        -------
-        TrainingCurveDisplay
-        """
+        """Draw the curves on ``ax`` (a new figure when None); returns the TrainingCurveDisplay."""
         fig, ax = _figure_and_axes(ax, (4.4, 3.2))
         ax.plot(self.epochs, self.reconstruction, marker="o", color="C0", label="Chamfer (reconstruction)")
         ax.plot(self.epochs, self.loss, marker=".", linestyle=":", color="C0", label="total loss")

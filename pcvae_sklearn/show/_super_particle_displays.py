@@ -8,7 +8,7 @@ from .._ragged import as_particles
 from ._data import estimate_particles, latent_orientation, super_particle_grid
 from ._render import render_projections
 from ._display_base import (
-    _bins_along,
+    _encode_and_bin,
     _check_trend,
     _Display,
     _draw_mosaic,
@@ -125,9 +125,8 @@ class SuperParticleGridDisplay(_Display):
 
         Parameters
         ----------
-        vae : PointCloudVAE
-            Fitted.
-        X : particles
+        vae, X : PointCloudVAE, particles
+            A fitted model and the particles to encode with it.
         estimate : str or estimator, default="radius"
             Orients every dimension so that the estimate grows with the bin,
             and is written on every tile; ``None`` for neither.
@@ -273,16 +272,7 @@ class BinRowDisplay(_Display):
 
     @classmethod
     def from_results(cls, result):
-        """From a :class:`~pcvae_sklearn.WorkflowResult` made with ``fuse=True``.
-
-        Parameters
-        ----------
-        result : WorkflowResult
-
-        Returns
-        -------
-        BinRowDisplay
-        """
+        """From a :class:`~pcvae_sklearn.WorkflowResult` made with ``fuse=True``; returns a BinRowDisplay."""
         if result.fusion is None:
             raise ValueError("this WorkflowResult has no super-particles; run analyse(..., fuse=True).")
         table = result.bin_table
@@ -301,9 +291,8 @@ class BinRowDisplay(_Display):
 
         Parameters
         ----------
-        vae : PointCloudVAE
-            Fitted.
-        X : particles
+        vae, X : PointCloudVAE, particles
+            A fitted model and the particles to encode with it.
         estimate : str or estimator, default="radius"
         dimension : int, optional
             Default: the dimension with the largest |Spearman| with the
@@ -320,10 +309,7 @@ class BinRowDisplay(_Display):
         """
         from ..fuse import fuse_bins
 
-        p = as_particles(X, min_particles=2 * n_bins)
-        Z = vae.transform(p)
-        values, name = estimate_particles(estimate, p)
-        dimension, _, bins = _bins_along(Z, values[:, 0], dimension, n_bins)
+        p, Z, values, name, dimension, bins = _encode_and_bin(vae, X, estimate, dimension, n_bins)
         fusion = fuse_bins(p, bins, fuser, n_jobs=n_jobs, random_state=random_state)
         sp, _ = estimate_particles(estimate, as_particles(fusion.super_particles))
         return cls(super_particles=fusion.super_particles, estimates=sp[:, 0], precisions=sp[:, 1], estimate_name=name,
