@@ -16,14 +16,13 @@ import argparse
 import time
 import warnings
 
-import numpy as np
-
 from pcvae_sklearn import PointCloudVAE, analyse
 from pcvae_sklearn.datasets import make_npc_2d
 
 # a small VAE: the null must hold for whatever VAE the user fitted, including a poor one
-SMALL_VAE = dict(latent_dim=4, n_epochs=2, batch_size=16, encoder_widths=(32, 64), decoder_widths=(32, 64),
-                 decoder_channels=64, n_output_points=32)
+SMALL_VAE = dict(latent_dim=4, n_epochs=2, batch_size=16,
+                 architecture=dict(encoder_widths=(32, 64), decoder_widths=(32, 64), decoder_channels=64,
+                                   n_output_points=32))
 
 
 def one(seed, *, radius, n_particles, n_bins, n_null, linkage_error=0.0):
