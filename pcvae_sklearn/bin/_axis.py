@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import rankdata
 
 from .._latents import check_latents
+from ..estimate import latent_correlation_table
 from ._binner import LatentBinner
 
 __all__ = ["LatentAxis", "bin_along_axis"]
@@ -46,18 +46,6 @@ class LatentAxis:
         if not 1 <= b <= self.n_bins:
             raise ValueError(f"bins are numbered 1..{self.n_bins}; got {b}.")
         return np.flatnonzero(self.bins == b)
-
-
-def _spearman_columns(Z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Spearman's rho of every column of Z with y (NaN where either is constant)."""
-    rz = np.apply_along_axis(rankdata, 0, Z)
-    ry = rankdata(y)
-    rz = rz - rz.mean(axis=0)
-    ry = ry - ry.mean()
-    denom = np.sqrt((rz**2).sum(axis=0) * (ry**2).sum())
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rho = (rz * ry[:, None]).sum(axis=0) / denom
-    return np.where(denom > 0, rho, np.nan)
 
 
 def bin_along_axis(latents, estimate=None, *, dimension=None, n_bins=20) -> LatentAxis:
@@ -107,7 +95,7 @@ def bin_along_axis(latents, estimate=None, *, dimension=None, n_bins=20) -> Late
             raise ValueError(f"estimate has {y.shape[0]} values for {Z.shape[0]} particles.")
         if not np.all(np.isfinite(y)):
             raise ValueError(f"estimate is not finite for particle(s) {np.flatnonzero(~np.isfinite(y))[:10].tolist()}.")
-        spearman = _spearman_columns(Z, y)
+        spearman = latent_correlation_table(Z, {"estimate": y})["spearman_rho"].to_numpy()
     if dimension is None:
         if np.all(np.isnan(spearman)):
             raise ValueError("no latent dimension varies together with the estimate (all correlations undefined).")
