@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._ragged import Particles
+from .estimate import segment_median
 
 __all__ = ["check_bins", "workflow_warnings", "central_fraction"]
 
@@ -39,12 +40,9 @@ def central_fraction(p: Particles) -> np.ndarray:
     """
     xy = p.coords[:, :2]
     d = np.linalg.norm(xy - np.repeat(p.centroids()[:, :2], p.lengths, axis=0), axis=1)
-    starts = p.offsets[:-1]
-    order = np.lexsort((d, np.repeat(np.arange(p.n_particles), p.lengths)))
-    d_sorted = d[order]  # particles stay in their segments, each sorted by distance
-    median = 0.5 * (d_sorted[starts + (p.lengths - 1) // 2] + d_sorted[starts + p.lengths // 2])
+    median = segment_median(d, p.offsets)
     inside = d < 0.5 * np.repeat(median, p.lengths)
-    return np.add.reduceat(inside.astype(np.float64), starts) / p.lengths
+    return p.segment_sum(inside.astype(np.float64)) / p.lengths
 
 
 def _training_warnings(history) -> list:
