@@ -225,13 +225,102 @@ def test_radius_matches_naive_loop(seed, n_dims, method):
     np.testing.assert_allclose(out, naive_radius(X, method), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("n_dims, expected", [(2, "mean"), (3, "median")])
-def test_radius_auto_method_follows_the_paper(n_dims, expected):
+def with_precision(X, sds):
+    """Records x, y[, z], precision per localization, one list per particle."""
+    flat = np.concatenate(X)
+    cols = dict(zip("xyz", flat.T))
+    cols["precision"] = np.concatenate(sds)
+    return ak.unflatten(ak.zip(cols), [len(x) for x in X])
+
+
+def naive_ring_fit(pts, sd=None, n_iter=4):
+    """The ring fit on one particle, written plainly: lstsq circle fits with Tukey weights."""
+    xy = pts[:, :2]
+    centre = np.median(xy, axis=0)
+    w = np.ones(len(xy))
+    for _ in range(n_iter):
+        d = xy - centre
+        r2 = (d**2).sum(axis=1)
+        sw = np.sqrt(w)
+        # weighted least squares of r2 = 2 a x + 2 b y + c, ridge 1e-3 * sum w r2 on (2a, 2b)
+        lam = 1e-3 * (w * r2).sum()
+        A = np.vstack([np.c_[2 * d * sw[:, None], sw], np.c_[np.sqrt(4 * lam) * np.eye(2), np.zeros((2, 1))]])
+        b = np.r_[r2 * sw, 0.0, 0.0]
+        sol = np.linalg.lstsq(A, b, rcond=None)[0] if lam > 0 else np.zeros(3)
+        centre = centre + sol[:2]
+        dist = np.linalg.norm(xy - centre, axis=1)
+        res = dist - np.median(dist)
+        scale = max(1.4826 * np.median(np.abs(res)), 1e-9 * max(np.median(dist), 1.0))
+        u = res / (4.685 * scale)
+        w = np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
+    r = (w * dist).sum() / w.sum()
+    std = np.sqrt((w * (dist - r) ** 2).sum() / w.sum())
+    if sd is not None:
+        s2 = (w * sd**2).sum() / w.sum()
+        r = 0.5 * (r + np.sqrt(max(r**2 - 2 * s2, 0.0)))
+    return [r, FWHM_PER_SIGMA * std / np.sqrt(w.sum())]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("n_dims", [2, 3])
+@pytest.mark.parametrize("precise", [False, True])
+def test_ring_fit_matches_naive_loop(seed, n_dims, precise):
+    rng = np.random.default_rng(seed)
+    X = [ring(rng, rng.uniform(30, 70), int(rng.integers(3, 80)), centre=rng.normal(0, 500, 2), n_dims=n_dims)
+         for _ in range(25)]
+    X[0] = np.r_[X[0], X[0][:1] + 400.0]  # an outlier gets weight 0
+    sds = [rng.uniform(2, 10, len(x)) for x in X]
+    out = RadiusEstimator().fit_transform(with_precision(X, sds) if precise else X)
+    expected = [naive_ring_fit(x, sd if precise else None) for x, sd in zip(X, sds)]
+    np.testing.assert_allclose(out, expected, rtol=1e-7, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_ring_fit_ignores_an_outlier_and_the_pick_centre(seed):
+    """One localization 300 nm away, or the whole particle shifted 20 nm, leaves the radius where it was."""
+    rng = np.random.default_rng(seed)
+    X = [ring(rng, rng.uniform(40, 60), 150, noise=5.0) for _ in range(30)]
+    clean = RadiusEstimator().fit_transform(X)[:, 0]
+    away = [np.r_[x, 300.0 * np.array([[np.cos(a), np.sin(a)]])] for x, a in zip(X, rng.uniform(0, 6.3, 30))]
+    shifted = [x + rng.normal(0, 20, 2) for x in X]
+    np.testing.assert_allclose(RadiusEstimator().fit_transform(away)[:, 0], clean, atol=0.2)
+    np.testing.assert_allclose(RadiusEstimator().fit_transform(shifted)[:, 0], clean, atol=1e-6)
+    # the paper's centroid estimate moves by nm under the same outlier
+    paper = RadiusEstimator(method="mean")
+    assert np.median(paper.fit_transform(away)[:, 0] - paper.fit_transform(X)[:, 0]) > 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ring_fit_is_unbiased_where_the_centroid_is_not(seed):
+    """Bursty blinking pulls the centroid towards a few dyes; the ring fit's centre does not move."""
+    from pcvae_sklearn import datasets
+
+    X, _ = datasets.make_npc_2d(n_particles=400, radius=50.0, background=0.0, random_state=seed)
+    ring_fit = RadiusEstimator().fit_transform(X)[:, 0]
+    paper = RadiusEstimator(method="mean").fit_transform(X)[:, 0]
+    assert abs(np.median(ring_fit) - 50.0) < 0.25
+    assert np.median(paper) - 50.0 < -0.25
+    assert ring_fit.std() < 0.5 * paper.std()
+
+
+def test_ring_fit_without_precision_assumes_none():
     rng = np.random.default_rng(0)
-    X = [ring(rng, 50, 30, n_dims=n_dims) for _ in range(3)]
-    est = RadiusEstimator().fit(X)
-    assert est.method_ == expected
-    np.testing.assert_allclose(est.transform(X), naive_radius(X, expected))
+    pts = ring(rng, 50.0, 5000, noise=6.0)
+    plain = RadiusEstimator().fit_transform([pts])[0, 0]
+    field = with_precision([pts], [np.full(5000, 6.0)])
+    with_field = RadiusEstimator().fit_transform(field)
+    off = RadiusEstimator(use_precision=False).fit_transform(field)[0, 0]
+    assert plain == off
+    assert abs(with_field[0, 0] - 50.0) < abs(plain - 50.0)
+    assert abs(plain - 50.0 - 36.0 / 100.0) < 0.25  # biased up by s**2 / (2 R)
+
+
+def test_ring_fit_rejects_a_bad_precision():
+    pts = ring(np.random.default_rng(0), 50.0, 20)
+    bad = np.full(20, 5.0)
+    bad[3] = -1.0
+    with pytest.raises(ValueError, match="particle 0 .*localization 3"):
+        RadiusEstimator().fit_transform(with_precision([pts], [bad]))
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -119,34 +119,66 @@ def test_quantiles_empty_particle_and_bad_q():
     huge = [np.array([[0.0, 1.0], [1e300, -1e300], [-1e300, 5.0]]), np.array([[1.0, 2.0], [3.0, 4.0]])]
     for q in (0.05, 0.5, 0.95):
         np.testing.assert_array_equal(as_particles(huge).quantiles(q), [np.quantile(a, q, axis=0) for a in huge])
-    with pytest.raises(ValueError, match="unknown centring method 'median'"):
+    with pytest.raises(ValueError, match="unknown centring method 'median'.*'trimmed'"):
         p.centres("median")
 
 
+def naive_trimmed(a, factor=3.0):
+    """The trimmed centre and outlier mask of one particle, written plainly."""
+    c = np.median(a, axis=0)
+    for _ in range(3):
+        d = np.linalg.norm(a - c, axis=1)
+        keep = d <= factor * np.median(d)
+        c = a[keep].mean(axis=0)
+    return c, ~keep
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_midrange_centres_match_naive_and_centred_is_a_copy(seed):
-    parts = _random_ragged(seed, 3)
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_trimmed_centres_and_outliers_match_naive(seed, n_dims):
+    rng = np.random.default_rng(seed)
+    parts = _random_ragged(seed, n_dims)
+    for a in parts[::3]:  # some particles get a far localization
+        a[0] += rng.choice([-1, 1], n_dims) * 400.0
     p = as_particles(parts)
-    want = np.array([(np.quantile(a, 0.05, axis=0) + np.quantile(a, 0.95, axis=0)) / 2 for a in parts])
-    np.testing.assert_allclose(p.centres("midrange"), want, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(p.centres(), p.centroids(), rtol=0, atol=0)
+    want = [naive_trimmed(a) for a in parts]
+    np.testing.assert_allclose(p.centres("trimmed"), [c for c, _ in want], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(p.outliers(), np.concatenate([o for _, o in want]))
     before = p.coords.copy()
-    c = p.centred("midrange")
+    c = p.centred("trimmed")
     np.testing.assert_array_equal(p.coords, before)
     for i, a in enumerate(parts):
-        np.testing.assert_allclose(c.particle(i), a - want[i], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(c.particle(i), a - want[i][0], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("n_dims", [2, 3])
-def test_midrange_is_nearer_the_true_centre_than_the_centroid(seed, n_dims):
-    """On simulated pores (uneven labelling, background) the midrange misses the true centre by less than the centroid."""
+def test_trimmed_centre_ignores_a_far_localization(seed, n_dims):
+    """On simulated pores, a localization 300 nm away is an outlier and leaves the centre exactly where it was."""
     from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d
 
-    X, truth = (make_npc_2d if n_dims == 2 else make_npc_3d)(300, random_state=seed)
-    p = as_particles(X)
-    err = {m: np.sqrt(np.mean((p.centres(m) - truth["offset"]) ** 2)) for m in ("centroid", "midrange")}
-    assert err["midrange"] < 0.7 * err["centroid"], err
+    X, _ = (make_npc_2d if n_dims == 2 else make_npc_3d)(50, random_state=seed, background=0.0)
+    clean = as_particles(X)
+    assert not clean.outliers().any()
+    np.testing.assert_array_equal(clean.centres("trimmed"), clean.centroids())
+    rng = np.random.default_rng(seed)
+    far = [np.r_[a, [a.mean(axis=0) + 300.0 * np.r_[np.cos(t), np.sin(t), [0.0] * (n_dims - 2)]]]
+           for a, t in zip(clean.to_list(), rng.uniform(0, 6.3, 50))]
+    p = as_particles(far)
+    np.testing.assert_allclose(p.centres("trimmed"), clean.centroids(), rtol=0, atol=1e-9)
+    assert p.outliers().sum() == 50
+    assert np.all(p.outliers()[p.offsets[1:] - 1])
+    # the centroid moves by 300 / n nm
+    assert np.abs(p.centroids() - clean.centroids()).max() > 1.0
+
+
+def test_take_rows_keeps_fields_and_ids():
+    p = as_particles(ak.Array([[{"x": 0.0, "y": 1.0, "precision": 5.0}, {"x": 2.0, "y": 3.0, "precision": 6.0}],
+                               [{"x": 4.0, "y": 5.0, "precision": 7.0}]]))
+    q = p.take_rows(np.array([False, True, True]))
+    np.testing.assert_array_equal(q.coords, [[2.0, 3.0], [4.0, 5.0]])
+    np.testing.assert_array_equal(q.lengths, [1, 1])
+    np.testing.assert_array_equal(q.fields["precision"], [6.0, 7.0])
 
 
 BAD_INPUT = [

@@ -28,7 +28,7 @@ from sklearn.utils.estimator_checks import (
 
 from _encode_reference import exact_rotation_average
 from _helpers import TINY_VAE, ragged_rings
-from pcvae_sklearn import PointCloudVAE, paper_recipe
+from pcvae_sklearn import PointCloudVAE, paper_recipe, as_particles
 
 
 @pytest.fixture(scope="module")
@@ -482,3 +482,16 @@ def test_no_rotations_means_no_augmentation_and_one_encoding(rings):
     # n_rotations=1 trains with augmentation: other random draws, another model
     augmented = PointCloudVAE(**TINY_VAE, random_state=0, n_rotations=1).fit(rings)
     assert not np.allclose(augmented.transform(rings), Z)
+
+
+def test_a_far_localization_leaves_the_latent_where_it_was(fitted, rings):
+    """One localization 300 nm from a particle is an outlier: neither encoded nor used to centre it."""
+    rng = np.random.default_rng(0)
+    far = [np.r_[a, [a.mean(axis=0) + 300.0 * np.r_[np.cos(t), np.sin(t)]]]
+           for a, t in zip(as_particles(rings).to_list(), rng.uniform(0, 6.3, len(rings)))]
+    np.testing.assert_allclose(fitted.transform(far), fitted.transform(rings), rtol=0, atol=1e-5)
+    assert fitted.outlier_fraction_ == 0.0
+    refit = PointCloudVAE(**TINY_VAE, random_state=0).fit(far)
+    assert refit.outlier_fraction_ == pytest.approx(len(rings) / sum(len(a) for a in far))
+    np.testing.assert_allclose(refit.transform(far), fitted.transform(rings), rtol=0, atol=1e-5)
+    assert refit.scale_ == fitted.scale_

@@ -73,6 +73,7 @@ class TrainingRun:
     best_validation: float = math.inf
     n_no_improvement: int = 0
     readout: dict = field(default_factory=dict)
+    outlier_fraction: float = 0.0
 
     @property
     def device(self) -> torch.device:
@@ -86,6 +87,7 @@ class TrainingRun:
             "history_": self.history,
             "n_steps_": self.step,
             "n_iter_": len(self.history),
+            "outlier_fraction_": self.outlier_fraction,
             **self.readout,
         }
 

@@ -182,11 +182,14 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         ``config`` holds the resolved network settings.
     scale_ : float
         Dataset-level length scale (nm): the root-mean-square distance of
-        localizations from their particle's centroid. Coordinates are
+        localizations from their particle's centroid (outliers left out). Coordinates are
         centred per particle and divided by this one number; particles are
         never scaled individually, which would erase their size.
     n_features_in_ : int
         Spatial dimensions of the particles seen in ``fit`` (2 or 3).
+    outlier_fraction_ : float
+        Fraction of the localizations seen in the last ``fit`` that were
+        outliers (see Notes) and left out.
     history_ : list of dict
         One dict per epoch: ``epoch``, ``loss``, ``reconstruction`` (Chamfer,
         scaled units), ``kl``, ``beta`` (the KL weight at the epoch's end),
@@ -234,6 +237,15 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     ``decorrelation`` and ``kurtosis`` penalties), which gives the 3D pores'
     ring distance a latent axis of its own. ``docs/choosing_parameters.md``
     gives each default with its figure and the command that measures it.
+
+    **Outliers.** A localization more than 3 times its particle's median
+    distance from the particle's trimmed centre (see
+    :meth:`Particles.outliers <pcvae_sklearn.Particles.outliers>`) is an
+    outlier: it is neither encoded nor used to centre the particle, in
+    ``fit`` and ``transform`` alike, so one stray localization 300 nm away
+    leaves the particle's latent where it was. The data are not changed;
+    ``outlier_fraction_`` says how many of the fitted localizations were
+    left out.
 
     **Determinism.** Training uses only deterministic CPU kernels: the same
     ``random_state`` on the same machine, torch version and number of
@@ -417,13 +429,17 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         """Particles for fitting (at least 2) or encoding; their dimension must match a fitted model's.
 
         ``continuing``: fitting that goes on from the fitted model (``partial_fit``), so the dimension is checked too.
+        The outliers of every particle are left out (see Notes); ``_outliers`` keeps their fraction for the fit to record.
         """
         p = as_particles(X, min_particles=2 if fitting else 1)
         if (not fitting or (continuing and hasattr(self, "module_"))) and p.n_dims != self.n_features_in_:
             raise ValueError(
                 f"X holds {p.n_dims}D particles, but this PointCloudVAE was fitted on {self.n_features_in_}D particles."
             )
-        return p
+        outliers = p.outliers()
+        if fitting:
+            self._outliers = float(outliers.mean())
+        return p.take_rows(~outliers) if outliers.any() else p
 
     def _normalised(self, p: Particles) -> np.ndarray:
         """Centre every particle on its centroid, divide by the dataset scale (float32)."""
@@ -519,6 +535,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         run = resumed_run(self, p, module_config, device, from_file=from_file) if resume else None
         if run is None:
             run = new_run(self, p, centred, module_config, device)
+        run.outlier_fraction = self._outliers
         return run, centred
 
     def _train_and_commit(self, run, p: Particles, centred: np.ndarray, n_epochs: int, *, use_validation: bool,

@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._ragged import Particles, as_particles, range_rows
 from ._segments import segment_mean_std, segment_median, segment_sort, sorted_range_median
+from ._ring import ring_fit
 from ._two_gaussian import two_gaussian_fit
 
 __all__ = ["ParticleEstimator", "RadiusEstimator", "HeightEstimator"]
@@ -184,23 +185,30 @@ class ParticleEstimator(TransformerMixin, BaseEstimator):
 class RadiusEstimator(ParticleEstimator):
     """Radius of every particle from the radial distances of its localizations.
 
-    The paper's estimators (Haghparast, Zhang et al. 2025): each particle is
-    centred on its centroid; the radius is the **mean** radial distance of the
-    localizations for 2D particles and the **median** radial (xy) distance for
-    3D particles. Works on particles and on super-particles alike.
+    By default each particle's ring is fitted (a robust circle fit in xy) and
+    the radius is the weighted mean distance of its localizations from the
+    fitted centre. The paper's estimators (Haghparast, Zhang et al. 2025)
+    centre each particle on its centroid instead and take the **mean**
+    radial distance for 2D and the **median** radial (xy) distance for 3D
+    particles; ``method="mean"`` and ``method="median"`` give them. Works on
+    particles and on super-particles alike.
 
     Parameters
     ----------
-    method : {"auto", "mean", "median"}, default="auto"
-        Statistic of the radial distances. ``"auto"`` is ``"mean"`` for 2D and
-        ``"median"`` for 3D particles, as in the paper.
+    method : {"ring", "mean", "median"}, default="ring"
+        ``"ring"``: robust ring fit (see Notes). ``"mean"`` / ``"median"``:
+        the paper's statistic of the distances from the centroid.
+    use_precision : bool, default=True
+        With ``method="ring"``, correct the radius for the outward bias of
+        noisy distances (about ``s**2 / (2 R)``) using the ``precision``
+        field where the particles carry one. Without the field nothing is
+        corrected (the estimate is then about 0.4 nm high for 6 nm precision
+        on a 50 nm ring); no precision is ever assumed.
 
     Attributes
     ----------
     n_features_in_ : int
         Dimensionality of the particles seen in fit (2 or 3).
-    method_ : {"mean", "median"}
-        The statistic used.
 
     See Also
     --------
@@ -209,14 +217,29 @@ class RadiusEstimator(ParticleEstimator):
 
     Notes
     -----
-    The radial distance of a localization is ``||(x, y) - (x_c, y_c)||`` with
-    ``(x_c, y_c)`` the particle's centroid (z is ignored). The precision is
-    ``FWHM / sqrt(n)``, with ``FWHM = 2 sqrt(2 ln 2) * std`` of the particle's
-    radial distances and ``n`` its number of localizations.
+    **Why a ring fit.** The centroid of a ring's localizations is pulled
+    towards the dyes that blinked most, the sites that happened to be
+    labelled and any far outlier, so the distances from it come out low and
+    noisy. On ``make_npc_2d`` pores of 50 nm the paper's mean-from-centroid
+    is -0.55 nm off with 2.2 nm spread per particle; the ring fit is within
+    0.1 nm with 0.6 nm spread, and its Spearman with the true radius on the
+    default 40-60 nm pores is 0.99 against 0.91 (``python
+    benchmarks/bench_estimate.py``).
 
-    Everything is computed for all particles at once on the packed
-    localizations (``np.repeat`` of the centroids, segment sums, a
-    per-particle sort of the distances for the medians).
+    **The fit.** Starting from the coordinate-wise median, four reweighted
+    algebraic circle fits (3x3 normal equations per particle from segment
+    sums), each followed by Tukey biweights (cut at 4.685 robust standard
+    deviations) on the residuals of the radial distances, so that
+    background, outliers and a pick centred off the pore drop out. The
+    centre's shift is ridge-regularised, so a particle that shows only a
+    short arc stays near its median rather than taking an arbitrary centre.
+
+    **Precision** (column 1) is ``FWHM / sqrt(n)`` with ``FWHM = 2 sqrt(2 ln 2)``
+    times the (weighted) standard deviation of the radial distances and ``n``
+    the (weighted) number of localizations: a localization-level precision,
+    which counts localizations as independent although they come in bursts
+    from a few dyes. For an interval over particles use
+    :func:`pcvae_sklearn.validate.bin_bootstrap_intervals`.
 
     References
     ----------
@@ -235,21 +258,31 @@ class RadiusEstimator(ParticleEstimator):
     """
 
     _quantity = "radius"
-    _parameter_constraints: dict = {"method": [StrOptions({"auto", "mean", "median"})]}
+    _parameter_constraints: dict = {"method": [StrOptions({"ring", "mean", "median"})], "use_precision": ["boolean"]}
 
-    def __init__(self, *, method="auto"):
+    def __init__(self, *, method="ring", use_precision=True):
         self.method = method
-
-    def _fit(self, p):
-        super()._fit(p)
-        self.method_ = self.method if self.method != "auto" else ("mean" if p.n_dims == 2 else "median")
+        self.use_precision = use_precision
 
     def _estimate(self, p: Particles, cache=None) -> np.ndarray:
+        if self.method == "ring":
+            lateral = p.fields.get("precision") if self.use_precision else None
+            if lateral is not None:
+                lateral = np.asarray(lateral, dtype=np.float64)
+                if not np.isfinite(lateral).all() or (lateral < 0).any():
+                    row = int(np.flatnonzero(~(np.isfinite(lateral) & (lateral >= 0)))[0])
+                    i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+                    raise ValueError(
+                        f"{p.name(i)} has a negative or non-finite precision at localization {row - p.offsets[i]}; "
+                        "precisions must be finite and >= 0 nm (or pass use_precision=False)."
+                    )
+            value, std, n, _, _ = ring_fit(p, lateral_sd=lateral)
+            return np.column_stack([value, FWHM_PER_SIGMA * std / np.sqrt(n)])
         xy = p.coords[:, :2]
         centres = p.centroids()[:, :2]
         dist = np.linalg.norm(xy - np.repeat(centres, p.lengths, axis=0), axis=1)
         mean, std = segment_mean_std(dist, p.offsets)
-        if self.method_ == "mean":
+        if self.method == "mean":
             value = mean
         else:
             sorted_dist = segment_sort(dist, p.offsets)
