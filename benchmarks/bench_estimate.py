@@ -1,6 +1,8 @@
-"""Speed of the per-particle estimators, the binner and subsampling (vectorised, packed form).
+"""Speed of the per-particle estimators, the binner and subsampling (vectorised, packed form);
+with ``--accuracy``, the radius estimators' bias, spread and Spearman on simulated pores.
 
 Run:  OMP_NUM_THREADS=1 python3 benchmarks/bench_estimate.py [--quick]
+      python3 benchmarks/bench_estimate.py --accuracy
 """
 
 from __future__ import annotations
@@ -37,10 +39,36 @@ def timed(label, fn, n_particles, n_loc):
     print(f"{label:<55s} {dt:8.3f} s   {n_particles / dt:12.0f} particles/s   {n_loc / dt / 1e6:7.1f} M loc/s")
 
 
+def accuracy():
+    """Ring fit against the paper's centroid statistics: bias and spread on one radius, Spearman on a range."""
+    from scipy.stats import spearmanr
+
+    from pcvae_sklearn.datasets import make_npc_2d, make_scenario
+
+    methods = {"ring fit (default)": RadiusEstimator(), "paper (centroid)": None}
+    print(f"{'data':28s} {'estimator':20s} {'bias nm':>8s} {'sd nm':>6s} {'Spearman':>9s}")
+    cases = [("make_npc_2d", lambda n, r, s: make_npc_2d(n, **({"radius": r} if r else {}), random_state=s), "mean")]
+    for name in ("npc2d_linkage", "npc2d_low_dol", "npc3d_default", "npc3d_axial20", "npc3d_outliers", "npc3d_tilt"):
+        cases.append((name, lambda n, r, s, name=name: make_scenario(name, n, random_state=s, homogeneous=bool(r)),
+                      "mean" if "2d" in name else "median"))
+    for name, make, paper in cases:
+        methods["paper (centroid)"] = RadiusEstimator(method=paper)
+        Xh, th = make(1000, 50.0 if name == "make_npc_2d" else True, 10_000)
+        X, t = make(1000, None, 1)
+        for label, est in methods.items():
+            e = est.fit_transform(Xh)[:, 0] - th["radius"]
+            rho = spearmanr(est.fit_transform(X)[:, 0], t["radius"])[0]
+            print(f"{name:28s} {label:20s} {np.median(e):+8.2f} {e.std():6.2f} {rho:9.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
+    parser.add_argument("--accuracy", action="store_true", help="bias, spread and Spearman of the radius estimators instead")
     args = parser.parse_args()
+    if args.accuracy:
+        accuracy()
+        return
     rng = np.random.default_rng(0)
     scale = 10 if args.quick else 1
 

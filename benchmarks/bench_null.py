@@ -1,13 +1,23 @@
 """False-positive rate and power of the workflow's matched null (``analyse(..., null=True)``).
 
-Homogeneous 2D pores (one radius, 50 nm) must give "no heterogeneity"; pores
-whose radius varies over 45-65 nm must give "detected". Every seed simulates
-its own data, fits a small VAE, and runs :func:`pcvae_sklearn.analyse`
-without fusion (the verdict does not use the per-bin super-particles).
+For every scenario of :mod:`pcvae_sklearn.datasets` named on the command
+line, every seed simulates its own data twice:
 
-    python benchmarks/bench_null.py --seeds 20 --n-particles 200 --n-bins 10
+* ``make_scenario(name, homogeneous=True)``: every particle has the same
+  structure, with all the scenario's nuisances (linkage error, tilt, bursty
+  blinking, outliers, ...); the verdict must be "no heterogeneity";
+* ``make_scenario(name)``: the structure varies; the verdict must be
+  "detected".
 
-Only the public API is used. One line per seed, then the rates.
+Each fits a small VAE and runs :func:`pcvae_sklearn.analyse` without fusion
+(the verdict does not use the per-bin super-particles), for every estimate
+the scenario's structure has (2D pores: radius; 3D pores: radius and ring
+distance; tetrahedra: height).
+
+    python benchmarks/bench_null.py --scenarios npc2d_default --seeds 100 --which homogeneous
+    python benchmarks/bench_null.py --scenarios npc2d_linkage npc3d_tilt tetra_tilt --seeds 20
+
+Only the public API is used. One line per fit, then the rates.
 """
 
 from __future__ import annotations
@@ -17,49 +27,54 @@ import time
 import warnings
 
 from pcvae_sklearn import PointCloudVAE, analyse
-from pcvae_sklearn.datasets import make_npc_2d
+from pcvae_sklearn.datasets import SCENARIOS, list_scenarios, make_scenario
 
 # a small VAE: the null must hold for whatever VAE the user fitted, including a poor one
 SMALL_VAE = dict(latent_dim=4, n_epochs=2, batch_size=16,
                  architecture=dict(encoder_widths=(32, 64), decoder_widths=(32, 64), decoder_channels=64,
                                    n_output_points=32))
+ESTIMATES = {"npc_2d": ("radius",), "npc_3d": ("radius", "pore"), "tetrahedron": ("tetrahedron",)}
 
 
-def one(seed, *, radius, n_particles, n_bins, n_null, linkage_error=0.0):
-    X, truth = make_npc_2d(n_particles, radius=radius, linkage_error=linkage_error, random_state=seed)
-    t = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = analyse(X, vae=PointCloudVAE(**SMALL_VAE, random_state=seed), n_bins=n_bins, fuse=False,
-                      n_null=n_null, random_state=seed)
-    h = res.heterogeneity
-    return h, time.perf_counter() - t, res.seconds
+def one(name, seed, *, homogeneous, n_particles, n_bins, n_null):
+    X, _ = make_scenario(name, n_particles, random_state=seed, homogeneous=homogeneous)
+    vae = PointCloudVAE(**SMALL_VAE, random_state=seed).fit(X)
+    out = []
+    for estimate in ESTIMATES[SCENARIOS[name].structure]:
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = analyse(X, vae=vae, estimate=estimate, n_bins=n_bins, fuse=False, n_null=n_null, random_state=seed)
+        out.append((estimate, res.heterogeneity, time.perf_counter() - t))
+    return out
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", nargs="+", default=["npc2d_default"], choices=list_scenarios(), metavar="NAME")
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--n-particles", type=int, default=200)
     ap.add_argument("--n-bins", type=int, default=10)
     ap.add_argument("--n-null", type=int, default=19)
     ap.add_argument("--which", choices=["homogeneous", "varying", "both"], default="both")
-    ap.add_argument("--linkage-error", type=float, default=0.0,
-                    help="nm, one offset per dye (make_npc_2d): a flaw the twins model only through the template's spread")
     args = ap.parse_args(argv)
-    cases = {"homogeneous": 50.0, "varying": (45.0, 65.0)}
+    cases = {"homogeneous": True, "varying": False}
     if args.which != "both":
         cases = {args.which: cases[args.which]}
-    for case, radius in cases.items():
-        detected = []
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
-            h, sec, steps = one(seed, radius=radius, n_particles=args.n_particles, n_bins=args.n_bins, n_null=args.n_null,
-                              linkage_error=args.linkage_error)
-            detected.append(h["detected"])
-            print(f"{case} seed {seed}: detected={h['detected']} p={h['p_value']:.3g} p_rank={h['p_value_rank']:.3f} "
-                  f"rise={h['rise']:.2f} null {h['null_rise_mean']:.2f}±{h['null_rise_sd']:.2f} nm  "
-                  f"({sec:.0f} s; null {steps.get('null', float('nan')):.0f} s)", flush=True)
-        print(f"{case} (linkage error {args.linkage_error:g} nm): detected in {sum(detected)}/{len(detected)} seeds", flush=True)
+    rates = {}
+    for name in args.scenarios:
+        for case, homogeneous in cases.items():
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                for estimate, h, sec in one(name, seed, homogeneous=homogeneous, n_particles=args.n_particles,
+                                            n_bins=args.n_bins, n_null=args.n_null):
+                    rates.setdefault((name, case, estimate), []).append(h["detected"])
+                    print(f"{name} {case} {estimate} seed {seed}: detected={h['detected']} p={h['p_value']:.3g} "
+                          f"rise={h['rise']:.2f} null {h['null_rise_mean']:.2f}±{h['null_rise_sd']:.2f} nm ({sec:.0f} s)",
+                          flush=True)
+    print("\nscenario            case         estimate     detected")
+    for (name, case, estimate), det in rates.items():
+        print(f"{name:19s} {case:12s} {estimate:12s} {sum(det):3d}/{len(det)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.utils import check_random_state
 
-from pcvae_sklearn import ParticleFuser, PointCloudVAE, RadiusEstimator
+from pcvae_sklearn import ParticleFuser, PointCloudVAE, RadiusEstimator, as_particles
 from pcvae_sklearn.bin import LatentBinner
 from pcvae_sklearn.datasets import make_npc_2d
 from pcvae_sklearn.validate import (
@@ -191,6 +191,29 @@ def test_homogeneous_null_keeps_counts_and_removes_the_heterogeneity(seed):
     centroids = np.array([x.mean(axis=0) for x in X])
     null_centroids = np.c_[ak.mean(null.x, axis=1).to_numpy(), ak.mean(null.y, axis=1).to_numpy()]
     assert np.median(np.linalg.norm(centroids - null_centroids, axis=1)) < 15.0
+
+
+def _pore_axes(particles):
+    """Per particle, the unit axis of a pore: the covariance's eigenvector of smallest variance (its rings' normal)."""
+    axes = []
+    for a in particles:
+        w, v = np.linalg.eigh(np.cov(np.asarray(a).T))
+        axes.append(v[:, 0] * np.sign(v[2, 0] or 1.0))
+    return np.array(axes)
+
+
+def test_homogeneous_null_twins_keep_each_particles_tilt():
+    """Tilted pores: every twin is tilted like its data particle (the registration inverted), not laid flat."""
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    X, _ = make_npc_3d(30, radius=55.0, height=40.0, dol=1.0, tilt=25.0, background=0.0, random_state=0)
+    null, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1), random_state=0)
+    data = _pore_axes(as_particles(X).to_list())
+    twin = _pore_axes(as_particles(null).to_list())
+    tilt = np.degrees(np.arccos(np.abs(data[:, 2])))
+    between = np.degrees(np.arccos(np.clip(np.abs((data * twin).sum(axis=1)), 0, 1)))
+    assert np.median(tilt) > 10.0
+    assert np.median(between) < 0.4 * np.median(tilt), (np.median(between), np.median(tilt))
 
 
 def test_homogeneous_null_copies_precisions_and_is_reproducible():

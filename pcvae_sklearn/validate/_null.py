@@ -82,24 +82,21 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     loc_var = sigma2 + (0.0 if sd is None else (sd**2).mean(axis=1))
     background = d2 > chi2.ppf(_BACKGROUND_QUANTILE, d) * np.maximum(loc_var, np.finfo(float).tiny)
     pidx = p.particle_index()
+    # one displacement per (particle, centre): a fluorophore near the centre, localized over and
+    # over (blinking / DNA-PAINT binding); without precisions sigma2 holds the localization error too
+    _, site = np.unique(pidx * len(centres) + nearest, return_inverse=True)
+    site_disp = rng.normal(0.0, np.sqrt(sigma2), size=(site.max() + 1, d))
+    twin = np.where(background[:, None], registered, centres[nearest] + (site_disp[site] if sd is not None else 0.0))
     if sd is None:
-        # no precisions: sigma2 holds the localization error itself
-        noise = rng.normal(0.0, np.sqrt(sigma2), size=(p.n_localizations, d))
-    else:
-        # one displacement per (particle, centre): a fluorophore near the centre, localized
-        # over and over (blinking / DNA-PAINT binding), each time with its own precision
-        _, site = np.unique(pidx * len(centres) + nearest, return_inverse=True)
-        site_disp = rng.normal(0.0, np.sqrt(sigma2), size=(site.max() + 1, d))
-        noise = site_disp[site] + rng.normal(size=(p.n_localizations, d)) * sd
-    coords = np.where(background[:, None], registered, centres[nearest] + noise)
-    # a fresh in-plane pose per particle, placed where the data particle was
-    angles = rng.uniform(0.0, 2.0 * np.pi, p.n_particles)
-    c = np.repeat(np.cos(angles), p.lengths)
-    s = np.repeat(np.sin(angles), p.lengths)
-    x, y = coords[:, 0].copy(), coords[:, 1].copy()
-    coords[:, 0] = c * x - s * y
-    coords[:, 1] = s * x + c * y
-    coords += np.repeat(p.centroids(), p.lengths, axis=0)
+        twin = np.where(background[:, None], twin, twin + rng.normal(0.0, np.sqrt(sigma2), size=(p.n_localizations, d)))
+    # back into the data particle's own pose (the registration inverted): its position, its angle
+    # about the optical axis and, in 3D, its tilt, which the twins must share with the data
+    shift = np.repeat(np.asarray(fuser.translations_, dtype=np.float64), p.lengths, axis=0)
+    inverse = np.transpose(np.asarray(fuser.rotations_, dtype=np.float64), (0, 2, 1))
+    coords = apply_transforms(twin - shift, inverse, np.zeros((p.n_particles, d)), p.lengths)
+    if sd is not None:
+        # each localization's own error, along the data's axes (precision_z along z)
+        coords = np.where(background[:, None], p.coords, coords + rng.normal(size=(p.n_localizations, d)) * sd)
     fields = {k: p.fields[k].copy() for k in ("precision", "precision_z") if k in p.fields}
     return Particles(coords=coords, offsets=p.offsets.copy(), fields=fields)
 
@@ -120,14 +117,16 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     where the site displacement (variance ``sigma2_``) is drawn once per
     (particle, centre) pair, like one fluorophore localized again and
     again, and the localization error is Gaussian with that localization's
-    own ``precision`` (``precision_z`` along z). Localizations far from
-    every centre (beyond the 99.9 % chi-square quantile) are background and
-    keep their registered position. The twin is then turned by a random
-    angle about the optical axis and placed at the data particle's centroid.
+    own ``precision`` (``precision_z`` along z, in the data's frame).
+    Localizations far from every centre (beyond the 99.9 % chi-square
+    quantile) are background and stay where they were. The twin is placed
+    in its data particle's own pose, the registration inverted: its
+    position, its angle about the optical axis and, for 3D particles
+    registered under full rotations, its tilt.
 
     So the twins differ from the data in one respect only: they all share
-    one structure. Missing sites, counts, blinking and precisions are the
-    data's own.
+    one structure. Missing sites, counts, blinking, precisions and poses
+    (tilt included) are the data's own.
 
     Parameters
     ----------
@@ -453,7 +452,7 @@ def heterogeneity_null_test(
     1. **Simulate** a homogeneous twin of every particle from the data
        itself (:func:`make_homogeneous_null`): the fused super-particle of
        all particles, relabelled with each particle's own localization
-       count, labelling pattern and precisions, at a random in-plane angle.
+       count, labelling pattern, precisions and pose (tilt included).
     2. **Fit** one clone of ``vae`` on data and twins together (the VAE is
        not told which is which), and encode both; measure every particle
        with ``estimator``.
