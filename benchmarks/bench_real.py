@@ -1,0 +1,76 @@
+"""The defaults against paper_recipe() on the real published pores in ../shared/data/real.
+
+For each set and seed it fits ``PointCloudVAE(random_state=seed)`` and
+``PointCloudVAE(**paper_recipe(), random_state=seed)`` on the same particles
+and prints the best latent dimension's |Spearman| with each model-based
+estimate (there is no truth in real data):
+
+* ``gp210``: 304 real 2D dSTORM gp210 pores (radius: ``RadiusEstimator()``);
+* ``nup107``: 306 real 3D DNA-PAINT Nup107 pores (radius, and ring distance:
+  ``HeightEstimator(structure="pore")``).
+
+Both sets come registered by their authors; every particle is first turned by
+its own random angle about the optical axis (seeded), as picked particles
+would be.
+
+    python benchmarks/bench_real.py --seeds 0 1 2
+    python benchmarks/bench_real.py --sets nup107 --seeds 0 --no-paper-recipe
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+from _common import best_abs_spearman
+
+from pcvae_sklearn import HeightEstimator, PointCloudVAE, RadiusEstimator, paper_recipe, read_particles
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+SETS = {
+    "gp210": ("fig4e_304_2D_gp210.mat", {"radius": RadiusEstimator()}),
+    "nup107": ("fig5k_306_3DNUP_PAINT.mat", {"radius": RadiusEstimator(), "ring distance": HeightEstimator(structure="pore")}),
+}
+
+
+def turned(particles, seed):
+    angle = np.random.default_rng(seed).uniform(0, 2 * np.pi, len(particles))
+    c, s = np.cos(angle), np.sin(angle)
+    out = ak.with_field(particles, c * particles.x - s * particles.y, "x")
+    return ak.with_field(out, s * particles.x + c * particles.y, "y")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--no-paper-recipe", action="store_true")
+    args = ap.parse_args(argv)
+    if not REAL.is_dir():
+        raise SystemExit(f"{REAL} is absent: these are the real sets of ../shared/data (see its README).")
+    models = {"defaults": {}} if args.no_paper_recipe else {"defaults": {}, "paper_recipe": paper_recipe()}
+    print("set     seed  model         estimate        best |rho|  fit_s")
+    rows = {}
+    for name in args.sets:
+        file, estimators = SETS[name]
+        X = turned(read_particles(REAL / file), seed=12345)
+        estimates = {k: est.fit_transform(X)[:, 0] for k, est in estimators.items()}
+        for seed in args.seeds:
+            for label, params in models.items():
+                t = time.perf_counter()
+                Z = PointCloudVAE(**params, random_state=seed).fit_transform(X)
+                fit_s = time.perf_counter() - t
+                for k, e in estimates.items():
+                    rho = best_abs_spearman(Z, e)
+                    rows.setdefault((name, k, label), []).append(rho)
+                    print(f"{name:7s} {seed:4d}  {label:12s}  {k:14s}  {rho:10.3f}  {fit_s:5.0f}", flush=True)
+    print("\nmedian over seeds (worst):")
+    for (name, k, label), v in rows.items():
+        print(f"{name:7s} {k:14s} {label:12s} {np.median(v):.3f} ({min(v):.3f})")
+
+
+if __name__ == "__main__":
+    main()
