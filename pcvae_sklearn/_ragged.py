@@ -175,11 +175,16 @@ class Particles:
         return self._trimmed()[1]
 
     def _trimmed(self):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self._trim()
+
+    def _trim(self):
         centres = self.quantiles(0.5)
         for _ in range(3):
             dist = np.linalg.norm(self.coords - np.repeat(centres, self.lengths, axis=0), axis=1)
-            median = self.replace(coords=dist[:, None]).quantiles(0.5)[:, 0]
-            keep = dist <= OUTLIER_FACTOR * np.repeat(median, self.lengths)
+            median = np.repeat(self.replace(coords=dist[:, None]).quantiles(0.5)[:, 0], self.lengths)
+            # a particle whose distances overflow is not trimmed: the checks downstream name it
+            keep = (dist <= OUTLIER_FACTOR * median) | ~np.isfinite(median)
             count = self.segment_sum(keep.astype(np.int64)).astype(np.int64)
             centres = self.segment_sum(self.coords * keep[:, None]) / np.maximum(count, 1)[:, None]
         return centres, ~keep
