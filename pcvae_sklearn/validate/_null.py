@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.stats import chi2, spearmanr
 from sklearn.base import clone
 from sklearn.utils import check_random_state
@@ -71,6 +72,13 @@ def _simulate_null(p: Particles, fuser, rng) -> tuple[Particles, ParticleFuser]:
     return _simulate_twins(p, fuser, rng), fuser
 
 
+def _sites(centres: np.ndarray, distance: float) -> np.ndarray:
+    """Site number of every centre: single-linkage groups of centres closer than ``distance``."""
+    if len(centres) < 2 or not distance > 0:
+        return np.arange(len(centres))
+    return fcluster(linkage(centres, method="single"), t=distance, criterion="distance") - 1
+
+
 def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     """One twin of every particle of ``p`` from a ``fuser`` already fitted on ``p`` (see make_homogeneous_null)."""
     d = p.n_dims
@@ -82,9 +90,13 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     loc_var = sigma2 + (0.0 if sd is None else (sd**2).mean(axis=1))
     background = d2 > chi2.ppf(_BACKGROUND_QUANTILE, d) * np.maximum(loc_var, np.finfo(float).tiny)
     pidx = p.particle_index()
-    # one displacement per (particle, centre): a fluorophore near the centre, localized over and
-    # over (blinking / DNA-PAINT binding); without precisions sigma2 holds the localization error too
-    _, site = np.unique(pidx * len(centres) + nearest, return_inverse=True)
+    # one displacement per (particle, site): a fluorophore near the site, localized over and over
+    # (blinking / DNA-PAINT binding); without precisions sigma2 holds the localization error too.
+    # Centres closer than two displacements cannot be told apart as separate dyes: a dye's burst,
+    # pushed off its site by linkage, lands on several of them, and drawing one displacement per
+    # centre would average that burst's offset away. So such centres share one site.
+    site_of_centre = _sites(centres, 2.0 * np.sqrt(sigma2))
+    _, site = np.unique(pidx * len(centres) + site_of_centre[nearest], return_inverse=True)
     site_disp = rng.normal(0.0, np.sqrt(sigma2), size=(site.max() + 1, d))
     twin = np.where(background[:, None], registered, centres[nearest] + (site_disp[site] if sd is not None else 0.0))
     if sd is None:
@@ -115,8 +127,10 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     ``centre + site displacement + localization error``,
 
     where the site displacement (variance ``sigma2_``) is drawn once per
-    (particle, centre) pair, like one fluorophore localized again and
-    again, and the localization error is Gaussian with that localization's
+    (particle, site) pair, like one fluorophore localized again and again
+    (centres closer than two displacements, ``2 sqrt(sigma2_)``, form one
+    site: a dye's burst, pushed off its site by linkage error, lands on
+    several of them), and the localization error is Gaussian with that localization's
     own ``precision`` (``precision_z`` along z, in the data's frame).
     Localizations far from every centre (beyond the 99.9 % chi-square
     quantile) are background and stay where they were. The twin is placed
