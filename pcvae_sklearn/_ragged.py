@@ -27,6 +27,7 @@ __all__ = [
     "subsample_rows",
     "apply_transforms",
     "check_particle_labels",
+    "precision_sd",
 ]
 
 _COORD_NAMES = ("x", "y", "z")
@@ -169,8 +170,8 @@ class Particles:
 
         A localization is an outlier when it lies more than ``3`` times its
         particle's median distance from the particle's trimmed centre (see
-        :meth:`centres`): the stray localizations of real picks (in the real
-        3D pores, a third of the particles have one more than 150 nm away).
+        :meth:`centres`): the stray localizations of real picks (31 of the
+        306 real 3D Nup107 pores have one more than 150 nm from the centroid).
         """
         return self._trimmed()[1]
 
@@ -255,6 +256,32 @@ class Particles:
 
 
 # ------------------------------------------------------- packed-array helpers
+PRECISION_HINT = "; precisions must be finite and >= 0 nm (or pass use_precision=False)."
+
+
+def precision_sd(p: Particles, hint: str = PRECISION_HINT) -> np.ndarray | None:
+    """Per-localization, per-axis precision (m, d) in nm from the ``precision`` / ``precision_z`` fields.
+
+    ``precision`` is the lateral one; ``precision_z``, where a 3D particle
+    has it, the axial one (otherwise the lateral one stands for z too).
+    None where there is no ``precision`` field: nothing is assumed. A
+    negative or non-finite value is a ``ValueError`` naming the particle and
+    the localization, followed by ``hint``.
+    """
+    if "precision" not in p.fields:
+        return None
+    lateral = np.asarray(p.fields["precision"], dtype=np.float64)
+    sd = np.repeat(lateral[:, None], p.n_dims, axis=1)
+    if p.n_dims == 3 and "precision_z" in p.fields:
+        sd[:, 2] = np.asarray(p.fields["precision_z"], dtype=np.float64)
+    bad = ~(np.isfinite(sd) & (sd >= 0)).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+        raise ValueError(f"{p.name(i)} has a negative or non-finite precision at localization {row - p.offsets[i]}{hint}")
+    return sd
+
+
 def segment_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Sum ``values`` over every segment (particle) of a packed array.
 

@@ -16,7 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, as_particles, range_rows
+from .._ragged import Particles, as_particles, precision_sd, range_rows
 from ._segments import segment_mean_std, segment_median, segment_sort, sorted_range_median
 from ._ring import ring_fit
 from ._two_gaussian import two_gaussian_fit
@@ -224,7 +224,7 @@ class RadiusEstimator(ParticleEstimator):
     is -0.55 nm off with 2.2 nm spread per particle; the ring fit is within
     0.1 nm with 0.6 nm spread, and its Spearman with the true radius on the
     default 40-60 nm pores is 0.99 against 0.91 (``python
-    benchmarks/bench_estimate.py``).
+    benchmarks/bench_estimate.py --accuracy``).
 
     **The fit.** Starting from the coordinate-wise median, four reweighted
     algebraic circle fits (3x3 normal equations per particle from segment
@@ -266,16 +266,8 @@ class RadiusEstimator(ParticleEstimator):
 
     def _estimate(self, p: Particles, cache=None) -> np.ndarray:
         if self.method == "ring":
-            lateral = p.fields.get("precision") if self.use_precision else None
-            if lateral is not None:
-                lateral = np.asarray(lateral, dtype=np.float64)
-                if not np.isfinite(lateral).all() or (lateral < 0).any():
-                    row = int(np.flatnonzero(~(np.isfinite(lateral) & (lateral >= 0)))[0])
-                    i = int(np.searchsorted(p.offsets, row, side="right") - 1)
-                    raise ValueError(
-                        f"{p.name(i)} has a negative or non-finite precision at localization {row - p.offsets[i]}; "
-                        "precisions must be finite and >= 0 nm (or pass use_precision=False)."
-                    )
+            sd = precision_sd(p) if self.use_precision else None
+            lateral = None if sd is None else sd[:, 0]
             value, std, n, _, _ = ring_fit(p, lateral_sd=lateral)
             return np.column_stack([value, FWHM_PER_SIGMA * std / np.sqrt(n)])
         xy = p.coords[:, :2]

@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, apply_transforms, as_particles, subsample_rows
+from .._ragged import Particles, apply_transforms, as_particles, precision_sd, subsample_rows
 from ._anisotropic import OwnFrameVariances
 from ._em import CommonFrameVariances, EMState, particle_loglik, run_em
 from ._orientations import grid_spacing, orientation_grid, search_orientations, top_orientations
@@ -53,25 +53,12 @@ def _loc_variance(p: Particles, use_precision: bool, mode: str):
     precision is isotropic or unknown.
     """
     m, d = p.coords.shape
-    var = np.zeros((m, d))
-    if not use_precision or "precision" not in p.fields:
-        return var, None
-    lateral = np.asarray(p.fields["precision"], dtype=np.float64)
-    axial = np.asarray(p.fields.get("precision_z", lateral), dtype=np.float64) if d == 3 else None
-    bad = ~np.isfinite(lateral) | (lateral < 0)
-    if axial is not None:
-        bad |= ~np.isfinite(axial) | (axial < 0)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
-        raise ValueError(
-            f"{p.name(i)} has a negative or non-finite precision at localization {row - p.offsets[i]}; "
-            "precisions must be finite and >= 0 nm (or pass use_precision=False)."
-        )
-    var[:, :2] = lateral[:, None] ** 2
+    sd = precision_sd(p) if use_precision else None
+    if sd is None:
+        return np.zeros((m, d)), None
+    var = sd**2
     own_var = None
     if d == 3:
-        var[:, 2] = axial**2
         if mode == "3d":
             if not np.array_equal(var[:, 2], var[:, 0]):
                 own_var = var.copy()

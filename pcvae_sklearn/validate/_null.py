@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from .._latents import check_latents
-from .._ragged import Particles, apply_transforms, as_particles
+from .._ragged import Particles, apply_transforms, as_particles, precision_sd
 from ..estimate import make_estimator
 from ..fuse import ParticleFuser
 
@@ -43,21 +43,6 @@ def _nearest_centre(coords, centres, block=200_000):
     return idx, d2
 
 
-def _precision_sd(p: Particles) -> np.ndarray | None:
-    """Per-localization, per-axis localization error (m, d) from the precision fields, or None."""
-    if "precision" not in p.fields:
-        return None
-    lateral = np.asarray(p.fields["precision"], dtype=np.float64)
-    sd = np.repeat(lateral[:, None], p.n_dims, axis=1)
-    if p.n_dims == 3 and "precision_z" in p.fields:
-        sd[:, 2] = np.asarray(p.fields["precision_z"], dtype=np.float64)
-    if not np.isfinite(sd).all() or (sd < 0).any():
-        row = int(np.flatnonzero(~(np.isfinite(sd) & (sd >= 0)).all(axis=1))[0])
-        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
-        raise ValueError(f"{p.name(i)} has a negative or non-finite precision at localization {row - p.offsets[i]}.")
-    return sd
-
-
 def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
     """A clone of ``fuser`` fitted on all of ``p``: the one structure of the null."""
     fuser = ParticleFuser() if fuser is None else fuser
@@ -85,7 +70,7 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     registered = apply_transforms(p.coords, fuser.rotations_, fuser.translations_, p.lengths)
     centres = np.asarray(fuser.centres_, dtype=np.float64)
     sigma2 = float(fuser.sigma2_)
-    sd = _precision_sd(p)
+    sd = precision_sd(p, "; precisions must be finite and >= 0 nm.")
     nearest, d2 = _nearest_centre(registered, centres)
     loc_var = sigma2 + (0.0 if sd is None else (sd**2).mean(axis=1))
     background = d2 > chi2.ppf(_BACKGROUND_QUANTILE, d) * np.maximum(loc_var, np.finfo(float).tiny)
