@@ -4,10 +4,13 @@
   Wang et al. 2022) of many particles into one super-particle;
 - :func:`fuse_bins`: one super-particle per bin (e.g. of a
   :class:`~pcvae_sklearn.bin.LatentBinner`), fused in parallel and registered
-  into one common frame.
+  into one common frame;
+- :func:`frc_resolution`: the Fourier ring correlation resolution of a
+  super-particle, from two independently fused halves of the particles.
 """
 
 from ._bins import BinFusion, fuse_bins
+from ._frc import FRCResult, fourier_ring_correlation, frc_resolution
 from ._fuser import ParticleFuser
 
-__all__ = ["ParticleFuser", "fuse_bins", "BinFusion"]
+__all__ = ["ParticleFuser", "fuse_bins", "BinFusion", "frc_resolution", "FRCResult", "fourier_ring_correlation"]

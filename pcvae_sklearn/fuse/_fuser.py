@@ -38,6 +38,19 @@ _POLISH_BASINS = {"2d": 0, "z": 0, "3d": 6}
 #: deterministic annealing of the variance in the first EM run of every restart (None: off;
 #: 0.9 was tried and did not prevent split templates on exact 8-site rings, see run_em)
 _ANNEAL = None
+#: a particle is flagged when its registration score lies this many robust standard deviations (1.4826 MAD)
+#: below the median: the modified z-score cut of Iglewicz and Hoaglin (1993)
+FLAG_Z = 3.5
+
+
+def flag_low_scores(scores: np.ndarray, z: float = FLAG_Z) -> np.ndarray:
+    """Boolean mask of the scores more than ``z`` robust standard deviations below their median."""
+    scores = np.asarray(scores, dtype=float)
+    median = np.median(scores)
+    spread = 1.4826 * np.median(np.abs(scores - median))
+    if not spread > 0:
+        return np.zeros(len(scores), dtype=bool)
+    return scores < median - z * spread
 
 
 def _loc_variance(p: Particles, use_precision: bool, mode: str):
@@ -233,10 +246,23 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         EM iterations of the kept restart, all cycles together.
     n_dims_ : int
         2 or 3.
+    registration_score_ : ndarray of shape (n_particles,)
+        Each particle's log-likelihood per localization under the fused
+        model at its registered pose (nats; higher is a better fit). It
+        also falls with a particle's own precision variance and with
+        background localizations, so compare it across particles of one
+        acquisition.
+    flagged_ : ndarray of bool, shape (n_particles,)
+        Particles whose registration score lies more than 3.5 robust
+        standard deviations (1.4826 times the median absolute deviation)
+        below the median: likely registered in a wrong basin, damaged, or
+        not the structure. They stay in the super-particle; drop them
+        with ``X[~fuser.flagged_]`` and refit if they should not.
 
     See Also
     --------
     fuse_bins : fuse each bin of a latent binning into its own super-particle, in one frame.
+    frc_resolution : the FRC resolution of the super-particle, from two independently fused halves.
 
     References
     ----------
@@ -404,6 +430,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             self._log(logging.INFO, "tries of %d basins: %d particle(s) found a likelier transform (objective %.5f)",
                       n_basins, moved, best.objective)
 
+        scores = particle_loglik(src, p.offsets, best, mixture, variances) / p.lengths
         # into the frame of the input coordinates, centred on the super-particle's centroid
         rotations, centres, common = best.rotations, best.centres, best.translations
         if mode == "3d":
@@ -422,6 +449,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         self.objectives_ = objectives
         self.n_iter_ = int(best.n_iter)
         self.n_dims_ = p.n_dims
+        self.registration_score_ = scores
+        self.flagged_ = flag_low_scores(scores)
         self._mode_ = mode
         self._mixture_ = mixture
         self._radius_ = radius
