@@ -36,6 +36,7 @@ to DIR. 'pcvae demo --help' and 'pcvae run --help' list the options.
 _FLAGS = {
     "n_bins": "--n-bins",
     "n_null": "--n-null",
+    "n_seeds": "--stability-seeds",
     "pixel_size": "--pixel-size",
     "particle_column": "--particle-column",
     "pick_radius": "--pick-radius",
@@ -86,6 +87,9 @@ def _add_model_options(ap):
                         "the fitted model and binned the same way); without it the per-bin trend has no verdict")
     g.add_argument("--n-null", type=int, default=19, metavar="R",
                    help="twin replicates of the null (default 19, at least 5)")
+    g.add_argument("--stability-seeds", type=int, default=1, metavar="K",
+                   help="also fit K-1 other seeds and bin only along an axis that comes back in all of them "
+                        "(|Spearman| >= 0.9 between every pair); each seed costs one more fit (default 1: off)")
     g.add_argument("--n-jobs", type=int, default=None, help="bins fused in parallel")
     g = ap.add_argument_group("figures and report")
     g.add_argument("--no-figures", action="store_true", help="write the tables and report.html without figures")
@@ -176,6 +180,7 @@ def _run(args, particles, truth=None, source="", reading=None):
             unmix_components=args.unmix_components,
             null=not args.no_null,
             n_null=args.n_null,
+            n_seeds=args.stability_seeds,
         )
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
     cautions = [for_command_line(w) for w in res.warnings]
@@ -209,6 +214,8 @@ def _run(args, particles, truth=None, source="", reading=None):
         "dimension": res.dimension,
         "orientation": res.orientation,
         "null": res.heterogeneity if res.heterogeneity is not None else "skipped (--no-null)",
+        "stability": ("off (--stability-seeds 1)" if res.stability is None
+                      else res.stability.to_frame().to_dict(orient="records")),
         "intervals": {
             "ci_low/ci_high": "95% percentile bootstrap over each bin's particles, of the median per-particle estimate",
             "super_particle precision": "FWHM/sqrt(n), localization-level: counts localizations as independent",
@@ -265,6 +272,9 @@ def _figures(args, res, particles, out):
         ("latent_embedding", "PCA of the latents", lambda: show.LatentEmbeddingDisplay.from_results(res)),
         ("bin_violin", "per-bin violins", lambda: show.BinViolinDisplay.from_results(res)),
     ]
+    if res.stability is not None:
+        jobs.append(("axis_stability", "latent axes against the estimates, seed by seed",
+                     lambda: show.AxisStabilityDisplay.from_results(res)))
     if res.fusion is not None:
         jobs.append(("bin_row", "super-particles of every bin", lambda: show.BinRowDisplay.from_results(res)))
     if not args.no_grid and res.fusion is not None:
@@ -369,6 +379,10 @@ def _print_summary(res, truth, seconds, out, cautions=()):
     if col:
         rho_bins = spearmanr(res.bin_table["bin"], res.bin_table[col[0]])[0]
         print(f"Spearman of the bin number with the super-particle {col[0][len('super_particle_'):]}: {rho_bins:+.3f}")
+    if res.stability is not None:
+        print(f"\nAxes across {len(res.stability.seeds)} seeds:")
+        for line in res.stability.describe():
+            print(f"  {line}")
     if res.heterogeneity is not None:
         h = res.heterogeneity
         print(f"\nMatched null ({h['n_replicates']} sets of homogeneous twins): the median {quantity} rises by "

@@ -18,7 +18,7 @@ from ._ragged import Particles, as_particles
 from .bin import bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import latent_correlation_table, make_estimator
-from .validate import bin_bootstrap_intervals, per_bin_statistic, trend_null_test
+from .validate import axis_stability, bin_bootstrap_intervals, per_bin_statistic, trend_null_test
 
 __all__ = ["WorkflowResult", "analyse"]
 
@@ -81,6 +81,10 @@ class WorkflowResult:
         ``n_replicates`` (see :func:`pcvae_sklearn.validate.trend_null_test`).
     null : TrendNullResult or None
         The null's full result (the twins' curves and rises).
+    stability : AxisStability or None
+        With ``analyse(..., n_seeds=k)``, k >= 2: which axes of this fit come
+        back with other seeds, and what each tracks
+        (:func:`pcvae_sklearn.validate.axis_stability`).
     """
 
     vae: PointCloudVAE
@@ -98,6 +102,7 @@ class WorkflowResult:
     warnings: list = field(default_factory=list)
     heterogeneity: dict = None
     null: object = field(default=None, repr=False)
+    stability: object = field(default=None, repr=False)
 
     @property
     def feature_names(self) -> np.ndarray:
@@ -116,7 +121,7 @@ class WorkflowResult:
 
 def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
             random_state=None, unmix=False, unmix_components=None, null=True, n_null=19, alpha=0.01,
-            null_fuser=None, n_bootstrap=1000):
+            null_fuser=None, n_bootstrap=1000, n_seeds=1):
     """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
 
     Parameters
@@ -174,6 +179,14 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         default ``ParticleFuser(n_restarts=1)``.
     n_bootstrap : int, default=1000
         Resamples of each bin's particles for ``ci_low`` / ``ci_high``.
+    n_seeds : int, default=1
+        With 2 or more, the encoder is also fitted with ``n_seeds - 1`` other
+        seeds and :func:`~pcvae_sklearn.validate.axis_stability` says which
+        axes of this fit come back (|Spearman| at least 0.9 between every
+        pair of seeds). The dimension is then chosen among the reproducible
+        axes only, for the data and the null's twins alike; if none is
+        reproducible, among all, with a warning. Each seed costs one more
+        fit, so it is off by default; use it before acting on a trend.
 
     Returns
     -------
@@ -203,6 +216,8 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}.")
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
         raise ValueError(f"n_bootstrap must be an integer of at least 10; got {n_bootstrap!r}.")
+    if isinstance(n_seeds, bool) or not isinstance(n_seeds, (int, np.integer)) or n_seeds < 1:
+        raise ValueError(f"n_seeds must be an integer of at least 1; got {n_seeds!r}.")
     seconds = {}
     p: Particles = as_particles(X, min_particles=2, what="particles")
     check_bins(p.n_particles, n_bins)
@@ -221,10 +236,27 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     t = time.perf_counter()
     E = est.fit_transform(p)
     name = str(est.get_feature_names_out()[0])
-    table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=names)
-    axis = bin_along_axis(Z, E[:, 0], dimension=dimension, n_bins=n_bins)
-    bins = axis.bins
     seconds["estimate_and_bin"] = time.perf_counter() - t
+    stability, candidates, found = None, None, []
+    if n_seeds > 1:
+        from sklearn.base import clone
+
+        t = time.perf_counter()
+        template = clone(vae) if unmixer is None else _pipeline(clone(vae), clone(unmixer))
+        stability = axis_stability(p, template, n_seeds=n_seeds, latents=[Z], estimates={name: E[:, 0]},
+                                   feature_names=names, random_state=random_state)
+        candidates = np.flatnonzero(stability.reproducible)
+        if len(candidates) == 0:
+            candidates = None
+            found.append(f"no latent axis came back in all {n_seeds} seeds (|Spearman| >= {stability.threshold:g} "
+                         "between every pair): the binned axis may not exist in another fit; treat its trend as "
+                         "unconfirmed")
+        seconds["stability"] = time.perf_counter() - t
+    t = time.perf_counter()
+    table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=names)
+    axis = bin_along_axis(Z, E[:, 0], dimension=dimension, n_bins=n_bins, candidates=candidates)
+    bins = axis.bins
+    seconds["estimate_and_bin"] += time.perf_counter() - t
 
     counts = np.bincount(bins, minlength=n_bins + 1)[1:]
     ci_low, ci_high = bin_bootstrap_intervals(E[:, 0], bins, n_bins, statistic="median", n_bootstrap=n_bootstrap,
@@ -253,12 +285,12 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         encoder = vae if unmixer is None else _pipeline(vae, unmixer)
         null_result = trend_null_test(p, Z, E, encoder=encoder, estimate=estimate, dimension=dimension, n_bins=n_bins,
                                       n_replicates=n_null, alpha=alpha, fuser=null_fuser, feature_names=names,
-                                      random_state=random_state)
+                                      candidates=candidates, random_state=random_state)
         rows["null_low"], rows["null_high"] = null_result.null_low, null_result.null_high
         heterogeneity = null_result.to_dict()
         seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)
-    found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name)
+    found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name) + found
     for message in found:
         warnings.warn(message, UserWarning, stacklevel=2)
     return WorkflowResult(
@@ -277,6 +309,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         warnings=found,
         heterogeneity=heterogeneity,
         null=null_result,
+        stability=stability,
     )
 
 

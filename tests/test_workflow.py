@@ -126,3 +126,49 @@ def test_cli_reports_bad_input(tmp_path, capsys):
     rc = main(["run", str(tmp_path / "missing.hdf5"), "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "pcvae: error" in capsys.readouterr().err
+
+
+def test_analyse_with_several_seeds_bins_only_a_reproducible_axis(npc):
+    X, _ = npc
+    vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, null=False, random_state=0, n_seeds=3)
+    stability = res.stability
+    assert stability.reproducibility.shape == (3,) and len(stability.latents) == 3
+    np.testing.assert_allclose(stability.latents[0], res.latents)  # the fit being judged is the reference
+    assert "stability" in res.seconds
+    if stability.reproducible.any():
+        assert stability.reproducible[res.dimension]
+        rho = np.abs(res.correlations["spearman_rho"].to_numpy())
+        assert res.dimension == np.flatnonzero(stability.reproducible)[np.argmax(rho[stability.reproducible])]
+    else:
+        assert any("no latent axis came back" in w for w in res.warnings)
+    with pytest.raises(ValueError, match="n_seeds"):
+        analyse(X, vae=vae, n_seeds=0)
+
+
+def test_bin_along_axis_chooses_among_candidates():
+    from pcvae_sklearn.bin import bin_along_axis
+
+    rng = np.random.default_rng(0)
+    radius = rng.uniform(40, 60, 90)
+    Z = np.c_[radius, rng.normal(size=90), -radius + rng.normal(0, 3, 90)]
+    assert bin_along_axis(Z, radius, n_bins=3).dimension == 0
+    axis = bin_along_axis(Z, radius, n_bins=3, candidates=[1, 2])
+    assert axis.dimension == 2 and axis.orientation == -1.0
+    with pytest.raises(ValueError, match="candidates"):
+        bin_along_axis(Z, radius, n_bins=3, candidates=[3])
+    with pytest.raises(ValueError, match="candidates"):
+        bin_along_axis(Z, radius, n_bins=3, candidates=[])
+
+
+def test_cli_stability_seeds_reports_the_axes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "3", "--n-bins", "4",
+               "--no-fusion", "--no-null", "--no-figures", "--stability-seeds", "2"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "Axes across 2 seeds:" in printed and "pcvae0:" in printed
+    stability = json.loads((out / "settings.json").read_text())["stability"]
+    assert [row["latent"] for row in stability] == ["pcvae0", "pcvae1", "pcvae2"]
+    assert "Axes across seeds" in (out / "report.html").read_text()
+

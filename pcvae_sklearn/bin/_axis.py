@@ -48,7 +48,7 @@ class LatentAxis:
         return np.flatnonzero(self.bins == b)
 
 
-def bin_along_axis(latents, estimate=None, *, dimension=None, n_bins=20) -> LatentAxis:
+def bin_along_axis(latents, estimate=None, *, dimension=None, n_bins=20, candidates=None) -> LatentAxis:
     """Pick the latent dimension that tracks ``estimate``, orient it and cut it into equal-count bins.
 
     This is step 2 of the paper's analysis, written once for
@@ -66,6 +66,10 @@ def bin_along_axis(latents, estimate=None, *, dimension=None, n_bins=20) -> Late
         The dimension to bin along. Required when ``estimate`` is None.
     n_bins : int, default=20
         Equal-count bins; every bin needs at least 2 particles.
+    candidates : array-like of int, optional
+        The dimensions the choice may take (e.g. the reproducible ones of
+        :func:`pcvae_sklearn.validate.axis_stability`); default: all.
+        Ignored when ``dimension`` is given.
 
     Returns
     -------
@@ -97,9 +101,12 @@ def bin_along_axis(latents, estimate=None, *, dimension=None, n_bins=20) -> Late
             raise ValueError(f"estimate is not finite for particle(s) {np.flatnonzero(~np.isfinite(y))[:10].tolist()}.")
         spearman = latent_correlation_table(Z, {"estimate": y})["spearman_rho"].to_numpy()
     if dimension is None:
-        if np.all(np.isnan(spearman)):
+        allowed = np.arange(Z.shape[1]) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
+        if len(allowed) == 0 or allowed.min() < 0 or allowed.max() >= Z.shape[1]:
+            raise ValueError(f"candidates must be dimensions in 0..{Z.shape[1] - 1}, at least one; got {candidates!r}.")
+        if np.all(np.isnan(spearman[allowed])):
             raise ValueError("no latent dimension varies together with the estimate (all correlations undefined).")
-        dimension = int(np.nanargmax(np.abs(spearman)))
+        dimension = int(allowed[np.nanargmax(np.abs(spearman[allowed]))])
     elif isinstance(dimension, bool) or not isinstance(dimension, (int, np.integer)) or not 0 <= dimension < Z.shape[1]:
         raise ValueError(f"dimension must be an integer in 0..{Z.shape[1] - 1}; got {dimension!r}.")
     dimension = int(dimension)

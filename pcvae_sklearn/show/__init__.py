@@ -9,7 +9,9 @@
   of Haghparast, Zhang et al. (2025): :class:`SuperParticleGridDisplay`,
   :class:`BinRowDisplay`, :class:`LatentScatterDisplay`,
   :class:`BinViolinDisplay`, :class:`SampleRatioDisplay`,
-  :class:`TrainingCurveDisplay`, :class:`LatentEmbeddingDisplay`.
+  :class:`TrainingCurveDisplay`, :class:`LatentEmbeddingDisplay`, and
+  :class:`AxisStabilityDisplay` (Fig. 12's latent-against-estimate
+  correlations, one row per seed).
 
 - :func:`write_report`: one self-contained ``report.html`` of a workflow run.
 
@@ -28,6 +30,7 @@ from ._latent_displays import (
     SampleRatioDisplay,
     TrainingCurveDisplay,
 )
+from ._stability_display import AxisStabilityDisplay
 from ._super_particle_displays import BinRowDisplay, SuperParticleGridDisplay
 from ._render import (
     Rendering,
@@ -57,4 +60,5 @@ __all__ = [
     "SampleRatioDisplay",
     "TrainingCurveDisplay",
     "LatentEmbeddingDisplay",
+    "AxisStabilityDisplay",
 ]

@@ -131,6 +131,11 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         summary["rise of the median estimate, bin 1 to bin n (data; twins)"] = (
             f"{heterogeneity['rise']:.2f}; {heterogeneity['null_rise_mean']:.2f} ± {heterogeneity['null_rise_sd']:.2f} "
             f"over {heterogeneity['n_replicates']} twin sets (p = {_p_value(heterogeneity['p_value'])})")
+    stability = getattr(result, "stability", None)
+    if stability is not None:
+        good = [str(n) for n, ok in zip(stability.feature_names, stability.reproducible) if ok]
+        summary[f"axes that come back in all {len(stability.seeds)} seeds (|Spearman| >= {stability.threshold:g})"] = (
+            ", ".join(good) if good else "none")
     summary.update(truth_summary or {})
     summary.update({f"seconds: {k}": f"{v:.1f}" for k, v in result.seconds.items()})
     parts.append("<table>" + "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
@@ -139,6 +144,9 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
     if cautions:
         parts.append('<div class="note"><b>Warnings</b><ul>' + "".join(f"<li>{html.escape(w)}</li>" for w in cautions)
                      + "</ul></div>")
+    if stability is not None:
+        parts.append("<h2>Axes across seeds</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>"
+                                                                for line in stability.describe()) + "</ul>")
     if note:
         parts.append(f'<p class="note">{html.escape(note)}</p>')
     if figures:

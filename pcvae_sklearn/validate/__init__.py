@@ -10,6 +10,8 @@
   VAE, binned by the same procedure, their per-bin curves as a band and a
   p-value for the data's trend; :func:`bin_bootstrap_intervals`: per-bin
   intervals that resample particles;
+- :func:`axis_stability`: fits with several seeds, their axes matched
+  (:func:`match_axes`): which axes come back, and what each tracks;
 - :func:`confound_audit`: correlation of every latent dimension with
   nuisances (localization count, precision, in-plane angle), with flags.
 
@@ -19,6 +21,7 @@ al., Sci. Rep. (2025); the full reference is in :mod:`pcvae_sklearn`).
 
 from ._audit import circular_linear_correlation, confound_audit, principal_axis_angles
 from ._null import NullTestResult, heterogeneity_null_test, make_homogeneous_null, paired_spread_test
+from ._stability import AxisStability, axis_stability, match_axes
 from ._trend import TrendNullResult, bin_bootstrap_intervals, per_bin_statistic, trend_null_test
 
 __all__ = [
@@ -30,6 +33,9 @@ __all__ = [
     "TrendNullResult",
     "bin_bootstrap_intervals",
     "per_bin_statistic",
+    "axis_stability",
+    "AxisStability",
+    "match_axes",
     "confound_audit",
     "principal_axis_angles",
     "circular_linear_correlation",

@@ -215,7 +215,7 @@ class TrendNullResult:
 
 
 def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimension=None, n_bins=20, n_replicates=19,
-                    alpha=0.01, fuser=None, feature_names=None, random_state=None):
+                    alpha=0.01, fuser=None, feature_names=None, candidates=None, random_state=None):
     """Does the per-bin trend of the workflow exceed what a matched homogeneous null produces?
 
     The workflow picks the latent dimension that tracks the per-particle
@@ -269,6 +269,9 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
         ``ParticleFuser(n_restarts=1)``.
     feature_names : list of str, optional
         Names of the latent dimensions, for the verdict.
+    candidates : array-like of int, optional
+        The dimensions the choice may take, for data and twins alike (see
+        :func:`~pcvae_sklearn.bin.bin_along_axis`); default: all.
     random_state : int, RandomState instance or None
 
     Returns
@@ -306,7 +309,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
         raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}.")
     names = [f"pcvae{j}" for j in range(Z.shape[1])] if feature_names is None else [str(f) for f in feature_names]
     rng = check_random_state(random_state)
-    axis = bin_along_axis(Z, E, dimension=dimension, n_bins=n_bins)
+    axis = bin_along_axis(Z, E, dimension=dimension, n_bins=n_bins, candidates=candidates)
     curve = per_bin_statistic(E, axis.bins, n_bins)
     rise = float(_rise(curve)[0])
 
@@ -328,7 +331,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     null_curves = np.empty((n_replicates, n_bins))
     null_dims = np.empty(n_replicates, dtype=np.int64)
     for r in range(n_replicates):  # a loop over twin replicates: the same procedure as on the data
-        ax0 = bin_along_axis(Z0[r], E0[r], dimension=dimension, n_bins=n_bins)
+        ax0 = bin_along_axis(Z0[r], E0[r], dimension=dimension, n_bins=n_bins, candidates=candidates)
         null_curves[r] = per_bin_statistic(E0[r], ax0.bins, n_bins)
         null_dims[r] = ax0.dimension
     null_rises = _rise(null_curves)

@@ -1,0 +1,145 @@
+"""axis_stability: the matching against a brute-force search, then properties of the report."""
+
+from __future__ import annotations
+
+import itertools
+
+import awkward as ak
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from pcvae_sklearn import PointCloudVAE
+from pcvae_sklearn.datasets import make_npc_2d
+from pcvae_sklearn.validate import axis_stability, match_axes
+from pcvae_sklearn.validate._stability import spearman_matrix
+
+SEEDS = [0, 1, 2]
+
+
+def brute_force_match(A, B):
+    """The permutation of B's columns of largest total |Spearman| with A's, by trying all of them."""
+    k = A.shape[1]
+    rho = np.array([[spearmanr(A[:, i], B[:, j])[0] for j in range(k)] for i in range(k)])
+    best = max(itertools.permutations(range(k)), key=lambda perm: sum(abs(rho[i, perm[i]]) for i in range(k)))
+    return np.array(best), np.abs(rho[np.arange(k), best])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_spearman_matrix_matches_scipy(seed):
+    rng = np.random.default_rng(seed)
+    A, B = rng.normal(size=(40, 3)), rng.normal(size=(40, 4))
+    B[:, 1] = np.round(B[:, 1])  # ties
+    expected = np.array([[spearmanr(A[:, i], B[:, j])[0] for j in range(4)] for i in range(3)])
+    np.testing.assert_allclose(spearman_matrix(A, B), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_match_axes_agrees_with_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(60, 5))
+    B = A[:, rng.permutation(5)] * rng.choice([-1, 1], 5) + rng.normal(0, 1.2, (60, 5))  # noisy, so the choice matters
+    columns, _, corr = match_axes(A, B)
+    best, best_corr = brute_force_match(A, B)
+    assert corr.sum() == pytest.approx(best_corr.sum())
+    np.testing.assert_array_equal(columns, best)
+
+
+def test_match_axes_undoes_permutation_sign_and_monotone_maps():
+    rng = np.random.default_rng(0)
+    A = rng.normal(size=(200, 4))
+    perm, sign = np.array([2, 0, 3, 1]), np.array([1, -1, -1, 1])
+    B = np.empty_like(A)
+    B[:, perm] = sign * np.sinh(A)  # a monotone map per axis, then shuffled
+    columns, signs, corr = match_axes(A, B)
+    np.testing.assert_array_equal(columns, perm)
+    np.testing.assert_array_equal(signs, sign)
+    np.testing.assert_allclose(corr, 1.0)
+
+
+def particles(n, seed):
+    X, truth = make_npc_2d(n, random_state=seed)
+    return X, truth
+
+
+def test_identical_fits_are_reproducible_and_independent_ones_are_not():
+    X, truth = particles(80, 0)
+    rng = np.random.default_rng(0)
+    Z = np.c_[truth["radius"], rng.normal(size=(80, 3))]
+    same = axis_stability(X, latents=[Z, Z[:, ::-1], -Z], n_seeds=3)
+    np.testing.assert_allclose(same.reproducibility, 1.0)
+    assert same.reproducible.all()
+    other = axis_stability(X, latents=[Z] + [rng.normal(size=(80, 4)) for _ in range(2)], n_seeds=3)
+    assert not other.reproducible.any()
+    assert other.pair_correlation.shape == (4, 3, 3)
+    np.testing.assert_allclose(other.pair_correlation, other.pair_correlation.transpose(0, 2, 1))
+
+
+def test_stability_reports_what_each_axis_tracks():
+    X, truth = particles(80, 1)
+    counts = ak.to_numpy(ak.num(X)).astype(float)
+    rng = np.random.default_rng(1)
+    Z = np.c_[rng.normal(size=80), -truth["radius"], counts]
+    result = axis_stability(X, latents=[Z, Z[:, [2, 0, 1]]], n_seeds=2, estimates={"radius": truth["radius"]})
+    assert set(result.tracks) == {"radius", "n_localizations", "precision_nm"}
+    np.testing.assert_allclose(result.tracks["radius"][:, 1], -1.0)  # signs align every seed to the reference
+    np.testing.assert_allclose(result.tracks["n_localizations"][:, 2], 1.0)
+    lines = result.describe()
+    assert "tracks radius (Spearman -1.00)" in lines[1] and "tracks n_localizations" in lines[2]
+    frame = result.to_frame()
+    assert list(frame["latent"]) == ["pcvae0", "pcvae1", "pcvae2"] and "spearman_radius" in frame
+
+
+def test_no_precision_field_means_no_precision_quantity():
+    X, truth = particles(30, 2)
+    X = ak.zip({"x": X.x, "y": X.y})
+    Z = np.c_[truth["radius"], np.arange(30.0)]
+    result = axis_stability(X, latents=[Z, Z], n_seeds=2)
+    assert set(result.tracks) == {"n_localizations"}
+
+
+def test_axis_stability_fits_clones_with_distinct_seeds():
+    X, _ = particles(60, 3)
+    vae = PointCloudVAE(n_epochs=1, latent_dim=3, batch_size=16, n_rotations=0)
+    result = axis_stability(X, vae, n_seeds=2, random_state=0)
+    assert len(result.latents) == 2 and result.latents[0].shape == (60, 3)
+    assert result.seeds[0] != result.seeds[1]
+    assert not hasattr(vae, "module_")  # the estimator given is cloned, not fitted
+    again = axis_stability(X, vae, n_seeds=2, random_state=0)
+    np.testing.assert_array_equal(result.seeds, again.seeds)
+    np.testing.assert_allclose(result.latents[1], again.latents[1])
+
+
+def test_axis_stability_refuses_bad_arguments():
+    X, truth = particles(20, 4)
+    Z = np.c_[truth["radius"], np.arange(20.0)]
+    with pytest.raises(ValueError, match="n_seeds"):
+        axis_stability(X, latents=[Z], n_seeds=1)
+    with pytest.raises(ValueError, match=r"latents\[1\] has shape"):
+        axis_stability(X, latents=[Z, Z[:10]], n_seeds=2)
+    with pytest.raises(ValueError, match="estimate 'radius'"):
+        axis_stability(X, latents=[Z, Z], n_seeds=2, estimates={"radius": np.ones(3)})
+    with pytest.raises(ValueError, match="feature_names"):
+        axis_stability(X, latents=[Z, Z], n_seeds=2, feature_names=["a"])
+
+
+def test_axis_stability_display_draws_one_panel_per_quantity():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from pcvae_sklearn.show import AxisStabilityDisplay
+
+    X, truth = particles(50, 5)
+    rng = np.random.default_rng(5)
+    Z = np.c_[truth["radius"], rng.normal(size=50)]
+    other = np.c_[rng.normal(size=50), truth["radius"]]  # the radius axis comes back, the other does not
+    result = axis_stability(X, latents=[Z, other, Z], n_seeds=3, estimates={"radius": truth["radius"]})
+    display = AxisStabilityDisplay(stability=result).plot()
+    assert len(display.axes_) == 3  # radius, localization count, precision
+    labels = [t.get_text() for t in display.axes_[0].get_xticklabels()]
+    assert labels[0] == "pcvae0\n1.00*" and not labels[1].endswith("*")
+    image = display.axes_[0].get_images()[0].get_array()
+    np.testing.assert_allclose(image, result.tracks["radius"])
+    with pytest.raises(ValueError, match="no axis stability"):
+        AxisStabilityDisplay(stability=None)
