@@ -34,7 +34,8 @@ from pcvae_sklearn.io import read_fusion_mat
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
-def figure(X, fuser, path, title):
+def figure(X, fused_xy, path, title):
+    """Raw picks (each centred on its centroid) next to the super-particle, turned to its principal axes."""
     import awkward as ak
     import matplotlib
 
@@ -44,17 +45,19 @@ def figure(X, fuser, path, title):
     x, y = ak.to_numpy(ak.flatten(X.x)), ak.to_numpy(ak.flatten(X.y))
     n = ak.to_numpy(ak.num(X))
     cx, cy = np.repeat(ak.to_numpy(ak.mean(X.x, axis=1)), n), np.repeat(ak.to_numpy(ak.mean(X.y, axis=1)), n)
-    sp = fuser.super_particle_[0]
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
-    for ax, (u, v), label in zip(axes, [(x - cx, y - cy), (ak.to_numpy(sp.x), ak.to_numpy(sp.y))],
-                                 ["raw picks, centred", "fused super-particle"]):
-        ax.hist2d(u, v, bins=200, range=[[-80, 80], [-80, 80]], cmap="magma")
+    centred = fused_xy - np.median(fused_xy, axis=0)
+    core = centred[np.abs(centred).max(axis=1) < 60]
+    turned = centred @ np.linalg.svd(core - core.mean(axis=0), full_matrices=False)[2].T
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    for ax, (u, v), label in zip(axes, [(x - cx, y - cy), (turned[:, 0], turned[:, 1])],
+                                 ["raw picks, centred", "fused super-particle (principal axes)"]):
+        ax.hist2d(u, v, bins=300, range=[[-50, 50], [-50, 50]], cmap="magma")
         ax.set_aspect("equal")
-        ax.set_title(label)
+        ax.set_title(label, fontsize=10)
         ax.set_xlabel("x (nm)")
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -81,7 +84,9 @@ def main(argv=None):
         if args.figure:
             args.figure.mkdir(parents=True, exist_ok=True)
             title = f"{name}: {len(X)} picks, {fuser.flagged_.sum()} flagged, FRC {frc:.1f} nm"
-            figure(X, fuser, args.figure / f"{Path(name).stem}_fusion.png", title)
+            sp = fuser.super_particle_[0]
+            fused_xy = np.c_[np.asarray(sp.x), np.asarray(sp.y)]
+            figure(X, fused_xy, args.figure / f"{Path(name).stem}_fusion.png", title)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the 3D pores and the tetrahedra. It also lists the axes that are not
 reproducible and what they track.
 
     python benchmarks/bench_stability.py                  # ~15 min on 2 cores
+    python benchmarks/bench_stability.py --data npc3d --unmix 4   # the axes of LatentUnmixer(n_components=4)
     python benchmarks/bench_stability.py --data npc2d --n-particles 300 --n-seeds 3   # a smoke run
 """
 
@@ -20,7 +21,9 @@ import time
 
 import numpy as np
 
-from pcvae_sklearn import PointCloudVAE
+from sklearn.pipeline import make_pipeline
+
+from pcvae_sklearn import LatentUnmixer, PointCloudVAE
 from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d, make_tetrahedron
 from pcvae_sklearn.validate import axis_stability
 
@@ -37,13 +40,17 @@ def main(argv=None):
     ap.add_argument("--n-particles", type=int, default=1000)
     ap.add_argument("--n-seeds", type=int, default=5)
     ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--unmix", type=int, default=None, metavar="K",
+                    help="judge the axes of a Pipeline(PointCloudVAE(), LatentUnmixer(n_components=K))")
     args = ap.parse_args(argv)
     print("data   param    axis  |rho| with truth per seed        reproducibility  fits_s")
     for name in args.data:
         make, params = DATA[name]
         X, truth = make(args.n_particles, random_state=700 + args.data_seed)
         t0 = time.perf_counter()
-        result = axis_stability(X, PointCloudVAE(), n_seeds=args.n_seeds, random_state=args.data_seed,
+        encoder = PointCloudVAE() if args.unmix is None else make_pipeline(PointCloudVAE(),
+                                                                            LatentUnmixer(n_components=args.unmix))
+        result = axis_stability(X, encoder, n_seeds=args.n_seeds, random_state=args.data_seed,
                                 estimates={p: truth[p] for p in params})
         seconds = time.perf_counter() - t0
         for p in params:
