@@ -255,3 +255,50 @@ def test_full_3d_fusion_keeps_the_optical_axis(seed):
     # a pore may be registered upside down (its two rings are alike): the axis is compared without sign
     tilt = np.degrees(np.arccos(np.clip(np.abs(fuser.rotations_[:, 2, 2]), 0.0, 1.0)))
     assert np.median(tilt) < 6.0, np.percentile(tilt, [50, 90])  # registration noise: ~3-4 deg; unaligned: 9 deg
+
+
+def _pores(seed, z_ratio, precision_field=False, n=30):
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    return make_npc_3d(n, radius=50.0, height=50.0, rotation="3d", precision=5.0, precision_spread=0.0,
+                       z_ratio=z_ratio, precision_field=precision_field, random_state=seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_axial_excess_is_estimated_where_the_file_has_no_precision(seed):
+    from pcvae_sklearn.fuse import ParticleFuser
+
+    X, _ = _pores(seed, z_ratio=4.0)  # 5 nm lateral, 20 nm axial: an excess of 375 nm^2 along each particle's z
+    fuser = ParticleFuser(n_restarts=1, random_state=seed).fit(X)
+    assert 150.0 < fuser.axial_excess_ < 800.0, fuser.axial_excess_
+    iso = ParticleFuser(n_restarts=1, random_state=seed).fit(_pores(seed, z_ratio=1.0)[0])
+    assert iso.axial_excess_ <= 1.0 * iso.sigma2_  # isotropic data: at most a grid step, never the excess above
+
+
+def test_axial_excess_stays_zero_with_precision_fields_in_2d_and_about_z():
+    from pcvae_sklearn.datasets import make_npc_2d
+    from pcvae_sklearn.fuse import ParticleFuser
+
+    X, _ = _pores(0, z_ratio=4.0, precision_field=True, n=12)
+    assert ParticleFuser(n_restarts=1, random_state=0).fit(X).axial_excess_ == 0.0
+    X, _ = _pores(0, z_ratio=4.0, n=12)
+    assert ParticleFuser(rotation="z", n_restarts=1, random_state=0).fit(X).axial_excess_ == 0.0
+    X2, _ = make_npc_2d(12, random_state=0)
+    assert ParticleFuser(n_restarts=1, random_state=0).fit(X2).axial_excess_ == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_axial_excess_never_lowers_the_likelihood(seed):
+    from pcvae_sklearn._ragged import as_particles
+    from pcvae_sklearn.fuse._fuser import _estimate_axial_excess
+
+    X, truth = _pores(seed, z_ratio=3.0, n=15)
+    p = as_particles(X)
+    src = p.coords - np.repeat(p.centroids(), p.lengths, axis=0)
+    start = EMState(truth["rotation"].transpose(0, 2, 1).copy(), np.zeros((p.n_particles, 3)),
+                    (truth["sites"][0] - truth["offset"][0]) @ truth["rotation"][0], 60.0)
+    mixture = (np.log(0.99), np.log(0.01 / (4 / 3 * np.pi * 200.0**3)))
+    iso = run_em(src, p.offsets, start, mixture, CommonFrameVariances(np.zeros_like(src)), max_iter=50, tol=1e-5,
+                 floor=1e-3)
+    excess, out = _estimate_axial_excess(src, p.offsets, iso, mixture, max_iter=50, tol=1e-5, floor=1e-3)
+    assert excess > 0 and out.objective >= iso.objective

@@ -216,6 +216,30 @@ def test_homogeneous_null_twins_keep_each_particles_tilt():
     assert np.median(between) < 0.4 * np.median(tilt), (np.median(between), np.median(tilt))
 
 
+def test_null_twins_carry_the_axial_spread_of_a_file_without_precisions():
+    """3D pores under full rotations, 20 nm axial and 5 nm lateral error, no precision field: twins as wide along z."""
+    from pcvae_sklearn._ragged import apply_transforms
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    X, _ = make_npc_3d(30, rotation="3d", precision=5.0, precision_spread=0.0, z_ratio=4.0, precision_field=False,
+                       background=0.0, random_state=1)
+    null, fuser = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1, random_state=1), random_state=0)
+    assert fuser.axial_excess_ > 0
+
+    def own_frame_spread(particles):
+        p = as_particles(particles)
+        registered = apply_transforms(p.coords, fuser.rotations_, fuser.translations_, p.lengths)
+        nearest = np.argmin(((registered[:, None, :] - fuser.centres_[None]) ** 2).sum(-1), axis=1)
+        residual = registered - fuser.centres_[nearest]
+        index = np.repeat(np.arange(p.n_particles), p.lengths)
+        own = np.einsum("mab,ma->mb", fuser.rotations_[index], residual)  # back along the particle's own axes
+        return own[:, :2].var(), own[:, 2].var()
+
+    (data_xy, data_z), (twin_xy, twin_z) = own_frame_spread(X), own_frame_spread(null)
+    assert data_z > 2 * data_xy
+    assert 0.7 < twin_z / data_z < 1.4, (twin_z, data_z)
+
+
 def test_null_sites_group_centres_closer_than_two_displacements():
     from pcvae_sklearn.validate._null import _sites
 

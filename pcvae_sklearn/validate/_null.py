@@ -71,8 +71,9 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     centres = np.asarray(fuser.centres_, dtype=np.float64)
     sigma2 = float(fuser.sigma2_)
     sd = precision_sd(p, "; precisions must be finite and >= 0 nm.")
+    excess = float(fuser.axial_excess_)  # without precisions (3D, full rotations): the axis adds this along z
     nearest, d2 = _nearest_centre(registered, centres)
-    loc_var = sigma2 + (0.0 if sd is None else (sd**2).mean(axis=1))
+    loc_var = sigma2 + excess / d + (0.0 if sd is None else (sd**2).mean(axis=1))
     background = d2 > chi2.ppf(_BACKGROUND_QUANTILE, d) * np.maximum(loc_var, np.finfo(float).tiny)
     pidx = p.particle_index()
     # one displacement per (particle, site): a fluorophore near the site, localized over and over
@@ -94,6 +95,10 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     if sd is not None:
         # each localization's own error, along the data's axes (precision_z along z)
         coords = np.where(background[:, None], p.coords, coords + rng.normal(size=(p.n_localizations, d)) * sd)
+    elif excess > 0:
+        # the axial excess the fuser estimated, along the data's own z
+        coords[:, 2] = np.where(background, p.coords[:, 2],
+                                coords[:, 2] + rng.normal(0.0, np.sqrt(excess), size=p.n_localizations))
     fields = {k: p.fields[k].copy() for k in ("precision", "precision_z") if k in p.fields}
     return Particles(coords=coords, offsets=p.offsets.copy(), fields=fields)
 
@@ -147,7 +152,9 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     -----
     Without a ``precision`` field, ``sigma2_`` holds the localization error
     itself, and every twin localization gets independent Gaussian noise of
-    variance ``sigma2_`` (no site displacement).
+    variance ``sigma2_`` (no site displacement), plus, for 3D particles
+    fused under full rotations, the fuser's ``axial_excess_`` along the
+    particle's own z.
 
     **How many centres.** The twins are only as homogeneous as the
     template is. With about as many centres as the structure has sites,
