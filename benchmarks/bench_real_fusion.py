@@ -13,7 +13,7 @@ for each prints:
   next to the fused super-particle, written to ``DIR/<name>_fusion.png``.
 
 Heydarian et al. (Nat. Methods 2018) report FRC resolutions of 5.0 nm at
-30 % labelling (456 particles) and 3.3 nm at 80 % for their all-to-all
+30 % labelling and 3.3 nm at 80 % (383 particles) for their all-to-all
 registration of these origami.
 
     python benchmarks/bench_real_fusion.py                       # both files (~8 min on 2 cores)
