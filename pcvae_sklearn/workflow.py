@@ -60,7 +60,10 @@ class WorkflowResult:
         is for this median, not for the super-particle); with fusion,
         ``super_particle_<estimate>`` and ``super_particle_<...>_precision_nm``,
         the localization-level precision FWHM/sqrt(n), which counts
-        localizations as independent and so understates the uncertainty;
+        localizations as independent and so understates the uncertainty,
+        and ``n_flagged``, the bin's particles its fusion flagged
+        (``ParticleFuser.flagged_``: a registration score far below the
+        bin's median);
         with the null, ``null_low`` / ``null_high``, the band the median
         curve stays in when the particles are homogeneous
         (:func:`pcvae_sklearn.validate.trend_null_test`).
@@ -279,6 +282,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         sp_est = make_estimator(estimate, p.n_dims).fit_transform(fusion.super_particles)
         rows[f"super_particle_{name}"] = sp_est[:, 0]
         rows[f"super_particle_{name.replace('_nm', '')}_precision_nm"] = sp_est[:, 1]
+        rows["n_flagged"] = np.array([int(f.flagged_.sum()) for f in fusion.fusers])
     null_result, heterogeneity = None, None
     if null:
         t = time.perf_counter()

@@ -35,6 +35,13 @@ def test_analyse_bins_oriented_by_estimate(npc):
     for b in range(1, 4):
         assert z[res.bins == b].max() <= z[res.bins == b + 1].min()
     assert {"super_particle_radius_nm", "super_particle_radius_precision_nm"} <= set(res.bin_table.columns)
+    flagged = [int(f.flagged_.sum()) for f in res.fusion.fusers]
+    assert res.bin_table["n_flagged"].tolist() == flagged
+    pytest.importorskip("matplotlib")
+    from pcvae_sklearn.show import BinRowDisplay
+
+    display = BinRowDisplay.from_results(res).plot()
+    assert f"{sum(flagged)} particle(s) flagged" in display.ax_.get_title()
 
 
 def test_analyse_without_fusion_and_fixed_dimension(npc):

@@ -131,6 +131,9 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         summary["rise of the median estimate, bin 1 to bin n (data; twins)"] = (
             f"{heterogeneity['rise']:.2f}; {heterogeneity['null_rise_mean']:.2f} ± {heterogeneity['null_rise_sd']:.2f} "
             f"over {heterogeneity['n_replicates']} twin sets (p = {_p_value(heterogeneity['p_value'])})")
+    if "n_flagged" in result.bin_table.columns:
+        summary["particles flagged by their bin's fusion (registration score 3.5 robust SD below the bin's median)"] = (
+            f"{int(result.bin_table['n_flagged'].sum())} of {len(result.latents)}")
     stability = getattr(result, "stability", None)
     if stability is not None:
         good = [str(n) for n, ok in zip(stability.feature_names, stability.reproducible) if ok]

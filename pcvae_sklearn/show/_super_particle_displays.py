@@ -238,6 +238,9 @@ class BinRowDisplay(_Display):
         The matched null's band.
     verdict : str, optional
         The null's verdict.
+    n_flagged : ndarray of shape (n_bins,), optional
+        Particles each bin's fusion flagged (``ParticleFuser.flagged_``); the
+        title gives their total.
 
     Attributes
     ----------
@@ -256,7 +259,7 @@ class BinRowDisplay(_Display):
     """
 
     def __init__(self, *, super_particles, estimates, precisions, estimate_name="estimate", dimension=0, feature_name=None,
-                 medians=None, ci_low=None, ci_high=None, null_low=None, null_high=None, verdict=None):
+                 medians=None, ci_low=None, ci_high=None, null_low=None, null_high=None, verdict=None, n_flagged=None):
         self.super_particles = super_particles
         self.estimates = np.asarray(estimates, dtype=np.float64).ravel()
         self.precisions = np.asarray(precisions, dtype=np.float64).ravel()
@@ -269,6 +272,9 @@ class BinRowDisplay(_Display):
         self.trend = _check_trend(n, dict(medians=medians, ci_low=ci_low, ci_high=ci_high, null_low=null_low,
                                           null_high=null_high))
         self.verdict = verdict
+        self.n_flagged = None if n_flagged is None else np.asarray(n_flagged, dtype=np.int64).ravel()
+        if self.n_flagged is not None and len(self.n_flagged) != n:
+            raise ValueError(f"n_flagged has {len(self.n_flagged)} values for {n} bins.")
 
     @classmethod
     def from_results(cls, result):
@@ -282,7 +288,8 @@ class BinRowDisplay(_Display):
         return cls(super_particles=result.fusion.super_particles, estimates=table[value].to_numpy(),
                    precisions=table[prec].to_numpy(), estimate_name=result.estimate_name, dimension=result.dimension,
                    feature_name=[str(n) for n in result.feature_names][result.dimension], **_trend_from_table(table),
-                   verdict=None if heterogeneity is None else heterogeneity["verdict"])
+                   verdict=None if heterogeneity is None else heterogeneity["verdict"],
+                   n_flagged=table["n_flagged"].to_numpy() if "n_flagged" in table.columns else None)
 
     @classmethod
     def from_estimator(cls, vae, X, *, estimate="radius", dimension=None, n_bins=20, fuser=None, n_jobs=None,
@@ -362,7 +369,8 @@ class BinRowDisplay(_Display):
         ax.set_yticks([r * (h + gap) + h / 2 for r in range(len(renders))], list(renders))
         ax.tick_params(length=0)
         ax.set_xlabel(f"bin along {self.feature_name}, {_pretty(self.estimate_name)} ± precision", fontsize=8)
-        ax.set_title(f"super-particles of the {n} bins along {self.feature_name}"
+        flagged = "" if self.n_flagged is None else f"; {int(self.n_flagged.sum())} particle(s) flagged by their bin's fusion"
+        ax.set_title(f"super-particles of the {n} bins along {self.feature_name}{flagged}"
                      + (f"\n{self.verdict}" if self.verdict else ""), fontsize=9)
         if self.profile_ax_ is not None:
             pa = self.profile_ax_
