@@ -240,6 +240,25 @@ def test_null_twins_carry_the_axial_spread_of_a_file_without_precisions():
     assert 0.7 < twin_z / data_z < 1.4, (twin_z, data_z)
 
 
+def test_null_template_of_large_particles_is_fused_on_a_subset(monkeypatch):
+    """Large particles: the template sees at most TEMPLATE_POINTS localizations each; the twins keep every one."""
+    from pcvae_sklearn.validate import _null
+
+    X, _ = make_npc_2d(30, random_state=4)
+    counts = ak.num(X).to_numpy()
+    monkeypatch.setattr(_null, "TEMPLATE_POINTS", 60)
+    null, fuser = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1), random_state=0)
+    assert ak.num(null).to_numpy().tolist() == counts.tolist()
+    assert len(fuser.super_particle_[0]) == np.minimum(counts, 60).sum() < counts.sum()
+    # twins from the subset's template scatter as those from the template of every localization
+    subset_sd = RadiusEstimator().fit_transform(null)[:, 0].std()
+    monkeypatch.setattr(_null, "TEMPLATE_POINTS", 10_000)
+    full, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1), random_state=0)
+    full_sd = RadiusEstimator().fit_transform(full)[:, 0].std()
+    assert 0.6 < subset_sd / full_sd < 1.6, (subset_sd, full_sd)
+    assert subset_sd < 0.8 * RadiusEstimator().fit_transform(X)[:, 0].std()  # and below the heterogeneous data's
+
+
 def test_null_sites_group_centres_closer_than_two_displacements():
     from pcvae_sklearn.validate._null import _sites
 

@@ -13,7 +13,7 @@ from sklearn.base import clone
 from sklearn.utils import check_random_state
 
 from .._latents import check_latents
-from .._ragged import Particles, apply_transforms, as_particles, precision_sd
+from .._ragged import Particles, apply_transforms, as_particles, precision_sd, subsample_rows
 from ..estimate import make_estimator
 from ..fuse import ParticleFuser
 
@@ -27,6 +27,10 @@ _CLIP = 0.005
 _BACKGROUND_QUANTILE = 0.999
 #: largest (permutations x particles) block handled at once in the permutation test
 _BLOCK = 4_000_000
+
+
+#: localizations per particle (at most) on which the null's template is fused; the twins get them all
+TEMPLATE_POINTS = 1000
 
 
 # ------------------------------------------------------------- the null data set
@@ -44,11 +48,23 @@ def _nearest_centre(coords, centres, block=200_000):
 
 
 def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
-    """A clone of ``fuser`` fitted on all of ``p``: the one structure of the null."""
+    """A clone of ``fuser`` fitted on ``p``: the one structure of the null.
+
+    Particles of more than ``TEMPLATE_POINTS`` localizations are registered
+    on a random subset of that many: the poses, centres and shared variance
+    need no more, and a fusion's cost grows with the localizations. The
+    twins are drawn for every localization all the same.
+    """
     fuser = ParticleFuser() if fuser is None else fuser
     if not isinstance(fuser, ParticleFuser):
         raise TypeError(f"fuser must be a ParticleFuser or None, got {type(fuser).__name__}.")
     fuser = clone(fuser).set_params(random_state=rng.randint(2**31 - 1))
+    if p.lengths.max() > TEMPLATE_POINTS:
+        rows, _ = subsample_rows(np.arange(p.n_localizations), p.lengths, TEMPLATE_POINTS,
+                                 np.random.default_rng(rng.randint(2**31 - 1)))
+        keep = np.zeros(p.n_localizations, dtype=bool)
+        keep[rows] = True
+        p = p.take_rows(keep)
     return fuser.fit(p)
 
 
