@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._ragged import Particles, apply_transforms, as_particles
+from .._ragged import as_particles
 
 __all__ = ["FRCResult", "fourier_ring_correlation", "frc_resolution", "render_histogram"]
 
@@ -162,14 +162,9 @@ def frc_resolution(X, fuser=None, *, pixel_size=None, threshold=FRC_THRESHOLD, r
     if fuser.random_state is None:
         fuser.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
     halves = (np.sort(order[: p.n_particles // 2]), np.sort(order[p.n_particles // 2:]))
-    fused = []
-    for half in halves:
-        sub = p.take(half)
-        fitted = clone(fuser).fit(sub.to_awkward())
-        fused.append((fitted, Particles(coords=apply_transforms(sub.coords, fitted.rotations_, fitted.translations_,
-                                                                 sub.lengths),
-                                        offsets=np.array([0, sub.n_localizations]), fields={})))
-    (first, a), (_, b) = fused
+    first, second = (clone(fuser).fit(p.take(half).to_awkward()) for half in halves)
+    # the super-particles' coordinates alone: the second is registered as one particle, without its fields
+    a, b = (as_particles(f.super_particle_).replace(fields={}) for f in (first, second))
     rot, trans = first.register(b.to_awkward())
     b_coords = b.coords @ rot[0].T + trans[0]
     both = np.vstack([a.coords[:, :2], b_coords[:, :2]])

@@ -20,7 +20,7 @@ REPRODUCIBLE = 0.9
 
 def _ranks(Z: np.ndarray) -> np.ndarray:
     """Column ranks, centred and scaled so that their inner products over n are Spearman correlations."""
-    R = np.column_stack([rankdata(Z[:, j]) for j in range(Z.shape[1])])
+    R = rankdata(Z, axis=0)
     R = R - R.mean(axis=0)
     norm = np.sqrt((R**2).sum(axis=0))
     return R / np.where(norm > 0, norm, 1.0)  # a constant column correlates 0 with everything
