@@ -120,3 +120,31 @@ def test_registration_score_flags_a_particle_that_is_not_the_structure(seed):
     assert fuser.flagged_[7]
     assert fuser.registration_score_[7] == fuser.registration_score_.min()
     assert fuser.flagged_.sum() <= 2
+
+
+def test_undetermined_rotations_naive():
+    from pcvae_sklearn._ragged import as_particles
+    from pcvae_sklearn.fuse._fuser import undetermined_rotations
+
+    rng = np.random.default_rng(0)
+    line = np.outer(rng.normal(size=6), [1.0, 2.0, -1.0])
+    parts3 = [rng.normal(size=(5, 3)), np.array([[1.0, 2.0, 3.0]]), line + 4.0, np.repeat([[0.0, 1.0, 2.0]], 4, 0)]
+    parts2 = [rng.normal(size=(5, 2)), np.array([[1.0, 2.0]]), np.repeat([[3.0, 1.0]], 3, 0), line[:, :2]]
+    for parts, expected in [(parts3, [False, True, True, True]), (parts2, [False, True, True, False])]:
+        p = as_particles(parts)
+        src = p.coords - np.repeat(p.centroids(), p.lengths, axis=0)
+        assert undetermined_rotations(p, src).tolist() == expected
+
+
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_a_particle_whose_rotation_nothing_fixes_is_warned_about_and_flagged(n_dims):
+    X, _ = ring_particles(20, 0, precision=False)
+    if n_dims == 3:
+        rng = np.random.default_rng(1)
+        X = [np.c_[x, rng.normal(0, 5, len(x))] for x in X]
+    X[4] = X[4][:1]  # one localization
+    X[9] = np.repeat(X[9][:1], 6, axis=0)  # six at one place
+    with pytest.warns(UserWarning, match=r"particle 4, particle 9: all localizations lie at one point"):
+        fuser = ParticleFuser(n_components=16, n_restarts=1, random_state=0).fit(X)
+    assert fuser.flagged_[4] and fuser.flagged_[9]
+    assert fuser.flagged_.sum() <= 4

@@ -275,13 +275,12 @@ def test_axial_excess_is_estimated_where_the_file_has_no_precision(seed):
     assert iso.axial_excess_ <= 1.0 * iso.sigma2_  # isotropic data: at most a grid step, never the excess above
 
 
-def test_axial_excess_stays_zero_with_precision_fields_in_2d_and_about_z():
+def test_axial_excess_stays_zero_with_precision_fields_and_in_2d():
     from pcvae_sklearn.datasets import make_npc_2d
     from pcvae_sklearn.fuse import ParticleFuser
 
     X, _ = _pores(0, z_ratio=4.0, precision_field=True, n=12)
     assert ParticleFuser(n_restarts=1, random_state=0).fit(X).axial_excess_ == 0.0
-    X, _ = _pores(0, z_ratio=4.0, n=12)
     assert ParticleFuser(rotation="z", n_restarts=1, random_state=0).fit(X).axial_excess_ == 0.0
     X2, _ = make_npc_2d(12, random_state=0)
     assert ParticleFuser(n_restarts=1, random_state=0).fit(X2).axial_excess_ == 0.0
@@ -300,5 +299,21 @@ def test_axial_excess_never_lowers_the_likelihood(seed):
     mixture = (np.log(0.99), np.log(0.01 / (4 / 3 * np.pi * 200.0**3)))
     iso = run_em(src, p.offsets, start, mixture, CommonFrameVariances(np.zeros_like(src)), max_iter=50, tol=1e-5,
                  floor=1e-3)
-    excess, out = _estimate_axial_excess(src, p.offsets, iso, mixture, max_iter=50, tol=1e-5, floor=1e-3)
+    excess, out = _estimate_axial_excess(src, p.offsets, iso, mixture, mode="3d", max_iter=50, tol=1e-5, floor=1e-3)
     assert excess > 0 and out.objective >= iso.objective
+
+
+def test_axial_excess_about_z_is_estimated_along_the_common_z():
+    """Pores turning about z only, 5 nm lateral and 20 nm axial error, no precision field."""
+    from pcvae_sklearn.datasets import make_npc_3d
+    from pcvae_sklearn.fuse import ParticleFuser
+
+    X, _ = make_npc_3d(30, radius=50.0, height=50.0, rotation="z", precision=5.0, precision_spread=0.0, z_ratio=4.0,
+                       precision_field=False, random_state=0)
+    fuser = ParticleFuser(rotation="z", n_restarts=1, random_state=0).fit(X)
+    assert 150.0 < fuser.axial_excess_ < 800.0, fuser.axial_excess_
+    assert np.allclose(fuser.rotations_[:, 2], [0.0, 0.0, 1.0])  # still turned about z only
+    R, _ = fuser.register(X[:5])
+    turn = np.arctan2(R[:, 1, 0], R[:, 0, 0]) - np.arctan2(fuser.rotations_[:5, 1, 0], fuser.rotations_[:5, 0, 0])
+    off = np.degrees(np.angle(np.exp(8j * turn))) / 8  # the pore's 8-fold symmetry
+    assert np.abs(off).max() < 2, off

@@ -261,7 +261,7 @@ def test_fuser_2d_recovers_rotations(seed):
     r = np.linalg.norm(registered, axis=1)
     assert abs(np.median(r) - 50) < 3
     assert fuser.centres_.shape == (16, 2) and fuser.sigma2_ > 0 and fuser.n_iter_ >= 1
-    assert np.argmax(fuser.objectives_) == np.flatnonzero(fuser.objectives_ == fuser.objective_)[0]
+    assert fuser.objective_ >= fuser.objectives_.max()  # the tries of other basins never lower the best restart
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -509,8 +509,9 @@ def test_sklearn_contract():
 # ------------------------------------------------------------------ fuse_bins
 @pytest.mark.parametrize("seed", SEEDS[:2])
 def test_fuse_bins(seed):
-    X1, t1 = ring_particles(16, seed, radius=40.0, precision=False)
-    X2, t2 = ring_particles(16, seed + 50, radius=60.0, precision=False)
+    # neighbouring bins overlap: rings 20 nm apart would leave their relative angle free (each gets its own centres)
+    X1, t1 = ring_particles(16, seed, radius=44.0, precision=False)
+    X2, t2 = ring_particles(16, seed + 50, radius=54.0, precision=False)
     X = X1 + X2
     labels = np.array(["small"] * 16 + ["big"] * 16)
     result = fuse_bins(X, labels, ParticleFuser(n_restarts=3), random_state=seed)
@@ -520,7 +521,7 @@ def test_fuse_bins(seed):
     sp = as_particles(result.super_particles)
     assert sp.n_particles == 2
     radii = [np.median(np.linalg.norm(sp.particle(b), axis=1)) for b in range(2)]
-    assert abs(radii[0] - 60) < 5 and abs(radii[1] - 40) < 5
+    assert abs(radii[0] - 54) < 3 and abs(radii[1] - 44) < 3
     # every particle's transform puts it where its bin's super-particle has it
     p = as_particles(X)
     registered = apply_transforms(p.coords, result.rotations, result.translations, p.lengths)
