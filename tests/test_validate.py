@@ -415,3 +415,55 @@ def test_principal_axis_angles_against_eigenvectors(seed):
         diff = (g - expected + np.pi / 2) % np.pi - np.pi / 2  # an axis: modulo pi
         assert abs(diff) < 1e-8
     assert ((got > -np.pi / 2) & (got <= np.pi / 2)).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_site_share_recovers_the_shared_part_of_the_residual_variance(seed):
+    from pcvae_sklearn.validate._null import _site_share
+
+    rng = np.random.default_rng(seed)
+    site_sd, loc_sd = rng.uniform(0.5, 4.0), rng.uniform(1.0, 5.0)
+    group = np.repeat(np.arange(600), rng.integers(1, 25, 600))
+    residual = rng.normal(0, site_sd, (600, 2))[group] + rng.normal(0, loc_sd, (len(group), 2))
+    truth = site_sd**2 / (site_sd**2 + loc_sd**2)
+    assert abs(_site_share(residual, group) - truth) < 0.06, (truth, _site_share(residual, group))
+    # independent localizations share nothing; lone localizations tell nothing
+    assert _site_share(rng.normal(0, 3, (len(group), 2)), group) < 0.05
+    assert _site_share(residual[:50], np.arange(50)) == 0.0
+
+
+def test_noise_scales_find_each_particles_noise_level_and_stay_at_one_without_one():
+    from pcvae_sklearn.validate._null import _noise_scales
+
+    rng = np.random.default_rng(0)
+    pidx = np.repeat(np.arange(100), 150)
+    sd = np.where(np.arange(100) < 50, 1.0, 2.0)[pidx]
+    scales = _noise_scales(rng.normal(size=(len(pidx), 3)) * sd[:, None], pidx, 100)
+    ratio = scales[50:].mean() / scales[:50].mean()
+    assert 3.5 < ratio < 4.5, ratio  # variances 4 times apart
+    flat = _noise_scales(rng.normal(size=(len(pidx), 3)), pidx, 100)
+    assert np.abs(flat - 1).max() < 0.1
+    # a particle with no rows keeps 1
+    assert _noise_scales(rng.normal(size=(10, 2)), np.zeros(10, dtype=int), 3).tolist()[1:] == [1.0, 1.0]
+
+
+def test_null_twins_without_precisions_carry_each_particles_noise_level():
+    """Rings of two noise levels (particles at two depths, say), read without a precision field."""
+    from pcvae_sklearn._ragged import apply_transforms
+
+    rng = np.random.default_rng(2)
+    sites = 50 * np.c_[np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)]
+    noise = np.where(np.arange(80) % 2, 6.0, 2.0)
+    X = []
+    for sd in noise:
+        a = rng.uniform(0, 2 * np.pi)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        X.append((np.repeat(sites, 12, axis=0) + rng.normal(0, sd, (96, 2))) @ rot.T + rng.normal(0, 5, 2))
+    null, fuser = make_homogeneous_null(X, fuser=ParticleFuser(n_components=8, n_restarts=1, random_state=0),
+                                        random_state=0)
+    q = as_particles(null)
+    reg = apply_transforms(q.coords, fuser.rotations_, fuser.translations_, q.lengths)
+    d2 = ((reg[:, None, :] - fuser.centres_[None]) ** 2).sum(-1).min(axis=1)
+    spread = q.segment_sum(d2) / q.lengths
+    ratio = spread[noise == 6].mean() / spread[noise == 2].mean()
+    assert 5 < ratio < 13, ratio  # 9 in the data; one noise level for all twins gives 1

@@ -80,6 +80,55 @@ def _sites(centres: np.ndarray, distance: float) -> np.ndarray:
     return fcluster(linkage(centres, method="single"), t=distance, criterion="distance") - 1
 
 
+def _site_share(residual: np.ndarray, group: np.ndarray) -> float:
+    """The share of the residual variance that a (particle, site) group's localizations have in common.
+
+    ``residual`` (m, k) are localizations less their template centre, along
+    k axes that carry no other error; ``group`` numbers each one's
+    (particle, site). By the method of moments: the spread about each
+    group's own mean is the localization error ``s_loc^2`` (per axis); a
+    group mean of ``n`` localizations scatters by ``s_site^2 + s_loc^2 / n``
+    about the centre. Returns ``s_site^2 / (s_site^2 + s_loc^2)`` in [0, 1];
+    0 where no group has two localizations.
+    """
+    counts = np.bincount(group)
+    k = residual.shape[1]
+    means = np.stack([np.bincount(group, weights=residual[:, a], minlength=counts.size) for a in range(k)], 1)
+    means /= np.maximum(counts, 1)[:, None]
+    pairs = counts >= 2
+    if not pairs.any():
+        return 0.0
+    within = float(((residual - means[group]) ** 2).sum() / ((counts[pairs] - 1).sum() * k))
+    between = float(np.mean((means[pairs] ** 2).sum(axis=1) / k - within / counts[pairs]))
+    total = max(between, 0.0) + within
+    return float(np.clip(between / total, 0.0, 1.0)) if total > 0 else 0.0
+
+
+def _noise_scales(residual: np.ndarray, pidx: np.ndarray, n_particles: int) -> np.ndarray:
+    """Each particle's residual variance relative to the whole data set's, shrunk for its count.
+
+    ``residual`` (m, k) along axes of one kind of error each, ``pidx`` the
+    particle of every row. A particle's scale is the mean of its rows'
+    ``sum_a r_a^2 / v_a / k`` (``v_a`` the variance of axis ``a`` over all
+    rows). Its sampling variance is about ``2 / (n_i k)``; the scales are
+    shrunk towards 1 by the share of their spread that this explains
+    (empirical Bayes), so a data set of one noise level keeps 1 everywhere.
+    """
+    k = residual.shape[1]
+    axis_var = np.maximum((residual**2).mean(axis=0), np.finfo(float).tiny)
+    counts = np.bincount(pidx, minlength=n_particles)
+    raw = np.bincount(pidx, weights=(residual**2 / axis_var).sum(axis=1) / k, minlength=n_particles)
+    seen = counts > 0
+    scale = np.ones(n_particles)
+    if seen.sum() < 2:
+        return scale
+    scale[seen] = raw[seen] / counts[seen]
+    spread = scale[seen].var()
+    keep = max(0.0, 1.0 - np.mean(2.0 / (counts[seen] * k)) / spread) if spread > 0 else 0.0
+    scale[seen] = 1.0 + keep * (scale[seen] - 1.0)
+    return np.maximum(scale, 0.0)
+
+
 def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     """One twin of every particle of ``p`` from a ``fuser`` already fitted on ``p`` (see make_homogeneous_null)."""
     d = p.n_dims
@@ -93,16 +142,30 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     background = d2 > chi2.ppf(_BACKGROUND_QUANTILE, d) * np.maximum(loc_var, np.finfo(float).tiny)
     pidx = p.particle_index()
     # one displacement per (particle, site): a fluorophore near the site, localized over and over
-    # (blinking / DNA-PAINT binding); without precisions sigma2 holds the localization error too.
-    # Centres closer than two displacements cannot be told apart as separate dyes: a dye's burst,
-    # pushed off its site by linkage, lands on several of them, and drawing one displacement per
-    # centre would average that burst's offset away. So such centres share one site.
+    # (blinking / DNA-PAINT binding). Centres closer than two displacements cannot be told apart as
+    # separate dyes: a dye's burst, pushed off its site by linkage, lands on several of them, and
+    # drawing one displacement per centre would average that burst's offset away. So such centres
+    # share one site.
     site_of_centre = _sites(centres, 2.0 * np.sqrt(sigma2))
     _, site = np.unique(pidx * len(centres) + site_of_centre[nearest], return_inverse=True)
-    site_disp = rng.normal(0.0, np.sqrt(sigma2), size=(site.max() + 1, d))
-    twin = np.where(background[:, None], registered, centres[nearest] + (site_disp[site] if sd is not None else 0.0))
+    site_var, scale = sigma2, np.ones(p.n_localizations)
     if sd is None:
-        twin = np.where(background[:, None], twin, twin + rng.normal(0.0, np.sqrt(sigma2), size=(p.n_localizations, d)))
+        # Without precisions sigma2 holds the localization error too. Split it by how much of the
+        # residual a site's localizations share (in 3D along each particle's own x and y, which the
+        # axial excess leaves alone), and give each twin its particle's own noise level, as a
+        # precision field would.
+        fore = ~background
+        residual = registered[fore] - centres[nearest[fore]]
+        if d == 3:
+            residual = np.einsum("mab,ma->mb", np.asarray(fuser.rotations_)[pidx[fore]], residual)
+        _, group = np.unique(site[fore], return_inverse=True)
+        site_var = sigma2 * _site_share(residual[:, :2], group)
+        scale = np.sqrt(_noise_scales(residual, pidx[fore], p.n_particles))[pidx]
+    site_disp = rng.normal(0.0, np.sqrt(site_var), size=(site.max() + 1, d))
+    twin = np.where(background[:, None], registered, centres[nearest] + site_disp[site] * scale[:, None])
+    if sd is None:
+        noise = rng.normal(0.0, np.sqrt(sigma2 - site_var), size=(p.n_localizations, d)) * scale[:, None]
+        twin = np.where(background[:, None], twin, twin + noise)
     # back into the data particle's own pose (the registration inverted): its position, its angle
     # about the optical axis and, in 3D, its tilt, which the twins must share with the data
     shift = np.repeat(np.asarray(fuser.translations_, dtype=np.float64), p.lengths, axis=0)
@@ -114,7 +177,7 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     elif excess > 0:
         # the axial excess the fuser estimated, along the data's own z
         coords[:, 2] = np.where(background, p.coords[:, 2],
-                                coords[:, 2] + rng.normal(0.0, np.sqrt(excess), size=p.n_localizations))
+                                coords[:, 2] + rng.normal(0.0, np.sqrt(excess), size=p.n_localizations) * scale)
     fields = {k: p.fields[k].copy() for k in ("precision", "precision_z") if k in p.fields}
     return Particles(coords=coords, offsets=p.offsets.copy(), fields=fields)
 
@@ -167,10 +230,17 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     Notes
     -----
     Without a ``precision`` field, ``sigma2_`` holds the localization error
-    itself, and every twin localization gets independent Gaussian noise of
-    variance ``sigma2_`` (no site displacement), plus, for 3D particles
-    fused under full rotations, the fuser's ``axial_excess_`` along the
-    particle's own z.
+    too. It is split by the data's own residuals about the template
+    centres: the spread of a (particle, site)'s localizations about their
+    own mean is the localization error, drawn independently for every twin
+    localization; the rest, the scatter of those means, is the site
+    displacement, drawn once per (particle, site). For 3D particles the
+    split is read along each particle's own x and y, and the fuser's
+    ``axial_excess_`` is added along its own z. Each particle's noise level
+    is its own: all of its twin's errors are scaled by its residual
+    variance relative to the data set's (shrunk towards 1 by how much of
+    its spread the particle's count explains), as a precision field would
+    scale them.
 
     **How many centres.** The twins are only as homogeneous as the
     template is. With about as many centres as the structure has sites,
