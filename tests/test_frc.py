@@ -107,6 +107,7 @@ def test_flag_low_scores_uses_a_robust_cut():
     flags = flag_low_scores(scores)
     assert flags[-1] and flags.sum() == 1
     assert not flag_low_scores(np.full(10, -3.0)).any()  # no spread, nothing to call an outlier
+    assert not flag_low_scores(-3.0 + np.r_[0.0, 1e-15, -1e-15, 2e-15, -1e-15, -4e-14, 0.0]).any()  # nor rounding
     assert not flag_low_scores(np.r_[scores[:-1], 0.0])[-1]  # only the low side is flagged
 
 
@@ -148,3 +149,14 @@ def test_a_particle_whose_rotation_nothing_fixes_is_warned_about_and_flagged(n_d
         fuser = ParticleFuser(n_components=16, n_restarts=1, random_state=0).fit(X)
     assert fuser.flagged_[4] and fuser.flagged_[9]
     assert fuser.flagged_.sum() <= 4
+
+
+def test_a_bin_of_identical_particles_fuses_and_flags_none():
+    import warnings
+
+    X, _ = ring_particles(1, 3, precision=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fuser = ParticleFuser(n_components=16, random_state=0).fit([X[0].copy() for _ in range(10)])
+    assert not fuser.flagged_.any()
+    np.testing.assert_allclose(fuser.registration_score_, fuser.registration_score_[0])

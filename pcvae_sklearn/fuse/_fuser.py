@@ -52,7 +52,7 @@ def flag_low_scores(scores: np.ndarray, z: float = FLAG_Z) -> np.ndarray:
     scores = np.asarray(scores, dtype=float)
     median = np.median(scores)
     spread = 1.4826 * np.median(np.abs(scores - median))
-    if not spread > 0:
+    if not spread > 1e-9 * (1.0 + abs(median)):  # no spread beyond rounding: nothing to call an outlier
         return np.zeros(len(scores), dtype=bool)
     return scores < median - z * spread
 
@@ -64,10 +64,14 @@ def undetermined_rotations(p: Particles, src: np.ndarray) -> np.ndarray:
     A single localization, or several at the same place, turn freely about
     their centroid; in 3D, collinear ones turn freely about their line.
     """
-    second = p.segment_sum(np.einsum("mi,mj->mij", src, src)) / np.maximum(p.lengths, 1)[:, None, None]
-    spread = np.linalg.eigvalsh(second)  # ascending; 2D needs the largest above 0, 3D the two largest
+    d = p.n_dims
+    second = np.empty((p.n_particles, d, d))
+    for a in range(d):  # a loop over axes: the (m, d, d) outer products would not fit for large data sets
+        for b in range(a, d):
+            second[:, a, b] = second[:, b, a] = p.segment_sum(src[:, a] * src[:, b])
+    spread = np.linalg.eigvalsh(second / np.maximum(p.lengths, 1)[:, None, None])  # ascending; 2D needs the largest above 0, 3D the two largest
     tiny = 1e-12 * float(spread[:, -1].mean())
-    return spread[:, 1 - p.n_dims] <= tiny
+    return spread[:, 1 - d] <= tiny
 
 
 def _loc_variance(p: Particles, use_precision: bool, mode: str):

@@ -149,7 +149,7 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     site_of_centre = _sites(centres, 2.0 * np.sqrt(sigma2))
     _, site = np.unique(pidx * len(centres) + site_of_centre[nearest], return_inverse=True)
     site_var, scale = sigma2, np.ones(p.n_localizations)
-    if sd is None:
+    if sd is None and not background.all():
         # Without precisions sigma2 holds the localization error too. Split it by how much of the
         # residual a site's localizations share (in 3D along each particle's own x and y, which the
         # axial excess leaves alone), and give each twin its particle's own noise level, as a
