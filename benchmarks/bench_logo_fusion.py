@@ -14,8 +14,8 @@ recipe of the TU Delft fusion tools (smlm_datafusion2d,
   event's frames, projected on the plane);
 * photons per event: frames x (1 + geometric(1/5000)); localization
   precision from the Rieger & Stallinga (2014) formula with a 138.6 nm PSF,
-  1 background photon per pixel and 130 nm pixels (median about 1 nm, as the
-  real picks' 0.84 nm);
+  1 background photon per pixel and 130 nm pixels (median about 1.6 nm;
+  the real picks' is 0.84 nm);
 * a random in-plane rotation and a uniform +-5 nm offset per particle, and
   the pick window of +-52 nm.
 
