@@ -158,8 +158,7 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
         residual = registered[fore] - centres[nearest[fore]]
         if d == 3:
             residual = np.einsum("mab,ma->mb", np.asarray(fuser.rotations_)[pidx[fore]], residual)
-        _, group = np.unique(site[fore], return_inverse=True)
-        site_var = sigma2 * _site_share(residual[:, :2], group)
+        site_var = sigma2 * _site_share(residual[:, :2], site[fore])
         scale = np.sqrt(_noise_scales(residual, pidx[fore], p.n_particles))[pidx]
     site_disp = rng.normal(0.0, np.sqrt(site_var), size=(site.max() + 1, d))
     twin = np.where(background[:, None], registered, centres[nearest] + site_disp[site] * scale[:, None])
