@@ -7,7 +7,8 @@ import copy
 import torch
 
 
-def dense_chamfer(pred: torch.Tensor, target: torch.Tensor, target_lengths=None, *, chunk_size: int = 4096) -> torch.Tensor:
+def dense_chamfer(pred: torch.Tensor, target: torch.Tensor, target_lengths=None, *, weights=None,
+                  chunk_size: int = 4096) -> torch.Tensor:
     """Symmetric Chamfer distance with autograd through every pairwise distance.
 
     The plain formula that ``pcvae_sklearn.encode.chamfer_distance`` computes
@@ -15,7 +16,8 @@ def dense_chamfer(pred: torch.Tensor, target: torch.Tensor, target_lengths=None,
     padded, target_lengths (B,) -> (B,). Chunked over target rows in the
     forward pass, but the backward pass keeps the whole ``(B, L, M, d)``
     difference tensor. Same squared-distance arithmetic as the library, so
-    the values agree to the last bit.
+    the values agree to the last bit. ``weights`` (B, L, d): per-axis
+    weights of the target points, multiplying their squared differences.
     """
     B, L, _ = target.shape
     if target_lengths is None:
@@ -28,7 +30,8 @@ def dense_chamfer(pred: torch.Tensor, target: torch.Tensor, target_lengths=None,
     for start in range(0, L, chunk_size):
         t = target[:, start : start + chunk_size]
         v = valid[:, start : start + chunk_size]
-        d2 = (t[:, :, None, :] - pred[:, None, :, :]).pow(2).sum(-1)  # (B, l, M)
+        sq = (t[:, :, None, :] - pred[:, None, :, :]).pow(2)
+        d2 = (sq if weights is None else sq * weights[:, start : start + chunk_size, None, :]).sum(-1)  # (B, l, M)
         sum_x_to_p = sum_x_to_p + (d2.min(dim=2).values * v).sum(dim=1)
         d2 = d2.masked_fill(~v[:, :, None], inf)  # padded target rows can never be the nearest
         chunk_min = d2.min(dim=1).values  # (B, M)

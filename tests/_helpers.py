@@ -33,12 +33,21 @@ def ragged_rings(n_particles=24, n_dims=2, seed=0, min_points=10, max_points=40)
     return out, radii
 
 
-def naive_chamfer(pred, targets):
-    """Symmetric Chamfer distance, one particle at a time, with torch.cdist on the unpadded target."""
+def naive_chamfer(pred, targets, weights=None):
+    """Symmetric Chamfer distance, one particle at a time, with torch.cdist on the unpadded target.
+
+    ``weights``: a list of (n_i, d) per-axis weights of the targets' points; the distance from
+    localization x to point p is then ``sum_k w_xk (x_k - p_k)**2``, computed as the Euclidean
+    distance of ``sqrt(w_x) * x`` to ``sqrt(w_x) * p``, one localization at a time.
+    """
     import torch
 
     out = []
-    for p, t in zip(pred, targets):
-        d2 = torch.cdist(t[None], p[None])[0].pow(2)
+    for i, (p, t) in enumerate(zip(pred, targets)):
+        if weights is None:
+            d2 = torch.cdist(t[None], p[None])[0].pow(2)
+        else:
+            s = weights[i].sqrt()
+            d2 = torch.stack([torch.cdist((t[j] * s[j])[None, None], (p * s[j])[None])[0, 0].pow(2) for j in range(len(t))])
         out.append(d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean())
     return torch.stack(out)
