@@ -16,6 +16,14 @@ the scenario varies, computes
 * with ``--paper-recipe``: the same best |Spearman| for
   ``PointCloudVAE(**paper_recipe(), random_state=seed)`` on the same data.
 
+``--tc-weight W`` fits ``study_total_correlation.TotalCorrelationVAE``
+(a total-correlation penalty of weight ``W``, the beta-TC-VAE) with the same
+``--params`` instead, so the disentangling options compare on the whole
+family: the defaults' penalties, the plain VAE
+(``--params '{"decorrelation": 0, "kurtosis": 0, "architecture":
+{"latent_batch_norm": false, "prior_shape": 2}}'``) and the plain VAE with
+the penalty (both).
+
 The table gives, per scenario and parameter, the median over seeds and the
 worst seed of each, and whether the latent median reaches the paper's
 estimator's (the comparison of the paper) and the ring fit's.
@@ -27,6 +35,9 @@ without looking at them.
     python benchmarks/bench_family.py --params '{"latent_dim": 6}' --out family.json
     python benchmarks/bench_family.py --n-particles 200 --seeds 0 --scenarios npc2d_default npc3d_tilt \\
         --params '{"n_epochs": 1}'                                     # smoke run
+    python benchmarks/bench_family.py --compare defaults.json tc.json   # side by side, from earlier --out files
+    python benchmarks/bench_family.py --n-particles 500 --tc-weight 100 --params "$(python -c \
+        'import study_total_correlation as s, json; print(json.dumps(s.PLAIN))')"   # beta-TC-VAE (from benchmarks/)
 """
 
 from __future__ import annotations
@@ -59,14 +70,22 @@ def abs_spearman(a, b) -> float:
     return 0.0 if np.isnan(r) else abs(float(r))
 
 
-def run_one(name: str, seed: int, n_particles: int, params: dict, threads: int, with_paper_recipe: bool) -> dict:
+def run_one(name: str, seed: int, n_particles: int, params: dict, threads: int, with_paper_recipe: bool,
+            tc_weight: float | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
     scenario = SCENARIOS[name]
     X, truth = make_scenario(name, n_particles, random_state=500 + seed)
     t0 = time.perf_counter()
-    Z = PointCloudVAE(random_state=seed, **params).fit_transform(X)
+    if tc_weight is None:
+        vae = PointCloudVAE(random_state=seed, **params)
+    else:
+        from study_total_correlation import TotalCorrelationVAE
+
+        torch.manual_seed(seed)  # the penalty's draws come from torch's global generator
+        vae = TotalCorrelationVAE(tc_weight=tc_weight, random_state=seed, **params)
+    Z = vae.fit_transform(X)
     out = {"scenario": name, "seed": seed, "fit_s": round(time.perf_counter() - t0, 1)}
     if with_paper_recipe:
         t0 = time.perf_counter()
@@ -124,6 +143,32 @@ def print_table(title: str, rows: list) -> None:
     print(f"  worst case of the latent: {worst['latent_worst']:.3f} ({worst['scenario']}, {worst['param']})")
 
 
+def compare(paths: list) -> None:
+    """Print the latent's median (worst seed) per scenario and parameter for several ``--out`` files side by side."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    labels = [Path(p).stem for p in paths]
+    cells: dict = {}
+    for k, run in enumerate(runs):
+        for held, rows in ((False, run["summary"]), (True, run["held_out_summary"])):
+            for r in rows:
+                cells.setdefault((held, r["scenario"], r["param"]), {})[k] = (r["latent_median"], r["latent_worst"],
+                                                                              r["seeds"])
+    print(f"{'scenario':18s} {'param':7s} " + " ".join(f"{label[:20]:>20s}" for label in labels))
+    for held in (False, True):
+        print("HELD-OUT" if held else "visible")
+        keys = [key for key in cells if key[0] == held]
+        for key in keys:
+            row = cells[key]
+            text = " ".join(f"{row[k][0]:>9.3f} ({row[k][1]:.3f}) {row[k][2]}" if k in row else f"{'-':>20s}"
+                            for k in range(len(runs)))
+            print(f"{key[1]:18s} {key[2]:7s} {text}")
+        for k, label in enumerate(labels):
+            worst = [(cells[key][k][1], key[1], key[2]) for key in keys if k in cells[key]]
+            if worst:
+                w = min(worst)
+                print(f"  worst seed of {label}: {w[0]:.3f} ({w[1]}, {w[2]})")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", nargs="+", default=list_scenarios(), choices=list_scenarios(), metavar="NAME",
@@ -133,8 +178,15 @@ def main(argv=None):
     ap.add_argument("--params", type=json.loads, default={}, help="JSON of PointCloudVAE keywords overriding the defaults")
     ap.add_argument("--jobs", type=int, default=1, help="fits at a time (joblib processes); default 1")
     ap.add_argument("--paper-recipe", action="store_true", help="also fit paper_recipe() on the same data (the peer)")
+    ap.add_argument("--tc-weight", type=float, default=None,
+                    help="fit the beta-TC-VAE of study_total_correlation.py with this penalty weight")
+    ap.add_argument("--compare", type=Path, nargs="+", metavar="JSON",
+                    help="print the latent columns of earlier --out files side by side, and fit nothing")
     ap.add_argument("--out", type=Path, help="write the per-fit results and the summary here (JSON)")
     args = ap.parse_args(argv)
+    if args.compare:
+        compare(args.compare)
+        return
     if not isinstance(args.params, dict):
         ap.error(f"--params must be a JSON object of PointCloudVAE keywords, got {args.params!r}")
     try:
@@ -145,17 +197,18 @@ def main(argv=None):
     tasks = [(name, seed) for name in args.scenarios for seed in args.seeds]
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
     print(f"{len(tasks)} fits: {len(args.scenarios)} scenarios x {len(args.seeds)} seeds, {args.n_particles} particles, "
-          f"params {json.dumps(args.params)}, {args.jobs} job(s) x {threads} thread(s)", flush=True)
+          f"params {json.dumps(args.params)}, tc_weight {args.tc_weight}, {args.jobs} job(s) x {threads} thread(s)",
+          flush=True)
     if args.jobs == 1:
         results = []
         for name, seed in tasks:
-            results.append(run_one(name, seed, args.n_particles, args.params, threads, args.paper_recipe))
+            results.append(run_one(name, seed, args.n_particles, args.params, threads, args.paper_recipe, args.tc_weight))
             print(json.dumps(results[-1]), flush=True)
     else:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=args.jobs, verbose=10)(
-            delayed(run_one)(name, seed, args.n_particles, args.params, threads, args.paper_recipe) for name, seed in tasks
+            delayed(run_one)(name, seed, args.n_particles, args.params, threads, args.paper_recipe, args.tc_weight) for name, seed in tasks
         )
         for r in results:
             print(json.dumps(r))

@@ -1,9 +1,17 @@
-"""The defaults against paper_recipe() on the real published pores in ../shared/data/real.
+"""The defaults against other models on the real published pores in ../shared/data/real.
 
-For each set and seed it fits ``PointCloudVAE(random_state=seed)`` and
-``PointCloudVAE(**paper_recipe(), random_state=seed)`` on the same particles
+For each set and seed it fits each of ``--models`` on the same particles
 and prints the best latent dimension's |Spearman| with each model-based
-estimate (there is no truth in real data):
+estimate (there is no truth in real data). The models:
+
+* ``defaults``: ``PointCloudVAE(random_state=seed)``;
+* ``paper_recipe``: ``PointCloudVAE(**paper_recipe(), random_state=seed)``;
+* ``plain``: the plain VAE (no latent batch norm, no decorrelation or
+  kurtosis penalty, a Gaussian prior: ``study_total_correlation.PLAIN``);
+* ``tc``: the plain VAE with a total-correlation penalty of weight 100
+  (``study_total_correlation.TotalCorrelationVAE``, the beta-TC-VAE).
+
+The sets:
 
 * ``gp210``: 304 real 2D dSTORM gp210 pores (radius: ``RadiusEstimator()``);
 * ``nup107``: 306 real 3D DNA-PAINT Nup107 pores (radius, and ring distance:
@@ -14,7 +22,8 @@ its own random angle about the optical axis (seeded), as picked particles
 would be.
 
     python benchmarks/bench_real.py --seeds 0 1 2
-    python benchmarks/bench_real.py --sets nup107 --seeds 0 --no-paper-recipe
+    python benchmarks/bench_real.py --sets nup107 --seeds 0 --models defaults
+    python benchmarks/bench_real.py --models defaults plain tc
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 from _common import best_abs_spearman
+
+from study_total_correlation import PLAIN, TotalCorrelationVAE
 
 from pcvae_sklearn import HeightEstimator, PointCloudVAE, RadiusEstimator, paper_recipe, read_particles
 
@@ -43,15 +54,31 @@ def turned(particles, seed):
     return ak.with_field(out, s * particles.x + c * particles.y, "y")
 
 
+def model(label: str, seed: int):
+    """The unfitted model ``label`` (see the module's docstring) with seed ``seed``."""
+    if label == "defaults":
+        return PointCloudVAE(random_state=seed)
+    if label == "paper_recipe":
+        return PointCloudVAE(**paper_recipe(), random_state=seed)
+    if label == "plain":
+        return PointCloudVAE(**PLAIN, random_state=seed)
+    import torch
+
+    torch.manual_seed(seed)  # the penalty's draws come from torch's global generator
+    return TotalCorrelationVAE(tc_weight=100.0, **PLAIN, random_state=seed)
+
+
+MODELS = ("defaults", "paper_recipe", "plain", "tc")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--no-paper-recipe", action="store_true")
+    ap.add_argument("--models", nargs="+", default=["defaults", "paper_recipe"], choices=MODELS)
     args = ap.parse_args(argv)
     if not REAL.is_dir():
         raise SystemExit(f"{REAL} is absent: these are the real sets of ../shared/data (see its README).")
-    models = {"defaults": {}} if args.no_paper_recipe else {"defaults": {}, "paper_recipe": paper_recipe()}
     print("set     seed  model         estimate        best |rho|  fit_s")
     rows = {}
     for name in args.sets:
@@ -59,9 +86,9 @@ def main(argv=None):
         X = turned(read_particles(REAL / file), seed=12345)
         estimates = {k: est.fit_transform(X)[:, 0] for k, est in estimators.items()}
         for seed in args.seeds:
-            for label, params in models.items():
+            for label in args.models:
                 t = time.perf_counter()
-                Z = PointCloudVAE(**params, random_state=seed).fit_transform(X)
+                Z = model(label, seed).fit_transform(X)
                 fit_s = time.perf_counter() - t
                 for k, e in estimates.items():
                     rho = best_abs_spearman(Z, e)
