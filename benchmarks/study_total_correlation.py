@@ -56,8 +56,8 @@ class TotalCorrelationVAE(PointCloudVAE):
         super().__init__(**params)
         self.tc_weight = tc_weight
 
-    def _loss(self, decoded, target, lengths, mu, logvar, kl_weight):
-        loss, terms = super()._loss(decoded, target, lengths, mu, logvar, kl_weight)
+    def _loss(self, decoded, target, lengths, mu, logvar, kl_weight, weights=None):
+        loss, terms = super()._loss(decoded, target, lengths, mu, logvar, kl_weight, weights)
         if self.tc_weight and mu.shape[0] > 1:
             terms["total_correlation"] = tc = total_correlation(mu.float(), logvar.float())
             loss = loss + kl_weight * self.tc_weight * tc

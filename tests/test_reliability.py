@@ -241,12 +241,12 @@ class _Interrupted(PointCloudVAE):
         super().__init__(**params)
         self.killed_at = killed_at
 
-    def _loss(self, *args):
+    def _loss(self, *args, **kwargs):
         steps_per_epoch = -(-24 // self.batch_size)
         if self.killed_at is not None and self._steps_seen == self.killed_at * steps_per_epoch:
             raise KeyboardInterrupt("killed for the test")
         self._steps_seen += 1
-        return super()._loss(*args)
+        return super()._loss(*args, **kwargs)
 
     _steps_seen = 0
 
@@ -300,9 +300,9 @@ _KILL_SCRIPT = textwrap.dedent(
     from pcvae_sklearn import PointCloudVAE
 
     class Slow(PointCloudVAE):  # slow steps, so that the test can kill the fit in the middle of an epoch
-        def _loss(self, *args):
+        def _loss(self, *args, **kwargs):
             time.sleep(0.1)
-            return super()._loss(*args)
+            return super()._loss(*args, **kwargs)
     X = ragged_rings(24, seed=0)[0]
     Slow(**dict(TINY_VAE, n_epochs=20), random_state=5, checkpoint_path={path!r}).fit(X)
     """
@@ -497,8 +497,8 @@ class _Diverging(PointCloudVAE):
         self.bad_step = bad_step
         self.what = what
 
-    def _loss(self, decoded, *args):
-        loss, terms = super()._loss(decoded, *args)
+    def _loss(self, decoded, *args, **kwargs):
+        loss, terms = super()._loss(decoded, *args, **kwargs)
         if self._steps_seen == self.bad_step:
             if self.what == "loss":
                 loss = loss * torch.tensor(float("nan"))

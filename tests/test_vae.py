@@ -299,8 +299,9 @@ def test_architecture_must_be_a_dict(rings):
         PointCloudVAE(**{**TINY_VAE, "architecture": [("encoder_widths", (16,))]}).fit(rings)
 
 
-def test_at_most_twenty_constructor_parameters():
-    assert len(PointCloudVAE().get_params()) <= 20
+def test_constructor_parameters_stay_few():
+    # 20 after the simplification; precision_weighted (the outlook issue's precision-aware loss) is the 21st
+    assert len(PointCloudVAE().get_params()) <= 21
 
 
 def test_paper_recipe_builds_and_fits_the_papers_network():
@@ -338,8 +339,8 @@ class _L1Latent(PointCloudVAE):
         super().__init__(**params)
         self.l1 = l1
 
-    def _loss(self, decoded, target, lengths, mu, logvar, kl_weight):
-        loss, terms = super()._loss(decoded, target, lengths, mu, logvar, kl_weight)
+    def _loss(self, decoded, target, lengths, mu, logvar, kl_weight, weights=None):
+        loss, terms = super()._loss(decoded, target, lengths, mu, logvar, kl_weight, weights)
         terms["l1"] = mu.float().abs().mean()
         return loss + self.l1 * terms["l1"], terms
 

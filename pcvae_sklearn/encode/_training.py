@@ -74,6 +74,7 @@ class TrainingRun:
     n_no_improvement: int = 0
     readout: dict = field(default_factory=dict)
     outlier_fraction: float = 0.0
+    reference_precision: float | None = None
 
     @property
     def device(self) -> torch.device:
@@ -88,6 +89,7 @@ class TrainingRun:
             "n_steps_": self.step,
             "n_iter_": len(self.history),
             "outlier_fraction_": self.outlier_fraction,
+            "reference_precision_": self.reference_precision,
             **self.readout,
         }
 
@@ -124,7 +126,7 @@ def sigmoid_warmup(step: int, warmup_steps: int) -> float:
 
 
 def vae_loss(decoded, target, lengths, mu, logvar, *, kl_weight: float, prior_shape: int, decorrelation: float,
-             kurtosis: float):
+             kurtosis: float, weights=None):
     """The training loss of one batch, and its terms.
 
     ``chamfer + kl_weight * KL + decorrelation * correlation + kurtosis * fourth_moment``,
@@ -148,6 +150,10 @@ def vae_loss(decoded, target, lengths, mu, logvar, *, kl_weight: float, prior_sh
         Weights of ``sum_{i != j} corr(mu_i, mu_j)**2`` and of
         ``sum_i mean(mu_i**4)`` over the batch; 0 leaves the term out. Both
         need at least 3 particles in the batch (0 otherwise).
+    weights : Tensor of shape (B, L, d), optional
+        Per-axis weights of the target localizations (their inverse
+        variances on a common scale): the Chamfer distance becomes the
+        Mahalanobis one (see :func:`~._chamfer.chamfer_distance`).
 
     Returns
     -------
@@ -158,7 +164,7 @@ def vae_loss(decoded, target, lengths, mu, logvar, *, kl_weight: float, prior_sh
         weight. The training loop records their means over an epoch in
         ``history_``.
     """
-    recon = chamfer_distance(decoded.float(), target, lengths).mean()
+    recon = chamfer_distance(decoded.float(), target, lengths, weights=weights).mean()
     kl = kl_divergence(mu.float(), logvar.float(), prior_shape).mean()
     loss = recon + kl_weight * kl
     terms = {"reconstruction": recon, "kl": kl}
@@ -256,6 +262,7 @@ def resumed_run(est, p: Particles, module_config: dict, device, from_file: bool 
         n_particles=p.n_particles,
         history=copy.deepcopy(list(source.history_)),
         step=int(source.n_steps_),
+        reference_precision=getattr(source, "reference_precision_", None),
     )
     if state is not None:
         run.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
@@ -293,11 +300,13 @@ def split(est, run: TrainingRun, n: int, use_validation: bool = True):
     return train_idx, val_idx
 
 
-def train(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_idx, val_idx, n_epochs: int, checkpoint) -> None:
+def train(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_idx, val_idx, n_epochs: int, checkpoint,
+          weights: np.ndarray | None = None) -> None:
     """Train ``n_epochs`` more epochs (fewer after an early stop); ``checkpoint(run)`` after each.
 
     ``coords`` are the particles' localizations, centred and divided by the
-    run's scale (float32, packed as ``p``).
+    run's scale (float32, packed as ``p``); ``weights``, packed the same way,
+    their per-axis weights in the Chamfer distance (None: Euclidean).
     """
     n_epochs = max(n_epochs, 0)
     bar = _progress_bar(est.verbose, math.ceil(len(train_idx) / est.batch_size) * n_epochs)
@@ -307,9 +316,10 @@ def train(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_idx, va
                     and run.n_no_improvement >= est.n_iter_no_change):
                 report(est.verbose, f"[PointCloudVAE] stopped early: no validation improvement in {est.n_iter_no_change} epoch(s)")
                 break
-            record = _run_epoch(est, run, p, coords, train_idx, bar)
+            record = _run_epoch(est, run, p, coords, train_idx, bar, weights)
             if val_idx is not None:
-                record["validation_reconstruction"] = value = validation_reconstruction(est, run, p, coords, val_idx)
+                record["validation_reconstruction"] = value = validation_reconstruction(est, run, p, coords, val_idx,
+                                                                                        weights)
                 if value < run.best_validation:
                     run.best_validation, run.n_no_improvement = value, 0
                 else:
@@ -339,7 +349,8 @@ def _progress_bar(verbose: int, total: int):
     return tqdm(total=total, desc="PointCloudVAE", unit="step")
 
 
-def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_idx: np.ndarray, bar) -> dict:
+def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_idx: np.ndarray, bar,
+               weights: np.ndarray | None = None) -> dict:
     module, device = run.module, run.device
     forward = torch.compile(module, dynamic=True) if est._architecture()["compile"] else module
     bfloat16 = est.compute_dtype == "bfloat16"
@@ -365,8 +376,10 @@ def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_id
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
             decoded, mu, logvar = forward(pts_t, seg, lens, generator=run.generator)
         target, _ = pad_packed(pts_t, lens)
+        # the weights of a localization do not change under a rotation about z: its lateral ones are equal
+        w = None if weights is None else pad_packed(torch.from_numpy(weights[rows]).to(device), lens)[0]
         kl_weight = est.beta * sigmoid_warmup(run.step, run.warmup)
-        loss, terms = est._loss(decoded, target, lens, mu, logvar, kl_weight)
+        loss, terms = est._loss(decoded, target, lens, mu, logvar, kl_weight, weights=w)
         if not torch.isfinite(loss):
             raise diverged(est, f"the training loss became {loss.item()}", epoch, run.step)
         run.optimizer.zero_grad(set_to_none=True)
@@ -406,7 +419,8 @@ def diverged(est, what: str, epoch: int, step: int) -> FloatingPointError:
     )
 
 
-def validation_reconstruction(est, run: TrainingRun, p: Particles, coords: np.ndarray, val_idx: np.ndarray) -> float:
+def validation_reconstruction(est, run: TrainingRun, p: Particles, coords: np.ndarray, val_idx: np.ndarray,
+                              weights: np.ndarray | None = None) -> float:
     """Mean Chamfer distance (scaled units) of the held-out particles' posterior-mean reconstructions."""
     module = run.module
     module.eval()
@@ -415,10 +429,12 @@ def validation_reconstruction(est, run: TrainingRun, p: Particles, coords: np.nd
     total = 0.0
     with torch.inference_mode():
         for start, stop in chunk_by_budget(lengths, PARTICLE_BUDGET, LOCALIZATION_BUDGET):
-            pts, seg, lens = packed_to_device(coords[rows[offsets[start] : offsets[stop]]], lengths[start:stop], run.device)
+            chunk = rows[offsets[start] : offsets[stop]]
+            pts, seg, lens = packed_to_device(coords[chunk], lengths[start:stop], run.device)
             mu, _ = module.encoder(pts, seg, lens)
             target, _ = pad_packed(pts, lens)
-            total += float(chamfer_distance(module.decoder(mu), target, lens).double().sum())
+            w = None if weights is None else pad_packed(torch.from_numpy(weights[chunk]).to(run.device), lens)[0]
+            total += float(chamfer_distance(module.decoder(mu), target, lens, weights=w).double().sum())
     module.train()
     value = total / len(val_idx)
     if not math.isfinite(value):

@@ -100,6 +100,22 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         kurtosis contrast of ICA: each dimension is pushed to follow one
         parameter spread flat over the particles rather than a mixture of
         several. 0 turns it off.
+    precision_weighted : bool or "auto", default="auto"
+        Measure the Chamfer distance with each localization's precision:
+        the squared distance between a localization and a decoded point is
+        ``sum_k (x_k - p_k)**2 / s_k**2`` (times one dataset-level constant,
+        ``reference_precision_**2``), a Mahalanobis distance with the
+        localization's own lateral and, in 3D, axial precision ``s``, in the
+        nearest-neighbour search and in the loss alike. A localization
+        known to 20 nm along z then counts along z as much as one known to
+        8 nm counts laterally. It needs the ``precision`` field and, for 3D
+        particles, ``precision_z``, finite and above 0 nm. "auto" weighs
+        when the data carry them and uses the Euclidean distance when they
+        do not (and warns when some are not finite or 0); True raises a
+        ValueError without them; False is the paper's Euclidean distance.
+        No precision is ever assumed: ``reference_precision_`` is None when
+        the fit was Euclidean. ``reconstruction_error`` and ``score`` use
+        the distance the model was trained with.
     architecture : dict or None, default=None
         The network, as a dict of some of these keys (the others keep their
         defaults, the way skorch's ``module__*`` parameters work); None is
@@ -190,6 +206,11 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     outlier_fraction_ : float
         Fraction of the localizations seen in the last ``fit`` that were
         outliers (see Notes) and left out.
+    reference_precision_ : float or None
+        When the fit weighed by precision (see ``precision_weighted``), the
+        precision (nm) whose localization weighs 1 in the Chamfer distance:
+        the root of the harmonic mean of the fitted localizations' variances
+        over the axes, so the weights average 1. None when it was Euclidean.
     history_ : list of dict
         One dict per epoch: ``epoch``, ``loss``, ``reconstruction`` (Chamfer,
         scaled units), ``kl``, ``beta`` (the KL weight at the epoch's end),
@@ -262,8 +283,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     loop turns a batch's outputs into the loss; nothing else needs patching.
     It receives the decoded points ``(B, M, d)``, the padded target
     localizations ``(B, L, d)`` with their ``lengths`` ``(B,)``, the
-    posterior means and log-variances ``(B, k)`` and the KL weight of the
-    step, and returns the scalar loss and a dict of named scalar terms,
+    posterior means and log-variances ``(B, k)``, the KL weight of the
+    step and, as ``weights``, the localizations' per-axis Chamfer weights
+    ``(B, L, d)`` (None for the Euclidean distance), and returns the scalar loss and a dict of named scalar terms,
     whose means over an epoch go to ``history_``. Calling
     ``super()._loss(...)`` gives the default loss and its terms to build on;
     a subclass that adds parameters lists them in its own ``__init__``, as
@@ -305,6 +327,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         "n_rotations": [Interval(Integral, 0, None, closed="left")],
         "decorrelation": [Interval(Real, 0, None, closed="left")],
         "kurtosis": [Interval(Real, 0, None, closed="left")],
+        "precision_weighted": ["boolean", StrOptions({"auto"})],
         "architecture": [dict, None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -330,6 +353,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         n_rotations=8,
         decorrelation=0.01,
         kurtosis=0.01,
+        precision_weighted="auto",
         architecture=None,
         device="cpu",
         random_state=None,
@@ -351,6 +375,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         self.n_rotations = n_rotations
         self.decorrelation = decorrelation
         self.kurtosis = kurtosis
+        self.precision_weighted = precision_weighted
         self.architecture = architecture
         self.device = device
         self.random_state = random_state
@@ -375,7 +400,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         return sorted(set(names))
 
     # ------------------------------------------------------------ extension point
-    def _loss(self, decoded, target, lengths, mu, logvar, kl_weight):
+    def _loss(self, decoded, target, lengths, mu, logvar, kl_weight, weights=None):
         """The training loss of one batch and its named terms (the documented extension point).
 
         Parameters
@@ -390,6 +415,10 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             Posterior means and log-variances.
         kl_weight : float
             ``beta`` times the warm-up's fraction at this step.
+        weights : Tensor of shape (B, L, d) or None
+            The localizations' per-axis weights in the Chamfer distance
+            (see ``precision_weighted``), padded like ``target``; None for
+            the Euclidean distance.
 
         Returns
         -------
@@ -402,7 +431,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         """
         return vae_loss(
             decoded, target, lengths, mu, logvar, kl_weight=kl_weight, prior_shape=self._architecture()["prior_shape"],
-            decorrelation=self.decorrelation, kurtosis=self.kurtosis,
+            decorrelation=self.decorrelation, kurtosis=self.kurtosis, weights=weights,
         )
 
     # ------------------------------------------------------------ helpers
@@ -440,6 +469,53 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         if fitting:
             self._outliers = float(outliers.mean())
         return p.take_rows(~outliers) if outliers.any() else p
+
+    def _precision_weights(self, p: Particles, reference: float | None = None, *, required: bool = False
+                           ) -> tuple[np.ndarray | None, float | None]:
+        """The localizations' per-axis Chamfer weights ``(reference / precision)**2`` (float32) and the reference (nm).
+
+        ``(None, None)`` for the Euclidean distance: ``precision_weighted`` False,
+        or "auto" on data without usable precisions. ``reference`` None: the root
+        of the harmonic mean of the variances, so the weights average 1.
+        ``required``: the model was trained with weights, so they must be there.
+        """
+        auto = isinstance(self.precision_weighted, str)  # "auto"
+        if not required and not auto and not self.precision_weighted:
+            return None, None
+        why = ("this model was fitted with precision weights (reference_precision_ is set)" if required
+               else "precision_weighted=True")
+        needed = ["precision"] + (["precision_z"] if p.n_dims == 3 else [])
+        missing = [name for name in needed if name not in p.fields]
+        if missing:
+            if auto and not required:
+                return None, None
+            raise ValueError(
+                f"{why} needs every localization's precision, but X has no {' or '.join(repr(m) for m in missing)} "
+                f"field (it has {sorted(p.fields) or 'no fields'}); no precision is assumed. Add the field"
+                + (" (for 3D data, the axial precision as 'precision_z')" if p.n_dims == 3 else "")
+                + ", or set precision_weighted=False."
+            )
+        axes = [p.fields["precision"]] * 2 + ([p.fields["precision_z"]] if p.n_dims == 3 else [])
+        sd = np.column_stack(axes).astype(np.float64)
+        bad = ~(np.isfinite(sd) & (sd > 0)).all(axis=1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+            where = (f"{p.name(i)} has the precision {sd[row].tolist()} nm at localization {row - p.offsets[i]} "
+                     f"({int(bad.sum())} localization(s) in all)")
+            if auto and not required:
+                warnings.warn(
+                    f"{where}: precisions must be finite and above 0 nm to weigh the Chamfer distance, so this fit "
+                    "uses the Euclidean distance. Correct the field, or set precision_weighted=False.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+                return None, None
+            raise ValueError(f"{where}; {why} needs finite precisions above 0 nm.")
+        inverse = 1.0 / sd**2
+        if reference is None:
+            reference = float(np.sqrt(1.0 / inverse.mean()))
+        return (inverse * reference**2).astype(np.float32), reference
 
     def _normalised(self, p: Particles) -> np.ndarray:
         """Centre every particle on its centroid, divide by the dataset scale (float32)."""
@@ -547,8 +623,13 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             raise ValueError(
                 "coordinates divided by the dataset scale overflow float32; check the coordinates' units (nm expected)."
             )
+        if run.history:  # training goes on: with the distance the model was trained with
+            weights = (None if run.reference_precision is None
+                       else self._precision_weights(p, run.reference_precision, required=True)[0])
+        else:
+            weights, run.reference_precision = self._precision_weights(p)
         checkpoint = (lambda r: save_checkpoint(self, r)) if self.checkpoint_path is not None else (lambda r: None)
-        train(self, run, p, coords, train_idx, val_idx, n_epochs, checkpoint)
+        train(self, run, p, coords, train_idx, val_idx, n_epochs, checkpoint, weights)
         run.readout = distil_rotation_average(self, run, p, coords, train_idx)
         checkpoint(run)  # the last checkpoint is the fitted model, read-out included
         for name, value in run.module.named_parameters():
@@ -664,15 +745,27 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         return Particles(coords=pts.reshape(n * m, d), offsets=offsets).to_awkward()
 
     def reconstruction_error(self, X) -> np.ndarray:
-        """Symmetric Chamfer distance (nm^2) between each particle and its decoded posterior mean."""
+        """Symmetric Chamfer distance (nm^2) between each particle and its decoded posterior mean.
+
+        When the model was fitted with precision weights
+        (``reference_precision_`` set), the distance it was trained on:
+        squared distances in units of each localization's precision, times
+        ``reference_precision_**2``; ``X`` must then carry the precisions.
+        """
         check_is_fitted(self, "module_")
         p = self._check_particles(X, fitting=False)
+        reference = getattr(self, "reference_precision_", None)
+        weights = self._precision_weights(p, reference, required=True)[0] if reference is not None else None
         out = np.empty(p.n_particles)
         with torch.inference_mode():
             for start, stop, pts, seg, lens in self._encode_chunks(p):
                 mu, _ = self.module_.encoder(pts, seg, lens)
                 target, _ = pad_packed(pts, lens)
-                cd = chamfer_distance(self.module_.decoder(mu), target, lens)
+                w = None
+                if weights is not None:
+                    rows = slice(p.offsets[start], p.offsets[stop])
+                    w = pad_packed(torch.from_numpy(weights[rows]).to(pts.device), lens)[0]
+                cd = chamfer_distance(self.module_.decoder(mu), target, lens, weights=w)
                 out[start:stop] = cd.double().cpu().numpy() * self.scale_**2
         return out
 

@@ -1,0 +1,126 @@
+"""PointCloudVAE(precision_weighted=...): the Chamfer distance in units of each localization's precision."""
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+from _helpers import TINY_VAE, ragged_rings
+
+from pcvae_sklearn import PointCloudVAE
+from pcvae_sklearn.encode import chamfer_distance
+from pcvae_sklearn.encode._chamfer import pad_packed
+
+
+def with_precisions(particles, lateral, axial=None):
+    """An awkward array of the particles with ``precision`` (and ``precision_z``) fields from callables of the count."""
+    records = []
+    for i, pts in enumerate(particles):
+        rec = {name: pts[:, k] for k, name in enumerate("xyz"[: pts.shape[1]])}
+        rec["precision"] = lateral(i, len(pts))
+        if axial is not None:
+            rec["precision_z"] = axial(i, len(pts))
+        records.append(rec)
+    return ak.Array([{k: v.tolist() for k, v in r.items()} for r in records])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n_dims", [2, 3])
+def test_equal_precisions_give_the_euclidean_fit(seed, n_dims):
+    # every weight is exactly 1: the same numbers as the plain fit, bit for bit
+    rings, _ = ragged_rings(24, n_dims=n_dims, seed=seed)
+    X = with_precisions(rings, lambda i, n: np.full(n, 7.0), (lambda i, n: np.full(n, 7.0)) if n_dims == 3 else None)
+    plain = PointCloudVAE(**TINY_VAE, random_state=seed, precision_weighted=False).fit(X)
+    weighted = PointCloudVAE(**TINY_VAE, random_state=seed, precision_weighted=True).fit(X)
+    assert weighted.reference_precision_ == pytest.approx(7.0) and plain.reference_precision_ is None
+    np.testing.assert_array_equal(weighted.transform(X), plain.transform(X))
+    np.testing.assert_allclose(weighted.reconstruction_error(X), plain.reconstruction_error(X), rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_weights_are_each_localizations_and_the_reference_averages_them_to_one(seed):
+    rng = np.random.default_rng(seed)
+    rings, _ = ragged_rings(24, n_dims=3, seed=seed)
+    X = with_precisions(rings, lambda i, n: rng.uniform(2, 10, n), lambda i, n: rng.uniform(10, 30, n))
+    vae = PointCloudVAE(**TINY_VAE, random_state=seed, precision_weighted=True).fit(X)
+    lat = ak.to_numpy(ak.flatten(X["precision"]))
+    ax = ak.to_numpy(ak.flatten(X["precision_z"]))
+    inverse = np.concatenate([1 / lat**2, 1 / lat**2, 1 / ax**2])
+    assert vae.reference_precision_ == pytest.approx(np.sqrt(1 / inverse.mean()), rel=1e-9)
+    # reconstruction_error is the weighted Chamfer distance of the decoded posterior mean (one encoding), in nm^2
+    errors = vae.reconstruction_error(X)
+    p0 = np.asarray(rings[0] - rings[0].mean(axis=0), dtype=np.float32) / vae.scale_
+    with torch.inference_mode():
+        pts = torch.from_numpy(p0)
+        lens = torch.tensor([len(p0)])
+        mu, _ = vae.module_.encoder(pts, torch.zeros(len(p0), dtype=torch.long), lens)
+        w = np.c_[1 / lat[: len(p0)] ** 2, 1 / lat[: len(p0)] ** 2, 1 / ax[: len(p0)] ** 2] * vae.reference_precision_**2
+        cd = chamfer_distance(vae.module_.decoder(mu), pts[None], lens, weights=torch.from_numpy(w.astype(np.float32))[None])
+    assert errors[0] == pytest.approx(float(cd) * vae.scale_**2, rel=1e-4)
+    # and the weights change the fit
+    plain = PointCloudVAE(**TINY_VAE, random_state=seed, precision_weighted=False).fit(X)
+    assert not np.allclose(plain.transform(X), vae.transform(X))
+    # "auto", the default, weighs when the fields are there: the same fit as True
+    auto = PointCloudVAE(**TINY_VAE, random_state=seed).fit(X)
+    assert auto.precision_weighted == "auto" and auto.reference_precision_ == vae.reference_precision_
+    np.testing.assert_array_equal(auto.transform(X), vae.transform(X))
+
+
+def test_missing_precisions_are_never_assumed():
+    rings2, _ = ragged_rings(12, seed=0)
+    with pytest.raises(ValueError, match="no 'precision' field.*no precision is assumed"):
+        PointCloudVAE(**TINY_VAE, precision_weighted=True).fit(rings2)
+    rings3, _ = ragged_rings(12, n_dims=3, seed=0)
+    lateral_only = with_precisions(rings3, lambda i, n: np.full(n, 5.0))
+    with pytest.raises(ValueError, match="no 'precision_z' field.*axial precision"):
+        PointCloudVAE(**TINY_VAE, precision_weighted=True).fit(lateral_only)
+    # "auto" (the default) falls back to the Euclidean distance, and says so in reference_precision_
+    for X in (rings2, lateral_only):
+        auto = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+        assert auto.reference_precision_ is None
+        np.testing.assert_array_equal(auto.transform(X),
+                                      PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=False).fit(X).transform(X))
+
+
+@pytest.mark.parametrize("bad", [0.0, np.nan, -1.0, np.inf])
+def test_bad_precisions_name_the_particle(bad):
+    rings, _ = ragged_rings(12, seed=1)
+
+    def lateral(i, n):
+        out = np.full(n, 5.0)
+        if i == 7:
+            out[3] = bad
+        return out
+
+    X = with_precisions(rings, lateral)
+    with pytest.raises(ValueError, match=r"particle 7 has the precision \[.*\] nm at localization 3 \(1 localization"):
+        PointCloudVAE(**TINY_VAE, precision_weighted=True).fit(X)
+    # "auto" warns, names the particle, and fits with the Euclidean distance; nothing is dropped
+    with pytest.warns(UserWarning, match="particle 7 has the precision .* uses the Euclidean distance"):
+        auto = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+    assert auto.reference_precision_ is None
+
+
+def test_the_reference_precision_persists_and_scores_use_it(tmp_path):
+    rng = np.random.default_rng(3)
+    rings, _ = ragged_rings(24, seed=3)
+    X = with_precisions(rings, lambda i, n: rng.uniform(2, 10, n))
+    vae = PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=True).fit(X)
+    vae.save(tmp_path / "m.pt")
+    back = PointCloudVAE.load(tmp_path / "m.pt")
+    assert back.reference_precision_ == vae.reference_precision_ and back.precision_weighted
+    np.testing.assert_array_equal(back.reconstruction_error(X), vae.reconstruction_error(X))
+    with pytest.raises(ValueError, match="no 'precision' field"):
+        vae.score(rings)  # scored with the distance it was trained on, or not at all
+
+
+def test_weights_ignore_the_padding_in_training():
+    # a long and a short particle in one batch: the short one's padded rows carry no weight and no gradient
+    pred = torch.zeros(2, 3, 2, requires_grad=True)
+    target, _ = pad_packed(torch.tensor([[1.0, 0], [0, 1], [2, 2], [5, 5]]), torch.tensor([3, 1]))
+    w, _ = pad_packed(torch.tensor([[1.0, 1], [2, 2], [3, 3], [0.5, 0.5]]), torch.tensor([3, 1]))
+    w[1, 1:] = float("nan")
+    cd = chamfer_distance(pred, target, torch.tensor([3, 1]), weights=w)
+    assert torch.isfinite(cd).all()
+    (g,) = torch.autograd.grad(cd.sum(), pred)
+    assert torch.isfinite(g).all()
+    torch.testing.assert_close(cd[1], torch.tensor(25.0 + 25.0))
