@@ -314,6 +314,7 @@ def test_paper_recipe_builds_and_fits_the_papers_network():
     assert (vae.latent_dim, vae.beta, vae.n_epochs, vae.batch_size) == (8, 1.0, 4, 8)
     assert (vae.learning_rate, vae.weight_decay, vae.kl_warmup_steps) == (1e-4, 1e-5, 5000)
     assert (vae.decorrelation, vae.kurtosis, vae.n_rotations, vae.max_points) == (0.0, 0.0, 0, 128)
+    assert vae.precision_weighted is False  # the paper's Euclidean Chamfer distance, whatever the fields
     vae.set_params(n_epochs=1).fit(X)
     assert vae.module_.config == {
         "in_dim": 2, "latent_dim": 8, "encoder_widths": (64, 128, 1024), "decoder_widths": (256, 512, 1024),

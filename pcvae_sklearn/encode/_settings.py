@@ -90,6 +90,7 @@ _PAPER_RECIPE = {
     "n_rotations": 0,
     "decorrelation": 0.0,
     "kurtosis": 0.0,
+    "precision_weighted": False,
     "architecture": {**_PAPER_SHAPE, "decoder_channels": 1024, "latent_batch_norm": False, "prior_shape": 2},
 }
 
@@ -100,8 +101,8 @@ def paper_recipe() -> dict:
     ``PointCloudVAE(**paper_recipe())`` is the PC-VAE as published [1]_, as
     closely as this library can build it: a PointNet encoder with shared
     widths 64-128-1024, a decoder with a 256-512-1024 tanh MLP, 1024
-    channels and 4 attention heads producing 128 points, the Chamfer
-    distance plus the KL divergence from a standard normal prior weighted by
+    channels and 4 attention heads producing 128 points, the (Euclidean)
+    Chamfer distance plus the KL divergence from a standard normal prior weighted by
     a sigmoid warm-up over 5000 steps, Adam at learning rate 1e-4 with
     weight decay 1e-5, batches of 8 particles, 4 epochs, 8 latent
     dimensions; no rotation augmentation, no batch norm of the latent
