@@ -34,6 +34,7 @@ from ._batching import (
 )
 from ._chamfer import chamfer_distance, pad_packed
 from ._networks import build_module, kl_divergence, latent_correlation
+from ._precision import padded_weights
 from ._settings import MODULE_KEYS
 
 __all__ = ["TrainingRun", "vae_loss", "sigmoid_warmup", "new_run", "resumed_run", "train", "report"]
@@ -377,7 +378,7 @@ def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_id
             decoded, mu, logvar = forward(pts_t, seg, lens, generator=run.generator)
         target, _ = pad_packed(pts_t, lens)
         # the weights of a localization do not change under a rotation about z: its lateral ones are equal
-        w = None if weights is None else pad_packed(torch.from_numpy(weights[rows]).to(device), lens)[0]
+        w = padded_weights(weights, rows, lens)
         kl_weight = est.beta * sigmoid_warmup(run.step, run.warmup)
         loss, terms = est._loss(decoded, target, lens, mu, logvar, kl_weight, weights=w)
         if not torch.isfinite(loss):
@@ -433,7 +434,7 @@ def validation_reconstruction(est, run: TrainingRun, p: Particles, coords: np.nd
             pts, seg, lens = packed_to_device(coords[chunk], lengths[start:stop], run.device)
             mu, _ = module.encoder(pts, seg, lens)
             target, _ = pad_packed(pts, lens)
-            w = None if weights is None else pad_packed(torch.from_numpy(weights[chunk]).to(run.device), lens)[0]
+            w = padded_weights(weights, chunk, lens)
             total += float(chamfer_distance(module.decoder(mu), target, lens, weights=w).double().sum())
     module.train()
     value = total / len(val_idx)

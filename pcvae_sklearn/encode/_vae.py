@@ -25,6 +25,7 @@ from ._batching import (
 from ._chamfer import chamfer_distance, pad_packed
 from ._fast_encode import FoldedEncoder
 from ._persistence import FORMAT_VERSION, load_model, module_from_state, module_to_state, save_checkpoint, save_model
+from ._precision import padded_weights, precision_weights
 from ._readout import distil_rotation_average
 from ._settings import MODULE_KEYS, resolve_architecture
 from ._training import diverged, new_run, resumed_run, split, train, vae_loss
@@ -473,52 +474,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             self._outliers = float(outliers.mean())
         return p.take_rows(~outliers) if outliers.any() else p
 
-    def _precision_weights(self, p: Particles, reference: float | None = None, *, required: bool = False
-                           ) -> tuple[np.ndarray | None, float | None]:
-        """The localizations' per-axis Chamfer weights ``(reference / precision)**2`` (float32) and the reference (nm).
-
-        ``(None, None)`` for the Euclidean distance: ``precision_weighted`` False,
-        or "auto" on data without usable precisions. ``reference`` None: the root
-        of the harmonic mean of the variances, so the weights average 1.
-        ``required``: the model was trained with weights, so they must be there.
-        """
-        auto = isinstance(self.precision_weighted, str)  # "auto"
-        if not required and not auto and not self.precision_weighted:
-            return None, None
-        why = ("this model was fitted with precision weights (reference_precision_ is set)" if required
-               else "precision_weighted=True")
-        needed = ["precision"] + (["precision_z"] if p.n_dims == 3 else [])
-        missing = [name for name in needed if name not in p.fields]
-        if missing:
-            if auto and not required:
-                return None, None
-            raise ValueError(
-                f"{why} needs every localization's precision, but X has no {' or '.join(repr(m) for m in missing)} "
-                f"field (it has {sorted(p.fields) or 'no fields'}); no precision is assumed. Add the field"
-                + (" (for 3D data, the axial precision as 'precision_z')" if p.n_dims == 3 else "")
-                + ", or set precision_weighted=False."
-            )
-        axes = [p.fields["precision"]] * 2 + ([p.fields["precision_z"]] if p.n_dims == 3 else [])
-        sd = np.column_stack(axes).astype(np.float64)
-        bad = ~(np.isfinite(sd) & (sd > 0)).all(axis=1)
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            i = int(np.searchsorted(p.offsets, row, side="right") - 1)
-            where = (f"{p.name(i)} has the precision {sd[row].tolist()} nm at localization {row - p.offsets[i]} "
-                     f"({int(bad.sum())} localization(s) in all)")
-            if auto and not required:
-                warnings.warn(
-                    f"{where}: precisions must be finite and above 0 nm to weigh the Chamfer distance, so this fit "
-                    "uses the Euclidean distance. Correct the field, or set precision_weighted=False.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-                return None, None
-            raise ValueError(f"{where}; {why} needs finite precisions above 0 nm.")
-        inverse = 1.0 / sd**2
-        if reference is None:
-            reference = float(np.sqrt(1.0 / inverse.mean()))
-        return (inverse * reference**2).astype(np.float32), reference
+    def _precision_weights(self, p: Particles, reference: float | None = None, *, required: bool = False):
+        """:func:`~._precision.precision_weights` with this estimator's ``precision_weighted``."""
+        return precision_weights(p, self.precision_weighted, reference, required=required)
 
     def _normalised(self, p: Particles) -> np.ndarray:
         """Centre every particle on its centroid, divide by the dataset scale (float32)."""
@@ -764,10 +722,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             for start, stop, pts, seg, lens in self._encode_chunks(p):
                 mu, _ = self.module_.encoder(pts, seg, lens)
                 target, _ = pad_packed(pts, lens)
-                w = None
-                if weights is not None:
-                    rows = slice(p.offsets[start], p.offsets[stop])
-                    w = pad_packed(torch.from_numpy(weights[rows]).to(pts.device), lens)[0]
+                w = padded_weights(weights, slice(p.offsets[start], p.offsets[stop]), lens)
                 cd = chamfer_distance(self.module_.decoder(mu), target, lens, weights=w)
                 out[start:stop] = cd.double().cpu().numpy() * self.scale_**2
         return out

@@ -1,0 +1,69 @@
+"""The localizations' per-axis weights of the Chamfer distance, from their precisions (``precision_weighted``)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from .._ragged import Particles
+from ._chamfer import pad_packed
+
+__all__ = ["padded_weights", "precision_weights"]
+
+
+def precision_weights(p: Particles, setting, reference: float | None = None, *, required: bool = False
+                      ) -> tuple[np.ndarray | None, float | None]:
+    """The localizations' per-axis Chamfer weights ``(reference / precision)**2`` (float32) and the reference (nm).
+
+    ``setting`` is ``PointCloudVAE.precision_weighted``. ``(None, None)`` for
+    the Euclidean distance: ``setting`` False, or "auto" on data without
+    usable precisions. ``reference`` None: the root of the harmonic mean of
+    the variances, so the weights average 1. ``required``: the model was
+    trained with weights, so they must be there.
+    """
+    auto = isinstance(setting, str)  # "auto"
+    if not required and not auto and not setting:
+        return None, None
+    why = ("this model was fitted with precision weights (reference_precision_ is set)" if required
+           else "precision_weighted=True")
+    needed = ["precision"] + (["precision_z"] if p.n_dims == 3 else [])
+    missing = [name for name in needed if name not in p.fields]
+    if missing:
+        if auto and not required:
+            return None, None
+        raise ValueError(
+            f"{why} needs every localization's precision, but X has no {' or '.join(repr(m) for m in missing)} "
+            f"field (it has {sorted(p.fields) or 'no fields'}); no precision is assumed. Add the field"
+            + (" (for 3D data, the axial precision as 'precision_z')" if p.n_dims == 3 else "")
+            + ", or set precision_weighted=False."
+        )
+    axes = [p.fields["precision"]] * 2 + ([p.fields["precision_z"]] if p.n_dims == 3 else [])
+    sd = np.column_stack(axes).astype(np.float64)
+    bad = ~(np.isfinite(sd) & (sd > 0)).all(axis=1)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+        where = (f"{p.name(i)} has the precision {sd[row].tolist()} nm at localization {row - p.offsets[i]} "
+                 f"({int(bad.sum())} localization(s) in all)")
+        if auto and not required:
+            warnings.warn(
+                f"{where}: precisions must be finite and above 0 nm to weigh the Chamfer distance, so this fit "
+                "uses the Euclidean distance. Correct the field, or set precision_weighted=False.",
+                UserWarning,
+                stacklevel=5,
+            )
+            return None, None
+        raise ValueError(f"{where}; {why} needs finite precisions above 0 nm.")
+    inverse = 1.0 / sd**2
+    if reference is None:
+        reference = float(np.sqrt(1.0 / inverse.mean()))
+    return (inverse * reference**2).astype(np.float32), reference
+
+
+def padded_weights(weights: np.ndarray | None, rows, lengths: torch.Tensor) -> torch.Tensor | None:
+    """``weights[rows]`` (packed like a batch of ``lengths``) padded to ``(B, L, d)`` on ``lengths``' device; None stays None."""
+    if weights is None:
+        return None
+    return pad_packed(torch.from_numpy(weights[rows]).to(lengths.device), lengths)[0]
