@@ -87,9 +87,9 @@ def _add_model_options(ap):
                         "the fitted model and binned the same way); without it the per-bin trend has no verdict")
     g.add_argument("--n-null", type=int, default=19, metavar="R",
                    help="twin replicates of the null (default 19, at least 5)")
-    g.add_argument("--stability-seeds", type=int, default=1, metavar="K",
+    g.add_argument("--stability-seeds", type=int, default=2, metavar="K",
                    help="also fit K-1 other seeds and bin only along an axis that comes back in all of them "
-                        "(|Spearman| >= 0.9 between every pair); each seed costs one more fit (default 1: off)")
+                        "(|Spearman| >= 0.9 between every pair); each seed costs one more fit (default 2; 1: off)")
     g.add_argument("--n-jobs", type=int, default=None, help="bins fused in parallel")
     g = ap.add_argument_group("figures and report")
     g.add_argument("--no-figures", action="store_true", help="write the tables and report.html without figures")

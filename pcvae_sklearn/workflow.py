@@ -81,13 +81,16 @@ class WorkflowResult:
         The null's verdict (None with ``null=False``): ``detected`` (bool),
         ``p_value``, ``dimension``, ``verdict`` (one line), and ``rise``,
         ``null_rise_mean``, ``null_rise_sd``, ``p_value_rank``, ``alpha``,
-        ``n_replicates`` (see :func:`pcvae_sklearn.validate.trend_null_test`).
+        ``n_replicates`` (see :func:`pcvae_sklearn.validate.trend_null_test`),
+        and ``reproducibility``: the binned axis's smallest |Spearman| with
+        its matches in the other seeds (None with ``n_seeds=1``); below 0.9
+        the verdict says the axis is unconfirmed.
     null : TrendNullResult or None
         The null's full result (the twins' curves and rises).
     stability : AxisStability or None
-        With ``analyse(..., n_seeds=k)``, k >= 2: which axes of this fit come
-        back with other seeds, and what each tracks
-        (:func:`pcvae_sklearn.validate.axis_stability`).
+        Which axes of this fit come back with other seeds, and what each
+        tracks (:func:`pcvae_sklearn.validate.axis_stability`); None with
+        ``n_seeds=1``.
     """
 
     vae: PointCloudVAE
@@ -124,7 +127,7 @@ class WorkflowResult:
 
 def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
             random_state=None, unmix=False, unmix_components=None, null=True, n_null=19, alpha=0.01,
-            null_fuser=None, n_bootstrap=1000, n_seeds=1):
+            null_fuser=None, n_bootstrap=1000, n_seeds=2):
     """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
 
     Parameters
@@ -182,14 +185,16 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         default ``ParticleFuser(n_restarts=1)``.
     n_bootstrap : int, default=1000
         Resamples of each bin's particles for ``ci_low`` / ``ci_high``.
-    n_seeds : int, default=1
-        With 2 or more, the encoder is also fitted with ``n_seeds - 1`` other
-        seeds and :func:`~pcvae_sklearn.validate.axis_stability` says which
-        axes of this fit come back (|Spearman| at least 0.9 between every
-        pair of seeds). The dimension is then chosen among the reproducible
-        axes only, for the data and the null's twins alike; if none is
-        reproducible, among all, with a warning. Each seed costs one more
-        fit, so it is off by default; use it before acting on a trend.
+    n_seeds : int, default=2
+        The encoder is also fitted with ``n_seeds - 1`` other seeds, and
+        :func:`~pcvae_sklearn.validate.axis_stability` says which axes of
+        this fit come back (|Spearman| at least 0.9 between every pair of
+        seeds). The dimension is then chosen among the reproducible axes
+        only, for the data and the null's twins alike; if none is
+        reproducible, among all, with a warning, and the verdict calls the
+        axis unconfirmed. Each seed costs one more fit; 1 skips the check,
+        and more seeds make it stricter (the paper's VAE is not
+        identifiable: two fits can split, merge or turn axes).
 
     Returns
     -------
@@ -245,7 +250,9 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         from sklearn.base import clone
 
         t = time.perf_counter()
-        template = clone(vae) if unmixer is None else _pipeline(clone(vae), clone(unmixer))
+        # every seed unmixes as many components as this fit did, so that their axes can be matched one to one
+        template = clone(vae) if unmixer is None else _pipeline(
+            clone(vae), clone(unmixer).set_params(n_components=unmixer.n_components_))
         stability = axis_stability(p, template, n_seeds=n_seeds, latents=[Z], estimates={name: E[:, 0]},
                                    feature_names=names, random_state=random_state)
         candidates = np.flatnonzero(stability.reproducible)
@@ -292,6 +299,14 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
                                       candidates=candidates, random_state=random_state)
         rows["null_low"], rows["null_high"] = null_result.null_low, null_result.null_high
         heterogeneity = null_result.to_dict()
+        heterogeneity["reproducibility"] = None
+        if stability is not None:
+            reproducibility = float(stability.reproducibility[axis.dimension])
+            heterogeneity["reproducibility"] = reproducibility
+            if reproducibility < stability.threshold:
+                heterogeneity["verdict"] += (
+                    f"; but {names[axis.dimension]} did not come back with another seed (|Spearman| "
+                    f"{reproducibility:.2f} < {stability.threshold:g}), so the axis is unconfirmed")
         seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)
     found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name) + found

@@ -153,6 +153,20 @@ def test_analyse_with_several_seeds_bins_only_a_reproducible_axis(npc):
         analyse(X, vae=vae, n_seeds=0)
 
 
+def test_analyse_checks_the_binned_axis_with_a_second_seed_by_default(npc):
+    X, _ = npc
+    vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0)
+    assert len(res.stability.seeds) == 2
+    reproducibility = res.stability.reproducibility[res.dimension]
+    assert res.heterogeneity["reproducibility"] == pytest.approx(reproducibility)
+    assert ("unconfirmed" in res.heterogeneity["verdict"]) == (reproducibility < 0.9)
+    # an axis below the bar is named as unconfirmed in the verdict, whatever the null says
+    res1 = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0, n_seeds=1)
+    assert res1.stability is None and res1.heterogeneity["reproducibility"] is None
+    assert "unconfirmed" not in res1.heterogeneity["verdict"]
+
+
 def test_bin_along_axis_chooses_among_candidates():
     from pcvae_sklearn.bin import bin_along_axis
 
