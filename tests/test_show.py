@@ -412,7 +412,8 @@ def test_cli_writes_figures_and_a_self_contained_report(tmp_path, plt, capsys):
     assert len(pngs) == len(expected)
     assert all(p.startswith(PNG_SIGNATURE) for p in pngs)
     assert sorted(pngs) == sorted((out / f"{n}.png").read_bytes() for n in expected)
-    for needle in ("scikit-learn", "torch", "numpy", "pearson_r", "super_particle_radius_nm", "latent_dim"):
+    for needle in ("scikit-learn", "torch", "numpy", "pearson_r", "super_particle_radius_nm", "latent_dim",
+                   "the VAE&#x27;s own axes"):
         assert needle in text
     # self-contained: nothing is fetched from elsewhere
     assert "<script" not in text and "<link" not in text

@@ -73,6 +73,19 @@ def _table(df, precision=3) -> str:
                       float_format=lambda v: f"{v:.{precision}g}" if abs(v) < 1e-3 and v else f"{v:.{precision}f}")
 
 
+def _axes_kind(unmixer) -> str:
+    if unmixer is None:
+        return "the VAE's own axes"
+    what = ("the active latent dimensions" if unmixer.n_components is None
+            else f"the latent's top {unmixer.n_components_} principal directions")
+    return f"independent components (LatentUnmixer) of {what}"
+
+
+def _chosen_among_reproducible(result) -> bool:
+    stability = getattr(result, "stability", None)
+    return stability is not None and bool(stability.reproducible.any())
+
+
 def write_report(path, result, *, figures=None, settings=None, note="", truth_summary=None, warnings=None):
     """Write ``report.html``: summary, figures (embedded), correlation and bin tables, settings and versions.
 
@@ -116,8 +129,10 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         "source": settings.get("source", ""),
         "particles": len(result.latents),
         "latent dimensions": result.latents.shape[1],
+        "latent axes": _axes_kind(getattr(result, "unmixer", None)),
         "estimate": result.estimate_name,
         "bins along": f"dimension {result.dimension} ({names[result.dimension]}), the one that tracks the estimate best"
+        + (" among the axes that come back with another seed" if _chosen_among_reproducible(result) else "")
         + (", sign flipped so that the estimate grows from bin 1 to bin n" if result.orientation < 0 else ""),
     }
     reading = settings.get("reading")
