@@ -9,7 +9,9 @@ estimate (there is no truth in real data). The models:
 * ``plain``: the plain VAE (no latent batch norm, no decorrelation or
   kurtosis penalty, a Gaussian prior: ``study_total_correlation.PLAIN``);
 * ``tc``: the plain VAE with a total-correlation penalty of weight 100
-  (``study_total_correlation.TotalCorrelationVAE``, the beta-TC-VAE).
+  (``study_total_correlation.TotalCorrelationVAE``, the beta-TC-VAE);
+* ``unmix4``: the defaults followed by ``LatentUnmixer(n_components=4)``,
+  as ``analyse(..., unmix=True, unmix_components=4)`` does.
 
 The sets:
 
@@ -24,6 +26,7 @@ would be.
     python benchmarks/bench_real.py --seeds 0 1 2
     python benchmarks/bench_real.py --sets nup107 --seeds 0 --models defaults
     python benchmarks/bench_real.py --models defaults plain tc
+    python benchmarks/bench_real.py --sets nup107 --models defaults unmix4
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from _common import best_abs_spearman
 
 from study_total_correlation import PLAIN, TotalCorrelationVAE
 
-from pcvae_sklearn import HeightEstimator, PointCloudVAE, RadiusEstimator, paper_recipe, read_particles
+from pcvae_sklearn import HeightEstimator, LatentUnmixer, PointCloudVAE, RadiusEstimator, paper_recipe, read_particles
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SETS = {
@@ -60,6 +63,10 @@ def model(label: str, seed: int):
         return PointCloudVAE(random_state=seed)
     if label == "paper_recipe":
         return PointCloudVAE(**paper_recipe(), random_state=seed)
+    if label == "unmix4":
+        from sklearn.pipeline import make_pipeline
+
+        return make_pipeline(PointCloudVAE(random_state=seed), LatentUnmixer(n_components=4, random_state=seed))
     if label == "plain":
         return PointCloudVAE(**PLAIN, random_state=seed)
     import torch
@@ -68,7 +75,7 @@ def model(label: str, seed: int):
     return TotalCorrelationVAE(tc_weight=100.0, **PLAIN, random_state=seed)
 
 
-MODELS = ("defaults", "paper_recipe", "plain", "tc")
+MODELS = ("defaults", "paper_recipe", "plain", "tc", "unmix4")
 
 
 def main(argv=None):

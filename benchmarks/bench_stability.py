@@ -12,6 +12,7 @@ reproducible and what they track.
     python benchmarks/bench_stability.py                  # ~15 min on 2 cores
     python benchmarks/bench_stability.py --data npc3d --unmix 4   # the axes of LatentUnmixer(n_components=4)
     python benchmarks/bench_stability.py --data npc2d --n-particles 300 --n-seeds 3   # a smoke run
+    python benchmarks/bench_stability.py --data npc3d_twist npc3d_axial20 --unmix 4    # scenarios of the family
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 from sklearn.pipeline import make_pipeline
 
 from pcvae_sklearn import LatentUnmixer, PointCloudVAE
-from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d, make_tetrahedron
+from pcvae_sklearn.datasets import SCENARIOS, make_npc_2d, make_npc_3d, make_scenario, make_tetrahedron
 from pcvae_sklearn.validate import axis_stability
 
 DATA = {
@@ -32,11 +33,14 @@ DATA = {
     "npc3d": (make_npc_3d, ["radius", "height"]),
     "tetra": (make_tetrahedron, ["height"]),
 }
+# and every scenario of the family, by name
+DATA.update({name: (lambda n, random_state, name=name: make_scenario(name, n, random_state=random_state),
+                    list(s.varying)) for name, s in SCENARIOS.items()})
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", nargs="+", choices=sorted(DATA), default=list(DATA))
+    ap.add_argument("--data", nargs="+", choices=sorted(DATA), default=["npc2d", "npc3d", "tetra"], metavar="NAME")
     ap.add_argument("--n-particles", type=int, default=1000)
     ap.add_argument("--n-seeds", type=int, default=5)
     ap.add_argument("--data-seed", type=int, default=0)

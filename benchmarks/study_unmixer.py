@@ -19,6 +19,13 @@ setting, on how many seeds the axis is at or above the estimate. Recorded in
     python benchmarks/study_unmixer.py --seeds 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14
     python benchmarks/study_unmixer.py --n-particles 300 --seeds 0      # a quick look
     python benchmarks/study_unmixer.py --setting '{"kurtosis": 0.003}' --components 4 --seeds 0 1 2
+    python benchmarks/study_unmixer.py --scenarios npc3d_tilt npc3d_axial20 --seeds 0 1 2   # the 3D pore family
+    python benchmarks/study_unmixer.py --simulate '{"height": 55}' --seeds 0 1 2   # only the radius varies
+
+With ``--scenarios`` the data come from ``make_scenario(name, n,
+random_state=500 + seed)`` of the named 3D pore scenarios instead (held-out
+ones are marked), so a setting is judged on the family and not on one
+simulator.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 from _common import best_abs_spearman
 
 from pcvae_sklearn import HeightEstimator, LatentUnmixer, PointCloudVAE, RadiusEstimator
-from pcvae_sklearn.datasets import make_npc_3d
+from pcvae_sklearn.datasets import SCENARIOS, make_npc_3d, make_scenario
 
 PARAMS = {"height": HeightEstimator(structure="pore"), "radius": RadiusEstimator()}
 
@@ -47,15 +54,29 @@ def main(argv=None):
     ap.add_argument("--setting", default="{}", help="JSON dict of PointCloudVAE parameters ('{}': the defaults)")
     ap.add_argument("--components", nargs="+", default=["none", "3", "4", "5"],
                     help="n_components settings to compare ('none' for the active dimensions)")
+    ap.add_argument("--scenarios", nargs="+", default=None, metavar="NAME",
+                    choices=[k for k, v in SCENARIOS.items() if v.structure == "npc_3d"],
+                    help="3D pore scenarios of the family (default: make_npc_3d)")
+    ap.add_argument("--simulate", default="{}", help="JSON dict of make_npc_3d parameters (without --scenarios)")
     args = ap.parse_args(argv)
     settings = [None if c.lower() == "none" else int(c) for c in args.components]
     setting = json.loads(args.setting)
     print(f"PointCloudVAE settings: {setting or 'the defaults'}")
     columns = ["raw"] + [_label(c) for c in settings]
+    for scenario in args.scenarios or [None]:
+        if scenario is not None:
+            print(f"\n{scenario}" + (" (held out)" if SCENARIOS[scenario].held_out else ""))
+        _study(scenario, args, settings, setting, columns)
+
+
+def _study(scenario, args, settings, setting, columns):
     print("seed  param   estimate  " + "  ".join(f"{c:>11s}" for c in columns) + "  fit_s")
     rows = []  # (seed, param, estimate, {column: |rho|})
     for seed in args.seeds:
-        X, truth = make_npc_3d(args.n_particles, random_state=500 + seed)
+        if scenario is None:
+            X, truth = make_npc_3d(args.n_particles, random_state=500 + seed, **json.loads(args.simulate))
+        else:
+            X, truth = make_scenario(scenario, args.n_particles, random_state=500 + seed)
         t0 = time.perf_counter()
         Z = PointCloudVAE(random_state=seed, **setting).fit_transform(X)
         fit_s = time.perf_counter() - t0
