@@ -137,6 +137,15 @@ def _vae(args):
     return PointCloudVAE(**params)
 
 
+def _among(res) -> str:
+    """Which axes the binned dimension was chosen from."""
+    if res.stability is None:
+        return "of all dimensions"
+    if res.stability.reproducible.any():
+        return f"of the axes that came back in all {len(res.stability.seeds)} seeds"
+    return f"of all dimensions (none came back in all {len(res.stability.seeds)} seeds)"
+
+
 def _say(args, msg):
     if not args.quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -368,7 +377,7 @@ def _print_summary(res, truth, seconds, out, cautions=()):
         print(res.correlations[["latent", "estimate", "pearson_r", "spearman_rho"]].to_string(index=False))
         print()
         flipped = " Its sign was flipped (orientation -1) so that" if res.orientation < 0 else " Oriented so that"
-        print(f"Binned along latent dimension {res.dimension} ({names[res.dimension]}): of all dimensions it tracks the "
+        print(f"Binned along latent dimension {res.dimension} ({names[res.dimension]}): {_among(res)} it tracks the "
               f"{quantity} estimate best (|Spearman| {abs(rho[res.dimension]):.3f}).{flipped} the estimate grows from "
               f"bin 1 to bin {len(res.bin_table)}.")
         print(res.bin_table.to_string(index=False))

@@ -190,6 +190,9 @@ def test_cli_stability_seeds_reports_the_axes(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "Axes across 2 seeds:" in printed and "pcvae0:" in printed
     stability = json.loads((out / "settings.json").read_text())["stability"]
+    among = ("of the axes that came back in all 2 seeds it tracks" if any(row["reproducible"] for row in stability)
+             else "of all dimensions (none came back in all 2 seeds) it tracks")
+    assert among in printed
     assert [row["latent"] for row in stability] == ["pcvae0", "pcvae1", "pcvae2"]
     assert "Axes across seeds" in (out / "report.html").read_text()
 
