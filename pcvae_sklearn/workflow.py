@@ -45,6 +45,9 @@ class WorkflowResult:
     dimension : int
         The latent dimension along which the bins were fused (the one with the
         largest |Spearman| with the estimate, unless given).
+    dimension_given : bool
+        Whether ``dimension`` was the caller's (``analyse(dimension=...)``)
+        rather than chosen.
     orientation : {1.0, -1.0}
         The sign applied to the latent before binning, so that the estimate
         grows with the bin number (a latent dimension's sign is arbitrary;
@@ -109,6 +112,7 @@ class WorkflowResult:
     heterogeneity: dict = None
     null: object = field(default=None, repr=False)
     stability: object = field(default=None, repr=False)
+    dimension_given: bool = False
 
     @property
     def feature_names(self) -> np.ndarray:
@@ -329,6 +333,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         heterogeneity=heterogeneity,
         null=null_result,
         stability=stability,
+        dimension_given=dimension is not None,
     )
 
 

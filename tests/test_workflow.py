@@ -44,11 +44,16 @@ def test_analyse_bins_oriented_by_estimate(npc):
     assert f"{sum(flagged)} particle(s) flagged" in display.ax_.get_title()
 
 
-def test_analyse_without_fusion_and_fixed_dimension(npc):
+def test_analyse_without_fusion_and_fixed_dimension(npc, tmp_path):
+    from pcvae_sklearn.show import write_report
+
     X, _ = npc
     res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), n_bins=3, dimension=1, fuse=False)
-    assert res.dimension == 1 and res.fusion is None
+    assert res.dimension == 1 and res.fusion is None and res.dimension_given
     assert "super_particle_radius_nm" not in res.bin_table.columns
+    # the report does not claim the fixed dimension was chosen for tracking the estimate best
+    text = write_report(tmp_path / "report.html", res).read_text()
+    assert "dimension 1 (pcvae1), as given" in text and "tracks the estimate best" not in text
 
 
 def test_analyse_with_unmixed_axes(npc):

@@ -131,8 +131,9 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         "latent dimensions": result.latents.shape[1],
         "latent axes": _axes_kind(getattr(result, "unmixer", None)),
         "estimate": result.estimate_name,
-        "bins along": f"dimension {result.dimension} ({names[result.dimension]}), the one that tracks the estimate best"
-        + (" among the axes that come back with another seed" if _chosen_among_reproducible(result) else "")
+        "bins along": f"dimension {result.dimension} ({names[result.dimension]}), "
+        + ("as given" if getattr(result, "dimension_given", False) else "the one that tracks the estimate best"
+           + (" among the axes that come back with another seed" if _chosen_among_reproducible(result) else ""))
         + (", sign flipped so that the estimate grows from bin 1 to bin n" if result.orientation < 0 else ""),
     }
     reading = settings.get("reading")
