@@ -104,35 +104,21 @@ def _site_share(residual: np.ndarray, group: np.ndarray) -> float:
     return float(np.clip(between / total, 0.0, 1.0)) if total > 0 else 0.0
 
 
-def _noise_scales(residual: np.ndarray, pidx: np.ndarray, n_particles: int) -> np.ndarray:
-    """Each particle's residual variance relative to the whole data set's, shrunk for its count.
+#: pseudo degrees of freedom with which a particle's own localization error is shrunk towards the data set's
+_SHRINK_DOF = 10.0
 
-    ``residual`` (m, k) along axes of one kind of error each, ``pidx`` the
-    particle of every row. A particle's scale is the mean of its rows'
-    ``sum_a r_a^2 / v_a / k`` (``v_a`` the variance of axis ``a`` over all
-    rows). Its sampling variance is about ``2 / (n_i k)``; the scales are
-    shrunk towards 1 by the share of their spread that this explains
-    (empirical Bayes), so a data set of one noise level keeps 1 everywhere.
-    """
-    k = residual.shape[1]
-    axis_var = np.maximum((residual**2).mean(axis=0), np.finfo(float).tiny)
-    counts = np.bincount(pidx, minlength=n_particles)
-    raw = np.bincount(pidx, weights=(residual**2 / axis_var).sum(axis=1) / k, minlength=n_particles)
-    seen = counts > 0
-    scale = np.ones(n_particles)
-    if seen.sum() < 2:
-        return scale
-    scale[seen] = raw[seen] / counts[seen]
-    spread = scale[seen].var()
-    keep = max(0.0, 1.0 - np.mean(2.0 / (counts[seen] * k)) / spread) if spread > 0 else 0.0
-    scale[seen] = 1.0 + keep * (scale[seen] - 1.0)
-    return np.maximum(scale, 0.0)
+
+def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Column sums of ``values`` (m, k) per group, shape (n_groups, k)."""
+    return np.stack([np.bincount(group, weights=values[:, a], minlength=n_groups) for a in range(values.shape[1])], 1)
 
 
 def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     """One twin of every particle of ``p`` from a ``fuser`` already fitted on ``p`` (see make_homogeneous_null)."""
     d = p.n_dims
-    registered = apply_transforms(p.coords, fuser.rotations_, fuser.translations_, p.lengths)
+    rotations = np.asarray(fuser.rotations_, dtype=np.float64)
+    translations = np.asarray(fuser.translations_, dtype=np.float64)
+    registered = apply_transforms(p.coords, rotations, translations, p.lengths)
     centres = np.asarray(fuser.centres_, dtype=np.float64)
     sigma2 = float(fuser.sigma2_)
     sd = precision_sd(p, "; precisions must be finite and >= 0 nm.")
@@ -140,43 +126,54 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     nearest, d2 = _nearest_centre(registered, centres)
     loc_var = sigma2 + excess / d + (0.0 if sd is None else (sd**2).mean(axis=1))
     background = d2 > chi2.ppf(_BACKGROUND_QUANTILE, d) * np.maximum(loc_var, np.finfo(float).tiny)
+    fore = ~background
     pidx = p.particle_index()
-    # one displacement per (particle, site): a fluorophore near the site, localized over and over
-    # (blinking / DNA-PAINT binding). Centres closer than two displacements cannot be told apart as
-    # separate dyes: a dye's burst, pushed off its site by linkage, lands on several of them, and
-    # drawing one displacement per centre would average that burst's offset away. So such centres
-    # share one site.
+    # one group per (particle, site): a fluorophore near the site, localized over and over (blinking /
+    # DNA-PAINT binding). Centres closer than two displacements cannot be told apart as separate dyes:
+    # a dye's burst, pushed off its site by linkage, lands on several of them. So such centres share one site.
     site_of_centre = _sites(centres, 2.0 * np.sqrt(sigma2))
-    _, site = np.unique(pidx * len(centres) + site_of_centre[nearest], return_inverse=True)
-    site_var, scale = sigma2, np.ones(p.n_localizations)
-    if sd is None and not background.all():
-        # Without precisions sigma2 holds the localization error too. Split it by how much of the
-        # residual a site's localizations share (in 3D along each particle's own x and y, which the
-        # axial excess leaves alone), and give each twin its particle's own noise level, as a
-        # precision field would.
-        fore = ~background
-        residual = registered[fore] - centres[nearest[fore]]
-        if d == 3:
-            residual = np.einsum("mab,ma->mb", np.asarray(fuser.rotations_)[pidx[fore]], residual)
-        site_var = sigma2 * _site_share(residual[:, :2], site[fore])
-        scale = np.sqrt(_noise_scales(residual, pidx[fore], p.n_particles))[pidx]
-    site_disp = rng.normal(0.0, np.sqrt(site_var), size=(site.max() + 1, d))
-    twin = np.where(background[:, None], registered, centres[nearest] + site_disp[site] * scale[:, None])
-    if sd is None:
-        noise = rng.normal(0.0, np.sqrt(sigma2 - site_var), size=(p.n_localizations, d)) * scale[:, None]
-        twin = np.where(background[:, None], twin, twin + noise)
-    # back into the data particle's own pose (the registration inverted): its position, its angle
-    # about the optical axis and, in 3D, its tilt, which the twins must share with the data
-    shift = np.repeat(np.asarray(fuser.translations_, dtype=np.float64), p.lengths, axis=0)
-    inverse = np.transpose(np.asarray(fuser.rotations_, dtype=np.float64), (0, 2, 1))
-    coords = apply_transforms(twin - shift, inverse, np.zeros((p.n_particles, d)), p.lengths)
+    keys, group = np.unique(pidx * len(centres) + site_of_centre[nearest], return_inverse=True)
+    n_groups, group_particle = len(keys), keys // len(centres)
+    # where each centre's localizations sit, on average over all particles: with errors as wide as the
+    # gaps between sites, the ones that strayed far went to another centre, and what a centre keeps is
+    # off its mixture position by the same amount in every particle (a share of the structure, not of
+    # any one particle)
+    n_assigned = np.bincount(nearest[fore], minlength=len(centres))
+    seen = _group_sums(registered[fore], nearest[fore], len(centres)) / np.maximum(n_assigned, 1)[:, None]
+    seen = np.where(n_assigned[:, None] > 0, seen, centres)
+    # every localization's centre in its data particle's own frame (the registration inverted: its
+    # position, its angle about the optical axis and, in 3D, its tilt), and its offset from it there
+    inverse = np.transpose(rotations, (0, 2, 1))
+    centre_here = apply_transforms(seen[nearest] - translations[pidx], inverse, np.zeros_like(translations),
+                                   p.lengths)
+    residual = p.coords - centre_here
+    size = np.bincount(group[fore], minlength=n_groups)
+    mean = _group_sums(residual[fore], group[fore], n_groups) / np.maximum(size, 1)[:, None]
+    within = residual - mean[group]
     if sd is not None:
-        # each localization's own error, along the data's axes (precision_z along z)
-        coords = np.where(background[:, None], p.coords, coords + rng.normal(size=(p.n_localizations, d)) * sd)
-    elif excess > 0:
-        # the axial excess the fuser estimated, along the data's own z
-        coords[:, 2] = np.where(background, p.coords[:, 2],
-                                coords[:, 2] + rng.normal(0.0, np.sqrt(excess), size=p.n_localizations) * scale)
+        # the error of a group's mean: its localizations' own precisions, along the data's axes
+        mean_error = _group_sums(sd[fore] ** 2, group[fore], n_groups) / np.maximum(size, 1)[:, None] ** 2
+        site_var = sigma2
+    else:
+        # without precisions: each particle's scatter about its groups' means, per axis of the data (the
+        # axial spread included), shrunk towards the data set's. It is the scatter of the localizations a
+        # group kept: those that strayed far went to another group, and the group's mean scatters as the
+        # mean of what it kept, not of what was drawn
+        ss = _group_sums(within[fore] ** 2, pidx[fore], p.n_particles)
+        dof = np.maximum(np.bincount(pidx[fore], minlength=p.n_particles)
+                         - np.bincount(group_particle[size > 0], minlength=p.n_particles), 0)
+        pooled = ss.sum(axis=0) / max(dof.sum(), 1)
+        own = (ss + _SHRINK_DOF * pooled) / (dof + _SHRINK_DOF)[:, None]
+        mean_error = own[group_particle] / np.maximum(size, 1)[:, None]
+        # sigma2 holds the localization error too; the site displacement is the share of it that a site's
+        # localizations have in common (along x and y, which the axial excess leaves alone)
+        site_var = sigma2 * _site_share(residual[fore][:, :2], group[fore]) if fore.any() else 0.0
+    # the twin keeps each localization's scatter about its site's mean (its error, its burst, whatever
+    # the data did); only the site's mean moves: to the template's centre, displaced as a dye is and
+    # off by as much as the mean of that many localizations is
+    offset = rng.normal(size=(n_groups, d)) * np.sqrt(site_var + mean_error)
+    twin = centre_here + within + offset[group]
+    coords = np.where(background[:, None], p.coords, twin)
     fields = {k: p.fields[k].copy() for k in ("precision", "precision_z") if k in p.fields}
     return Particles(coords=coords, offsets=p.offsets.copy(), fields=fields)
 
@@ -187,28 +184,35 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     All particles are fused into one super-particle with a
     :class:`~pcvae_sklearn.ParticleFuser`. Its Gaussian centres
     (``centres_``) and extra variance (``sigma2_``) are the one structure
-    of the null. Every data particle ``i`` gets a twin with the same number
-    of localizations and the same precisions, and the same labelling
-    pattern: each of its registered localizations is assigned to its
-    nearest centre, and the twin puts a localization there instead,
+    of the null. Every data particle ``i`` gets a twin with the same
+    localizations, moved: each registered localization is assigned to its
+    nearest centre, and the localizations of one (particle, site) pair, a
+    fluorophore localized again and again, form a group (centres closer
+    than two displacements, ``2 sqrt(sigma2_)``, form one site: a dye's
+    burst, pushed off its site by linkage error, lands on several of them).
+    The twin keeps every localization's offset from its group's mean, and
+    puts the group's mean at
 
-    ``centre + site displacement + localization error``,
+    ``centre + site displacement + error of the mean``,
 
-    where the site displacement (variance ``sigma2_``) is drawn once per
-    (particle, site) pair, like one fluorophore localized again and again
-    (centres closer than two displacements, ``2 sqrt(sigma2_)``, form one
-    site: a dye's burst, pushed off its site by linkage error, lands on
-    several of them), and the localization error is Gaussian with that localization's
-    own ``precision`` (``precision_z`` along z, in the data's frame).
-    Localizations far from every centre (beyond the 99.9 % chi-square
-    quantile) are background and stay where they were. The twin is placed
-    in its data particle's own pose, the registration inverted: its
-    position, its angle about the optical axis and, for 3D particles
-    registered under full rotations, its tilt.
+    drawn once per group: the site displacement with variance ``sigma2_``,
+    the error of the mean with the variance of the mean of the group's
+    localization errors (from their ``precision``, ``precision_z`` along
+    z, in the data's frame). Localizations far from every centre (beyond
+    the 99.9 % chi-square quantile) are background and stay where they
+    were. The twin is in its data particle's own pose, the registration
+    inverted: its position, its angle about the optical axis and, for 3D
+    particles registered under full rotations, its tilt.
 
-    So the twins differ from the data in one respect only: they all share
-    one structure. Missing sites, counts, blinking, precisions and poses
-    (tilt included) are the data's own.
+    So the twins differ from the data in one respect only: every site sits
+    where the shared structure puts it. Missing sites, counts, blinking, the
+    localizations' scatter about their sites (the errors, their anisotropy,
+    a localization that strayed towards another site), precisions and
+    poses (tilt included) are the data's own. Redrawing each localization's
+    error instead would move the strays back to the site they were
+    assigned to: with a 3D pore's axial error, that evens out the counts of
+    its two rings, and the twins' ring distances scatter less than the
+    data's.
 
     Parameters
     ----------
@@ -228,18 +232,24 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
 
     Notes
     -----
-    Without a ``precision`` field, ``sigma2_`` holds the localization error
-    too. It is split by the data's own residuals about the template
-    centres: the spread of a (particle, site)'s localizations about their
-    own mean is the localization error, drawn independently for every twin
-    localization; the rest, the scatter of those means, is the site
-    displacement, drawn once per (particle, site). For 3D particles the
-    split is read along each particle's own x and y, and the fuser's
-    ``axial_excess_`` is added along its own z. Each particle's noise level
-    is its own: all of its twin's errors are scaled by its residual
-    variance relative to the data set's (shrunk towards 1 by how much of
-    its spread the particle's count explains), as a precision field would
-    scale them.
+    Without a ``precision`` field, the error of a group's mean is read
+    from the data: each particle's scatter about its groups' means, per
+    axis of the data (the axial spread included), shrunk towards the data
+    set's with 10 pseudo degrees of freedom, divided by the group's size.
+    That is the scatter of what a group kept (a localization that strayed
+    far was assigned to another group), and the group's mean scatters as
+    the mean of what it kept. ``sigma2_`` then holds the localization error
+    too; the site displacement is the share of it that a group's
+    localizations have in common (by the method of moments, along x and y,
+    which an axial excess leaves alone).
+
+    **Where a centre's localizations sit.** The group's mean goes to the
+    mean of all localizations assigned to its centre, over all particles,
+    rather than to the centre itself: with errors as wide as the gaps
+    between sites, what a centre keeps sits off its mixture position by the
+    same amount in every particle (on 3D pores of 20 nm axial error, 4 nm
+    on the ring distance), which is a property of the assignment, shared
+    by all particles, and not of any one of them.
 
     **How many centres.** The twins are only as homogeneous as the
     template is. With about as many centres as the structure has sites,

@@ -284,11 +284,12 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     are not exactly exchangeable; a data particle the VAE has learnt could
     sit more sharply on its dimension than a twin. ``alpha=0.01`` leaves a
     margin for that; ``benchmarks/bench_null.py`` measures the rate of
-    false detections on homogeneous simulations. The twins carry what the
-    fused template and each particle's labelling pattern carry, and no more:
-    not linkage error beyond the template's spread, tilt out of the plane,
-    precisions the file misstates, nor repeated localizations of one dye
-    beyond the per-site displacement.
+    false detections on homogeneous simulations. The twins carry the data's
+    counts, labelling, poses (tilt included) and every localization's
+    scatter about its site (see :func:`make_homogeneous_null`); they do not
+    carry a structure that deforms rather than varies, a pick that holds
+    two particles, or, where the file misstates its precisions, the right
+    error for a site's mean.
 
     See Also
     --------
