@@ -169,8 +169,8 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
         # localizations have in common (along x and y, which the axial excess leaves alone)
         site_var = sigma2 * _site_share(residual[fore][:, :2], group[fore]) if fore.any() else 0.0
     # the twin keeps each localization's scatter about its site's mean (its error, its burst, whatever
-    # the data did); only the site's mean moves: to the template's centre, displaced as a dye is and
-    # off by as much as the mean of that many localizations is
+    # the data did); only the site's mean moves: to where its centre's localizations sit, displaced as
+    # a dye is and off by as much as the mean of that many localizations is
     offset = rng.normal(size=(n_groups, d)) * np.sqrt(site_var + mean_error)
     twin = centre_here + within + offset[group]
     coords = np.where(background[:, None], p.coords, twin)
@@ -195,7 +195,9 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
 
     ``centre + site displacement + error of the mean``,
 
-    drawn once per group: the site displacement with variance ``sigma2_``,
+    with the centre where its localizations sit on average over all
+    particles (see Notes), and the other two drawn once per group: the
+    site displacement with variance ``sigma2_``,
     the error of the mean with the variance of the mean of the group's
     localization errors (from their ``precision``, ``precision_z`` along
     z, in the data's frame). Localizations far from every centre (beyond
