@@ -80,6 +80,11 @@ def _sites(centres: np.ndarray, distance: float) -> np.ndarray:
     return fcluster(linkage(centres, method="single"), t=distance, criterion="distance") - 1
 
 
+def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Column sums of ``values`` (m, k) per group, shape (n_groups, k)."""
+    return np.stack([np.bincount(group, weights=values[:, a], minlength=n_groups) for a in range(values.shape[1])], 1)
+
+
 def _site_share(residual: np.ndarray, group: np.ndarray) -> float:
     """The share of the residual variance that a (particle, site) group's localizations have in common.
 
@@ -93,8 +98,7 @@ def _site_share(residual: np.ndarray, group: np.ndarray) -> float:
     """
     counts = np.bincount(group)
     k = residual.shape[1]
-    means = np.stack([np.bincount(group, weights=residual[:, a], minlength=counts.size) for a in range(k)], 1)
-    means /= np.maximum(counts, 1)[:, None]
+    means = _group_sums(residual, group, counts.size) / np.maximum(counts, 1)[:, None]
     pairs = counts >= 2
     if not pairs.any():
         return 0.0
@@ -106,11 +110,6 @@ def _site_share(residual: np.ndarray, group: np.ndarray) -> float:
 
 #: pseudo degrees of freedom with which a particle's own localization error is shrunk towards the data set's
 _SHRINK_DOF = 10.0
-
-
-def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Column sums of ``values`` (m, k) per group, shape (n_groups, k)."""
-    return np.stack([np.bincount(group, weights=values[:, a], minlength=n_groups) for a in range(values.shape[1])], 1)
 
 
 def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
