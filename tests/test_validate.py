@@ -301,6 +301,23 @@ def test_one_dye_sites_never_chain_two_rings_through_a_centre_between_them():
     assert site[0] != site[1] and site[2] in (site[0], site[1])
 
 
+def test_one_dye_sites_join_close_centres_on_which_no_particle_tells():
+    """Sparse dyes: a corner's few localizations never reach two of its centres in one particle."""
+    from pcvae_sklearn.validate._null import _nearest_centre, _one_dye_sites
+
+    rng = np.random.default_rng(0)
+    corners = 50 * np.c_[np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)]
+    parts = [_dyes(corners, 1, 6.0, rng) for _ in range(100)]  # one localization per corner
+    coords = np.vstack(parts)
+    pidx = np.repeat(np.arange(100), 8)
+    centres = np.vstack([corners, corners + [3.0, 0.0]])  # two centres per corner, 3 nm apart
+    nearest, _ = _nearest_centre(coords, centres)
+    site = _one_dye_sites(coords, nearest, pidx, centres, np.full(coords.shape, 36.0),
+                          np.tile(np.eye(2), (100, 1, 1)), 0.0, 0.0)
+    np.testing.assert_array_equal(site[:8], site[8:])
+    assert len(set(site)) == 8
+
+
 def test_homogeneous_null_twins_do_not_keep_a_site_that_moves_alone():
     """Three fixed sites and an apex at a new height (20-60 nm) in every particle, fused with the default 32 centres.
 

@@ -106,7 +106,7 @@ def _dye_spread_ratios(stats, g_particle, g_site, position, rotations, sigma2, e
         right.append(b[ok])
     a, b = np.concatenate(left), np.concatenate(right)
     if not len(a):
-        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
     u = position[g_site[b]] - position[g_site[a]]
     u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), np.finfo(float).tiny)
     n = size[a] + size[b]
@@ -123,8 +123,7 @@ def _dye_spread_ratios(stats, g_particle, g_site, position, rotations, sigma2, e
     pair, ratio = pair[order], ratio[order]
     uniq, start, count = np.unique(pair, return_index=True, return_counts=True)
     median = 0.5 * (ratio[start + (count - 1) // 2] + ratio[start + count // 2])
-    keep = count >= _PAIR_PARTICLES
-    return np.c_[uniq[keep] // n_s, uniq[keep] % n_s], median[keep]
+    return np.c_[uniq // n_s, uniq % n_s], median, count
 
 
 def _one_dye_sites(registered, nearest, pidx, centres, own_var, rotations, sigma2, excess):
@@ -138,10 +137,16 @@ def _one_dye_sites(registered, nearest, pidx, centres, own_var, rotations, sigma
     between the sites: one dye spreads there by its localization error
     (``sigma2`` plus the precisions, ``own_var`` (m, d) in the data's frame,
     or the axial ``excess``), two dyes by that plus a quarter of their
-    distance squared. The pair of lowest median ratio below
+    distance squared. A pair on which fewer than ``_PAIR_PARTICLES``
+    particles tell (a sparse dSTORM pore: a corner's few blinks rarely fall
+    on two of its centres in one particle) gets the ratio that two dyes as
+    far apart as the two sites would give. The pair of lowest ratio below
     ``_ONE_DYE_RATIO`` becomes one site, and the ratios are computed again
     for the merged site, until no pair is left: a centre between two rings,
-    holding strays of both, joins one ring and never chains the two.
+    holding strays of both, joins one ring and never chains the two. A
+    corner left split in two would measure each dye's displacement only up
+    to the border between its halves, and the twins would scatter less
+    than the data.
     """
     m, d = registered.shape
     n_c = len(centres)
@@ -153,17 +158,36 @@ def _one_dye_sites(registered, nearest, pidx, centres, own_var, rotations, sigma
                          len(keys)).reshape(-1, d, d)
     var = np.zeros((len(keys), d)) if own_var is None else _group_sums(own_var, group, len(keys))
     site = np.arange(n_c)
+    lateral_sd = np.sqrt(sigma2 + (float(own_var[:, 0].mean()) if own_var is not None and m else 0.0))
     for _ in range(n_c - 1):
         s_keys, s_group = np.unique(g_particle * n_c + site[g_centre], return_inverse=True)
         n_s = len(s_keys)
         stats = [np.bincount(s_group, weights=size, minlength=n_s), _group_sums(first, s_group, n_s),
                  _group_sums(second.reshape(-1, d * d), s_group, n_s).reshape(-1, d, d), _group_sums(var, s_group, n_s)]
         mass = np.bincount(site[g_centre], weights=size, minlength=n_c)
-        position = _group_sums(first, site[g_centre], n_c) / np.maximum(mass, 1.0)[:, None]
-        pairs, median = _dye_spread_ratios(stats, s_keys // n_c, s_keys % n_c, position, rotations, sigma2, excess)
-        if not len(median) or median.min() >= _ONE_DYE_RATIO:
+        members = np.bincount(site, minlength=n_c)
+        position = np.where((mass > 0)[:, None],
+                            _group_sums(first, site[g_centre], n_c) / np.maximum(mass, 1.0)[:, None],
+                            _group_sums(centres, site, n_c) / np.maximum(members, 1)[:, None])
+        pairs, median, count = _dye_spread_ratios(stats, s_keys // n_c, s_keys % n_c, position, rotations, sigma2,
+                                                  excess)
+        # the pairs' ratios; where too few particles tell, the ratio of two dyes as far apart as the sites
+        score = np.full((n_c, n_c), np.inf)
+        told = count >= _PAIR_PARTICLES
+        score[pairs[told, 0], pairs[told, 1]] = median[told]
+        # between the fitted centres, not the means of what each kept: two halves of one dye's localizations
+        # sit farther apart than their centres
+        weight = np.bincount(g_centre, weights=size, minlength=n_c) + 1e-9
+        fitted = _group_sums(centres * weight[:, None], site, n_c) / np.maximum(
+            np.bincount(site, weights=weight, minlength=n_c), 1e-12)[:, None]
+        gap = np.sqrt(((fitted[:, None, :] - fitted[None, :, :]) ** 2).sum(axis=-1))
+        untold = np.ones((n_c, n_c), dtype=bool)
+        untold[pairs[told, 0], pairs[told, 1]] = False
+        live = (members > 0)[:, None] & (members > 0)[None, :] & np.triu(untold, 1)
+        score[live] = 1.0 + gap[live] ** 2 / (4.0 * lateral_sd**2)
+        if not np.isfinite(score).any() or score.min() >= _ONE_DYE_RATIO:
             break
-        a, b = pairs[np.argmin(median)]
+        a, b = np.unravel_index(np.argmin(score), score.shape)
         site[site == b] = a
     return np.unique(site, return_inverse=True)[1]
 
