@@ -3,6 +3,7 @@
 import awkward as ak
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 from sklearn.utils import check_random_state
 
 from pcvae_sklearn import ParticleFuser, PointCloudVAE, RadiusEstimator, as_particles
@@ -240,6 +241,33 @@ def test_null_twins_carry_the_axial_spread_of_a_file_without_precisions():
     assert 0.7 < twin_z / data_z < 1.4, (twin_z, data_z)
 
 
+def test_null_background_beside_a_site_is_judged_by_the_lateral_error_not_the_axial():
+    """3D pores, axial error 2.5 times the lateral: a localization 30 nm beside a site is background and stays put.
+
+    Within reach of the axial error (a ball of the mean variance over the
+    axes reaches 40 nm at the 99.9 % quantile) but beyond the lateral one's
+    (24 nm): taken for the site's, it would pull its group's mean, and the
+    site displacement of every twin with it.
+    """
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    X, truth = make_npc_3d(30, radius=50.0, height=55.0, sites_per_corner=1, dol=1.0, precision_spread=0.0,
+                           z_ratio=2.5, background=0.0, random_state=2)
+    parts = as_particles(X).to_list()
+    stray = []
+    for x, sites in zip(parts, truth["sites"]):
+        centre = sites.mean(axis=0)
+        out = (sites[0] - centre) * np.array([1.0, 1.0, 0.0])
+        stray.append(sites[0] + 30.0 * out / np.linalg.norm(out))
+    X = [np.vstack([x, s]) for x, s in zip(parts, stray)]
+    null, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1, random_state=0), random_state=0)
+    twins = as_particles(null).to_list()
+    moved = np.array([np.linalg.norm(t[-1] - x[-1]) for t, x in zip(twins, X)])
+    assert np.median(moved) < 1e-9, np.round(moved, 2)
+    # the sites' own localizations do move
+    assert np.median([np.abs(t[:-1] - x[:-1]).max() for t, x in zip(twins, X)]) > 0.1
+
+
 def test_null_template_of_large_particles_is_fused_on_a_subset(monkeypatch):
     """Large particles: the template sees at most TEMPLATE_POINTS localizations each; the twins keep every one."""
     from pcvae_sklearn.validate import _null
@@ -259,13 +287,86 @@ def test_null_template_of_large_particles_is_fused_on_a_subset(monkeypatch):
     assert subset_sd < 0.8 * RadiusEstimator().fit_transform(X)[:, 0].std()  # and below the heterogeneous data's
 
 
-def test_null_sites_group_centres_closer_than_two_displacements():
-    from pcvae_sklearn.validate._null import _sites
+def _dyes(sites, n_per_dye, sd, rng):
+    """Localizations of one dye per site (rows of ``sites``), ``n_per_dye`` each, Gaussian error ``sd``."""
+    return np.repeat(sites, n_per_dye, axis=0) + rng.normal(0, sd, (len(sites) * n_per_dye, sites.shape[1]))
 
-    centres = np.array([[0.0, 0.0], [3.0, 0.0], [5.0, 0.0], [20.0, 0.0], [40.0, 0.0]])
-    np.testing.assert_array_equal(_sites(centres, 4.0), [0, 0, 0, 1, 2])  # chains: 0-3-5 within 4 nm steps
-    assert len(set(_sites(centres, 1.0))) == 5
-    assert len(set(_sites(centres, 0.0))) == 5
+
+@pytest.mark.parametrize("seed", range(3))
+def test_one_dye_sites_join_a_row_of_centres_that_one_moving_site_spreads(seed):
+    """A site at a new height in every particle: the row of centres along its path is one site."""
+    from pcvae_sklearn.validate._null import _nearest_centre, _one_dye_sites
+
+    rng = np.random.default_rng(seed)
+    base = np.array([[-30.0, 0.0], [30.0, 0.0]])
+    parts = [_dyes(np.vstack([base, [[0.0, h]]]), 60, 3.0, rng) for h in rng.uniform(20, 60, 120)]
+    coords = np.vstack(parts)
+    pidx = np.repeat(np.arange(len(parts)), [len(a) for a in parts])
+    row = np.c_[np.zeros(6), np.linspace(22, 58, 6)]  # 7 nm apart: more than two errors
+    centres = np.vstack([base, base + [0, 1.0], row])
+    nearest, _ = _nearest_centre(coords, centres)
+    site = _one_dye_sites(coords, nearest, pidx, centres, np.full(coords.shape, 9.0), np.tile(np.eye(2), (len(parts), 1, 1)),
+                          0.0, 0.0)
+    assert len(set(site[4:])) == 1  # the row
+    assert site[0] == site[2] and site[1] == site[3]  # each base site with its close copy
+    assert len(set(site)) == 3
+
+
+def test_one_dye_sites_never_chain_two_rings_through_a_centre_between_them():
+    """Two dyes 50 nm apart along z (20 nm error): a centre between them takes strays of both, joins one."""
+    from pcvae_sklearn.validate._null import _nearest_centre, _one_dye_sites
+
+    rng = np.random.default_rng(0)
+    sites = np.array([[0.0, 0.0, -1.25], [0.0, 0.0, 1.25]])
+    parts = [_dyes(sites, 80, 1.0, rng) * [1, 1, 20] for _ in range(60)]  # unit error, z stretched to 20 nm
+    coords = np.vstack(parts)
+    pidx = np.repeat(np.arange(60), 160)
+    own_var = np.tile([1.0, 1.0, 400.0], (len(coords), 1))
+    centres = np.array([[0.0, 0.0, -25.0], [0.0, 0.0, 25.0], [0.0, 0.0, 0.0]])
+    nearest, _ = _nearest_centre(coords, centres)
+    site = _one_dye_sites(coords, nearest, pidx, centres, own_var, np.tile(np.eye(3), (60, 1, 1)), 0.0, 0.0)
+    assert site[0] != site[1] and site[2] in (site[0], site[1])
+
+
+def test_one_dye_sites_join_close_centres_on_which_no_particle_tells():
+    """Sparse dyes: a corner's few localizations never reach two of its centres in one particle."""
+    from pcvae_sklearn.validate._null import _nearest_centre, _one_dye_sites
+
+    rng = np.random.default_rng(0)
+    corners = 50 * np.c_[np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)]
+    parts = [_dyes(corners, 1, 6.0, rng) for _ in range(100)]  # one localization per corner
+    coords = np.vstack(parts)
+    pidx = np.repeat(np.arange(100), 8)
+    centres = np.vstack([corners, corners + [3.0, 0.0]])  # two centres per corner, 3 nm apart
+    nearest, _ = _nearest_centre(coords, centres)
+    site = _one_dye_sites(coords, nearest, pidx, centres, np.full(coords.shape, 36.0),
+                          np.tile(np.eye(2), (100, 1, 1)), 0.0, 0.0)
+    np.testing.assert_array_equal(site[:8], site[8:])
+    assert len(set(site)) == 8
+
+
+def test_homogeneous_null_twins_do_not_keep_a_site_that_moves_alone():
+    """Three fixed sites and an apex at a new height (20-60 nm) in every particle, fused with the default 32 centres.
+
+    Each twin's apex sat at its own centre of the row the fusion spread along the apex's path: the
+    twins' apex heights tracked the data's at Spearman 0.999 on simulated tetrahedra.
+    """
+    rng = np.random.default_rng(1)
+    base = np.array([[-40.0, 0.0], [40.0, 0.0], [0.0, -25.0]])
+    heights = rng.uniform(20, 60, 100)
+    X = []
+    for h in heights:
+        a = rng.uniform(0, 2 * np.pi)
+        rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        X.append(_dyes(np.vstack([base, [[0.0, h]]]), 60, 3.0, rng) @ rot.T + rng.normal(0, 5, 2))
+    null, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=2, random_state=0), random_state=0)
+
+    def apex_height(particles):  # the apex dye's mean from the first two dyes' midpoint: rows 180-239 are the apex's
+        return np.array([np.linalg.norm(a[180:].mean(0) - a[:120].mean(0)) for a in as_particles(particles).to_list()])
+
+    data, twin = apex_height(X), apex_height(null)
+    assert spearmanr(heights, data)[0] > 0.95
+    assert abs(spearmanr(heights, twin)[0]) < 0.3, spearmanr(heights, twin)[0]
 
 
 def test_null_twins_are_as_noisy_as_data_with_linkage_error():
@@ -277,7 +378,7 @@ def test_null_twins_are_as_noisy_as_data_with_linkage_error():
     data_sd = RadiusEstimator().fit_transform(X)[:, 0].std()
     twin_sd = RadiusEstimator().fit_transform(null)[:, 0].std()
     # one displacement per template centre gave 1.94 against the data's 2.06 nm, and false detections
-    assert twin_sd >= data_sd, (twin_sd, data_sd)
+    assert 0.97 < twin_sd / data_sd < 1.3, (twin_sd, data_sd)
 
 
 def test_homogeneous_null_copies_precisions_and_is_reproducible():
@@ -415,21 +516,6 @@ def test_principal_axis_angles_against_eigenvectors(seed):
         diff = (g - expected + np.pi / 2) % np.pi - np.pi / 2  # an axis: modulo pi
         assert abs(diff) < 1e-8
     assert ((got > -np.pi / 2) & (got <= np.pi / 2)).all()
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_site_share_recovers_the_shared_part_of_the_residual_variance(seed):
-    from pcvae_sklearn.validate._null import _site_share
-
-    rng = np.random.default_rng(seed)
-    site_sd, loc_sd = rng.uniform(0.5, 4.0), rng.uniform(1.0, 5.0)
-    group = np.repeat(np.arange(600), rng.integers(1, 25, 600))
-    residual = rng.normal(0, site_sd, (600, 2))[group] + rng.normal(0, loc_sd, (len(group), 2))
-    truth = site_sd**2 / (site_sd**2 + loc_sd**2)
-    assert abs(_site_share(residual, group) - truth) < 0.06, (truth, _site_share(residual, group))
-    # independent localizations share nothing; lone localizations tell nothing
-    assert _site_share(rng.normal(0, 3, (len(group), 2)), group) < 0.05
-    assert _site_share(residual[:50], np.arange(50)) == 0.0
 
 
 def test_null_twins_keep_how_each_particles_localizations_split_between_its_rings():

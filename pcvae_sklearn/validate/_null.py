@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from numbers import Integral
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.stats import chi2, spearmanr
 from sklearn.base import clone
 from sklearn.utils import check_random_state
@@ -73,11 +72,124 @@ def _simulate_null(p: Particles, fuser, rng) -> tuple[Particles, ParticleFuser]:
     return _simulate_twins(p, fuser, rng), fuser
 
 
-def _sites(centres: np.ndarray, distance: float) -> np.ndarray:
-    """Site number of every centre: single-linkage groups of centres closer than ``distance``."""
-    if len(centres) < 2 or not distance > 0:
-        return np.arange(len(centres))
-    return fcluster(linkage(centres, method="single"), t=distance, criterion="distance") - 1
+#: a (particle, site) group counts as evidence on a pair of sites when it holds at least this many
+#: localizations and this share of the other's
+_PAIR_MIN, _PAIR_SHARE = 3, 0.1
+#: two sites are one when, in the median particle that has localizations at both, their union spreads
+#: along the line between them by less than this many times one dye's localization error: two dyes a
+#: distance ``delta`` apart spread by ``s^2 + delta^2 / 4``, so this keeps apart the sites more than
+#: 1.4 localization errors apart
+_ONE_DYE_RATIO = 1.5
+#: fewest particles with evidence on a pair before its median is believed
+_PAIR_PARTICLES = 5
+
+
+def _dye_spread_ratios(stats, g_particle, g_site, position, rotations, sigma2, excess):
+    """Median, over particles, of how two sites' localizations spread together, as a share of one dye's spread.
+
+    ``stats`` = (size, first, second, var): per (particle, site) group
+    (sorted by particle) its localizations, their sum, the sum of their
+    outer products (registered frame) and the sum of their precisions'
+    variances along the data's axes. Returns ``pairs`` (k, 2) and their
+    ``median`` ratio, for the pairs with evidence in enough particles.
+    """
+    size, first, second, var = stats
+    d = first.shape[1]
+    left, right = [], []
+    for step in range(1, int(np.bincount(g_particle).max())):  # a loop over the sites of one particle
+        a = np.arange(len(size) - step)
+        b = a + step
+        a, b = a[g_particle[a] == g_particle[b]], b[g_particle[a] == g_particle[b]]
+        small, large = np.minimum(size[a], size[b]), np.maximum(size[a], size[b])
+        ok = (small >= _PAIR_MIN) & (small >= _PAIR_SHARE * large)
+        left.append(a[ok])
+        right.append(b[ok])
+    a, b = np.concatenate(left), np.concatenate(right)
+    if not len(a):
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64)
+    u = position[g_site[b]] - position[g_site[a]]
+    u /= np.maximum(np.linalg.norm(u, axis=1, keepdims=True), np.finfo(float).tiny)
+    n = size[a] + size[b]
+    mean = (first[a] + first[b]) / n[:, None]
+    scatter = second[a] + second[b] - n[:, None, None] * mean[:, :, None] * mean[:, None, :]
+    spread = np.einsum("pi,pij,pj->p", u, scatter, u) / np.maximum(n - 1, 1)
+    w = np.einsum("pji,pj->pi", rotations[g_particle[a]], u) ** 2  # the line, along the data's axes
+    expected = sigma2 + (w * (var[a] + var[b])).sum(axis=1) / n + (excess * w[:, 2] if d == 3 else 0.0)
+    ratio = spread / np.maximum(expected, np.finfo(float).tiny)
+    lo, hi = np.minimum(g_site[a], g_site[b]), np.maximum(g_site[a], g_site[b])
+    n_s = len(position)
+    pair = lo * n_s + hi
+    order = np.lexsort((ratio, pair))
+    pair, ratio = pair[order], ratio[order]
+    uniq, start, count = np.unique(pair, return_index=True, return_counts=True)
+    median = 0.5 * (ratio[start + (count - 1) // 2] + ratio[start + count // 2])
+    return np.c_[uniq // n_s, uniq % n_s], median, count
+
+
+def _one_dye_sites(registered, nearest, pidx, centres, own_var, rotations, sigma2, excess):
+    """Site number of every centre: centres whose localizations are, particle by particle, one dye.
+
+    A site that sits elsewhere in every particle (a tetrahedron's apex at
+    every height) is fitted with a row of centres, and each particle's dye
+    covers one or two neighbours of the row; two separate sites each hold a
+    dye of their own. For every particle that has localizations at two
+    sites, the union of those localizations is projected on the line
+    between the sites: one dye spreads there by its localization error
+    (``sigma2`` plus the precisions, ``own_var`` (m, d) in the data's frame,
+    or the axial ``excess``), two dyes by that plus a quarter of their
+    distance squared. A pair on which fewer than ``_PAIR_PARTICLES``
+    particles tell (a sparse dSTORM pore: a corner's few blinks rarely fall
+    on two of its centres in one particle) gets the ratio that two dyes as
+    far apart as the two sites would give. The pair of lowest ratio below
+    ``_ONE_DYE_RATIO`` becomes one site, and the ratios are computed again
+    for the merged site, until no pair is left: a centre between two rings,
+    holding strays of both, joins one ring and never chains the two. A
+    corner left split in two would measure each dye's displacement only up
+    to the border between its halves, and the twins would scatter less
+    than the data.
+    """
+    m, d = registered.shape
+    n_c = len(centres)
+    keys, group = np.unique(pidx * n_c + nearest, return_inverse=True)
+    g_particle, g_centre = keys // n_c, keys % n_c
+    size = np.bincount(group, minlength=len(keys)).astype(float)
+    first = _group_sums(registered, group, len(keys))
+    second = _group_sums((registered[:, :, None] * registered[:, None, :]).reshape(m, d * d), group,
+                         len(keys)).reshape(-1, d, d)
+    var = np.zeros((len(keys), d)) if own_var is None else _group_sums(own_var, group, len(keys))
+    site = np.arange(n_c)
+    lateral_sd = np.sqrt(sigma2 + (float(own_var[:, 0].mean()) if own_var is not None and m else 0.0))
+    for _ in range(n_c - 1):
+        s_keys, s_group = np.unique(g_particle * n_c + site[g_centre], return_inverse=True)
+        n_s = len(s_keys)
+        stats = [np.bincount(s_group, weights=size, minlength=n_s), _group_sums(first, s_group, n_s),
+                 _group_sums(second.reshape(-1, d * d), s_group, n_s).reshape(-1, d, d), _group_sums(var, s_group, n_s)]
+        mass = np.bincount(site[g_centre], weights=size, minlength=n_c)
+        members = np.bincount(site, minlength=n_c)
+        position = np.where((mass > 0)[:, None],
+                            _group_sums(first, site[g_centre], n_c) / np.maximum(mass, 1.0)[:, None],
+                            _group_sums(centres, site, n_c) / np.maximum(members, 1)[:, None])
+        pairs, median, count = _dye_spread_ratios(stats, s_keys // n_c, s_keys % n_c, position, rotations, sigma2,
+                                                  excess)
+        # the pairs' ratios; where too few particles tell, the ratio of two dyes as far apart as the sites
+        score = np.full((n_c, n_c), np.inf)
+        told = count >= _PAIR_PARTICLES
+        score[pairs[told, 0], pairs[told, 1]] = median[told]
+        # between the fitted centres, not the means of what each kept: two halves of one dye's localizations
+        # sit farther apart than their centres
+        weight = np.bincount(g_centre, weights=size, minlength=n_c) + 1e-9
+        fitted = _group_sums(centres * weight[:, None], site, n_c) / np.maximum(
+            np.bincount(site, weights=weight, minlength=n_c), 1e-12)[:, None]
+        gap = np.sqrt(((fitted[:, None, :] - fitted[None, :, :]) ** 2).sum(axis=-1))
+        untold = np.ones((n_c, n_c), dtype=bool)
+        untold[pairs[told, 0], pairs[told, 1]] = False
+        live = (members > 0)[:, None] & (members > 0)[None, :] & np.triu(untold, 1)
+        score[live] = 1.0 + gap[live] ** 2 / (4.0 * lateral_sd**2)
+        if not np.isfinite(score).any() or score.min() >= _ONE_DYE_RATIO:
+            break
+        a, b = np.unravel_index(np.argmin(score), score.shape)
+        site[site == b] = a
+    return np.unique(site, return_inverse=True)[1]
 
 
 def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
@@ -85,27 +197,63 @@ def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndar
     return np.stack([np.bincount(group, weights=values[:, a], minlength=n_groups) for a in range(values.shape[1])], 1)
 
 
-def _site_share(residual: np.ndarray, group: np.ndarray) -> float:
-    """The share of the residual variance that a (particle, site) group's localizations have in common.
+def _site_frames(seen: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Every site's own axes in the template's frame, (n_sites, d, d), rows radial, tangential[, axial].
 
-    ``residual`` (m, k) are localizations less their template centre, along
-    k axes that carry no other error; ``group`` numbers each one's
-    (particle, site). By the method of moments: the spread about each
-    group's own mean is the localization error ``s_loc^2`` (per axis); a
-    group mean of ``n`` localizations scatters by ``s_site^2 + s_loc^2 / n``
-    about the centre. Returns ``s_site^2 / (s_site^2 + s_loc^2)`` in [0, 1];
-    0 where no group has two localizations.
+    Radial points from the structure's centre (the weighted mean of the
+    sites) to the site in the x-y plane; axial is the template's z.
     """
-    counts = np.bincount(group)
-    k = residual.shape[1]
-    means = _group_sums(residual, group, counts.size) / np.maximum(counts, 1)[:, None]
-    pairs = counts >= 2
-    if not pairs.any():
-        return 0.0
-    within = float(((residual - means[group]) ** 2).sum() / ((counts[pairs] - 1).sum() * k))
-    between = float(np.mean((means[pairs] ** 2).sum(axis=1) / k - within / counts[pairs]))
-    total = max(between, 0.0) + within
-    return float(np.clip(between / total, 0.0, 1.0)) if total > 0 else 0.0
+    n, d = seen.shape
+    centre = (seen * weight[:, None]).sum(axis=0) / max(weight.sum(), np.finfo(float).tiny)
+    phi = np.arctan2(seen[:, 1] - centre[1], seen[:, 0] - centre[0])
+    frames = np.zeros((n, d, d))
+    frames[:, 0, 0], frames[:, 0, 1] = np.cos(phi), np.sin(phi)
+    frames[:, 1, 0], frames[:, 1, 1] = -np.sin(phi), np.cos(phi)
+    if d == 3:
+        frames[:, 2, 2] = 1.0
+    return frames
+
+
+def _less_particle_shift(mean, mean_error, size, group_particle, n_particles):
+    """Group means less their particle's average, with the variance of their errors and their weights.
+
+    A registration a few nm off shifts all of a particle's sites alike: a
+    rigid move, not a change of structure, which the twin (placed by the
+    same registration) does not need to repeat site by site. With ``k``
+    groups in a particle, the centred mean ``c = m - mean(m)`` of a group
+    with error ``e`` has variance ``v (1 - 1/k) + e (1 - 2/k) + sum(e) / k^2``
+    for a displacement ``v`` per site: returns ``c / sqrt(1 - 1/k)``, the
+    error terms divided alike, and 0 weight where ``k < 2``.
+    """
+    kept = size > 0
+    k = np.bincount(group_particle[kept], minlength=n_particles).astype(float)
+    pmean = _group_sums(mean * kept[:, None], group_particle, n_particles) / np.maximum(k, 1)[:, None]
+    perr = _group_sums(mean_error * kept[:, None], group_particle, n_particles)
+    kg = k[group_particle]
+    scale = np.where(kg >= 2, 1.0 - 1.0 / np.maximum(kg, 1), 1.0)[:, None]
+    centred = (mean - pmean[group_particle]) / np.sqrt(scale)
+    error = (mean_error * (1.0 - 2.0 / np.maximum(kg, 1))[:, None] + perr[group_particle] / np.maximum(kg, 1)[:, None] ** 2) / scale
+    return centred, error, (kept & (kg >= 2)).astype(float)
+
+
+def _site_variance(local_mean: np.ndarray, local_error: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """How far a dye sits from its site, along each site's own axes (d,), by the method of moments.
+
+    ``local_mean`` (g, d) is every (particle, site) group's mean less its
+    site, along its site's radial, tangential (and axial) axes;
+    ``local_error`` (g, d) the variance of that from the localization
+    errors alone, along the same axes; ``weight`` (g,) 1 for the groups
+    that count. What the means scatter beyond their errors is the
+    displacement: linkage, the unresolved copies of a site, and, where the
+    structure varies, the variation. It is pooled over all sites, never one
+    site's own: a site that moves alone (a tetrahedron's apex) would
+    otherwise move alone in the twins too, and the null would hold the
+    heterogeneity.
+    """
+    if not weight.any():
+        return np.zeros(local_mean.shape[1])
+    excess = ((local_mean**2 - local_error) * weight[:, None]).sum(axis=0) / weight.sum()
+    return np.maximum(excess, 0.0)
 
 
 #: pseudo degrees of freedom with which a particle's own localization error is shrunk towards the data set's
@@ -122,37 +270,48 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
     sigma2 = float(fuser.sigma2_)
     sd = precision_sd(p, "; precisions must be finite and >= 0 nm.")
     excess = float(fuser.axial_excess_)  # without precisions (3D, full rotations): the axis adds this along z
-    nearest, d2 = _nearest_centre(registered, centres)
-    loc_var = sigma2 + excess / d + (0.0 if sd is None else (sd**2).mean(axis=1))
-    background = d2 > chi2.ppf(_BACKGROUND_QUANTILE, d) * np.maximum(loc_var, np.finfo(float).tiny)
-    fore = ~background
+    nearest, _ = _nearest_centre(registered, centres)
     pidx = p.particle_index()
+    # background: farther from its centre than the localization error reaches, along the data's axes (the
+    # lateral and the axial error apart: in 3D a ball as wide as the axial error holds most of a pick's
+    # background, and each background localization in a group pulls its mean)
+    off = np.einsum("nji,nj->ni", rotations[pidx], registered - centres[nearest])
+    loc_var = np.full((len(off), d), sigma2)
+    if sd is not None:
+        loc_var += sd**2
+    if d == 3:
+        loc_var[:, 2] += excess
+    background = (off**2 / np.maximum(loc_var, np.finfo(float).tiny)).sum(axis=1) > chi2.ppf(_BACKGROUND_QUANTILE, d)
+    fore = ~background
     # one group per (particle, site): a fluorophore near the site, localized over and over (blinking /
-    # DNA-PAINT binding). Centres closer than two displacements cannot be told apart as separate dyes:
-    # a dye's burst, pushed off its site by linkage, lands on several of them. So such centres share one site.
-    site_of_centre = _sites(centres, 2.0 * np.sqrt(sigma2))
-    keys, group = np.unique(pidx * len(centres) + site_of_centre[nearest], return_inverse=True)
-    n_groups, group_particle = len(keys), keys // len(centres)
-    # where each centre's localizations sit, on average over all particles: with errors as wide as the
-    # gaps between sites, the ones that strayed far went to another centre, and what a centre keeps is
+    # DNA-PAINT binding). Centres whose localizations are one dye in each particle are one site: the
+    # row of centres a fusion spreads along a site that moves from particle to particle (a
+    # tetrahedron's apex at every height) would otherwise hand every twin its own variant back
+    site_of_centre = _one_dye_sites(registered[fore], nearest[fore], pidx[fore], centres,
+                                    None if sd is None else sd[fore] ** 2, rotations, sigma2, excess)
+    n_sites = int(site_of_centre.max()) + 1
+    site = site_of_centre[nearest]
+    keys, group = np.unique(pidx * n_sites + site, return_inverse=True)
+    n_groups, group_particle = len(keys), keys // n_sites
+    # where each site's localizations sit, on average over all particles: with errors as wide as the
+    # gaps between sites, the ones that strayed far went to another site, and what a site keeps is
     # off its mixture position by the same amount in every particle (a share of the structure, not of
     # any one particle)
-    n_assigned = np.bincount(nearest[fore], minlength=len(centres))
-    seen = _group_sums(registered[fore], nearest[fore], len(centres)) / np.maximum(n_assigned, 1)[:, None]
-    seen = np.where(n_assigned[:, None] > 0, seen, centres)
-    # every localization's centre in its data particle's own frame (the registration inverted: its
+    n_assigned = np.bincount(site[fore], minlength=n_sites)
+    seen = _group_sums(registered[fore], site[fore], n_sites) / np.maximum(n_assigned, 1)[:, None]
+    unseen = _group_sums(centres, site_of_centre, n_sites) / np.bincount(site_of_centre, minlength=n_sites)[:, None]
+    seen = np.where(n_assigned[:, None] > 0, seen, unseen)
+    # every localization's site in its data particle's own frame (the registration inverted: its
     # position, its angle about the optical axis and, in 3D, its tilt), and its offset from it there
     inverse = np.transpose(rotations, (0, 2, 1))
-    centre_here = apply_transforms(seen[nearest] - translations[pidx], inverse, np.zeros_like(translations),
-                                   p.lengths)
-    residual = p.coords - centre_here
+    site_here = apply_transforms(seen[site] - translations[pidx], inverse, np.zeros_like(translations), p.lengths)
+    residual = p.coords - site_here
     size = np.bincount(group[fore], minlength=n_groups)
     mean = _group_sums(residual[fore], group[fore], n_groups) / np.maximum(size, 1)[:, None]
     within = residual - mean[group]
     if sd is not None:
         # the error of a group's mean: its localizations' own precisions, along the data's axes
         mean_error = _group_sums(sd[fore] ** 2, group[fore], n_groups) / np.maximum(size, 1)[:, None] ** 2
-        site_var = sigma2
     else:
         # without precisions: each particle's scatter about its groups' means, per axis of the data (the
         # axial spread included), shrunk towards the data set's. It is the scatter of the localizations a
@@ -164,14 +323,22 @@ def _simulate_twins(p: Particles, fuser: ParticleFuser, rng) -> Particles:
         pooled = ss.sum(axis=0) / max(dof.sum(), 1)
         own = (ss + _SHRINK_DOF * pooled) / (dof + _SHRINK_DOF)[:, None]
         mean_error = own[group_particle] / np.maximum(size, 1)[:, None]
-        # sigma2 holds the localization error too; the site displacement is the share of it that a site's
-        # localizations have in common (along x and y, which the axial excess leaves alone)
-        site_var = sigma2 * _site_share(residual[fore][:, :2], group[fore]) if fore.any() else 0.0
-    # the twin keeps each localization's scatter about its site's mean (its error, its burst, whatever
-    # the data did); only the site's mean moves: to where its centre's localizations sit, displaced as
+    # the displacement of a site's dye, along the site's own axes (radial, tangential, axial), the same
+    # for all sites; the means and their errors turned there from the data's frame
+    frames = _site_frames(seen, n_assigned)
+    turn = np.einsum("gij,gjk->gik", frames[keys % n_sites], rotations[group_particle])  # data -> site axes
+    shifted, shifted_error, weight = _less_particle_shift(mean, mean_error, size, group_particle, p.n_particles)
+    local_mean = np.einsum("gij,gj->gi", turn, shifted)
+    local_error = np.einsum("gij,gj->gi", turn**2, shifted_error)
+    site_var = _site_variance(local_mean, local_error, weight)
+    logger.debug("null twins: %d centres in %d sites, site displacement SD %s nm", len(centres), n_sites,
+                 np.round(np.sqrt(site_var), 2).tolist())
+    displacement = np.einsum("gji,gj->gi", turn, rng.normal(size=(n_groups, d)) * np.sqrt(site_var))
+    # the twin keeps each localization's scatter about its group's mean (its error, its burst, whatever
+    # the data did); only the group's mean moves: to where its site's localizations sit, displaced as
     # a dye is and off by as much as the mean of that many localizations is
-    offset = rng.normal(size=(n_groups, d)) * np.sqrt(site_var + mean_error)
-    twin = centre_here + within + offset[group]
+    offset = displacement + rng.normal(size=(n_groups, d)) * np.sqrt(mean_error)
+    twin = site_here + within + offset[group]
     coords = np.where(background[:, None], p.coords, twin)
     fields = {k: p.fields[k].copy() for k in ("precision", "precision_z") if k in p.fields}
     return Particles(coords=coords, offsets=p.offsets.copy(), fields=fields)
@@ -181,39 +348,54 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     """Simulate a homogeneous counterpart of a data set from the data itself.
 
     All particles are fused into one super-particle with a
-    :class:`~pcvae_sklearn.ParticleFuser`. Its Gaussian centres
-    (``centres_``) and extra variance (``sigma2_``) are the one structure
-    of the null. Every data particle ``i`` gets a twin with the same
-    localizations, moved: each registered localization is assigned to its
-    nearest centre, and the localizations of one (particle, site) pair, a
-    fluorophore localized again and again, form a group (centres closer
-    than two displacements, ``2 sqrt(sigma2_)``, form one site: a dye's
-    burst, pushed off its site by linkage error, lands on several of them).
-    The twin keeps every localization's offset from its group's mean, and
-    puts the group's mean at
+    :class:`~pcvae_sklearn.ParticleFuser`: its Gaussian centres
+    (``centres_``) are the one structure of the null. Every data particle
+    ``i`` gets a twin with the same localizations, moved:
 
-    ``centre + site displacement + error of the mean``,
+    1. **Sites.** Each registered localization is assigned to its nearest
+       centre. Centres whose localizations are, particle by particle, one
+       dye form one site: a dye pushed off its site by linkage lands on
+       several centres, and a site that sits elsewhere in every particle
+       (a tetrahedron's apex at every height) is fitted with a row of them.
+       Two centres are one site when, in the median particle with
+       localizations at both, their union spreads along the line between
+       them by less than 1.5 times one dye's localization error; two dyes
+       spread by that plus a quarter of their distance squared. Pairs are
+       merged one at a time, lowest first, and the spread is measured
+       again for every merged site, so a centre between two rings, holding
+       strays of both, joins one ring and never chains the two.
+    2. **Groups.** The localizations of one (particle, site), a fluorophore
+       localized again and again, form a group. The twin keeps every
+       localization's offset from its group's mean, and puts the group's
+       mean at
 
-    with the centre where its localizations sit on average over all
-    particles (see Notes), and the other two drawn once per group: the
-    site displacement with variance ``sigma2_``,
-    the error of the mean with the variance of the mean of the group's
-    localization errors (from their ``precision``, ``precision_z`` along
-    z, in the data's frame). Localizations far from every centre (beyond
-    the 99.9 % chi-square quantile) are background and stay where they
-    were. The twin is in its data particle's own pose, the registration
-    inverted: its position, its angle about the optical axis and, for 3D
-    particles registered under full rotations, its tilt.
+       ``site + site displacement + error of the mean``,
+
+       with the site where its localizations sit on average over all
+       particles (see Notes), and the other two drawn once per group: the
+       error of the mean with the variance of the mean of the group's
+       localization errors (their ``precision``, ``precision_z`` along z,
+       in the data's frame), the site displacement with the variance by
+       which the data's group means scatter beyond their errors, along
+       each site's own radial, tangential (and axial) axes, pooled over
+       all sites.
+    3. Localizations far from every centre (beyond the 99.9 % chi-square
+       quantile of their offset over their error, the lateral and the
+       axial error apart, in the data's frame) are background and stay
+       where they were. The twin is in
+       its data particle's own pose, the registration inverted: its
+       position, its angle about the optical axis and, for 3D particles
+       registered under full rotations, its tilt.
 
     So the twins differ from the data in one respect only: every site sits
-    where the shared structure puts it. Missing sites, counts, blinking, the
-    localizations' scatter about their sites (the errors, their anisotropy,
-    a localization that strayed towards another site), precisions and
-    poses (tilt included) are the data's own. Redrawing each localization's
-    error instead would move the strays back to the site they were
-    assigned to: with a 3D pore's axial error, that evens out the counts of
-    its two rings, and the twins' ring distances scatter less than the
-    data's.
+    where the shared structure puts it, displaced as any site's dye is.
+    Missing sites, counts, blinking, the localizations' scatter about their
+    sites (the errors, their anisotropy, a localization that strayed
+    towards another site), precisions and poses (tilt included) are the
+    data's own. Redrawing each localization's error instead would move the
+    strays back to the site they were assigned to: with a 3D pore's axial
+    error, that evens out the counts of its two rings, and the twins' ring
+    distances scatter less than the data's.
 
     Parameters
     ----------
@@ -239,31 +421,35 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     set's with 10 pseudo degrees of freedom, divided by the group's size.
     That is the scatter of what a group kept (a localization that strayed
     far was assigned to another group), and the group's mean scatters as
-    the mean of what it kept. ``sigma2_`` then holds the localization error
-    too; the site displacement is the share of it that a group's
-    localizations have in common (by the method of moments, along x and y,
-    which an axial excess leaves alone).
+    the mean of what it kept.
 
-    **Where a centre's localizations sit.** The group's mean goes to the
-    mean of all localizations assigned to its centre, over all particles,
-    rather than to the centre itself: with errors as wide as the gaps
-    between sites, what a centre keeps sits off its mixture position by the
-    same amount in every particle (on 3D pores of 20 nm axial error, 4 nm
-    on the ring distance), which is a property of the assignment, shared
-    by all particles, and not of any one of them.
+    **The site displacement** is estimated by the method of moments from
+    the group means less their particle's average (a registration a few
+    nm off moves all of a particle's sites alike, which the twin, placed
+    by the same registration, need not repeat). It holds linkage error,
+    the unresolved copies of a site (a pore corner's several
+    nucleoporins), and, where the structure varies, the variation. Pooled
+    over all sites, that variation reaches the twins as independent noise
+    on every site: they scatter more than a homogeneous data set would,
+    and the test is conservative there, never liberal. A site's own
+    displacement is never used: a site that moves alone would move alone
+    in the twins too.
 
-    **How many centres.** The twins are only as homogeneous as the
-    template is. With about as many centres as the structure has sites,
-    heterogeneity in the data widens the centres (a larger ``sigma2_``)
-    and the twins all share the average structure. With many more centres
-    than sites, the fusion can place centres for each variant (two rings
-    for a mixture of small and large pores), and the nearest-centre
-    assignment then hands every twin its own variant back: the null keeps
-    part of the heterogeneity and the test loses power (it becomes
-    conservative, never liberal). So pass a fuser with ``n_components``
-    close to the number of sites (8 for the corners of a 2D nuclear pore,
-    4 for a tetrahedron) when it is known; ``fuser.centres_`` shows the
-    template used.
+    **Where a site's localizations sit.** The group's mean goes to the
+    mean of all localizations assigned to its site, over all particles,
+    rather than to a centre: with errors as wide as the gaps between
+    sites, what a site keeps sits off its mixture position by the same
+    amount in every particle (on 3D pores of 20 nm axial error, 4 nm on
+    the ring distance), which is a property of the assignment, shared by
+    all particles, and not of any one of them.
+
+    **What the sites cannot tell.** Variants whose sites lie farther apart
+    than the localization error in every particle (two classes of pores,
+    35 and 65 nm) are fitted as separate sites, and each twin keeps its
+    own class: the null holds that heterogeneity and the test loses
+    power. Pass a fuser with ``n_components`` close to the number of sites
+    (8 for the corners of a 2D nuclear pore, 4 for a tetrahedron) when it
+    is known; ``fuser.centres_`` shows the template used.
 
     See Also
     --------
