@@ -36,9 +36,11 @@ _ORDER = ("super_particle_grid", "bin_row", "latent_scatter", "bin_violin", "sam
 
 _NULL_NOTE = (
     "The verdict compares the rise of the median per-bin estimate with the rises of homogeneous twins of the data "
-    "(one fused structure, each particle's own count, labelling pattern and precisions), encoded by the same model "
-    "and binned the same way. The twins do not carry linkage error beyond the template's spread, tilt, misestimated "
-    "precisions or repeated localizations of one dye; a flaw of that kind in the data can pass for heterogeneity. "
+    "(one fused structure; each particle's own count, labelling pattern, precisions, pose and bursts of one dye, "
+    "with every dye moved to its site and displaced as the data's dyes are: linkage error included), encoded by "
+    "the same model and binned the same way. The twins do not carry a structure that deforms rather than varies, "
+    "or a pick that holds two particles; a flaw of that kind can pass for heterogeneity. Where the structure "
+    "varies, part of the variation reaches the twins as noise, so a weak variation can go undetected. "
     "ci_low / ci_high: 95% bootstrap interval of the median per-particle estimate over the bin's particles. "
     "The super-particle precision is FWHM/sqrt(n), localization-level: it counts localizations as independent."
 )
