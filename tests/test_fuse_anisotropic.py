@@ -60,15 +60,16 @@ def test_local_precisions_invert_the_turned_covariance(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("outlier", [False, True])
-def test_anisotropic_e_step_matches_scipy_densities(seed, outlier):
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-10), (np.float32, 1e-6)])
+def test_anisotropic_e_step_matches_scipy_densities(seed, outlier, dtype, tol):
     _, lengths, _, index, src, own_var, rotations, translations, centres = ragged(seed)
     registered = apply_transforms(src, rotations, translations, lengths)
     precision, _, logdet = local_precisions(rotations, index, own_var, 5.0)
     mixture = (np.log(0.9), np.log(0.1 / 1e6)) if outlier else (0.0, -np.inf)
-    fast = e_step_anisotropic(registered, precision, logdet, centres, mixture)
+    fast = e_step_anisotropic(registered, precision, logdet, centres, mixture, dtype=dtype)
     ref_resp, ref_ll = e_step_anisotropic_reference(registered, np.linalg.inv(precision), centres, mixture)
-    np.testing.assert_allclose(fast.dense(), ref_resp, atol=1e-10)
-    np.testing.assert_allclose(fast.loglik, ref_ll, rtol=1e-10)
+    np.testing.assert_allclose(fast.dense(), ref_resp, atol=tol)
+    np.testing.assert_allclose(fast.loglik, ref_ll, rtol=tol)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -79,8 +80,8 @@ def test_anisotropic_e_step_reduces_to_isotropic_one(seed):
     registered = apply_transforms(src, rotations, translations, lengths)
     precision, _, logdet = local_precisions(rotations, index, iso, 5.0)
     mixture = (np.log(0.95), np.log(0.05 / 1e6))
-    a = e_step_anisotropic(registered, precision, logdet, centres, mixture)
-    b = e_step(registered, iso, centres, 5.0, mixture)
+    a = e_step_anisotropic(registered, precision, logdet, centres, mixture, dtype=np.float64)
+    b = e_step(registered, iso, centres, 5.0, mixture, dtype=np.float64)
     np.testing.assert_allclose(a.dense(), b.dense(), atol=1e-10)
     np.testing.assert_allclose(a.loglik, b.loglik, rtol=1e-10)
 
@@ -212,9 +213,10 @@ def test_anisotropic_em_equals_isotropic_em_on_isotropic_precision(seed):
     kw = dict(max_iter=20, tol=1e-8, floor=1e-6)
     a = run_em(src, offsets, state, mixture, CommonFrameVariances(iso), **kw)
     b = run_em(src, offsets, state, mixture, OwnFrameVariances(iso, offsets), **kw)
-    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-10)
-    np.testing.assert_allclose(a.rotations, b.rotations, atol=1e-8)
-    np.testing.assert_allclose(a.centres, b.centres, atol=1e-6)
+    # the two kernels round differently in the float32 responsibilities (WEIGHTS_DTYPE)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-7)
+    np.testing.assert_allclose(a.rotations, b.rotations, atol=1e-5)
+    np.testing.assert_allclose(a.centres, b.centres, atol=1e-3)
 
 
 def test_own_frame_variances_are_for_3d_localizations():

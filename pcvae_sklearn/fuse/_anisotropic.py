@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._ragged import segment_sum
-from ._em import _LOG_2PI, Responsibilities, _responsibilities, _sigma2_fixed_point, weighted_procrustes
+from ._em import _LOG_2PI, WEIGHTS_DTYPE, Responsibilities, _responsibilities, _sigma2_fixed_point, weighted_procrustes
 
 __all__ = [
     "OwnFrameVariances",
@@ -63,7 +63,7 @@ def local_precisions(rotations, index, own_var, sigma2):
     return precision, inv, np.log(var).sum(axis=1)
 
 
-def e_step_anisotropic(registered, precision, logdet, centres, mixture) -> Responsibilities:
+def e_step_anisotropic(registered, precision, logdet, centres, mixture, dtype=WEIGHTS_DTYPE) -> Responsibilities:
     """E-step with a full covariance per localization (see :func:`~pcvae_sklearn.fuse._em.e_step`).
 
     Parameters
@@ -75,6 +75,8 @@ def e_step_anisotropic(registered, precision, logdet, centres, mixture) -> Respo
         Log-determinant of every covariance.
     centres : ndarray of shape (K, d)
     mixture : tuple of float
+    dtype : numpy dtype, default=WEIGHTS_DTYPE
+        Of the dense responsibilities.
 
     Notes
     -----
@@ -96,7 +98,7 @@ def e_step_anisotropic(registered, precision, logdet, centres, mixture) -> Respo
     right[:d] = centres.T
     right[d : d + n_pairs] = (centres[:, ia] * centres[:, ib]).T
     right[-1] = 1.0
-    return _responsibilities(left, right, top, mixture)
+    return _responsibilities(left, right, top, mixture, dtype)
 
 
 

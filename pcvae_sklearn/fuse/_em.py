@@ -57,6 +57,15 @@ __all__ = [
 
 # log(2 pi)
 _LOG_2PI = float(np.log(2.0 * np.pi))
+#: the dtype of the dense (m, K) responsibilities. The log densities are formed in float64 and only their exp and the
+#: products with it run in float32, half the memory traffic of the E-step and M-step (the exp is ~3.5x faster);
+#: responsibilities then carry a relative error of about 1e-6, far below anything EM resolves.
+WEIGHTS_DTYPE = np.float32
+#: a row whose Gaussian terms sum below this (relative to its upper bound) is redone with its own maximum as the
+#: shift, so that no term a float32 exp would flush to zero (below about exp(-87)) carries weight beside it
+_LOST = {np.dtype(np.float32): 1e-26, np.dtype(np.float64): 1e-250}
+#: the E-step forms the log densities in float64 blocks of about this many bytes
+_BLOCK_BYTES = 1 << 20
 
 
 # ----------------------------------------------------------------- E-step
@@ -68,7 +77,7 @@ class Responsibilities:
     products with ``resp`` are products with ``weights``, rescaled per row.
     """
 
-    weights: np.ndarray  # (m, K), unnormalised
+    weights: np.ndarray  # (m, K), unnormalised, in WEIGHTS_DTYPE
     scale: np.ndarray  # (m,)
     owned: np.ndarray  # (m,) sum over centres of resp (1 minus the outlier share)
     loglik: np.ndarray  # (m,) log-density of every localization
@@ -79,14 +88,14 @@ class Responsibilities:
 
     def times(self, right: np.ndarray) -> np.ndarray:
         """``resp @ right`` for ``right`` of shape (K, c)."""
-        return (self.weights @ right) * self.scale[:, None]
+        return (self.weights @ right.astype(self.weights.dtype)) * self.scale[:, None]
 
     def transposed_times(self, right: np.ndarray) -> np.ndarray:
         """``resp.T @ right`` for ``right`` of shape (m, c)."""
-        return self.weights.T @ (right * self.scale[:, None])
+        return (self.weights.T @ (right * self.scale[:, None]).astype(self.weights.dtype)).astype(np.float64)
 
 
-def e_step(registered, loc_var, centres, sigma2, mixture) -> Responsibilities:
+def e_step(registered, loc_var, centres, sigma2, mixture, dtype=WEIGHTS_DTYPE) -> Responsibilities:
     """Responsibilities of every centre for every localization.
 
     Parameters
@@ -101,6 +110,8 @@ def e_step(registered, loc_var, centres, sigma2, mixture) -> Responsibilities:
         ``(log(1 - w), log(w / volume))`` for outlier weight ``w``; the
         second is ``-inf`` for no outlier term. Each centre has mixture
         weight ``(1 - w) / K``.
+    dtype : numpy dtype, default=WEIGHTS_DTYPE
+        Of the dense responsibilities (see ``WEIGHTS_DTYPE``).
 
     Returns
     -------
@@ -130,16 +141,34 @@ def e_step(registered, loc_var, centres, sigma2, mixture) -> Responsibilities:
     right[:d] = centres.T
     right[d : 2 * d] = -0.5 * (centres**2).T
     right[2 * d] = 1.0
-    return _responsibilities(left, right, top, mixture)
+    return _responsibilities(left, right, top, mixture, dtype)
 
 
-def _responsibilities(left, right, top, mixture) -> Responsibilities:
-    """Shared tail of the E-steps: ``left @ right`` is the log density minus ``top``."""
-    n_comp = right.shape[1]
-    weights = left @ right  # log density minus ``top``: <= 0 up to rounding
-    np.exp(weights, out=weights)
-    gauss = weights @ np.ones(n_comp)
-    lost = np.flatnonzero(gauss < 1e-250)
+def _responsibilities(left, right, top, mixture, dtype=WEIGHTS_DTYPE) -> Responsibilities:
+    """Shared tail of the E-steps: ``left @ right`` is the log density minus ``top``.
+
+    The log densities are formed in float64 (the expansion in ``[x, x**2, 1]``
+    cancels large terms); the exp and the weights are in ``dtype``.
+    """
+    m, n_comp = len(left), right.shape[1]
+    dtype = np.dtype(dtype)
+    # log density minus ``top`` (<= 0 up to rounding), in row blocks of ~1 MB: the float64 block stays in cache
+    weights = np.empty((m, n_comp), dtype)
+    step = max(256, _BLOCK_BYTES // (8 * n_comp))
+    floor = np.log(np.finfo(dtype).tiny) + 7.0
+    block = np.empty((min(step, m), n_comp))
+    for start in range(0, m, step):
+        stop = min(start + step, m)
+        out = block[: stop - start]
+        np.matmul(left[start:stop], right, out=out)
+        rows = weights[start:stop]
+        rows[...] = out
+        # in ``dtype`` (a float32 exp is several times faster than a float64 one), from above the subnormal range
+        # (slow, and below the ``_LOST`` cut anyway)
+        np.maximum(rows, floor, out=rows)
+        np.exp(rows, out=rows)
+    gauss = (weights @ np.ones(n_comp, dtype)).astype(np.float64)
+    lost = np.flatnonzero(gauss < _LOST[dtype])
     if lost.size:
         redo = left[lost] @ right
         shift = redo.max(axis=1)
@@ -147,7 +176,7 @@ def _responsibilities(left, right, top, mixture) -> Responsibilities:
             np.maximum(shift, mixture[1] - top[lost], out=shift)
         weights[lost] = np.exp(redo - shift[:, None])
         top[lost] += shift
-        gauss[lost] = weights[lost].sum(axis=1)
+        gauss[lost] = weights[lost].sum(axis=1, dtype=np.float64)
     total = gauss.copy()
     if np.isfinite(mixture[1]):
         total += np.exp(mixture[1] - top)
