@@ -24,7 +24,7 @@ from pcvae_sklearn.fuse._anisotropic import (
     update_centres_anisotropic,
     update_sigma2_anisotropic,
 )
-from pcvae_sklearn.fuse._em import CommonFrameVariances, EMState, e_step, run_em
+from pcvae_sklearn.fuse._em import CommonFrameVariances, EMState, e_step, particle_loglik, run_em
 
 from _reference_fuse import anisotropic_procrustes_reference, e_step_anisotropic_reference
 
@@ -217,6 +217,41 @@ def test_anisotropic_em_equals_isotropic_em_on_isotropic_precision(seed):
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-7)
     np.testing.assert_allclose(a.rotations, b.rotations, atol=1e-5)
     np.testing.assert_allclose(a.centres, b.centres, atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["common", "own"])
+def test_registration_onto_fixed_centres_treats_every_particle_alone(seed, kind):
+    """With the centres fixed every particle stops on its own: registered alone, it gets the same transform."""
+    src, own_var, offsets, state = _em_problem(seed)
+    n = len(offsets) - 1
+
+    def variances(rows, off):
+        if kind == "own":
+            return OwnFrameVariances(own_var[rows], off)
+        return CommonFrameVariances(np.repeat(own_var[rows].mean(axis=1, keepdims=True), 3, axis=1))
+
+    # starts 5 to 40 degrees off, so that the particles need different numbers of iterations
+    tilt = Rotation.from_rotvec(np.radians(np.linspace(5, 40, n))[:, None] * np.array([[0.6, 0.0, 0.8]])).as_matrix()
+    start = EMState(tilt @ state.rotations, np.zeros((n, 3)), state.centres, state.sigma2)
+    mixture = (np.log(0.95), np.log(0.05 / 1e6))
+    kw = {"max_iter": 300, "tol": 1e-7, "floor": 0.0, "fit_centres": False}
+    every = np.arange(offsets[-1])
+    joint = run_em(src, offsets, start, mixture, variances(every, offsets), **kw)
+    iterations = []
+    for j in range(n):
+        rows = every[offsets[j]:offsets[j + 1]]
+        one = np.array([0, len(rows)])
+        alone = run_em(src[rows], one, EMState(start.rotations[j:j + 1], start.translations[j:j + 1], state.centres,
+                                               state.sigma2), mixture, variances(rows, one), **kw)
+        iterations.append(alone.n_iter)
+        np.testing.assert_allclose(joint.rotations[j], alone.rotations[0], atol=1e-5)
+        np.testing.assert_allclose(joint.translations[j], alone.translations[0], atol=1e-4)
+    assert len(set(iterations)) > 1, iterations  # the particles did stop at different iterations
+    assert joint.n_iter == max(iterations)
+    gain = particle_loglik(src, offsets, joint, mixture, variances(every, offsets)) - particle_loglik(
+        src, offsets, start, mixture, variances(every, offsets))
+    assert (gain > -1e-6).all()
 
 
 def test_own_frame_variances_are_for_3d_localizations():

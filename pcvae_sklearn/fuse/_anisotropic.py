@@ -312,6 +312,10 @@ class OwnFrameVariances:
         self.own_var = own_var
         self.index = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
 
+    def subset(self, rows, offsets):
+        """The variances of the localizations ``rows`` (whole particles, packed by ``offsets``)."""
+        return OwnFrameVariances(self.own_var[rows], offsets)
+
     def e_step(self, registered, rotations, centres, sigma2, mixture) -> Responsibilities:
         """:func:`e_step_anisotropic` with the covariances turned by ``rotations``."""
         precision, _, logdet = local_precisions(rotations, self.index, self.own_var, sigma2)

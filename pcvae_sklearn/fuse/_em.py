@@ -313,6 +313,10 @@ class CommonFrameVariances:
         self.loc_var = loc_var
         self.mode = mode
 
+    def subset(self, rows, offsets):
+        """The variances of the localizations ``rows`` (whole particles, packed by ``offsets``)."""
+        return CommonFrameVariances(self.loc_var[rows], self.mode)
+
     def e_step(self, registered, rotations, centres, sigma2, mixture) -> Responsibilities:
         """:func:`e_step` (``rotations`` are not needed)."""
         return e_step(registered, self.loc_var, centres, sigma2, mixture)
@@ -363,7 +367,9 @@ def run_em(src, offsets, state, mixture, variances, *, max_iter, tol, floor, fit
         Lower bound of the shared variance.
     fit_centres : bool
         ``False`` keeps ``centres`` and ``sigma2`` fixed and only moves the
-        particles (registration onto a fitted model).
+        particles (registration onto a fitted model). The particles are then
+        independent, and each stops on its own: when its log-likelihood per
+        localization gains less than ``tol`` (see :func:`_register_each`).
     anneal : float in (0, 1) or None
         Deterministic annealing: the variance may not fall below
         ``sigma2_start * anneal**iteration``, so the mixture stays smooth
@@ -379,6 +385,8 @@ def run_em(src, offsets, state, mixture, variances, *, max_iter, tol, floor, fit
         A new state; ``objective`` is the mean log-likelihood per
         localization at the returned parameters.
     """
+    if not fit_centres:
+        return _register_each(src, offsets, state, mixture, variances, max_iter=max_iter, tol=tol, logger=logger)
     lengths = np.diff(offsets)
     rot, trans = state.rotations.copy(), state.translations.copy()
     centres, sigma2 = state.centres.copy(), float(state.sigma2)
@@ -405,15 +413,56 @@ def run_em(src, offsets, state, mixture, variances, *, max_iter, tol, floor, fit
         new_rot, new_trans, total = variances.transforms(src, target, owned, offsets, rot, trans, sigma2)
         keep = total > 1e-300
         rot[keep], trans[keep] = new_rot[keep], new_trans[keep]
-        if fit_centres:
-            # M-step 2 and 3: the centres, then the shared variance
-            registered = apply_transforms(src, rot, trans, lengths)
-            bound = floor if anneal is None else max(floor, state.sigma2 * anneal**n_iter)
-            centres, sigma2 = variances.update(registered, rot, resp, centres, sigma2, bound)
+        # M-step 2 and 3: the centres, then the shared variance
+        registered = apply_transforms(src, rot, trans, lengths)
+        bound = floor if anneal is None else max(floor, state.sigma2 * anneal**n_iter)
+        centres, sigma2 = variances.update(registered, rot, resp, centres, sigma2, bound)
     if not converged:
         registered = apply_transforms(src, rot, trans, lengths)
         obj = float(variances.e_step(registered, rot, centres, sigma2, mixture).loglik.sum() / m)
     return EMState(rot, trans, centres, sigma2, objective=obj, n_iter=n_iter)
+
+
+def _register_each(src, offsets, state, mixture, variances, *, max_iter, tol, logger=None):
+    """:func:`run_em` with the centres and variance fixed: every particle stops on its own.
+
+    Given the centres the particles do not interact, so a particle whose
+    log-likelihood per localization gains less than ``tol`` keeps its
+    transform and leaves the loop, and the E- and M-steps run on the
+    particles still moving only. (One global criterion would keep all of
+    them iterating until the slowest one converged.)
+    """
+    lengths = np.diff(offsets)
+    rot, trans = state.rotations.copy(), state.translations.copy()
+    centres, sigma2 = state.centres, float(state.sigma2)
+    last = np.full(len(lengths), -np.inf)
+    active = np.flatnonzero(lengths > 0)
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        if not active.size:
+            break
+        rows = np.flatnonzero(np.repeat(np.isin(np.arange(len(lengths)), active), lengths))
+        sub_offsets = np.concatenate([[0], np.cumsum(lengths[active])])
+        sub_src, sub_var = src[rows], variances.subset(rows, sub_offsets)
+        registered = apply_transforms(sub_src, rot[active], trans[active], lengths[active])
+        resp = sub_var.e_step(registered, rot[active], centres, sigma2, mixture)
+        ll = segment_sum(resp.loglik, sub_offsets) / lengths[active]
+        moving = ll - last[active] >= tol
+        last[active] = ll
+        if logger is not None:
+            logger.debug("EM iteration %d: %d particle(s) still moving", n_iter, int(moving.sum()))
+        if not moving.any():
+            break
+        owned = resp.owned
+        target = resp.times(centres) / np.maximum(owned, 1e-300)[:, None]
+        new_rot, new_trans, total = sub_var.transforms(sub_src, target, owned, sub_offsets, rot[active],
+                                                       trans[active], sigma2)
+        step = moving & (total > 1e-300)
+        rot[active[step]], trans[active[step]] = new_rot[step], new_trans[step]
+        active = active[moving]
+    out = EMState(rot, trans, centres, sigma2, n_iter=n_iter)
+    out.objective = float(particle_loglik(src, offsets, out, mixture, variances).sum() / src.shape[0])
+    return out
 
 
 def particle_loglik(src, offsets, state, mixture, variances):
