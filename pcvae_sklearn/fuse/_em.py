@@ -343,6 +343,8 @@ class EMState:
     sigma2: float
     objective: float = -np.inf  # mean log-likelihood per localization
     n_iter: int = 0
+    #: every particle's log-likelihood at this state, shape (n,), where the run that made it knew them
+    particle_ll: np.ndarray | None = None
 
 
 def run_em(src, offsets, state, mixture, variances, *, max_iter, tol, floor, fit_centres=True, anneal=None,
@@ -435,34 +437,55 @@ def _register_each(src, offsets, state, mixture, variances, *, max_iter, tol, lo
     lengths = np.diff(offsets)
     rot, trans = state.rotations.copy(), state.translations.copy()
     centres, sigma2 = state.centres, float(state.sigma2)
+    # every particle's log-likelihood per localization at its current transform
     last = np.full(len(lengths), -np.inf)
-    active = np.flatnonzero(lengths > 0)
+    moving = lengths > 0
+    stale = moving.copy()  # particles whose transform changed since ``last`` was computed
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        if not active.size:
-            break
-        rows = np.flatnonzero(np.repeat(np.isin(np.arange(len(lengths)), active), lengths))
-        sub_offsets = np.concatenate([[0], np.cumsum(lengths[active])])
-        sub_src, sub_var = src[rows], variances.subset(rows, sub_offsets)
-        registered = apply_transforms(sub_src, rot[active], trans[active], lengths[active])
-        resp = sub_var.e_step(registered, rot[active], centres, sigma2, mixture)
-        ll = segment_sum(resp.loglik, sub_offsets) / lengths[active]
-        moving = ll - last[active] >= tol
-        last[active] = ll
-        if logger is not None:
-            logger.debug("EM iteration %d: %d particle(s) still moving", n_iter, int(moving.sum()))
         if not moving.any():
             break
+        active = np.flatnonzero(moving)
+        ll, resp, sub = _subset_loglik(src, offsets, lengths, active, rot, trans, centres, sigma2, mixture,
+                                       variances)
+        gained = ll - last[active] >= tol
+        last[active] = ll
+        stale[active] = False
+        if logger is not None:
+            logger.debug("EM iteration %d: %d particle(s) still moving", n_iter, int(gained.sum()))
+        moving[active[~gained]] = False
+        if not gained.any():
+            break
+        sub_src, sub_var, sub_offsets = sub
         owned = resp.owned
         target = resp.times(centres) / np.maximum(owned, 1e-300)[:, None]
         new_rot, new_trans, total = sub_var.transforms(sub_src, target, owned, sub_offsets, rot[active],
                                                        trans[active], sigma2)
-        step = moving & (total > 1e-300)
+        step = gained & (total > 1e-300)
         rot[active[step]], trans[active[step]] = new_rot[step], new_trans[step]
-        active = active[moving]
-    out = EMState(rot, trans, centres, sigma2, n_iter=n_iter)
-    out.objective = float(particle_loglik(src, offsets, out, mixture, variances).sum() / src.shape[0])
-    return out
+        stale[active[step]] = True
+    if stale.any():  # the last iteration moved these particles: score them where they ended
+        active = np.flatnonzero(stale)
+        last[active] = _subset_loglik(src, offsets, lengths, active, rot, trans, centres, sigma2, mixture,
+                                      variances)[0]
+    particle_ll = np.zeros(len(lengths))
+    particle_ll[lengths > 0] = last[lengths > 0] * lengths[lengths > 0]
+    return EMState(rot, trans, centres, sigma2, objective=float(particle_ll.sum() / src.shape[0]), n_iter=n_iter,
+                   particle_ll=particle_ll)
+
+
+def _subset_loglik(src, offsets, lengths, active, rot, trans, centres, sigma2, mixture, variances):
+    """E-step on the particles ``active`` only: their log-likelihood per localization, the responsibilities,
+    and ``(src, variances, offsets)`` of the subset."""
+    mask = np.zeros(len(lengths), dtype=bool)
+    mask[active] = True
+    rows = np.flatnonzero(np.repeat(mask, lengths))
+    sub_offsets = np.concatenate([[0], np.cumsum(lengths[active])])
+    sub_src, sub_var = src[rows], variances.subset(rows, sub_offsets)
+    registered = apply_transforms(sub_src, rot[active], trans[active], lengths[active])
+    resp = sub_var.e_step(registered, rot[active], centres, sigma2, mixture)
+    ll = segment_sum(resp.loglik, sub_offsets) / lengths[active]
+    return ll, resp, (sub_src, sub_var, sub_offsets)
 
 
 def particle_loglik(src, offsets, state, mixture, variances):

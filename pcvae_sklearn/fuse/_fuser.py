@@ -741,12 +741,12 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, varian
     fixed = dict(max_iter=max_iter, tol=tol, floor=floor, fit_centres=False)
     current = run_em(src, offsets, state, mixture, variances, **fixed)
     rotations, translations = current.rotations.copy(), current.translations.copy()
-    best = particle_loglik(src, offsets, current, mixture, variances)
+    best = current.particle_ll.copy()
     moved = np.zeros(len(best), dtype=bool)
     for k in range(n_best):
         start = EMState(candidates[picks[:, k]], state.translations.copy(), state.centres, state.sigma2)
         out = run_em(src, offsets, start, mixture, variances, **fixed)
-        ll = particle_loglik(src, offsets, out, mixture, variances)
+        ll = out.particle_ll
         better = ll > best
         best[better] = ll[better]
         rotations[better], translations[better] = out.rotations[better], out.translations[better]
