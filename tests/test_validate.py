@@ -8,7 +8,7 @@ from sklearn.utils import check_random_state
 
 from pcvae_sklearn import ParticleFuser, PointCloudVAE, RadiusEstimator, as_particles
 from pcvae_sklearn.bin import LatentBinner
-from pcvae_sklearn.datasets import make_npc_2d
+from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d
 from pcvae_sklearn.validate import (
     NullTestResult,
     circular_linear_correlation,
@@ -268,19 +268,38 @@ def test_null_background_beside_a_site_is_judged_by_the_lateral_error_not_the_ax
     assert np.median([np.abs(t[:-1] - x[:-1]).max() for t, x in zip(twins, X)]) > 0.1
 
 
+@pytest.mark.parametrize("maker", [make_npc_2d, make_npc_3d])
+def test_twin_model_holds_nothing_random(maker):
+    """Replicates drawn from one measured model are the twins that measuring it again for each would give."""
+    from pcvae_sklearn.validate._twins import _draw_twins, _simulate_twins, _twin_model
+
+    X, _ = maker(40, random_state=5)
+    p = as_particles(X)
+    before = p.coords.copy()
+    fuser = ParticleFuser(n_restarts=1, random_state=0).fit(X)
+    model = _twin_model(p, fuser)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(3):
+        drawn, again = _draw_twins(model, a), _simulate_twins(p, fuser, b)
+        np.testing.assert_array_equal(drawn.coords, again.coords)
+        np.testing.assert_array_equal(drawn.offsets, p.offsets)
+    assert not np.array_equal(drawn.coords, _draw_twins(model, a).coords)  # each draw is a new twin
+    np.testing.assert_array_equal(p.coords, before)  # the data are untouched
+
+
 def test_null_template_of_large_particles_is_fused_on_a_subset(monkeypatch):
     """Large particles: the template sees at most TEMPLATE_POINTS localizations each; the twins keep every one."""
-    from pcvae_sklearn.validate import _null
+    from pcvae_sklearn.validate import _twins
 
     X, _ = make_npc_2d(30, random_state=4)
     counts = ak.num(X).to_numpy()
-    monkeypatch.setattr(_null, "TEMPLATE_POINTS", 60)
+    monkeypatch.setattr(_twins, "TEMPLATE_POINTS", 60)
     null, fuser = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1), random_state=0)
     assert ak.num(null).to_numpy().tolist() == counts.tolist()
     assert len(fuser.super_particle_[0]) == np.minimum(counts, 60).sum() < counts.sum()
     # twins from the subset's template scatter as those from the template of every localization
     subset_sd = RadiusEstimator().fit_transform(null)[:, 0].std()
-    monkeypatch.setattr(_null, "TEMPLATE_POINTS", 10_000)
+    monkeypatch.setattr(_twins, "TEMPLATE_POINTS", 10_000)
     full, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1), random_state=0)
     full_sd = RadiusEstimator().fit_transform(full)[:, 0].std()
     assert 0.6 < subset_sd / full_sd < 1.6, (subset_sd, full_sd)
@@ -295,7 +314,7 @@ def _dyes(sites, n_per_dye, sd, rng):
 @pytest.mark.parametrize("seed", range(3))
 def test_one_dye_sites_join_a_row_of_centres_that_one_moving_site_spreads(seed):
     """A site at a new height in every particle: the row of centres along its path is one site."""
-    from pcvae_sklearn.validate._null import _nearest_centre, _one_dye_sites
+    from pcvae_sklearn.validate._twins import _nearest_centre, _one_dye_sites
 
     rng = np.random.default_rng(seed)
     base = np.array([[-30.0, 0.0], [30.0, 0.0]])
@@ -314,7 +333,7 @@ def test_one_dye_sites_join_a_row_of_centres_that_one_moving_site_spreads(seed):
 
 def test_one_dye_sites_never_chain_two_rings_through_a_centre_between_them():
     """Two dyes 50 nm apart along z (20 nm error): a centre between them takes strays of both, joins one."""
-    from pcvae_sklearn.validate._null import _nearest_centre, _one_dye_sites
+    from pcvae_sklearn.validate._twins import _nearest_centre, _one_dye_sites
 
     rng = np.random.default_rng(0)
     sites = np.array([[0.0, 0.0, -1.25], [0.0, 0.0, 1.25]])
@@ -330,7 +349,7 @@ def test_one_dye_sites_never_chain_two_rings_through_a_centre_between_them():
 
 def test_one_dye_sites_join_close_centres_on_which_no_particle_tells():
     """Sparse dyes: a corner's few localizations never reach two of its centres in one particle."""
-    from pcvae_sklearn.validate._null import _nearest_centre, _one_dye_sites
+    from pcvae_sklearn.validate._twins import _nearest_centre, _one_dye_sites
 
     rng = np.random.default_rng(0)
     corners = 50 * np.c_[np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)]

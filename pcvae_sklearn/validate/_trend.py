@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from .._ragged import Particles, as_particles
 from ..bin import bin_along_axis
 from ..estimate import make_estimator
-from ._null import _fit_template, _simulate_twins
+from ._twins import _draw_twins, _fit_template, _twin_model
 
 __all__ = ["bin_bootstrap_intervals", "per_bin_statistic", "trend_null_test", "TrendNullResult"]
 
@@ -319,7 +319,8 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
 
         fuser = ParticleFuser(n_restarts=1)
     template = _fit_template(p, fuser, rng)
-    twins = [_simulate_twins(p, template, rng) for _ in range(n_replicates)]
+    model = _twin_model(p, template)  # the sites and their displacement, measured once for all replicates
+    twins = [_draw_twins(model, rng) for _ in range(n_replicates)]
     union = Particles(
         coords=np.concatenate([t.coords for t in twins]),
         offsets=np.concatenate([[0]] + [t.offsets[1:] + r * p.offsets[-1] for r, t in enumerate(twins)]),
