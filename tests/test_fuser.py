@@ -532,8 +532,15 @@ def test_sklearn_contract():
 
 
 # ------------------------------------------------------------------ fuse_bins
+@pytest.mark.parametrize("bin_points", [None, 200])
 @pytest.mark.parametrize("seed", SEEDS[:2])
-def test_fuse_bins(seed):
+def test_fuse_bins(seed, bin_points, monkeypatch):
+    """Each bin fused alone, then the bins into one frame; also when that frame is found on a subset of every
+    super-particle (``BIN_POINTS``), whose transforms then move all of its localizations."""
+    if bin_points is not None:
+        from pcvae_sklearn.fuse import _bins
+
+        monkeypatch.setattr(_bins, "BIN_POINTS", bin_points)
     # neighbouring bins overlap: rings 20 nm apart would leave their relative angle free (each gets its own centres)
     X1, t1 = ring_particles(16, seed, radius=44.0, precision=False)
     X2, t2 = ring_particles(16, seed + 50, radius=54.0, precision=False)

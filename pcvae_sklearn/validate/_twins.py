@@ -18,7 +18,7 @@ import numpy as np
 from scipy.stats import chi2
 from sklearn.base import clone
 
-from .._ragged import Particles, apply_transforms, precision_sd, subsample_rows
+from .._ragged import Particles, apply_transforms, precision_sd
 from ..fuse import ParticleFuser
 
 logger = logging.getLogger(__name__)
@@ -57,11 +57,7 @@ def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
         raise TypeError(f"fuser must be a ParticleFuser or None, got {type(fuser).__name__}.")
     fuser = clone(fuser).set_params(random_state=rng.randint(2**31 - 1))
     if p.lengths.max() > TEMPLATE_POINTS:
-        rows, _ = subsample_rows(np.arange(p.n_localizations), p.lengths, TEMPLATE_POINTS,
-                                 np.random.default_rng(rng.randint(2**31 - 1)))
-        keep = np.zeros(p.n_localizations, dtype=bool)
-        keep[rows] = True
-        p = p.take_rows(keep)
+        p = p.subsample(TEMPLATE_POINTS, np.random.default_rng(rng.randint(2**31 - 1)))
     return fuser.fit(p)
 
 
