@@ -531,6 +531,32 @@ def test_sklearn_contract():
     np.testing.assert_array_equal(est.fit(X).rotations_, again.rotations_)
 
 
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_large_particles_are_registered_on_a_subset_then_refined_on_all(seed):
+    """``max_points``: the registration is found on a random subset of every large particle and refined on all
+    of its localizations; it registers as well as every localization does, and the output holds them all."""
+    X, truth = ring_particles(16, seed, per_site=30, precision=True)  # about 190 localizations each
+    lengths = as_particles(X).lengths
+    n_locs = int(lengths.sum())
+    sub = ParticleFuser(n_components=16, max_points=40, random_state=seed).fit(X)
+    every = ParticleFuser(n_components=16, max_points=None, random_state=seed).fit(X)
+    assert len(sub.super_particle_[0]) == n_locs
+    err_sub, err_every = errors_2d(sub.rotations_, truth, 8), errors_2d(every.rotations_, truth, 8)
+    assert np.mean(err_sub < 3) >= np.mean(err_every < 3) - 1 / 16, (np.sort(err_sub), np.sort(err_every))
+    assert np.median(err_sub) < np.median(err_every) + 0.1
+    # refined on all: the objective is the mean log-likelihood of every localization at the returned poses
+    np.testing.assert_allclose((sub.registration_score_ * lengths).sum() / n_locs, sub.objective_, rtol=1e-9)
+    # particles no larger than max_points take the path of max_points=None, bit for bit
+    same = ParticleFuser(n_components=16, max_points=int(lengths.max()), random_state=seed).fit(X)
+    np.testing.assert_array_equal(same.rotations_, every.rotations_)
+
+
+def test_max_points_is_validated():
+    X, _ = ring_particles(4, 0, precision=False)
+    with pytest.raises(ValueError, match="max_points"):
+        ParticleFuser(max_points=0).fit(X)
+
+
 # ------------------------------------------------------------------ fuse_bins
 @pytest.mark.parametrize("bin_points", [None, 200])
 @pytest.mark.parametrize("seed", SEEDS[:2])

@@ -264,6 +264,15 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         ``rotation="z"``; each basin costs about one EM run. Elongated,
         asymmetric structures (a DNA-origami logo) need these tries: their
         pose turned by 180 degrees is a deep wrong basin.
+    max_points : int or None, default=1000
+        Localizations per particle (at most, chosen at random) on which the
+        registration is found: the restarts, the axial spread and the tries
+        of several basins. One last EM run on every localization then
+        refines the poses, centres and variance. A pose needs no more, and
+        the cost grows with the localizations: 10 bins of 30 simulated
+        DNA-PAINT tetrahedra of 5000 localizations fuse about 5x faster.
+        Particles with fewer keep all of theirs; ``None``: always all.
+        (``register`` and ``transform`` use every localization.)
     use_precision : bool, default=True
         Add each localization's precision (field ``precision``, nm; in 3D
         ``precision_z`` for the z axis, else ``precision``) to the variance.
@@ -383,6 +392,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         "n_orientations": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "n_cycles": [Interval(Integral, 1, None, closed="left")],
         "n_basins": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+        "max_points": [Interval(Integral, 1, None, closed="left"), None],
         "use_precision": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -401,6 +411,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         n_orientations="auto",
         n_cycles=3,
         n_basins="auto",
+        max_points=1000,
         use_precision=True,
         n_jobs=None,
         random_state=None,
@@ -415,6 +426,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         self.n_orientations = n_orientations
         self.n_cycles = n_cycles
         self.n_basins = n_basins
+        self.max_points = max_points
         self.use_precision = use_precision
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -487,6 +499,16 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         candidates = self._candidates(mode, p.n_dims)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_restarts)
+        full_src, full_var, full_variances = src, loc_var, variances
+        if self.max_points is not None and p.lengths.max() > self.max_points:
+            # the registration is found on a random subset of every large particle, then refined on all
+            rows, sub_lengths = subsample_rows(np.arange(p.n_localizations), p.lengths, self.max_points,
+                                               np.random.default_rng([int(seeds[0]), 1]))
+            sub_offsets = np.concatenate([[0], np.cumsum(sub_lengths)])
+            src, loc_var, variances = src[rows], loc_var[rows], variances.subset(rows, sub_offsets)
+            offsets = sub_offsets
+        else:
+            offsets = p.offsets
         settings = dict(
             mode=mode,
             n_components=self.n_components,
@@ -500,12 +522,12 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             variances=variances,
         )
         if self.n_jobs in (None, 1) or self.n_restarts == 1:
-            states = [_one_restart(src, loc_var, p.offsets, int(s), r, **settings) for r, s in enumerate(seeds)]
+            states = [_one_restart(src, loc_var, offsets, int(s), r, **settings) for r, s in enumerate(seeds)]
         else:
             from joblib import Parallel, delayed
 
             states = Parallel(n_jobs=self.n_jobs)(
-                delayed(_one_restart)(src, loc_var, p.offsets, int(s), r, **settings) for r, s in enumerate(seeds)
+                delayed(_one_restart)(src, loc_var, offsets, int(s), r, **settings) for r, s in enumerate(seeds)
             )
         objectives = np.array([s.objective for s in states])
         best = states[int(np.argmax(objectives))]
@@ -513,18 +535,24 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         excess = 0.0
         if mode != "2d" and own_var is None and not loc_var.any():
             # no precision field: the axial spread is estimated from the data, never assumed equal to the lateral
-            excess, best = _estimate_axial_excess(src, p.offsets, best, mixture, mode=mode, max_iter=self.max_iter,
+            excess, best = _estimate_axial_excess(src, offsets, best, mixture, mode=mode, max_iter=self.max_iter,
                                                   tol=self.tol, floor=1e-6 * radius**2)
             if excess > 0:
-                loc_var, variances = _excess_variances(excess, p.n_localizations, p.offsets, mode)
+                loc_var, variances = _excess_variances(excess, len(src), offsets, mode)
+                full_var, full_variances = _excess_variances(excess, p.n_localizations, p.offsets, mode)
             self._log(logging.INFO, "axial excess variance estimated from the data: %.3g nm^2", excess)
         n_basins = self._basins(mode)
         if n_basins and len(candidates):
-            best, moved = _polish(src, loc_var, p.offsets, best, mixture, candidates, radius,
+            best, moved = _polish(src, loc_var, offsets, best, mixture, candidates, radius,
                                   variances=variances, n_best=n_basins, mode=mode, max_iter=self.max_iter,
                                   tol=self.tol, rng=np.random.default_rng(rng.randint(np.iinfo(np.int32).max)))
             self._log(logging.INFO, "tries of %d basins: %d particle(s) found a likelier transform (objective %.5f)",
                       n_basins, moved, best.objective)
+        if offsets is not p.offsets:
+            src, loc_var, variances = full_src, full_var, full_variances
+            best = run_em(src, p.offsets, best, mixture, variances, max_iter=self.max_iter, tol=self.tol,
+                          floor=1e-6 * radius**2)
+            self._log(logging.INFO, "refined on every localization (objective %.5f)", best.objective)
 
         scores = particle_loglik(src, p.offsets, best, mixture, variances) / p.lengths
         # into the frame of the input coordinates, centred on the super-particle's centroid
