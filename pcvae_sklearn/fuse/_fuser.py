@@ -270,8 +270,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         of several basins. One last EM run on every localization then
         refines the poses, centres and variance. A pose needs no more, and
         the cost grows with the localizations: 10 bins of 30 simulated
-        DNA-PAINT tetrahedra of 5000 localizations fuse 2.4x faster, with
-        the same super-particles. Particles with fewer keep all of theirs
+        DNA-PAINT tetrahedra of 5000 localizations fuse 2.2-2.4x faster,
+        with the same super-particles (``benchmarks/bench_fuse_large.py``). Particles with fewer keep all of theirs
         (the real pore and origami picks tried here have at most about
         1100); ``None``: always all.
         (``register`` and ``transform`` use every localization.)
