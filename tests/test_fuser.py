@@ -534,7 +534,8 @@ def test_sklearn_contract():
 @pytest.mark.parametrize("seed", SEEDS[:3])
 def test_large_particles_are_registered_on_a_subset_then_refined_on_all(seed):
     """``max_points``: the registration is found on a random subset of every large particle and refined on all
-    of its localizations; it registers as well as every localization does, and the output holds them all."""
+    of its localizations, in ``fit`` and in ``register``; it registers as well as every localization does, and
+    the output holds them all."""
     X, truth = ring_particles(16, seed, per_site=30, precision=True)  # about 190 localizations each
     lengths = as_particles(X).lengths
     n_locs = int(lengths.sum())
@@ -549,6 +550,18 @@ def test_large_particles_are_registered_on_a_subset_then_refined_on_all(seed):
     # particles no larger than max_points take the path of max_points=None, bit for bit
     same = ParticleFuser(n_components=16, max_points=int(lengths.max()), random_state=seed).fit(X)
     np.testing.assert_array_equal(same.rotations_, every.rotations_)
+    # register (new particles onto the fitted model) works the same way
+    new, new_truth = ring_particles(12, seed + 100, per_site=30, precision=True)
+    rot_sub, trans_sub = sub.set_params(max_points=40).register(new)
+    rot_every, trans_every = sub.set_params(max_points=None).register(new)
+    err_sub, err_every = errors_2d(rot_sub, new_truth, 8), errors_2d(rot_every, new_truth, 8)
+    assert np.mean(err_sub < 3) >= np.mean(err_every < 3) - 1 / 12, (np.sort(err_sub), np.sort(err_every))
+    # onto the same model, so in the same frame: most poses agree (up to the ring's 8-fold symmetry)
+    rel = np.einsum("nij,nkj->nik", rot_sub, rot_every)
+    between = np.degrees(np.abs((np.arctan2(rel[:, 1, 0], rel[:, 0, 0]) + np.pi / 8) % (np.pi / 4) - np.pi / 8))
+    assert np.median(between) < 0.5, np.sort(between)
+    assert not np.array_equal(rot_sub, rot_every)  # and the subset was used: not the same rounding
+    np.testing.assert_array_equal(same.register(new)[0], every.register(new)[0])
 
 
 def test_max_points_is_validated():

@@ -175,6 +175,20 @@ def _excess_variances(excess, m, offsets, mode):
     return np.full((m, 3), excess / 3.0), OwnFrameVariances(own_var, offsets)
 
 
+def _at_most(src, loc_var, variances, offsets, max_points, rng):
+    """``(src, loc_var, variances, offsets)`` of at most ``max_points`` random localizations per particle.
+
+    Returns the inputs themselves (``offsets`` the same object) where no
+    particle has more, or ``max_points`` is None.
+    """
+    lengths = np.diff(offsets)
+    if max_points is None or lengths.max() <= max_points:
+        return src, loc_var, variances, offsets
+    rows, sub_lengths = subsample_rows(np.arange(offsets[-1]), lengths, max_points, rng)
+    sub_offsets = np.concatenate([[0], np.cumsum(sub_lengths)])
+    return src[rows], loc_var[rows], variances.subset(rows, sub_offsets), sub_offsets
+
+
 def _search_rows(offsets, mode: str, rng):
     """The localizations that score the orientation search: at most ``_SEARCH_POINTS[mode]`` random ones per particle.
 
@@ -271,10 +285,10 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         refines the poses, centres and variance. A pose needs no more, and
         the cost grows with the localizations: 10 bins of 30 simulated
         DNA-PAINT tetrahedra of 5000 localizations fuse 2.2-2.4x faster,
-        with the same super-particles (``benchmarks/bench_fuse_large.py``). Particles with fewer keep all of theirs
-        (the real pore and origami picks tried here have at most about
-        1100); ``None``: always all.
-        (``register`` and ``transform`` use every localization.)
+        with the same super-particles (``benchmarks/bench_fuse_large.py``).
+        Particles with fewer keep all of theirs (the real pore and origami
+        picks tried here have at most about 1100); ``None``: always all.
+        ``register`` and ``transform`` work the same way.
     use_precision : bool, default=True
         Add each localization's precision (field ``precision``, nm; in 3D
         ``precision_z`` for the z axis, else ``precision``) to the variance.
@@ -501,16 +515,10 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         candidates = self._candidates(mode, p.n_dims)
         rng = check_random_state(self.random_state)
         seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_restarts)
+        # the registration is found on a random subset of every large particle, then refined on all
         full_src, full_var, full_variances = src, loc_var, variances
-        if self.max_points is not None and p.lengths.max() > self.max_points:
-            # the registration is found on a random subset of every large particle, then refined on all
-            rows, sub_lengths = subsample_rows(np.arange(p.n_localizations), p.lengths, self.max_points,
-                                               np.random.default_rng([int(seeds[0]), 1]))
-            sub_offsets = np.concatenate([[0], np.cumsum(sub_lengths)])
-            src, loc_var, variances = src[rows], loc_var[rows], variances.subset(rows, sub_offsets)
-            offsets = sub_offsets
-        else:
-            offsets = p.offsets
+        src, loc_var, variances, offsets = _at_most(src, loc_var, variances, p.offsets, self.max_points,
+                                                    np.random.default_rng([int(seeds[0]), 1]))
         settings = dict(
             mode=mode,
             n_components=self.n_components,
@@ -626,16 +634,22 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             sigma2=self.sigma2_,
         )
         candidates = self._candidates(mode, d)
+        # as in fit: found on at most max_points localizations per particle, refined on all
+        full_src, full_variances = src, variances
+        src, loc_var, variances, offsets = _at_most(src, loc_var, variances, p.offsets, self.max_points,
+                                                    np.random.default_rng(2))
         # the new particles' orientations are arbitrary: a global orientation search first, then EM
         if len(candidates):
-            rows, sub_offsets = _search_rows(p.offsets, mode, np.random.default_rng(0))
+            rows, sub_offsets = _search_rows(offsets, mode, np.random.default_rng(0))
             state = _search(src, loc_var, rows, sub_offsets, state, self._mixture_, candidates, self._radius_)
-        state = run_em(src, p.offsets, state, self._mixture_, variances, max_iter=self.max_iter, tol=self.tol,
-                       floor=0.0, fit_centres=False)
+        fixed = {"max_iter": self.max_iter, "tol": self.tol, "floor": 0.0, "fit_centres": False}
+        state = run_em(src, offsets, state, self._mixture_, variances, **fixed)
         if self._basins(mode) and len(candidates):
-            state, _ = _polish(src, loc_var, p.offsets, state, self._mixture_, candidates, self._radius_,
+            state, _ = _polish(src, loc_var, offsets, state, self._mixture_, candidates, self._radius_,
                                variances=variances, n_best=self._basins(mode), mode=mode, max_iter=self.max_iter,
                                tol=self.tol, rng=np.random.default_rng(1), refit_centres=False, floor=0.0)
+        if offsets is not p.offsets:
+            state = run_em(full_src, p.offsets, state, self._mixture_, full_variances, **fixed)
         rotations = state.rotations
         translations = state.translations - np.einsum("nab,nb->na", rotations, centroids)
         return rotations, translations
