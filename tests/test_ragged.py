@@ -291,6 +291,27 @@ def test_subsample_rows_keeps_at_most_the_cap_per_particle(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_particles_subsample_matches_a_loop(seed):
+    """Every particle keeps at most the cap, its rows in order, fields alongside; the rest is untouched."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 30, size=12)
+    coords = rng.normal(size=(lengths.sum(), 3))
+    p = Particles(coords=coords, offsets=np.concatenate([[0], np.cumsum(lengths)]),
+                  fields={"precision": np.arange(lengths.sum(), dtype=float)}, ids=np.arange(12) + 100)
+    before = coords.copy()
+    q = p.subsample(10, np.random.default_rng(seed))
+    np.testing.assert_array_equal(q.lengths, np.minimum(lengths, 10))
+    np.testing.assert_array_equal(q.ids, p.ids)
+    for i in range(p.n_particles):  # a loop over particles: the naive reference
+        rows = q.fields["precision"][q.offsets[i]:q.offsets[i + 1]].astype(int)
+        assert (np.diff(rows) > 0).all() and (rows >= p.offsets[i]).all() and (rows < p.offsets[i + 1]).all()
+        np.testing.assert_array_equal(q.particle(i), coords[rows])
+        if lengths[i] <= 10:
+            np.testing.assert_array_equal(rows, np.arange(p.offsets[i], p.offsets[i + 1]))
+    np.testing.assert_array_equal(p.coords, before)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("n_dims", [2, 3])
 def test_apply_transforms_matches_a_loop(seed, n_dims):
     rng = np.random.default_rng(seed)
