@@ -552,8 +552,8 @@ def test_large_particles_are_registered_on_a_subset_then_refined_on_all(seed):
     np.testing.assert_array_equal(same.rotations_, every.rotations_)
     # register (new particles onto the fitted model) works the same way
     new, new_truth = ring_particles(12, seed + 100, per_site=30, precision=True)
-    rot_sub, trans_sub = sub.set_params(max_points=40).register(new)
-    rot_every, trans_every = sub.set_params(max_points=None).register(new)
+    rot_sub = sub.set_params(max_points=40).register(new)[0]
+    rot_every = sub.set_params(max_points=None).register(new)[0]
     err_sub, err_every = errors_2d(rot_sub, new_truth, 8), errors_2d(rot_every, new_truth, 8)
     assert np.mean(err_sub < 3) >= np.mean(err_every < 3) - 1 / 12, (np.sort(err_sub), np.sort(err_every))
     # onto the same model, so in the same frame: most poses agree (up to the ring's 8-fold symmetry)
@@ -561,6 +561,7 @@ def test_large_particles_are_registered_on_a_subset_then_refined_on_all(seed):
     between = np.degrees(np.abs((np.arctan2(rel[:, 1, 0], rel[:, 0, 0]) + np.pi / 8) % (np.pi / 4) - np.pi / 8))
     assert np.median(between) < 0.5, np.sort(between)
     assert not np.array_equal(rot_sub, rot_every)  # and the subset was used: not the same rounding
+    same.set_params(max_points=int(as_particles(new).lengths.max()))
     np.testing.assert_array_equal(same.register(new)[0], every.register(new)[0])
 
 
