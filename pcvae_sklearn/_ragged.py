@@ -219,10 +219,9 @@ class Particles:
 
     def subsample(self, max_points: int, rng: np.random.Generator) -> "Particles":
         """The same particles with at most ``max_points`` random localizations each (see :func:`subsample_rows`)."""
-        rows, _ = subsample_rows(np.arange(self.n_localizations), self.lengths, max_points, rng)
-        keep = np.zeros(self.n_localizations, dtype=bool)
-        keep[rows] = True
-        return self.take_rows(keep)
+        rows, lengths = subsample_rows(np.arange(self.n_localizations), self.lengths, max_points, rng)
+        return Particles(coords=self.coords[rows], offsets=_offsets(lengths),
+                         fields={k: v[rows] for k, v in self.fields.items()}, ids=self.ids)
 
     def replace(self, **changes) -> "Particles":
         """A copy with some attributes replaced (fields are shared)."""

@@ -25,7 +25,8 @@ from pcvae_sklearn.fuse._em import (
     update_sigma2,
     weighted_procrustes,
 )
-from pcvae_sklearn.fuse._fuser import _mixture_terms, _polish, _search_rows
+from pcvae_sklearn.fuse._fuser import _mixture_terms
+from pcvae_sklearn.fuse._steps import _polish, _search_rows
 from pcvae_sklearn.fuse._orientations import grid_spacing, orientation_grid, top_orientations
 
 from _reference_fuse import e_step_reference, update_sigma2_reference, weighted_procrustes_reference

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._ragged import apply_transforms, segment_sum
+from .._ragged import apply_transforms, gather_rows, segment_sum
 
 __all__ = [
     "EMState",
@@ -446,7 +446,7 @@ def _register_each(src, offsets, state, mixture, variances, *, max_iter, tol, lo
         if not moving.any():
             break
         active = np.flatnonzero(moving)
-        ll, resp, sub = _subset_loglik(src, offsets, lengths, active, rot, trans, centres, sigma2, mixture,
+        ll, resp, sub = _subset_loglik(src, offsets, active, rot, trans, centres, sigma2, mixture,
                                        variances)
         gained = ll - last[active] >= tol
         last[active] = ll
@@ -466,7 +466,7 @@ def _register_each(src, offsets, state, mixture, variances, *, max_iter, tol, lo
         stale[active[step]] = True
     if stale.any():  # the last iteration moved these particles: score them where they ended
         active = np.flatnonzero(stale)
-        last[active] = _subset_loglik(src, offsets, lengths, active, rot, trans, centres, sigma2, mixture,
+        last[active] = _subset_loglik(src, offsets, active, rot, trans, centres, sigma2, mixture,
                                       variances)[0]
     particle_ll = np.zeros(len(lengths))
     particle_ll[lengths > 0] = last[lengths > 0] * lengths[lengths > 0]
@@ -474,17 +474,15 @@ def _register_each(src, offsets, state, mixture, variances, *, max_iter, tol, lo
                    particle_ll=particle_ll)
 
 
-def _subset_loglik(src, offsets, lengths, active, rot, trans, centres, sigma2, mixture, variances):
+def _subset_loglik(src, offsets, active, rot, trans, centres, sigma2, mixture, variances):
     """E-step on the particles ``active`` only: their log-likelihood per localization, the responsibilities,
     and ``(src, variances, offsets)`` of the subset."""
-    mask = np.zeros(len(lengths), dtype=bool)
-    mask[active] = True
-    rows = np.flatnonzero(np.repeat(mask, lengths))
-    sub_offsets = np.concatenate([[0], np.cumsum(lengths[active])])
+    rows, sub_lengths = gather_rows(offsets, active)
+    sub_offsets = np.concatenate([[0], np.cumsum(sub_lengths)])
     sub_src, sub_var = src[rows], variances.subset(rows, sub_offsets)
-    registered = apply_transforms(sub_src, rot[active], trans[active], lengths[active])
+    registered = apply_transforms(sub_src, rot[active], trans[active], sub_lengths)
     resp = sub_var.e_step(registered, rot[active], centres, sigma2, mixture)
-    ll = segment_sum(resp.loglik, sub_offsets) / lengths[active]
+    ll = segment_sum(resp.loglik, sub_offsets) / sub_lengths
     return ll, resp, (sub_src, sub_var, sub_offsets)
 
 
