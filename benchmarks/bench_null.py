@@ -9,13 +9,15 @@ line, every seed simulates its own data twice:
 * ``make_scenario(name)``: the structure varies; the verdict must be
   "detected".
 
-Each fits a small VAE and runs :func:`pcvae_sklearn.analyse` without fusion
-(the verdict does not use the per-bin super-particles), for every estimate
+Each fits a small VAE (``--vae default``: ``PointCloudVAE``'s defaults)
+and runs :func:`pcvae_sklearn.analyse` without fusion (the verdict does
+not use the per-bin super-particles), for every estimate
 the scenario's structure has (2D pores: radius; 3D pores: radius and ring
 distance; tetrahedra: height).
 
     python benchmarks/bench_null.py --scenarios npc2d_default --seeds 100 --which homogeneous
     python benchmarks/bench_null.py --scenarios npc2d_linkage npc3d_tilt tetra_tilt --seeds 20
+    python benchmarks/bench_null.py --scenarios npc3d_default --seeds 3 --which varying --vae default
 
 Only the public API is used. One line per fit, then the rates.
 """
@@ -36,9 +38,9 @@ SMALL_VAE = dict(latent_dim=4, n_epochs=2, batch_size=16,
 ESTIMATES = {"npc_2d": ("radius",), "npc_3d": ("radius", "pore"), "tetrahedron": ("tetrahedron",)}
 
 
-def one(name, seed, *, homogeneous, n_particles, n_bins, n_null):
+def one(name, seed, *, homogeneous, n_particles, n_bins, n_null, vae="small"):
     X, _ = make_scenario(name, n_particles, random_state=seed, homogeneous=homogeneous)
-    vae = PointCloudVAE(**SMALL_VAE, random_state=seed).fit(X)
+    vae = PointCloudVAE(**(SMALL_VAE if vae == "small" else {}), random_state=seed).fit(X)
     out = []
     for estimate in ESTIMATES[SCENARIOS[name].structure]:
         t = time.perf_counter()
@@ -58,6 +60,8 @@ def main(argv=None):
     ap.add_argument("--n-bins", type=int, default=10)
     ap.add_argument("--n-null", type=int, default=19)
     ap.add_argument("--which", choices=["homogeneous", "varying", "both"], default="both")
+    ap.add_argument("--vae", choices=["small", "default"], default="small",
+                    help="the small VAE (the null must hold for a poor one), or PointCloudVAE's defaults, as a user fits")
     args = ap.parse_args(argv)
     cases = {"homogeneous": True, "varying": False}
     if args.which != "both":
@@ -67,7 +71,7 @@ def main(argv=None):
         for case, homogeneous in cases.items():
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for estimate, h, sec in one(name, seed, homogeneous=homogeneous, n_particles=args.n_particles,
-                                            n_bins=args.n_bins, n_null=args.n_null):
+                                            n_bins=args.n_bins, n_null=args.n_null, vae=args.vae):
                     rates.setdefault((name, case, estimate), []).append(h["detected"])
                     print(f"{name} {case} {estimate} seed {seed}: detected={h['detected']} p={h['p_value']:.3g} "
                           f"rise={h['rise']:.2f} null {h['null_rise_mean']:.2f}±{h['null_rise_sd']:.2f} nm ({sec:.0f} s)",
