@@ -67,28 +67,39 @@ def dihedral_3d(fold=8):
     return np.concatenate([c, c @ np.diag([1.0, -1.0, -1.0])])
 
 
-def ceiling_3d(X, truth, per_localization):
-    """Fraction within 5 degrees when every particle is registered onto the TRUE sites, from its true pose.
+def register_from_truth(p, rotation, offset, sites, variances, sigma2):
+    """Rotations (n, d, d) EM reaches when every particle of ``p`` is registered onto the true ``sites``
+    from its true pose (observed = ``sites @ rotation.T + offset``), under ``variances`` plus the shared
+    ``sigma2`` (nm^2).
 
-    No joint fit and no search: EM moves each particle from the truth to the
-    likeliest pose nearby, under the true lateral and axial variances (each
-    localization's own with ``per_localization``, from the precision fields
-    of ``X``; else the data set's mean, as a fuser without precision fields
-    could at best know them). No fusion can be expected to do better.
+    No joint fit and no search: each particle moves from the truth to the
+    likeliest pose nearby. The fraction of these within 5 degrees is a
+    ceiling that no fusion can be expected to beat.
     """
-    p = _from_awkward(X)
     centroids = p.centroids()
     src = p.coords - np.repeat(centroids, p.lengths, axis=0)
+    start = EMState(rotation.transpose(0, 2, 1).copy(), np.einsum("nba,nb->na", rotation, centroids - offset),
+                    sites, sigma2)
+    extent = float(np.sqrt((src**2).sum(axis=1).max()))
+    return _register_each(src, p.offsets, start, _mixture_terms(0.01, 2.0 * extent, p.n_dims), variances,
+                          max_iter=200, tol=1e-7).rotations
+
+
+def ceiling_3d(X, truth, per_localization):
+    """Fraction within 5 degrees registered onto the true sites from the true poses (:func:`register_from_truth`).
+
+    Under the true lateral and axial variances: each localization's own with
+    ``per_localization``, from the precision fields of ``X``; else the data
+    set's mean, as a fuser without precision fields could at best know them.
+    """
+    p = _from_awkward(X)
     rotation, offset = truth["rotation"], truth["offset"]
     sites = np.einsum("ba,kb->ka", rotation[0], truth["sites"][0] - offset[0])  # particle 0's, in the pore's frame
     variance = np.stack([p.fields["precision"] ** 2] * 2 + [p.fields["precision_z"] ** 2], axis=1)
     if not per_localization:
         variance = np.broadcast_to(variance.mean(axis=0), variance.shape)
-    extent = float(np.sqrt((src**2).sum(axis=1).max()))
-    start = EMState(rotation.transpose(0, 2, 1).copy(), np.einsum("nba,nb->na", rotation, centroids - offset), sites, 1.0)
-    state = _register_each(src, p.offsets, start, _mixture_terms(0.01, 2.0 * extent, 3),
-                           OwnFrameVariances(variance, p.offsets), max_iter=200, tol=1e-7)
-    return np.mean(errors_3d(state.rotations, rotation, dihedral_3d()) < 5)
+    rotations = register_from_truth(p, rotation, offset, sites, OwnFrameVariances(variance, p.offsets), 1.0)
+    return np.mean(errors_3d(rotations, rotation, dihedral_3d()) < 5)
 
 
 def no_precision_3d(args):

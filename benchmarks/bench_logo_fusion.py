@@ -42,11 +42,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_fusion import errors_2d  # noqa: E402
+from bench_fusion import errors_2d, register_from_truth  # noqa: E402
 
+from pcvae_sklearn import as_particles  # noqa: E402
 from pcvae_sklearn.fuse import ParticleFuser  # noqa: E402
-from pcvae_sklearn.fuse._em import CommonFrameVariances, EMState, _register_each  # noqa: E402
-from pcvae_sklearn.fuse._fuser import _mixture_terms  # noqa: E402
+from pcvae_sklearn.fuse._em import CommonFrameVariances  # noqa: E402
 
 # The tud_ralf layout of simPaintModels.m, in units of 0.2 x raster spacing (1 nm at 5 nm raster).
 TUD_SITES = np.array([
@@ -106,27 +106,19 @@ def simulate(n, dol, seed):
 
 
 def ceiling(particles, angles, shifts, per_localization):
-    """Fraction within 5 degrees when every logo is registered onto the TRUE sites, from its true pose.
+    """Fraction within 5 degrees registered onto the true sites from the true poses (``register_from_truth``).
 
-    No joint fit and no search: EM moves each logo from the truth to the
-    likeliest pose nearby, under each localization's own precision
-    (``per_localization``) or the data set's mean one (all a fuser without
-    precision fields can know). No fusion can be expected to do better.
+    Under each localization's own precision (``per_localization``) or the
+    data set's mean one (all a fuser without precision fields can know).
     """
-    lengths = np.array([len(xy) for xy, _ in particles])
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    centroids = np.array([xy.mean(axis=0) for xy, _ in particles])
-    src = np.concatenate([xy - c for (xy, _), c in zip(particles, centroids)])
+    p = as_particles([xy for xy, _ in particles])
     variance = np.concatenate([s for _, s in particles]) ** 2
     if not per_localization:
         variance = np.full_like(variance, variance.mean())
     truth = rotations(angles)
-    sites = TUD_SITES - TUD_SITES.mean(axis=0)
-    start = EMState(truth.transpose(0, 2, 1).copy(), np.einsum("nba,nb->na", truth, centroids - shifts), sites, 0.1)
-    extent = float(np.sqrt((src**2).sum(axis=1).max()))
-    state = _register_each(src, offsets, start, _mixture_terms(0.01, 2.0 * extent, 2),
-                           CommonFrameVariances(np.repeat(variance[:, None], 2, axis=1)), max_iter=200, tol=1e-7)
-    return np.mean(errors_2d(state.rotations, truth, fold=1) < 5)
+    found = register_from_truth(p, truth, shifts, TUD_SITES - TUD_SITES.mean(axis=0),
+                                CommonFrameVariances(np.repeat(variance[:, None], 2, axis=1)), 0.1)
+    return np.mean(errors_2d(found, truth, fold=1) < 5)
 
 
 def rotations(angles):
