@@ -1,8 +1,11 @@
 """Speed of the per-particle estimators, the binner and subsampling (vectorised, packed form);
-with ``--accuracy``, the radius estimators' bias, spread and Spearman on simulated pores.
+with ``--accuracy``, the radius estimators' bias, spread and Spearman on simulated pores;
+with ``--ring-distance``, the pore's two height estimators (the paper's median split and the
+two-Gaussian fit) on the 3D pore scenarios and, where ``../shared`` has them, the real Nup107 pores.
 
 Run:  OMP_NUM_THREADS=1 python3 benchmarks/bench_estimate.py [--quick]
       python3 benchmarks/bench_estimate.py --accuracy
+      python3 benchmarks/bench_estimate.py --ring-distance
 """
 
 from __future__ import annotations
@@ -61,13 +64,55 @@ def accuracy():
             print(f"{name:28s} {label:20s} {np.median(e):+8.2f} {e.std():6.2f} {rho:9.3f}")
 
 
+def ring_distance():
+    """|Spearman| of each height method with the true ring distance, 500 pores per scenario, seeds 0-2."""
+    from pathlib import Path
+
+    from scipy.stats import spearmanr
+
+    from pcvae_sklearn import read_particles
+    from pcvae_sklearn.datasets import make_scenario
+
+    methods = ("median_split", "gaussian")
+    print(f"{'scenario':16s} {'seed':>4s} " + " ".join(f"{m:>13s}" for m in methods) + "   1st-99th percentile (nm), each")
+    for name in ("npc3d_default", "npc3d_tilt", "npc3d_axial20", "npc3d_outliers", "npc3d_twist"):
+        for seed in range(3):
+            X, truth = make_scenario(name, 500, random_state=500 + seed)
+            est = {m: HeightEstimator(structure="pore", method=m).fit_transform(X)[:, 0] for m in methods}
+            rho = [abs(spearmanr(est[m], truth["height"])[0]) for m in methods]
+            ranges = "  ".join("%.0f-%.0f" % tuple(np.percentile(est[m], [1, 99])) for m in methods)
+            print(f"{name:16s} {seed:4d} " + " ".join(f"{r:13.3f}" for r in rho) + f"   {ranges}")
+    print("\none ring distance (homogeneous, 1000 pores): bias (median error) and spread (IQR / 1.35) in nm")
+    for name in ("npc3d_default", "npc3d_tilt", "npc3d_axial20", "npc3d_outliers"):
+        X, truth = make_scenario(name, 1000, random_state=10_000, homogeneous=True)
+        cells = []
+        for m in methods:
+            error = HeightEstimator(structure="pore", method=m).fit_transform(X)[:, 0] - truth["height"]
+            q1, q2, q3 = np.percentile(error, [25, 50, 75])
+            cells.append(f"{m} {q2:+.2f} / {(q3 - q1) / 1.349:.2f}")
+        print(f"{name:16s} " + "   ".join(cells))
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "fig5k_306_3DNUP_PAINT.mat"
+    if real.exists():
+        X = read_particles(real)
+        est = {m: HeightEstimator(structure="pore", method=m).fit_transform(X)[:, 0] for m in methods}
+        print(f"real Nup107 ({len(X)} pores): the two agree at Spearman {spearmanr(*est.values())[0]:.3f}")
+        for m in methods:
+            q = np.percentile(est[m], [1, 25, 50, 75, 99])
+            print(f"  {m:13s} percentiles 1/25/50/75/99: " + " / ".join(f"{v:.1f}" for v in q) + " nm")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
     parser.add_argument("--accuracy", action="store_true", help="bias, spread and Spearman of the radius estimators instead")
+    parser.add_argument("--ring-distance", action="store_true",
+                        help="the pore's two height estimators against the true ring distance instead")
     args = parser.parse_args()
     if args.accuracy:
         accuracy()
+        return
+    if args.ring_distance:
+        ring_distance()
         return
     rng = np.random.default_rng(0)
     scale = 10 if args.quick else 1

@@ -18,6 +18,7 @@ distance; tetrahedra: height).
     python benchmarks/bench_null.py --scenarios npc2d_default --seeds 100 --which homogeneous
     python benchmarks/bench_null.py --scenarios npc2d_linkage npc3d_tilt tetra_tilt --seeds 20
     python benchmarks/bench_null.py --scenarios npc3d_default --seeds 3 --which varying --vae default
+    python benchmarks/bench_null.py --scenarios npc3d_tilt --seeds 5 --which varying --vae default --pore-method gaussian
 
 Only the public API is used. One line per fit, then the rates.
 """
@@ -28,7 +29,7 @@ import argparse
 import time
 import warnings
 
-from pcvae_sklearn import PointCloudVAE, analyse
+from pcvae_sklearn import HeightEstimator, PointCloudVAE, analyse
 from pcvae_sklearn.datasets import SCENARIOS, list_scenarios, make_scenario
 
 # a small VAE: the null must hold for whatever VAE the user fitted, including a poor one
@@ -38,15 +39,16 @@ SMALL_VAE = dict(latent_dim=4, n_epochs=2, batch_size=16,
 ESTIMATES = {"npc_2d": ("radius",), "npc_3d": ("radius", "pore"), "tetrahedron": ("tetrahedron",)}
 
 
-def one(name, seed, *, homogeneous, n_particles, n_bins, n_null, vae="small"):
+def one(name, seed, *, homogeneous, n_particles, n_bins, n_null, vae="small", pore_method="auto"):
     X, _ = make_scenario(name, n_particles, random_state=seed, homogeneous=homogeneous)
     vae = PointCloudVAE(**(SMALL_VAE if vae == "small" else {}), random_state=seed).fit(X)
     out = []
     for estimate in ESTIMATES[SCENARIOS[name].structure]:
         t = time.perf_counter()
+        given = HeightEstimator(structure="pore", method=pore_method) if estimate == "pore" else estimate
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = analyse(X, vae=vae, estimate=estimate, n_bins=n_bins, fuse=False, n_null=n_null, random_state=seed)
+            res = analyse(X, vae=vae, estimate=given, n_bins=n_bins, fuse=False, n_null=n_null, random_state=seed)
         out.append((estimate, res.heterogeneity, time.perf_counter() - t))
     return out
 
@@ -62,6 +64,8 @@ def main(argv=None):
     ap.add_argument("--which", choices=["homogeneous", "varying", "both"], default="both")
     ap.add_argument("--vae", choices=["small", "default"], default="small",
                     help="the small VAE (the null must hold for a poor one), or PointCloudVAE's defaults, as a user fits")
+    ap.add_argument("--pore-method", choices=["auto", "median_split", "gaussian"], default="auto",
+                    help="HeightEstimator's method for the 3D pores' ring distance (auto: the paper's median split)")
     args = ap.parse_args(argv)
     cases = {"homogeneous": True, "varying": False}
     if args.which != "both":
@@ -71,7 +75,8 @@ def main(argv=None):
         for case, homogeneous in cases.items():
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 for estimate, h, sec in one(name, seed, homogeneous=homogeneous, n_particles=args.n_particles,
-                                            n_bins=args.n_bins, n_null=args.n_null, vae=args.vae):
+                                            n_bins=args.n_bins, n_null=args.n_null, vae=args.vae,
+                                            pore_method=args.pore_method):
                     rates.setdefault((name, case, estimate), []).append(h["detected"])
                     print(f"{name} {case} {estimate} seed {seed}: detected={h['detected']} p={h['p_value']:.3g} "
                           f"rise={h['rise']:.2f} null {h['null_rise_mean']:.2f}±{h['null_rise_sd']:.2f} nm ({sec:.0f} s)",
