@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
+
+#: the real published sets of ../shared/data (see its README); absent on a machine without ../shared
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def best_abs_spearman(Z, truth) -> float:

@@ -14,6 +14,7 @@ import argparse
 import time
 
 import numpy as np
+from _common import REAL
 
 from pcvae_sklearn._ragged import Particles
 from pcvae_sklearn.bin import LatentBinner
@@ -66,19 +67,21 @@ def accuracy():
 
 def ring_distance():
     """|Spearman| of each height method with the true ring distance, 500 pores per scenario, seeds 0-2."""
-    from pathlib import Path
-
     from scipy.stats import spearmanr
 
     from pcvae_sklearn import read_particles
     from pcvae_sklearn.datasets import make_scenario
 
     methods = ("median_split", "gaussian")
+
+    def heights(X):
+        return {m: HeightEstimator(structure="pore", method=m).fit_transform(X)[:, 0] for m in methods}
+
     print(f"{'scenario':16s} {'seed':>4s} " + " ".join(f"{m:>13s}" for m in methods) + "   1st-99th percentile (nm), each")
     for name in ("npc3d_default", "npc3d_tilt", "npc3d_axial20", "npc3d_outliers", "npc3d_twist"):
         for seed in range(3):
             X, truth = make_scenario(name, 500, random_state=500 + seed)
-            est = {m: HeightEstimator(structure="pore", method=m).fit_transform(X)[:, 0] for m in methods}
+            est = heights(X)
             rho = [abs(spearmanr(est[m], truth["height"])[0]) for m in methods]
             ranges = "  ".join("%.0f-%.0f" % tuple(np.percentile(est[m], [1, 99])) for m in methods)
             print(f"{name:16s} {seed:4d} " + " ".join(f"{r:13.3f}" for r in rho) + f"   {ranges}")
@@ -86,15 +89,15 @@ def ring_distance():
     for name in ("npc3d_default", "npc3d_tilt", "npc3d_axial20", "npc3d_outliers"):
         X, truth = make_scenario(name, 1000, random_state=10_000, homogeneous=True)
         cells = []
-        for m in methods:
-            error = HeightEstimator(structure="pore", method=m).fit_transform(X)[:, 0] - truth["height"]
+        for m, height in heights(X).items():
+            error = height - truth["height"]
             q1, q2, q3 = np.percentile(error, [25, 50, 75])
             cells.append(f"{m} {q2:+.2f} / {(q3 - q1) / 1.349:.2f}")
         print(f"{name:16s} " + "   ".join(cells))
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "fig5k_306_3DNUP_PAINT.mat"
+    real = REAL / "fig5k_306_3DNUP_PAINT.mat"
     if real.exists():
         X = read_particles(real)
-        est = {m: HeightEstimator(structure="pore", method=m).fit_transform(X)[:, 0] for m in methods}
+        est = heights(X)
         print(f"real Nup107 ({len(X)} pores): the two agree at Spearman {spearmanr(*est.values())[0]:.3f}")
         for m in methods:
             q = np.percentile(est[m], [1, 25, 50, 75, 99])

@@ -110,10 +110,9 @@ def no_precision_3d(args):
     print("   variances / under each localization's own precision)")
     for axial in (12.0, 20.0):
         for seed in ([args.seed] if args.quick else args.seeds_3d[:3]):
-            simulation = dict(radius=50.0, height=50.0, rotation="3d", precision=8.0, z_ratio=axial / 8.0,
-                              random_state=seed)
-            X, truth = make_npc_3d(n3, precision_field=False, **simulation)  # as many real files
-            with_fields, _ = make_npc_3d(n3, **simulation)  # the same localizations, for the ceiling
+            with_fields, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", precision=8.0,
+                                             z_ratio=axial / 8.0, random_state=seed)  # the fields: the ceiling's
+            X = with_fields[[k for k in with_fields.fields if not k.startswith("precision")]]  # as many real files
             ceiling = [ceiling_3d(with_fields, truth, per_localization) for per_localization in (False, True)]
             fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=seed)
             t0 = time.perf_counter()

@@ -33,17 +33,15 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import awkward as ak
 import numpy as np
-from _common import best_abs_spearman
+from _common import REAL, best_abs_spearman
 
 from study_total_correlation import PLAIN, TotalCorrelationVAE
 
 from pcvae_sklearn import HeightEstimator, LatentUnmixer, PointCloudVAE, RadiusEstimator, paper_recipe, read_particles
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SETS = {
     "gp210": ("fig4e_304_2D_gp210.mat", {"radius": RadiusEstimator()}),
     "nup107": ("fig5k_306_3DNUP_PAINT.mat", {"radius": RadiusEstimator(), "ring distance": HeightEstimator(structure="pore")}),

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import REAL
+
 from pcvae_sklearn.fuse import ParticleFuser, frc_resolution
 from pcvae_sklearn.io import read_fusion_mat
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
 def figure(X, fused_xy, path, title):
