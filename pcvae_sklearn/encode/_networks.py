@@ -30,6 +30,7 @@ __all__ = [
     "AttentionDecoder",
     "PCVAEModule",
     "build_module",
+    "checked_device",
     "kl_divergence",
     "latent_correlation",
 ]
@@ -203,6 +204,14 @@ class PCVAEModule(nn.Module):
         eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
         z = mu + eps * torch.exp(0.5 * logvar)
         return self.decoder(z), mu, logvar
+
+
+def checked_device(device) -> torch.device:
+    """``torch.device(device)``; a clear ValueError for a CUDA device on a machine where torch sees no GPU."""
+    target = torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA GPU on this machine; use device='cpu'.")
+    return target
 
 
 def build_module(config: dict, seed: int | None = None, device=None) -> PCVAEModule:

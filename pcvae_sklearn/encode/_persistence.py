@@ -18,9 +18,10 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ._networks import build_module
+from ._networks import build_module, checked_device
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "save_checkpoint", "load_model", "module_to_state", "module_from_state"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "save_checkpoint", "load_model", "module_to_state", "module_from_state",
+           "pickled_state", "unpickled_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -157,9 +158,7 @@ def _read(path, target: torch.device) -> dict:
 
 def load_model(cls, path, device="cpu"):
     """A fitted ``cls`` from a file written by :func:`save_model` or :func:`save_checkpoint`, on ``device``."""
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA GPU on this machine; use device='cpu'.")
+    target = checked_device(device)
     payload = _read(path, target)
     names = set(cls._get_param_names())
     unknown = sorted(set(payload["params"]) - names)
@@ -183,3 +182,36 @@ def load_model(cls, path, device="cpu"):
         training["torch_rng"] = training["torch_rng"].cpu()
         est._training_state = training
     return est
+
+
+def pickled_state(state: dict) -> dict:
+    """A PointCloudVAE's ``__getstate__``: its module as :func:`module_to_state`'s dict, the format version added."""
+    state = dict(state)  # object.__getstate__ may return the live __dict__
+    module = state.pop("module_", None)
+    if module is not None:
+        state["_module_state"] = module_to_state(module)
+    state["_format_version"] = FORMAT_VERSION
+    return state
+
+
+def unpickled_state(state: dict):
+    """``(state, module)`` of a :func:`pickled_state`: the module rebuilt on the estimator's device (None if unfitted).
+
+    A pickle of another format version is refused, as a file is. A model
+    trained on a GPU comes back on the CPU where torch sees no GPU.
+    """
+    state = dict(state)
+    version = state.pop("_format_version", None)
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"this PointCloudVAE was pickled by a pcvae_sklearn of model format version {version!r}; this one "
+            f"reads format version {FORMAT_VERSION} only. Refit the model with this version; pickles of other "
+            "versions are not converted."
+        )
+    saved = state.pop("_module_state", None)
+    if saved is None:
+        return state, None
+    device = torch.device(state.get("device", "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        device = torch.device("cpu")  # a GPU-trained model still loads on a CPU-only machine
+    return state, module_from_state(saved, device)

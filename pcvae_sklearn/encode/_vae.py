@@ -24,7 +24,8 @@ from ._batching import (
 )
 from ._chamfer import chamfer_distance, pad_packed
 from ._fast_encode import FoldedEncoder
-from ._persistence import FORMAT_VERSION, load_model, module_from_state, module_to_state, save_checkpoint, save_model
+from ._networks import checked_device
+from ._persistence import load_model, pickled_state, save_checkpoint, save_model, unpickled_state
 from ._precision import padded_weights, precision_weights
 from ._readout import distil_rotation_average
 from ._settings import MODULE_KEYS, resolve_architecture
@@ -452,12 +453,6 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         dtype = torch.bfloat16 if self.compute_dtype == "bfloat16" else torch.float32
         return FoldedEncoder((self.module_ if module is None else module).encoder, dtype=dtype)
 
-    def _torch_device(self) -> torch.device:
-        device = torch.device(self.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} was asked for, but torch sees no CUDA GPU on this machine; use device='cpu'.")
-        return device
-
     def _check_particles(self, X, *, fitting: bool, continuing: bool = False) -> Particles:
         """Particles for fitting (at least 2) or encoding; their dimension must match a fitted model's.
 
@@ -567,7 +562,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     def _start(self, p: Particles, *, resume: bool, from_file: bool):
         """The run to train (a resumed one, or a new one) and the particles centred on their centroids."""
         module_config = self._module_config(p.n_dims)  # validates the architecture first
-        device = self._torch_device()
+        device = checked_device(self.device)
         centred = p.centred().coords
         run = resumed_run(self, p, module_config, device, from_file=from_file) if resume else None
         if run is None:
@@ -799,28 +794,13 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         return load_model(cls, path, device)
 
     def __getstate__(self):
-        state = dict(super().__getstate__())  # object.__getstate__ may return the live __dict__
-        module = state.pop("module_", None)
-        if module is not None:
-            state["_module_state"] = module_to_state(module)
-        state["_format_version"] = FORMAT_VERSION
-        return state
+        return pickled_state(super().__getstate__())
 
     def __setstate__(self, state):
-        version = state.pop("_format_version", None)
-        if version != FORMAT_VERSION:
-            raise ValueError(
-                f"this PointCloudVAE was pickled by a pcvae_sklearn of model format version {version!r}; this one "
-                f"reads format version {FORMAT_VERSION} only. Refit the model with this version; pickles of other "
-                "versions are not converted."
-            )
-        saved = state.pop("_module_state", None)
+        state, module = unpickled_state(state)
         super().__setstate__(state)
-        if saved is not None:
-            device = torch.device(self.device)
-            if device.type == "cuda" and not torch.cuda.is_available():
-                device = torch.device("cpu")  # a GPU-trained model still loads on a CPU-only machine
-            self.module_ = module_from_state(saved, device)
+        if module is not None:
+            self.module_ = module
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
