@@ -131,12 +131,17 @@ def e_step(registered, loc_var, centres, sigma2, mixture, dtype=WEIGHTS_DTYPE) -
     m, d = registered.shape
     n_comp = centres.shape[0]
     var = sigma2 + loc_var  # (m, d)
-    inv = 1.0 / var
-    top = mixture[0] - np.log(n_comp) - 0.5 * (np.log(var).sum(axis=1) + d * _LOG_2PI)
     left = np.empty((m, 2 * d + 1))
+    inv = left[:, d : 2 * d]
+    np.divide(1.0, var, out=inv)
     np.multiply(inv, registered, out=left[:, :d])
-    left[:, d : 2 * d] = inv
-    left[:, 2 * d] = -0.5 * (left[:, :d] * registered).sum(axis=1)
+    # sums over the d axes column by column: numpy's reductions along a short last axis are several times slower
+    det, quad = var[:, 0].copy(), left[:, 0] * registered[:, 0]
+    for a in range(1, d):
+        det *= var[:, a]
+        quad += left[:, a] * registered[:, a]
+    np.multiply(quad, -0.5, out=left[:, 2 * d])
+    top = (mixture[0] - np.log(n_comp) - 0.5 * d * _LOG_2PI) - 0.5 * np.log(det)
     right = np.empty((2 * d + 1, n_comp))
     right[:d] = centres.T
     right[d : 2 * d] = -0.5 * (centres**2).T
@@ -224,15 +229,23 @@ def weighted_procrustes(src, dst, weights, offsets, mode="full"):
         tz = segment_sum(wz * (dst[:, 2] - src[:, 2]), offsets) / np.where(wz_sum > 0, wz_sum, 1.0)
         translations = np.concatenate([t2, tz[:, None]], axis=1)
         return rotations, translations, total
+    # one segment sum of every product needed: the weight, the weighted coordinates and the weighted
+    # products dst_a * src_b; the cross-covariance of the centred points follows from these (src is centred on
+    # each particle's centroid, so no large terms cancel)
     w = weights[:, 0]
-    total = segment_sum(w, offsets)
+    columns = np.empty((1 + 2 * d + d * d, len(w)))
+    columns[0] = w
+    np.multiply(w, src.T, out=columns[1 : 1 + d])
+    np.multiply(w, dst.T, out=columns[1 + d : 1 + 2 * d])
+    for a in range(d):
+        np.multiply(columns[1 + d + a], src.T, out=columns[1 + 2 * d + a * d : 1 + 2 * d + (a + 1) * d])
+    sums = segment_sum(columns.T, offsets)
+    total = sums[:, 0]
     safe = np.where(total > 0, total, 1.0)
-    mu_src = segment_sum(w[:, None] * src, offsets) / safe[:, None]
-    mu_dst = segment_sum(w[:, None] * dst, offsets) / safe[:, None]
-    src_c = src - np.repeat(mu_src, lengths, axis=0)
-    dst_c = dst - np.repeat(mu_dst, lengths, axis=0)
-    # cross-covariance M_j = sum_i w_i dst_i src_i^T, shape (n, d, d)
-    cross = segment_sum((w[:, None] * dst_c)[:, :, None] * src_c[:, None, :], offsets)
+    mu_src = sums[:, 1 : 1 + d] / safe[:, None]
+    mu_dst = sums[:, 1 + d : 1 + 2 * d] / safe[:, None]
+    # cross-covariance M_j = sum_i w_i (dst_i - mu_dst)(src_i - mu_src)^T, shape (n, d, d)
+    cross = sums[:, 1 + 2 * d :].reshape(-1, d, d) - total[:, None, None] * mu_dst[:, :, None] * mu_src[:, None, :]
     u, _, vt = np.linalg.svd(cross)
     sign = np.sign(np.linalg.det(u) * np.linalg.det(vt))
     sign[sign == 0] = 1.0
@@ -268,7 +281,10 @@ def update_sigma2(registered, loc_var, resp, centres, sigma2, floor, n_fixed_poi
     owned = resp.owned  # (m,)
     both = resp.times(np.concatenate([centres, centres**2], axis=1))
     # A_ia = sum_k r_ik (y_ia - x_ka)^2
-    spread = owned[:, None] * registered**2 - 2.0 * registered * both[:, :d] + both[:, d:]
+    spread = owned[:, None] * registered
+    spread -= 2.0 * both[:, :d]
+    spread *= registered
+    spread += both[:, d:]
     np.maximum(spread, 0.0, out=spread)
     return _sigma2_fixed_point(spread, owned, loc_var, sigma2, floor, n_fixed_point)
 
@@ -282,11 +298,14 @@ def _sigma2_fixed_point(spread, owned, loc_var, sigma2, floor, n_fixed_point):
     if not loc_var.any():
         return max(float(spread.sum() / (d * total)), floor)
     s2 = sigma2
-    owned_d = owned[:, None]
+    excess = spread - owned[:, None] * loc_var
+    w2 = np.empty_like(excess)
     for _ in range(n_fixed_point):
-        w2 = 1.0 / (s2 + loc_var) ** 2
-        num = (w2 * (spread - owned_d * loc_var)).sum()
-        den = (w2 * owned_d).sum()
+        np.add(loc_var, s2, out=w2)
+        np.square(w2, out=w2)
+        np.reciprocal(w2, out=w2)
+        num = np.vdot(w2, excess)
+        den = (owned @ w2).sum()
         s2 = max(float(num / den), floor)
     return s2
 
