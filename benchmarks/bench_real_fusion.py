@@ -66,6 +66,7 @@ def main(argv=None):
     ap.add_argument("--files", nargs="+", default=["tud_dol30.mat", "tud_dol50_filtered.mat"])
     ap.add_argument("--figure", type=Path, default=None, help="write the raw-vs-fused figures to this folder")
     ap.add_argument("--skip-frc", action="store_true")
+    ap.add_argument("--max-iter", type=int, default=100, help="ParticleFuser(max_iter=...)")
     args = ap.parse_args(argv)
     if not REAL.is_dir():
         raise SystemExit(f"no real data at {REAL}")
@@ -73,7 +74,7 @@ def main(argv=None):
     for name in args.files:
         X = read_fusion_mat(REAL / name, pixel_size=130.0)
         t0 = time.perf_counter()
-        fuser = ParticleFuser(random_state=0).fit(X)
+        fuser = ParticleFuser(random_state=0, max_iter=args.max_iter).fit(X)
         fit_s = time.perf_counter() - t0
         frc, frc_s = float("nan"), 0.0
         if not args.skip_frc:
