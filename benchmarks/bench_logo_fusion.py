@@ -134,7 +134,7 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--with-precision", action="store_true", help="give the fuser each localization's precision")
     ap.add_argument("--ceiling-only", action="store_true", help="only the ceiling: no fusion")
-    ap.add_argument("--max-iter", type=int, default=100, help="ParticleFuser(max_iter=...)")
+    ap.add_argument("--max-iter", type=int, default=50, help="ParticleFuser(max_iter=...), default 50 as the library")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "
           f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}")

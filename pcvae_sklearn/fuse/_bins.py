@@ -15,6 +15,10 @@ __all__ = ["BinFusion", "fuse_bins"]
 
 #: localizations per super-particle (at most) on which the bins are registered into one frame
 BIN_POINTS = 1000
+#: restarts (at least) of that registration: a wrong frame for one bin spoils every comparison between bins, and a
+#: restart costs little on at most ``BIN_POINTS`` localizations per bin (with 3, two bins of rings 44 and 54 nm
+#: across ended 11 degrees apart in 1 of 24 seeds; with 10, in none)
+BIN_RESTARTS = 10
 
 
 @dataclass
@@ -86,7 +90,10 @@ def fuse_bins(X, labels, fuser=None, *, n_jobs=None, register_bins=True, random_
     bins are fused in parallel with joblib. Then the bins' super-particles
     are themselves registered jointly, each one treated as one particle, so
     that all bins share one frame, as in the per-bin figures of Haghparast,
-    Zhang et al. (2025).
+    Zhang et al. (2025). That registration works on at most ``BIN_POINTS``
+    (1000) localizations of every super-particle and takes the best of at
+    least ``BIN_RESTARTS`` (10) restarts: it is cheap, and a wrong frame
+    for one bin would spoil every comparison between bins.
 
     Parameters
     ----------
@@ -176,7 +183,7 @@ def fuse_bins(X, labels, fuser=None, *, n_jobs=None, register_bins=True, random_
             offsets=np.concatenate([[0], np.cumsum([s.n_localizations for s in supers])]),
             fields={k: np.concatenate([s.fields[k] for s in supers]) for k in supers[0].fields if k != "particle"},
         )
-        outer = clone(fuser).set_params(random_state=int(seeds[-1]))
+        outer = clone(fuser).set_params(random_state=int(seeds[-1]), n_restarts=max(fuser.n_restarts, BIN_RESTARTS))
         # on a subset of every super-particle: its pose needs no more, and the fit's cost grows with the
         # localizations (the transforms found apply to all of them)
         outer.fit(stacked.subsample(BIN_POINTS, np.random.default_rng(int(seeds[-1]))))

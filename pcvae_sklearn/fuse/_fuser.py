@@ -188,9 +188,12 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         was lost on the way in.
     n_restarts : int, default=3
         Number of random initialisations; the best by log-likelihood is kept.
-    max_iter : int, default=100
+    max_iter : int, default=50
         Maximum EM iterations per EM run (there are ``n_cycles`` runs per
-        restart).
+        restart). A run that reaches the cap hands the particles on to the
+        next orientation search sooner: on simulated TU Delft logos 50
+        iterations fit as well as 100 or better, 1.3-1.6x sooner (see
+        "Choosing parameters").
     tol : float, default=1e-4
         An EM run stops when the mean log-likelihood per localization gains
         less than ``tol`` (nats) in one iteration.
@@ -357,7 +360,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         *,
         rotation="full",
         n_restarts=3,
-        max_iter=100,
+        max_iter=50,
         tol=1e-4,
         outlier_weight=0.01,
         n_orientations="auto",
