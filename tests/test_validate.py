@@ -548,7 +548,8 @@ def test_null_twins_keep_how_each_particles_localizations_split_between_its_ring
     from pcvae_sklearn.datasets import make_npc_3d
 
     X, truth = make_npc_3d(60, radius=52.5, height=55.0, z_ratio=4.0, background=0.0, random_state=0)
-    null, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1), random_state=0)
+    # the fuser of the workflow's null (``trend_null_test``'s default)
+    null, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1, max_iter=100), random_state=0)
 
     def share_above(particles):
         return np.array([np.mean(a[:, 2] > z0) for a, z0 in zip(as_particles(particles).to_list(), truth["offset"][:, 2])])

@@ -90,7 +90,7 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     X : awkward array or list of (n_i, d) arrays
         The data particles.
     fuser : ParticleFuser or None
-        Settings of the fusion (cloned); ``None``: ``ParticleFuser()``.
+        Settings of the fusion (cloned); ``None``: ``ParticleFuser(max_iter=100)``.
     random_state : int, RandomState instance or None
 
     Returns
@@ -462,7 +462,8 @@ def heterogeneity_null_test(
         ``None``: ``PointCloudVAE()``. If its ``random_state`` is None it is
         seeded from ``random_state``.
     fuser : ParticleFuser or None
-        Settings of the fusion that defines the null structure.
+        Settings of the fusion that defines the null structure; ``None``:
+        ``ParticleFuser(max_iter=100)``.
     n_bins : int, default=10
     n_permutations : int, default=999
         See :func:`paired_spread_test`.

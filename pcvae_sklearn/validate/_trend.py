@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 from .._ragged import Particles, as_particles
 from ..bin import bin_along_axis
 from ..estimate import make_estimator
-from ._twins import _draw_twins, _fit_template, _twin_model
+from ._twins import TEMPLATE_MAX_ITER, _draw_twins, _fit_template, _twin_model
 
 __all__ = ["bin_bootstrap_intervals", "per_bin_statistic", "trend_null_test", "TrendNullResult"]
 
@@ -266,7 +266,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
         ``detected`` when ``p_value < alpha``.
     fuser : ParticleFuser, optional
         Settings of the template fusion; default
-        ``ParticleFuser(n_restarts=1)``.
+        ``ParticleFuser(n_restarts=1, max_iter=100)``.
     feature_names : list of str, optional
         Names of the latent dimensions, for the verdict.
     candidates : array-like of int, optional
@@ -317,7 +317,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     if fuser is None:
         from ..fuse import ParticleFuser
 
-        fuser = ParticleFuser(n_restarts=1)
+        fuser = ParticleFuser(n_restarts=1, max_iter=TEMPLATE_MAX_ITER)
     template = _fit_template(p, fuser, rng)
     model = _twin_model(p, template)  # the sites and their displacement, measured once for all replicates
     twins = [_draw_twins(model, rng) for _ in range(n_replicates)]

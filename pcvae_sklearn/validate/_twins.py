@@ -28,6 +28,11 @@ _BACKGROUND_QUANTILE = 0.999
 
 #: localizations per particle (at most) on which the null's template is fused; the twins get them all
 TEMPLATE_POINTS = 1000
+#: EM iterations per run of the template's fusion when none is given (``ParticleFuser``'s own default is 50): the
+#: null's false-positive rates were measured with 100, and at 50 the twins of 60 3D pores with 24 nm axial error kept
+#: less of how each pore's localizations split between its rings (correlation with the data's split 0.83-0.91
+#: against 0.85-0.94 over 4 seeds)
+TEMPLATE_MAX_ITER = 100
 
 
 # ------------------------------------------------------------- the null data set
@@ -52,7 +57,7 @@ def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
     need no more, and a fusion's cost grows with the localizations. The
     twins are drawn for every localization all the same.
     """
-    fuser = ParticleFuser() if fuser is None else fuser
+    fuser = ParticleFuser(max_iter=TEMPLATE_MAX_ITER) if fuser is None else fuser
     if not isinstance(fuser, ParticleFuser):
         raise TypeError(f"fuser must be a ParticleFuser or None, got {type(fuser).__name__}.")
     fuser = clone(fuser).set_params(random_state=rng.randint(2**31 - 1))
