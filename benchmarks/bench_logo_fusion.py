@@ -135,9 +135,11 @@ def main(argv=None):
     ap.add_argument("--with-precision", action="store_true", help="give the fuser each localization's precision")
     ap.add_argument("--ceiling-only", action="store_true", help="only the ceiling: no fusion")
     ap.add_argument("--max-iter", type=int, default=50, help="ParticleFuser(max_iter=...), default 50 as the library")
+    ap.add_argument("--n-restarts", type=int, default=3, help="ParticleFuser(n_restarts=...), default 3 as the library")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "
-          f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}")
+          f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}, "
+          f"n_restarts {args.n_restarts}")
     print("ceiling: every logo registered onto the true sites from its true pose, under the data set's mean")
     print("precision / each localization's own")
     print("seed  median_locs  fit_s  within_5deg  within_20deg  median_deg  flagged  flagged_among_wrong  ceiling")
@@ -154,7 +156,7 @@ def main(argv=None):
         else:
             X = [xy for xy, _ in particles]
         t0 = time.perf_counter()
-        fuser = ParticleFuser(random_state=seed, max_iter=args.max_iter).fit(X)
+        fuser = ParticleFuser(random_state=seed, max_iter=args.max_iter, n_restarts=args.n_restarts).fit(X)
         dt = time.perf_counter() - t0
         # the logo has no symmetry: fold 1, after the one global rotation between the frames is removed
         err = errors_2d(fuser.rotations_, rotations(angles), fold=1)
