@@ -134,8 +134,8 @@ def main(argv=None):
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--with-precision", action="store_true", help="give the fuser each localization's precision")
     ap.add_argument("--ceiling-only", action="store_true", help="only the ceiling: no fusion")
-    ap.add_argument("--max-iter", type=int, default=50, help="ParticleFuser(max_iter=...), default 50 as the library")
-    ap.add_argument("--n-restarts", type=int, default=3, help="ParticleFuser(n_restarts=...), default 3 as the library")
+    ap.add_argument("--max-iter", type=int, default=ParticleFuser().max_iter, help="ParticleFuser(max_iter=...)")
+    ap.add_argument("--n-restarts", type=int, default=ParticleFuser().n_restarts, help="ParticleFuser(n_restarts=...)")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "
           f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}, "

@@ -66,7 +66,7 @@ def main(argv=None):
     ap.add_argument("--files", nargs="+", default=["tud_dol30.mat", "tud_dol50_filtered.mat"])
     ap.add_argument("--figure", type=Path, default=None, help="write the raw-vs-fused figures to this folder")
     ap.add_argument("--skip-frc", action="store_true")
-    ap.add_argument("--max-iter", type=int, default=50, help="ParticleFuser(max_iter=...), default 50 as the library")
+    ap.add_argument("--max-iter", type=int, default=ParticleFuser().max_iter, help="ParticleFuser(max_iter=...)")
     args = ap.parse_args(argv)
     if not REAL.is_dir():
         raise SystemExit(f"no real data at {REAL}")

@@ -252,16 +252,10 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
     -----
     **Defaults.** The paper's settings do not fit together (4 epochs of a
     few thousand particles at batch 8 are a few hundred steps, and its KL
-    warm-up runs over 5000), so the defaults were measured on the
-    simulators of :mod:`pcvae_sklearn.datasets`: batch 16 at learning rate
-    1e-3, ``beta=0.003`` with a warm-up over half the fit, rotation
-    augmentation with an 8-angle read-out, 256 decoder channels, the
-    Chamfer distance in units of the localizations' precisions where the
-    data carry them, and the training-time ICA (batch-normalised latent
-    means, a flat prior and the ``decorrelation`` and ``kurtosis``
-    penalties), which gives the 3D pores' ring distance a latent axis of
-    its own. ``docs/choosing_parameters.md``
-    gives each default with its figure and the command that measures it.
+    warm-up runs over 5000), so the defaults depart from them where a
+    measurement on the simulators of :mod:`pcvae_sklearn.datasets` said so
+    (the parameters above say how); ``docs/choosing_parameters.md`` gives
+    each default with its figure and the command that measures it.
 
     **Outliers.** A localization more than 3 times its particle's median
     distance from the particle's trimmed centre (see
@@ -284,18 +278,11 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
 
     **Extending.** An experiment with another training objective subclasses
     the estimator and overrides :meth:`_loss`, the one place the training
-    loop turns a batch's outputs into the loss; nothing else needs patching.
-    It receives the decoded points ``(B, M, d)``, the padded target
-    localizations ``(B, L, d)`` with their ``lengths`` ``(B,)``, the
-    posterior means and log-variances ``(B, k)``, the KL weight of the
-    step and, as ``weights``, the localizations' per-axis Chamfer weights
-    ``(B, L, d)`` (None for the Euclidean distance), and returns the
-    scalar loss and a dict of named scalar terms, whose means over an
-    epoch go to ``history_``. Calling
-    ``super()._loss(...)`` gives the default loss and its terms to build on;
-    a subclass that adds parameters lists them in its own ``__init__``, as
-    every scikit-learn estimator does (``benchmarks/study_total_correlation.py``
-    is an example).
+    loop turns a batch's outputs into the loss (its docstring gives the
+    arguments and what to return); nothing else needs patching. Calling
+    ``super()._loss(...)`` gives the default loss and its terms to build
+    on; a subclass that adds parameters lists them in its own ``__init__``
+    (``benchmarks/study_total_correlation.py`` is an example).
 
     References
     ----------
