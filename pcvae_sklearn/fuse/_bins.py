@@ -17,7 +17,8 @@ __all__ = ["BinFusion", "fuse_bins"]
 BIN_POINTS = 1000
 #: restarts (at least) of that registration: a wrong frame for one bin spoils every comparison between bins, and a
 #: restart costs little on at most ``BIN_POINTS`` localizations per bin (with 3, two bins of rings 44 and 54 nm
-#: across ended 11 degrees apart in 1 of 24 seeds; with 10, in none)
+#: across ended 11 degrees apart in 1 of 24 seeds; with 10, in none; since the bins' own fusions search shifts
+#: (2D), in 2 of 60, and with 20 in 1 of 60: the aligned frame is the likelier, but hard to find)
 BIN_RESTARTS = 10
 
 
@@ -93,7 +94,9 @@ def fuse_bins(X, labels, fuser=None, *, n_jobs=None, register_bins=True, random_
     Zhang et al. (2025). That registration works on at most ``BIN_POINTS``
     (1000) localizations of every super-particle and takes the best of at
     least ``BIN_RESTARTS`` (10) restarts: it is cheap, and a wrong frame
-    for one bin would spoil every comparison between bins.
+    for one bin would spoil every comparison between bins. It searches no
+    shifts (``search_shifts=False``): a super-particle is dense and centred
+    on its structure.
 
     Parameters
     ----------
@@ -183,7 +186,8 @@ def fuse_bins(X, labels, fuser=None, *, n_jobs=None, register_bins=True, random_
             offsets=np.concatenate([[0], np.cumsum([s.n_localizations for s in supers])]),
             fields={k: np.concatenate([s.fields[k] for s in supers]) for k in supers[0].fields if k != "particle"},
         )
-        outer = clone(fuser).set_params(random_state=int(seeds[-1]), n_restarts=max(fuser.n_restarts, BIN_RESTARTS))
+        outer = clone(fuser).set_params(random_state=int(seeds[-1]), n_restarts=max(fuser.n_restarts, BIN_RESTARTS),
+                                        search_shifts=False)
         # on a subset of every super-particle: its pose needs no more, and the fit's cost grows with the
         # localizations (the transforms found apply to all of them)
         outer.fit(stacked.subsample(BIN_POINTS, np.random.default_rng(int(seeds[-1]))))

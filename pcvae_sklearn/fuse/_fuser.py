@@ -217,6 +217,17 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         ``rotation="z"``; each basin costs about one EM run. Elongated,
         asymmetric structures (a DNA-origami logo) need these tries: their
         pose turned by 180 degrees is a deep wrong basin.
+    search_shifts : bool, default=True
+        2D: the orientation search and the tries of other basins score every
+        candidate rotation at its best shift within 1.5 RMS radii of the
+        particle's current translation, not at that translation alone. A
+        sparsely labelled particle's centroid is not the structure's centre,
+        and turned by 180 degrees it lands far from where the right pose
+        puts it: on simulated TU Delft logos at 30 % labelling the shifts
+        raise the poses within 5 degrees from 77-86 % to 93-98 % (see
+        "Choosing parameters"). ``False`` suits dense particles centred on
+        the structure, such as fused super-particles: ``fuse_bins``
+        registers its bins so. Ignored in 3D.
     max_points : int or None, default=2000
         Localizations per particle (at most, chosen at random) on which the
         registration is found: the restarts, the axial spread and the tries
@@ -347,6 +358,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         "n_orientations": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
         "n_cycles": [Interval(Integral, 1, None, closed="left")],
         "n_basins": [StrOptions({"auto"}), Interval(Integral, 0, None, closed="left")],
+        "search_shifts": ["boolean"],
         "max_points": [Interval(Integral, 1, None, closed="left"), None],
         "use_precision": ["boolean"],
         "n_jobs": [Integral, None],
@@ -366,6 +378,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         n_orientations="auto",
         n_cycles=3,
         n_basins="auto",
+        search_shifts=True,
         max_points=2000,
         use_precision=True,
         n_jobs=None,
@@ -381,6 +394,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         self.n_orientations = n_orientations
         self.n_cycles = n_cycles
         self.n_basins = n_basins
+        self.search_shifts = search_shifts
         self.max_points = max_points
         self.use_precision = use_precision
         self.n_jobs = n_jobs
@@ -404,6 +418,9 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         if n == 0:
             return np.zeros((0, n_dims, n_dims))
         return orientation_grid(n, n_dims, "z" if mode == "z" else "full")
+
+    def _shifts(self, mode: str) -> bool:
+        return bool(self.search_shifts) and mode == "2d"
 
     def _basins(self, mode: str) -> int:
         return _POLISH_BASINS[mode] if self.n_basins == "auto" else int(self.n_basins)
@@ -469,6 +486,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             n_cycles=self.n_cycles,
             verbose=self.verbose,
             variances=variances,
+            shifts=self._shifts(mode),
         )
         if self.n_jobs in (None, 1) or self.n_restarts == 1:
             states = [_one_restart(src, loc_var, offsets, int(s), r, **settings) for r, s in enumerate(seeds)]
@@ -494,6 +512,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         if n_basins and len(candidates):
             best, moved = _polish(src, loc_var, offsets, best, mixture, candidates, radius,
                                   variances=variances, n_best=n_basins, mode=mode, max_iter=self.max_iter,
+                                  shifts=self._shifts(mode),
                                   tol=self.tol, rng=np.random.default_rng(rng.randint(np.iinfo(np.int32).max)))
             self._log(logging.INFO, "tries of %d basins: %d particle(s) found a likelier transform (objective %.5f)",
                       n_basins, moved, best.objective)
@@ -580,11 +599,13 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         # the new particles' orientations are arbitrary: a global orientation search first, then EM
         if len(candidates):
             rows, sub_offsets = _search_rows(offsets, mode, np.random.default_rng(0))
-            state = _search(src, loc_var, rows, sub_offsets, state, self._mixture_, candidates, self._radius_)
+            state = _search(src, loc_var, rows, sub_offsets, state, self._mixture_, candidates, self._radius_,
+                            self._shifts(mode))
         fixed = {"max_iter": self.max_iter, "tol": self.tol, "floor": 0.0, "fit_centres": False}
         state = run_em(src, offsets, state, self._mixture_, variances, **fixed)
         if self._basins(mode) and len(candidates):
             state, _ = _polish(src, loc_var, offsets, state, self._mixture_, candidates, self._radius_,
+                               shifts=self._shifts(mode),
                                variances=variances, n_best=self._basins(mode), mode=mode, max_iter=self.max_iter,
                                tol=self.tol, rng=np.random.default_rng(1), refit_centres=False, floor=0.0)
         if offsets is not p.offsets:

@@ -14,7 +14,7 @@ import numpy as np
 from .._ragged import subsample_rows
 from ._anisotropic import OwnFrameVariances
 from ._em import CommonFrameVariances, EMState, run_em
-from ._orientations import grid_spacing, search_orientations, top_orientations
+from ._orientations import grid_spacing, search_orientations, search_poses, top_orientations, top_poses
 
 #: ParticleFuser's logger: its ``verbose`` reports each restart's cycles here
 logger = logging.getLogger("pcvae_sklearn.fuse._fuser")
@@ -24,6 +24,10 @@ logger = logging.getLogger("pcvae_sklearn.fuse._fuser")
 #: benchmarks/bench_fusion.py, seeds 0 and 1) 32 points and 576 orientations registered 81 % / 87 %
 #: within 5 degrees, 128 and 576 89 % / 88.5 %, 128 and 1152 89.5 % / 89.5 % (1.5x the time).
 _SEARCH_POINTS = {"2d": 32, "z": 32, "3d": 128}
+#: 2D: the shifts tried with each candidate rotation reach this many RMS radii of the data from a particle's
+#: current translation (``search_poses``). Turned by 180 degrees, simulated TU Delft logos at 30 % labelling
+#: landed 10-35 nm (0.5-1.5 RMS radii) from where their right pose puts them.
+SHIFT_REACH = 1.5
 #: deterministic annealing of the variance in the first EM run of every restart (None: off;
 #: 0.9 was tried and did not prevent split templates on exact 8-site rings, see run_em)
 _ANNEAL = None
@@ -93,7 +97,7 @@ def _search_rows(offsets, mode: str, rng):
 
 
 def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radius, mixture, candidates,
-                 max_iter, tol, n_cycles, verbose, variances):
+                 max_iter, tol, n_cycles, verbose, variances, shifts):
     """One restart: random centres, then EM, orientation search, EM, ..."""
     rng = np.random.default_rng(seed)
     n = len(offsets) - 1
@@ -122,7 +126,7 @@ def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radi
         if cycle > 0:
             if not len(candidates):
                 break
-            state = _search(src, loc_var, rows, sub_offsets, best, mixture, candidates, radius)
+            state = _search(src, loc_var, rows, sub_offsets, best, mixture, candidates, radius, shifts)
         state = run_em(src, offsets, state, mixture, variances, max_iter=max_iter, tol=tol, floor=floor,
                        anneal=_ANNEAL if cycle == 0 else None, logger=logger if log else None)
         n_iter += state.n_iter
@@ -138,18 +142,25 @@ def _one_restart(src, loc_var, offsets, seed, index, *, mode, n_components, radi
     return best
 
 
-def _search(src, loc_var, rows, sub_offsets, state, mixture, candidates, radius):
-    """Global orientation search on the localizations ``rows`` (see ``search_orientations``)."""
+def _search(src, loc_var, rows, sub_offsets, state, mixture, candidates, radius, shifts=False):
+    """Global orientation search on the localizations ``rows`` (see ``search_orientations``); 2D with ``shifts``:
+    each candidate at its best shift (``search_poses``)."""
     widen = (radius * grid_spacing(candidates) / 2.0) ** 2
     # the coarse search scores with the axis-averaged (isotropic) variance: scoring every candidate with the
     # turned anisotropic covariances (``own_var``) cost 1.5-2x and did not register more pores within 5 degrees
+    if shifts:
+        # each candidate also gets its best shift (a sparse particle's centroid is not the structure's)
+        found = search_poses(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates, state.sigma2 + widen,
+                             SHIFT_REACH * radius)
+        return EMState(found.rotations, found.translations, state.centres, state.sigma2, state.objective,
+                       state.n_iter)
     found = search_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates, state.sigma2 + widen)
     # the subsample's centroid is not the particle's: keep the translation of the full particle's centroid
     return EMState(found.rotations, state.translations.copy(), state.centres, state.sigma2, state.objective, state.n_iter)
 
 
 def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, variances, n_best, mode, max_iter, tol,
-            rng, refit_centres=True, floor=None):
+            rng, refit_centres=True, floor=None, shifts=False):
     """Every particle tries ``n_best`` distinct orientations against the fixed centres and keeps the likeliest.
 
     The coarse search picks one candidate per particle, scored with the
@@ -158,7 +169,8 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, varian
     see ``top_orientations``) is refined by EM against the fixed centres with
     the model of the fit (``variances``, as in ``run_em``), and every
     particle keeps the refinement of highest log-likelihood, its current
-    transform included. A last EM run then refits the centres (unless
+    transform included. With ``shifts`` (2D) each candidate starts at its
+    best shift (``top_poses``), else at the particle's current translation. A last EM run then refits the centres (unless
     ``refit_centres`` is False: registration onto a fitted model). The state
     returned is never less likely than ``state``.
 
@@ -172,15 +184,21 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, varian
     rows, sub_offsets = _search_rows(offsets, mode, rng)
     spacing = grid_spacing(candidates)
     widen = (radius * spacing / 2.0) ** 2
-    picks = top_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates,
-                             state.sigma2 + widen, n_best, min_angle=1.5 * spacing)
+    if shifts:
+        # each pick with its best shift (see search_poses)
+        picks, starts = top_poses(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates,
+                                  state.sigma2 + widen, n_best, min_angle=1.5 * spacing, reach=SHIFT_REACH * radius)
+    else:
+        picks = top_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates,
+                                 state.sigma2 + widen, n_best, min_angle=1.5 * spacing)
+        starts = np.broadcast_to(state.translations[:, None, :], (*picks.shape, src.shape[1]))
     fixed = dict(max_iter=max_iter, tol=tol, floor=floor, fit_centres=False)
     current = run_em(src, offsets, state, mixture, variances, **fixed)
     rotations, translations = current.rotations.copy(), current.translations.copy()
     best = current.particle_ll.copy()
     moved = np.zeros(len(best), dtype=bool)
     for k in range(n_best):
-        start = EMState(candidates[picks[:, k]], state.translations.copy(), state.centres, state.sigma2)
+        start = EMState(candidates[picks[:, k]], starts[:, k].copy(), state.centres, state.sigma2)
         out = run_em(src, offsets, start, mixture, variances, **fixed)
         ll = out.particle_ll
         better = ll > best
