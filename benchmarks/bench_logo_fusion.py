@@ -136,10 +136,11 @@ def main(argv=None):
     ap.add_argument("--ceiling-only", action="store_true", help="only the ceiling: no fusion")
     ap.add_argument("--max-iter", type=int, default=ParticleFuser().max_iter, help="ParticleFuser(max_iter=...)")
     ap.add_argument("--n-restarts", type=int, default=ParticleFuser().n_restarts, help="ParticleFuser(n_restarts=...)")
+    ap.add_argument("--no-search-shifts", action="store_true", help="ParticleFuser(search_shifts=False)")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "
           f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}, "
-          f"n_restarts {args.n_restarts}")
+          f"n_restarts {args.n_restarts}, search_shifts {not args.no_search_shifts}")
     print("ceiling: every logo registered onto the true sites from its true pose, under the data set's mean")
     print("precision / each localization's own")
     print("seed  median_locs  fit_s  within_5deg  within_20deg  median_deg  flagged  flagged_among_wrong  ceiling")
@@ -156,7 +157,8 @@ def main(argv=None):
         else:
             X = [xy for xy, _ in particles]
         t0 = time.perf_counter()
-        fuser = ParticleFuser(random_state=seed, max_iter=args.max_iter, n_restarts=args.n_restarts).fit(X)
+        fuser = ParticleFuser(random_state=seed, max_iter=args.max_iter, n_restarts=args.n_restarts,
+                              search_shifts=not args.no_search_shifts).fit(X)
         dt = time.perf_counter() - t0
         # the logo has no symmetry: fold 1, after the one global rotation between the frames is removed
         err = errors_2d(fuser.rotations_, rotations(angles), fold=1)
