@@ -224,7 +224,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         sparsely labelled particle's centroid is not the structure's centre,
         and turned by 180 degrees it lands far from where the right pose
         puts it: on simulated TU Delft logos at 30 % labelling the shifts
-        raise the poses within 5 degrees from 77-86 % to 93-98 % (see
+        raise the poses within 5 degrees from 77-86 % to 89.5-98.4 % (see
         "Choosing parameters"). ``False`` suits dense particles centred on
         the structure, such as fused super-particles: ``fuse_bins``
         registers its bins so. Ignored in 3D.
