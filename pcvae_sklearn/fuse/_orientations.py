@@ -261,9 +261,9 @@ class ShiftScorer:
     scored on a table of twice the step (:class:`_LogDensityTable`), then the
     shifts at ``step`` within a coarse step of the best one (5 x 5) on a
     table of ``step``; a localization is looked up at its nearest pixel
-    centre. ``step`` is the
-    scoring variance's standard deviation, or larger where the window would
-    otherwise have more than ``_MAX_SHIFT_STEPS`` steps either side. Meant
+    centre. ``step`` is the scoring variance's standard deviation, or larger
+    where the window would otherwise have more than ``_MAX_SHIFT_STEPS``
+    steps either side. Meant
     for subsamples of a few dozen localizations per particle (the search's):
     it loops over a particle's localizations in Python.
 
@@ -293,7 +293,7 @@ class ShiftScorer:
         flat, moves = self.coarse.window(self.coarse.half)
         _, which = self.coarse.best(self.coarse.lookups(registered, offsets), flat)
         first = moves[which]
-        flat, moves = self.fine.window(2)
+        flat, moves = self.fine.window(self.fine.half)
         score, which = self.fine.best(self.fine.lookups(registered + np.repeat(first, lengths, axis=0), offsets), flat)
         return score, first + moves[which]
 

@@ -150,10 +150,8 @@ def _search(src, loc_var, rows, sub_offsets, state, mixture, candidates, radius,
     # turned anisotropic covariances (``own_var``) cost 1.5-2x and did not register more pores within 5 degrees
     if shifts:
         # each candidate also gets its best shift (a sparse particle's centroid is not the structure's)
-        found = search_poses(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates, state.sigma2 + widen,
-                             SHIFT_REACH * radius)
-        return EMState(found.rotations, found.translations, state.centres, state.sigma2, state.objective,
-                       state.n_iter)
+        return search_poses(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates, state.sigma2 + widen,
+                            SHIFT_REACH * radius)
     found = search_orientations(src[rows], loc_var[rows], sub_offsets, state, mixture, candidates, state.sigma2 + widen)
     # the subsample's centroid is not the particle's: keep the translation of the full particle's centroid
     return EMState(found.rotations, state.translations.copy(), state.centres, state.sigma2, state.objective, state.n_iter)
