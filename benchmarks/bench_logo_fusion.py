@@ -135,7 +135,8 @@ def main(argv=None):
     ap.add_argument("--with-precision", action="store_true", help="give the fuser each localization's precision")
     ap.add_argument("--ceiling-only", action="store_true", help="only the ceiling: no fusion")
     ap.add_argument("--max-iter", type=int, default=ParticleFuser().max_iter, help="ParticleFuser(max_iter=...)")
-    ap.add_argument("--n-restarts", type=int, default=ParticleFuser().n_restarts, help="ParticleFuser(n_restarts=...)")
+    ap.add_argument("--n-restarts", type=lambda v: v if v == "auto" else int(v), default=ParticleFuser().n_restarts,
+                    help="ParticleFuser(n_restarts=...): an int or auto")
     ap.add_argument("--no-search-shifts", action="store_true", help="ParticleFuser(search_shifts=False)")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
 from pathlib import Path
 
@@ -586,6 +587,25 @@ def test_trying_several_basins_never_lowers_the_likelihood():
         errors_3d(plain.rotations_, truth["rotation"], dihedral_3d(8)) < 5)
     with pytest.raises(InvalidParameterError):
         ParticleFuser(n_basins=-1).fit(X)
+
+
+def test_2d_auto_restarts_and_rounds_of_basin_tries(caplog):
+    X, _ = ring_particles(12, 3, precision=False)
+    rounds = {}
+    for n_basins in ("auto", 3, 1, 0):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="pcvae_sklearn.fuse._fuser"):
+            ParticleFuser(n_components=8, n_restarts=1, n_basins=n_basins, random_state=0, verbose=1).fit(X)
+        rounds[n_basins] = [int(r.getMessage().split()[2]) for r in caplog.records if "basins:" in r.getMessage()]
+    assert rounds == {"auto": [6, 2], 3: [3, 1], 1: [1], 0: []}
+    assert ParticleFuser()._basin_rounds("3d") == [6]  # one round under full 3D rotations
+    assert ParticleFuser()._basin_rounds("z") == []
+    # and the restarts before them: 2 in 2D, 3 in 3D, or as many as given
+    assert len(ParticleFuser(n_components=8, n_basins=0, random_state=0).fit(X).objectives_) == 2
+    assert len(ParticleFuser(n_components=8, n_restarts=3, n_basins=0, random_state=0).fit(X).objectives_) == 3
+    assert [ParticleFuser()._restarts(mode) for mode in ("3d", "z")] == [3, 3]
+    with pytest.raises(InvalidParameterError):
+        ParticleFuser(n_restarts="all").fit(X)
 
 
 def test_deterministic_and_input_untouched():
