@@ -600,10 +600,10 @@ def test_2d_auto_restarts_and_rounds_of_basin_tries(caplog):
     assert rounds == {"auto": [6, 2], 3: [3, 1], 1: [1], 0: []}
     assert ParticleFuser()._basin_rounds("3d") == [6]  # one round under full 3D rotations
     assert ParticleFuser()._basin_rounds("z") == []
-    # and the restarts before them: 2 in 2D, 3 in 3D, or as many as given
+    # and the restarts before them: 2 where basin tries follow, 3 with rotation="z", or as many as given
     assert len(ParticleFuser(n_components=8, n_basins=0, random_state=0).fit(X).objectives_) == 2
     assert len(ParticleFuser(n_components=8, n_restarts=3, n_basins=0, random_state=0).fit(X).objectives_) == 3
-    assert [ParticleFuser()._restarts(mode) for mode in ("3d", "z")] == [3, 3]
+    assert [ParticleFuser()._restarts(mode) for mode in ("3d", "z")] == [2, 3]
     with pytest.raises(InvalidParameterError):
         ParticleFuser(n_restarts="all").fit(X)
 

@@ -32,10 +32,10 @@ logger = logging.getLogger(__name__)
 
 #: candidate orientations tried per particle in each global search, by geometry
 _AUTO_ORIENTATIONS = {"2d": 36, "z": 36, "3d": 1152}
-#: n_restarts="auto": in 2D the two rounds of tries of other basins (below) decide the poses, and the restart kept
-#: (the likeliest before them) is not the likeliest after them; two restarts fit as well as three, 1.3x sooner (see
-#: "Choosing parameters")
-_AUTO_RESTARTS = {"2d": 2, "z": 3, "3d": 3}
+#: n_restarts="auto": where tries of other basins follow (below), they decide the poses, and the restart kept (the
+#: likeliest before them) is often not the likeliest after them; two restarts fit as well as three, 1.2-1.5x sooner
+#: (see "Choosing parameters"). rotation="z" tries no other basins and keeps 3.
+_AUTO_RESTARTS = {"2d": 2, "z": 3, "3d": 2}
 #: n_basins="auto": after the best restart, every particle also tries this many distinct orientations (the best of the
 #: coarse search, non-maximum suppressed at 1.5 grid spacings), each refined by EM against the fixed
 #: centres, and keeps the one of highest likelihood. Under full 3D rotations the search's choice is often
@@ -200,8 +200,9 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         was lost on the way in.
     n_restarts : int or "auto", default="auto"
         Number of random initialisations; the best by log-likelihood is kept.
-        ``"auto"`` is 2 for 2D particles, where the tries of other basins
-        that follow decide the poses, and 3 for 3D ones.
+        ``"auto"`` is 2 where tries of other basins follow and decide the
+        poses (2D, and 3D under full rotations), and 3 with
+        ``rotation="z"``, which has none.
     max_iter : int, default=50
         Maximum EM iterations per EM run (there are ``n_cycles`` runs per
         restart). A run that reaches the cap hands the particles on to the
