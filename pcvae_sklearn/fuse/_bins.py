@@ -186,7 +186,7 @@ def fuse_bins(X, labels, fuser=None, *, n_jobs=None, register_bins=True, random_
             offsets=np.concatenate([[0], np.cumsum([s.n_localizations for s in supers])]),
             fields={k: np.concatenate([s.fields[k] for s in supers]) for k in supers[0].fields if k != "particle"},
         )
-        restarts = BIN_RESTARTS if fuser.n_restarts == "auto" else max(fuser.n_restarts, BIN_RESTARTS)
+        restarts = max(fuser._restarts(fuser._mode(d)), BIN_RESTARTS)
         outer = clone(fuser).set_params(random_state=int(seeds[-1]), n_restarts=restarts, search_shifts=False)
         # on a subset of every super-particle: its pose needs no more, and the fit's cost grows with the
         # localizations (the transforms found apply to all of them)

@@ -169,9 +169,8 @@ def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, 
         Indices into ``candidates``, best first (a particle with fewer
         distinct basins than ``n_best`` repeats its last pick).
     """
-    n, d = len(offsets) - 1, src.shape[1]
-    # trace(Qa Qb^T) = d - 2 + 2 cos(angle between them), in 2D and 3D
-    near = np.einsum("aij,bij->ab", candidates, candidates) > d - 2 + 2 * np.cos(min_angle)
+    n = len(offsets) - 1
+    near = _within_angle(candidates, min_angle)
     picks = np.empty((n, n_best), dtype=np.intp)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
@@ -184,6 +183,13 @@ def top_orientations(src, loc_var, offsets, state, mixture, candidates, sigma2, 
             scores[:, c] = score
         picks[a:b] = _suppressed_picks(scores, near, n_best)
     return picks
+
+
+def _within_angle(candidates, angle):
+    """(C, C) mask of the candidate pairs less than ``angle`` (radians) apart."""
+    # trace(Qa Qb^T) = d - 2 + 2 cos(angle between them), in 2D and 3D
+    d = candidates.shape[1]
+    return np.einsum("aij,bij->ab", candidates, candidates) > d - 2 + 2 * np.cos(angle)
 
 
 def _suppressed_picks(scores, near, n_best):
@@ -370,6 +376,5 @@ def top_poses(src, loc_var, offsets, state, mixture, candidates, sigma2, n_best,
     n = len(offsets) - 1
     scorer = _shift_scorer(src, loc_var, state, mixture, sigma2, reach)
     scores, moves = _candidate_shift_scores(scorer, src, offsets, state.translations, candidates)
-    near = np.einsum("aij,bij->ab", candidates, candidates) > 2.0 * np.cos(min_angle)
-    picks = _suppressed_picks(scores, near, n_best)
+    picks = _suppressed_picks(scores, _within_angle(candidates, min_angle), n_best)
     return picks, state.translations[:, None, :] + moves[np.arange(n)[:, None], picks]

@@ -168,8 +168,9 @@ def _polish(src, loc_var, offsets, state, mixture, candidates, radius, *, varian
     the model of the fit (``variances``, as in ``run_em``), and every
     particle keeps the refinement of highest log-likelihood, its current
     transform included. With ``shifts`` (2D) each candidate starts at its
-    best shift (``top_poses``), else at the particle's current translation. A last EM run then refits the centres (unless
-    ``refit_centres`` is False: registration onto a fitted model). The state
+    best shift (``top_poses``), else at the particle's current translation.
+    A last EM run then refits the centres (unless ``refit_centres`` is
+    False: registration onto a fitted model). The state
     returned is never less likely than ``state``.
 
     Returns
