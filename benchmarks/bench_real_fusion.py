@@ -70,13 +70,13 @@ def figure(X, fused_xy, path, title):
 def gp210(settings):
     """The registered gp210 pores turned and shifted at random, fused: agreement with their published poses."""
     from bench_fusion import errors_2d
+    from bench_logo_fusion import rotations
 
     from pcvae_sklearn import as_particles
 
     p = as_particles(read_fusion_mat(REAL / "fig4e_304_2D_gp210.mat"))
     rng = np.random.default_rng(0)
-    angles = rng.uniform(0, 2 * np.pi, p.n_particles)
-    truth = np.stack([np.c_[np.cos(angles), -np.sin(angles)], np.c_[np.sin(angles), np.cos(angles)]], 1)
+    truth = rotations(rng.uniform(0, 2 * np.pi, p.n_particles))
     X = [p.particle(i) @ truth[i].T + rng.uniform(-20, 20, 2) for i in range(p.n_particles)]
     t0 = time.perf_counter()
     fuser = ParticleFuser(**settings).fit(X)
