@@ -124,3 +124,47 @@ def test_weights_ignore_the_padding_in_training():
     (g,) = torch.autograd.grad(cd.sum(), pred)
     assert torch.isfinite(g).all()
     torch.testing.assert_close(cd[1], torch.tensor(25.0 + 25.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_precisions_near_zero_are_floored_at_a_fraction_of_the_median(seed):
+    # uniform precisions from 0 (as some simulators draw them): 1/precision**2 has no bounded mean
+    from pcvae_sklearn import as_particles
+    from pcvae_sklearn.encode._precision import FLOOR_FRACTION, precision_weights
+
+    rng = np.random.default_rng(seed)
+    rings, _ = ragged_rings(30, n_dims=3, seed=seed)
+    X = with_precisions(rings, lambda i, n: rng.uniform(1e-4, 15, n), lambda i, n: rng.uniform(1e-4, 40, n))
+    p = as_particles(X)
+    weights, (reference, floor) = precision_weights(p, True)
+    lat = ak.to_numpy(ak.flatten(X["precision"]))
+    ax = ak.to_numpy(ak.flatten(X["precision_z"]))
+    assert floor == pytest.approx((FLOOR_FRACTION * np.median(lat), FLOOR_FRACTION * np.median(ax)))
+    # the naive reference: every precision raised to its axis's floor, then 1/variance averaged to 1
+    sd = np.c_[np.maximum(lat, floor[0]), np.maximum(lat, floor[0]), np.maximum(ax, floor[1])]
+    naive = 1 / sd**2
+    assert reference == pytest.approx(np.sqrt(1 / naive.mean()), rel=1e-9)
+    np.testing.assert_allclose(weights, naive * reference**2, rtol=1e-6)
+    top = np.sort(weights[:, 0])[::-1]
+    assert top[: len(top) // 100].sum() < 0.2 * top.sum()  # unfloored, the top 1 % carry nearly everything
+    # a fit keeps the floor and the reference, and other data are weighed with them
+    vae = PointCloudVAE(**TINY_VAE, random_state=seed, precision_weighted=True).fit(X)
+    assert vae.precision_floor_ == pytest.approx(floor) and vae.reference_precision_ == pytest.approx(reference)
+    other = with_precisions(rings[:5], lambda i, n: np.full(n, 1e-3), lambda i, n: np.full(n, 1e-3))
+    w_other, fitted = precision_weights(as_particles(other), True, (vae.reference_precision_, vae.precision_floor_))
+    assert fitted == (vae.reference_precision_, vae.precision_floor_)
+    np.testing.assert_allclose(w_other[:, 0], (reference / floor[0]) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(w_other[:, 2], (reference / floor[1]) ** 2, rtol=1e-6)
+
+
+def test_the_precision_floor_persists(tmp_path):
+    rng = np.random.default_rng(4)
+    rings, _ = ragged_rings(24, seed=4)
+    X = with_precisions(rings, lambda i, n: rng.uniform(0.01, 10, n))
+    vae = PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=True).fit(X)
+    assert len(vae.precision_floor_) == 1 and vae.precision_floor_[0] > 0.01
+    vae.save(tmp_path / "m.pt")
+    back = PointCloudVAE.load(tmp_path / "m.pt")
+    assert back.precision_floor_ == vae.precision_floor_
+    np.testing.assert_array_equal(back.reconstruction_error(X), vae.reconstruction_error(X))
+    assert PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=False).fit(X).precision_floor_ is None

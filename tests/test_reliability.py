@@ -78,7 +78,7 @@ def test_save_writes_a_weights_only_file(fitted, tmp_path):
     fitted.save(path)
     raw = torch.load(path, weights_only=True)  # no pickled code may be needed
     assert raw["format"] == "pcvae_sklearn.PointCloudVAE"
-    assert raw["format_version"] == persistence.FORMAT_VERSION == 2
+    assert raw["format_version"] == persistence.FORMAT_VERSION == 3
     assert raw["library_version"] == __import__("pcvae_sklearn").__version__
     assert set(raw["state_dict"]) == set(fitted.module_.state_dict())
     assert raw["params"]["architecture"] == TINY_VAE["architecture"]
@@ -141,14 +141,14 @@ def _rewrite(path, **changes):
     torch.save(raw, path)
 
 
-@pytest.mark.parametrize("version", [0, 1, 3, 99, "2", None])
+@pytest.mark.parametrize("version", [0, 1, 2, 99, "3", None])
 def test_other_format_versions_are_refused_with_what_to_do(fitted, tmp_path, version):
-    """Files of another format version (version 1: before the architecture parameter) are not converted: refit."""
+    """Files of another format version (2: before the precision floor) are not converted: refit."""
     path = tmp_path / "old model.pt"
     fitted.save(path)
     _rewrite(path, format_version=version, library_version="0.0.1")
     match = (rf"old model\.pt is a PointCloudVAE model file of format version {version!r} \(written by pcvae_sklearn "
-             r"0\.0\.1\), but this pcvae_sklearn \(.*\) reads format version 2 only\. Refit the model")
+             r"0\.0\.1\), but this pcvae_sklearn \(.*\) reads format version 3 only\. Refit the model")
     with pytest.raises(ValueError, match=match):
         PointCloudVAE.load(path)
     with pytest.raises(ValueError, match="format version"):  # a checkpoint of an old version does not resume either
@@ -593,10 +593,10 @@ def test_single_localization_particles_train(rings):
 
 
 def test_pickle_of_another_format_version_is_refused(fitted):
-    """A pickle of the layout before format version 2 (no version in its state) is not converted: refit."""
+    """A pickle of an older layout (no version in its state, or an older one) is not converted: refit."""
     state = fitted.__getstate__()
-    assert state["_format_version"] == 2
-    for version in (None, 1):
+    assert state["_format_version"] == 3
+    for version in (None, 1, 2):
         old = dict(state, _format_version=version) if version is not None else {k: v for k, v in state.items() if k != "_format_version"}
         with pytest.raises(ValueError, match=rf"pickled by a pcvae_sklearn of model format version {version!r}; .* Refit"):
             PointCloudVAE.__new__(PointCloudVAE).__setstate__(old)

@@ -28,7 +28,8 @@ logger = logging.getLogger(__name__)
 FORMAT = "pcvae_sklearn.PointCloudVAE"
 # Bump when the layout or the meaning of a parameter changes; load() reads this version only.
 # 2: the architecture parameter; pooled_batch_norm, penalty_warmup, centring and rotation_average removed.
-FORMAT_VERSION = 2
+# 3: precision_floor_ (the precision weights' floor).
+FORMAT_VERSION = 3
 
 
 def _to_plain(value, where: str):

@@ -10,18 +10,28 @@ import torch
 from .._ragged import Particles
 from ._chamfer import pad_packed
 
-__all__ = ["padded_weights", "precision_weights"]
+__all__ = ["FLOOR_FRACTION", "padded_weights", "precision_weights"]
+
+#: A precision counts as at least this fraction of the fitted data's median precision along its axis.
+#: Weights of 1/precision**2 have no bounded mean when precisions reach down to 0 (a uniform spread,
+#: as some simulators draw): a handful of localizations then carry nearly all the weight, and
+#: training follows them. Lognormal precisions of log-spread 0.6 (the real TU Delft logos) are
+#: practically untouched, of log-spread 1.0 1 % of them (docs/choosing_parameters.md).
+FLOOR_FRACTION = 0.1
 
 
-def precision_weights(p: Particles, setting, reference: float | None = None, *, required: bool = False
-                      ) -> tuple[np.ndarray | None, float | None]:
-    """The localizations' per-axis Chamfer weights ``(reference / precision)**2`` (float32) and the reference (nm).
+def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, required: bool = False
+                      ) -> tuple[np.ndarray | None, tuple | None]:
+    """The localizations' per-axis Chamfer weights ``(reference / precision)**2`` (float32), and ``(reference, floor)``.
 
     ``setting`` is ``PointCloudVAE.precision_weighted``. ``(None, None)`` for
     the Euclidean distance: ``setting`` False, or "auto" on data without
-    usable precisions. ``reference`` None: the root of the harmonic mean of
-    the variances, so the weights average 1. ``required``: the model was
-    trained with weights, so they must be there.
+    usable precisions. Every precision is first raised to its axis's floor
+    (lateral, and axial in 3D; nm): ``FLOOR_FRACTION`` times the median of
+    ``p``'s precisions along that axis. ``reference`` (nm) is then the root
+    of the harmonic mean of the variances, so the weights average 1.
+    ``fitted``: the ``(reference, floor)`` of a fit, used as they are.
+    ``required``: the model was trained with weights, so they must be there.
     """
     auto = isinstance(setting, str)  # "auto"
     if not required and not auto and not setting:
@@ -56,10 +66,15 @@ def precision_weights(p: Particles, setting, reference: float | None = None, *, 
             )
             return None, None
         raise ValueError(f"{where}; {why} needs finite precisions above 0 nm.")
-    inverse = 1.0 / sd**2
-    if reference is None:
+    if fitted is None:
+        floor = tuple(FLOOR_FRACTION * float(np.median(p.fields[name])) for name in needed)
+    else:
+        reference, floor = fitted
+    floors = np.array([floor[0]] * 2 + ([floor[1]] if p.n_dims == 3 else []))
+    inverse = 1.0 / np.maximum(sd, floors) ** 2
+    if fitted is None:
         reference = float(np.sqrt(1.0 / inverse.mean()))
-    return (inverse * reference**2).astype(np.float32), reference
+    return (inverse * reference**2).astype(np.float32), (reference, floor)
 
 
 def padded_weights(weights: np.ndarray | None, rows, lengths: torch.Tensor) -> torch.Tensor | None:

@@ -76,6 +76,7 @@ class TrainingRun:
     readout: dict = field(default_factory=dict)
     outlier_fraction: float = 0.0
     reference_precision: float | None = None
+    precision_floor: tuple | None = None
 
     @property
     def device(self) -> torch.device:
@@ -91,6 +92,7 @@ class TrainingRun:
             "n_iter_": len(self.history),
             "outlier_fraction_": self.outlier_fraction,
             "reference_precision_": self.reference_precision,
+            "precision_floor_": self.precision_floor,
             **self.readout,
         }
 
@@ -264,6 +266,7 @@ def resumed_run(est, p: Particles, module_config: dict, device, from_file: bool 
         history=copy.deepcopy(list(source.history_)),
         step=int(source.n_steps_),
         reference_precision=getattr(source, "reference_precision_", None),
+        precision_floor=getattr(source, "precision_floor_", None),
     )
     if state is not None:
         run.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
