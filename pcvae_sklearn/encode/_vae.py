@@ -110,15 +110,12 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         localization's own lateral and, in 3D, axial precision ``s``, in the
         nearest-neighbour search and in the loss alike. A localization
         known to 20 nm along z then counts along z as much as one known to
-        8 nm counts laterally. A precision below a tenth of the fitted
-        data's median along its axis counts as that tenth
-        (``precision_floor_``): precisions that reach down to 0 would
-        otherwise give a handful of localizations nearly all the weight.
-        It needs the ``precision`` field and, for 3D particles,
-        ``precision_z``, finite and above 0 nm. "auto" weighs
-        when the data carry them and uses the Euclidean distance when they
-        do not (and warns when some are not finite or 0); True raises a
-        ValueError without them; False is the paper's Euclidean distance.
+        8 nm counts laterally; ``s`` is raised to ``precision_floor_``. It
+        needs the ``precision`` field and, for 3D particles, ``precision_z``,
+        finite and above 0 nm. "auto" weighs when the data carry them and
+        uses the Euclidean distance when they do not (and warns when some
+        are not finite or 0); True raises a ValueError without them; False
+        is the paper's Euclidean distance.
         No precision is ever assumed: ``reference_precision_`` is None when
         the fit was Euclidean. ``reconstruction_error`` and ``score`` use
         the distance the model was trained with.
@@ -218,10 +215,9 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         the root of the harmonic mean of the fitted localizations' variances
         over the axes, so the weights average 1. None when it was Euclidean.
     precision_floor_ : tuple of float or None
-        When the fit weighed by precision, the smallest precision (nm) a
-        localization counts with: the lateral one, and in 3D the axial one,
-        each a tenth of the fitted localizations' median along that axis.
-        None when the fit was Euclidean.
+        The least precision (nm) a localization counts with, lateral (and
+        axial): a tenth of the fitted median, so that precisions near 0 do
+        not take all the weight. None when the fit was Euclidean.
     history_ : list of dict
         One dict per epoch: ``epoch``, ``loss``, ``reconstruction`` (Chamfer,
         scaled units), ``kl``, ``beta`` (the KL weight at the epoch's end),
@@ -465,10 +461,6 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             self._outliers = float(outliers.mean())
         return p.take_rows(~outliers) if outliers.any() else p
 
-    def _precision_weights(self, p: Particles, fitted: tuple | None = None, *, required: bool = False):
-        """:func:`~._precision.precision_weights` with this estimator's ``precision_weighted``."""
-        return precision_weights(p, self.precision_weighted, fitted, required=required)
-
     def _normalised(self, p: Particles) -> np.ndarray:
         """Centre every particle on its centroid, divide by the dataset scale (float32)."""
         with np.errstate(over="ignore", invalid="ignore"):
@@ -576,10 +568,10 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
                 "coordinates divided by the dataset scale overflow float32; check the coordinates' units (nm expected)."
             )
         if run.history:  # training goes on: with the distance the model was trained with
-            weights = (None if run.reference_precision is None else self._precision_weights(
-                p, (run.reference_precision, run.precision_floor), required=True)[0])
+            weights = (None if run.reference_precision is None else precision_weights(
+                p, self.precision_weighted, (run.reference_precision, run.precision_floor), required=True)[0])
         else:
-            weights, fitted = self._precision_weights(p)
+            weights, fitted = precision_weights(p, self.precision_weighted)
             run.reference_precision, run.precision_floor = fitted or (None, None)
         checkpoint = (lambda r: save_checkpoint(self, r)) if self.checkpoint_path is not None else (lambda r: None)
         train(self, run, p, coords, train_idx, val_idx, n_epochs, checkpoint, weights)
@@ -708,8 +700,8 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "module_")
         p = self._check_particles(X, fitting=False)
         reference = getattr(self, "reference_precision_", None)
-        weights = (None if reference is None
-                   else self._precision_weights(p, (reference, self.precision_floor_), required=True)[0])
+        weights = (None if reference is None else precision_weights(
+            p, self.precision_weighted, (reference, self.precision_floor_), required=True)[0])
         out = np.empty(p.n_particles)
         with torch.inference_mode():
             for start, stop, pts, seg, lens in self._encode_chunks(p):
