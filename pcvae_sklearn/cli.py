@@ -397,7 +397,7 @@ def _print_summary(res, truth, seconds, out, cautions=()):
         h = res.heterogeneity
         print(f"\nMatched null ({h['n_replicates']} sets of homogeneous twins): the median {quantity} rises by "
               f"{h['rise']:.2f} nm from bin 1 to bin {len(res.bin_table)}; the twins' by {h['null_rise_mean']:.2f} "
-              f"± {h['null_rise_sd']:.2f} nm.")
+              f"± {h['null_rise_sd']:.2f} nm; a rise above {h['detectable_rise']:.2f} nm would be called.")
         print(f"Verdict: {h['verdict']}")
     else:
         print("\nVerdict: none (the null was skipped, --no-null): the per-bin trend alone cannot tell heterogeneity "

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
 from _helpers import TINY_VAE
 from pcvae_sklearn import ParticleFuser, PointCloudVAE, analyse, as_particles
@@ -104,6 +105,30 @@ def test_null_detects_a_varying_radius_and_not_a_fixed_one():
         assert varying.verdict.startswith("radius varies along pcvae0 beyond what labelling and noise produce (p = ")
         assert varying.rise > np.max(varying.null_rises)
         assert varying.null_low.shape == (6,) and np.all(varying.null_low <= varying.null_high)
+        for res in (fixed, varying):
+            # the sensitivity: a rise is called exactly when it exceeds the smallest callable one
+            assert res.detected == (res.rise > res.detectable_rise)
+            assert np.mean(res.null_rises) < res.detectable_rise
+            assert res.to_dict()["detectable_rise"] == pytest.approx(res.detectable_rise)
+        assert f"only a rise above {fixed.detectable_rise:.1f} nm would have been called" in fixed.verdict
+        assert f"radius rises {fixed.rise:.1f} nm across the bins" in fixed.verdict
+
+
+def test_smallest_callable_rise_grows_as_alpha_shrinks():
+    X, _ = make_npc_2d(120, radius=50.0, random_state=0)
+    enc = RadialEncoder(seed=0)
+    Z = enc.transform(X)
+    from pcvae_sklearn import RadiusEstimator
+
+    E = RadiusEstimator().fit_transform(X)
+    kw = dict(encoder=enc, n_bins=6, n_replicates=9, fuser=FAST_FUSER, random_state=0)
+    loose, strict = (trend_null_test(X, Z, E, alpha=a, **kw) for a in (0.2, 0.001))
+    np.testing.assert_allclose(loose.null_rises, strict.null_rises)  # same twins, only the level differs
+    assert loose.detectable_rise < strict.detectable_rise
+    # the p-value of a rise at the smallest callable one is alpha
+    mu, sd, n = np.mean(loose.null_rises), np.std(loose.null_rises, ddof=1), len(loose.null_rises)
+    t = (loose.detectable_rise - mu) / (sd * np.sqrt(1 + 1 / n))
+    assert student_t.sf(t, df=n - 1) == pytest.approx(0.2)
 
 
 def test_null_rejects_bad_parameters():
@@ -199,6 +224,7 @@ def test_cli_prints_and_records_the_verdict_and_skips_with_no_null(tmp_path, cap
     text = capsys.readouterr().out
     settings = json.loads((out / "settings.json").read_text())
     assert f"Verdict: {settings['null']['verdict']}" in text
+    assert f"a rise above {settings['null']['detectable_rise']:.2f} nm would be called" in text
     assert settings["null"]["n_replicates"] == 5 and "bootstrap" in settings["intervals"]["ci_low/ci_high"]
     assert "Verdict:" in (out / "report.html").read_text()
     out = tmp_path / "b"

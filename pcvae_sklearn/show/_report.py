@@ -146,9 +146,10 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         rho = spearmanr(result.bin_table["bin"], result.bin_table[col[0]])[0]
         summary["Spearman of the bin number with the super-particle estimate"] = f"{rho:+.3f}"
     if heterogeneity is not None:
-        summary["rise of the median estimate, bin 1 to bin n (data; twins)"] = (
+        summary["rise of the median estimate, bin 1 to bin n (data; twins; the smallest the null calls)"] = (
             f"{heterogeneity['rise']:.2f}; {heterogeneity['null_rise_mean']:.2f} ± {heterogeneity['null_rise_sd']:.2f} "
-            f"over {heterogeneity['n_replicates']} twin sets (p = {_p_value(heterogeneity['p_value'])})")
+            f"over {heterogeneity['n_replicates']} twin sets (p = {_p_value(heterogeneity['p_value'])}); "
+            f"{heterogeneity['detectable_rise']:.2f}")
     if "n_flagged" in result.bin_table.columns:
         summary["particles flagged by their bin's fusion (registration score 3.5 robust SD below the bin's median)"] = (
             f"{int(result.bin_table['n_flagged'].sum())} of {len(result.latents)}")

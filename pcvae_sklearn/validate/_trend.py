@@ -167,6 +167,11 @@ class TrendNullResult:
         The data's rise: least-squares slope of the per-bin curve against
         the bin number, times ``n_bins - 1`` (unit of the estimate).
     null_rises : ndarray of shape (n_replicates,)
+    detectable_rise : float
+        The smallest rise of the data that ``alpha`` would have called: the
+        test's sensitivity on these data. Where the twins rise much more
+        than the data, a "no heterogeneity" verdict says little: only
+        variation beyond this rise could have shown.
     curve : ndarray of shape (n_bins,)
         The data's per-bin median estimate.
     null_curves : ndarray of shape (n_replicates, n_bins)
@@ -190,6 +195,7 @@ class TrendNullResult:
     verdict: str
     rise: float
     null_rises: np.ndarray
+    detectable_rise: float
     curve: np.ndarray
     null_curves: np.ndarray
     null_dimensions: np.ndarray
@@ -210,6 +216,7 @@ class TrendNullResult:
             "rise": float(self.rise),
             "null_rise_mean": float(np.mean(self.null_rises)),
             "null_rise_sd": float(np.std(self.null_rises, ddof=1)),
+            "detectable_rise": float(self.detectable_rise),
             "n_replicates": int(len(self.null_rises)),
         }
 
@@ -338,25 +345,30 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
         null_dims[r] = ax0.dimension
     null_rises = _rise(null_curves)
     mu, sd = null_rises.mean(), null_rises.std(ddof=1)
+    scale = sd * np.sqrt(1.0 + 1.0 / n_replicates)
     if sd > 0:
-        t = (rise - mu) / (sd * np.sqrt(1.0 + 1.0 / n_replicates))
-        p_value = float(student_t.sf(t, df=n_replicates - 1))
+        p_value = float(student_t.sf((rise - mu) / scale, df=n_replicates - 1))
     else:
         p_value = 1.0 if rise <= mu else 0.0
+    detectable = float(mu + student_t.isf(alpha, df=n_replicates - 1) * scale)
     p_rank = float((1 + np.sum(null_rises >= rise)) / (1 + n_replicates))
     centred = null_curves - null_curves.mean(axis=1, keepdims=True)
     low, high = np.percentile(centred, [2.5, 97.5], axis=0) + curve.mean()
     detected = bool(p_value < alpha)
     name = names[axis.dimension]
-    quantity = str(est.get_feature_names_out()[0]).replace("_nm", "").replace("_", " ")
+    feature = str(est.get_feature_names_out()[0])
+    quantity = feature.replace("_nm", "").replace("_", " ")
     if detected:
         verdict = f"{quantity} varies along {name} beyond what labelling and noise produce (p = {_format_p(p_value)})"
     else:
-        verdict = f"no heterogeneity beyond the matched null (p = {_format_p(p_value)})"
+        unit = " nm" if feature.endswith("_nm") else ""
+        verdict = (f"no heterogeneity beyond the matched null (p = {_format_p(p_value)}): the median {quantity} "
+                   f"rises {rise:.1f}{unit} across the bins, and only a rise above {detectable:.1f}{unit} would "
+                   "have been called")
     logger.info("trend_null_test: %s", verdict)
     return TrendNullResult(
         detected=detected, p_value=p_value, p_value_rank=p_rank, alpha=float(alpha), dimension=axis.dimension,
-        feature_name=name, verdict=verdict, rise=rise, null_rises=null_rises, curve=curve, null_curves=null_curves,
-        null_dimensions=null_dims, null_low=low, null_high=high, fuser=template,
+        feature_name=name, verdict=verdict, rise=rise, null_rises=null_rises, detectable_rise=detectable, curve=curve,
+        null_curves=null_curves, null_dimensions=null_dims, null_low=low, null_high=high, fuser=template,
     )
 
