@@ -187,7 +187,8 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         exchangeable (the VAE was fitted on the data).
     null_fuser : ParticleFuser, optional
         The fusion of all particles that defines the twins' structure;
-        default ``ParticleFuser(n_restarts=1, max_iter=100)``.
+        default ``ParticleFuser(max_iter=100)`` with one restart for 2D
+        particles and two for 3D ones.
     n_bootstrap : int, default=1000
         Resamples of each bin's particles for ``ci_low`` / ``ci_high``.
     n_seeds : int, default=2
