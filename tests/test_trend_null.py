@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import t as student_t
 
 from _helpers import TINY_VAE
-from pcvae_sklearn import ParticleFuser, PointCloudVAE, analyse, as_particles
+from pcvae_sklearn import ParticleFuser, PointCloudVAE, RadiusEstimator, analyse, as_particles
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
 from pcvae_sklearn.validate import bin_bootstrap_intervals, per_bin_statistic, trend_null_test
@@ -86,8 +86,6 @@ def _run(radius, seed, n=120):
     X, _ = make_npc_2d(n, radius=radius, random_state=seed)
     enc = RadialEncoder(seed=seed)
     Z = enc.transform(X)
-    from pcvae_sklearn import RadiusEstimator
-
     E = RadiusEstimator().fit_transform(X)
     return trend_null_test(X, Z, E, encoder=enc, n_bins=6, n_replicates=9, fuser=FAST_FUSER, random_state=seed)
 
@@ -118,8 +116,6 @@ def test_smallest_callable_rise_grows_as_alpha_shrinks():
     X, _ = make_npc_2d(120, radius=50.0, random_state=0)
     enc = RadialEncoder(seed=0)
     Z = enc.transform(X)
-    from pcvae_sklearn import RadiusEstimator
-
     E = RadiusEstimator().fit_transform(X)
     kw = dict(encoder=enc, n_bins=6, n_replicates=9, fuser=FAST_FUSER, random_state=0)
     loose, strict = (trend_null_test(X, Z, E, alpha=a, **kw) for a in (0.2, 0.001))
