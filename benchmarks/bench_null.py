@@ -42,13 +42,14 @@ ESTIMATES = {"npc_2d": ("radius",), "npc_3d": ("radius", "pore"), "tetrahedron":
 def one(name, seed, *, homogeneous, n_particles, n_bins, n_null, vae="small", pore_method="auto", null_restarts=None):
     X, _ = make_scenario(name, n_particles, random_state=seed, homogeneous=homogeneous)
     vae = PointCloudVAE(**(SMALL_VAE if vae == "small" else {}), random_state=seed).fit(X)
+    # None: analyse's own template fuser; otherwise its 100 iterations with these restarts
+    null_fuser = None if null_restarts is None else ParticleFuser(n_restarts=null_restarts, max_iter=100)
     out = []
     for estimate in ESTIMATES[SCENARIOS[name].structure]:
         t = time.perf_counter()
         given = HeightEstimator(structure="pore", method=pore_method) if estimate == "pore" else estimate
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            null_fuser = None if null_restarts is None else ParticleFuser(n_restarts=null_restarts, max_iter=100)
             res = analyse(X, vae=vae, estimate=given, n_bins=n_bins, fuse=False, n_null=n_null, null_fuser=null_fuser,
                           random_state=seed)
         out.append((estimate, res.heterogeneity, time.perf_counter() - t))

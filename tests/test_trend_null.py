@@ -82,12 +82,13 @@ class RadialEncoder:
         return np.c_[r + rng.normal(0, self.noise, p.n_particles), rng.normal(size=p.n_particles)]
 
 
-def _run(radius, seed, n=120):
+def _run(radius, seed, n=120, alpha=0.01):
     X, _ = make_npc_2d(n, radius=radius, random_state=seed)
     enc = RadialEncoder(seed=seed)
     Z = enc.transform(X)
     E = RadiusEstimator().fit_transform(X)
-    return trend_null_test(X, Z, E, encoder=enc, n_bins=6, n_replicates=9, fuser=FAST_FUSER, random_state=seed)
+    return trend_null_test(X, Z, E, encoder=enc, n_bins=6, n_replicates=9, alpha=alpha, fuser=FAST_FUSER,
+                           random_state=seed)
 
 
 def test_null_detects_a_varying_radius_and_not_a_fixed_one():
@@ -113,12 +114,7 @@ def test_null_detects_a_varying_radius_and_not_a_fixed_one():
 
 
 def test_smallest_callable_rise_grows_as_alpha_shrinks():
-    X, _ = make_npc_2d(120, radius=50.0, random_state=0)
-    enc = RadialEncoder(seed=0)
-    Z = enc.transform(X)
-    E = RadiusEstimator().fit_transform(X)
-    kw = dict(encoder=enc, n_bins=6, n_replicates=9, fuser=FAST_FUSER, random_state=0)
-    loose, strict = (trend_null_test(X, Z, E, alpha=a, **kw) for a in (0.2, 0.001))
+    loose, strict = (_run(50.0, 0, alpha=a) for a in (0.2, 0.001))
     np.testing.assert_allclose(loose.null_rises, strict.null_rises)  # same twins, only the level differs
     assert loose.detectable_rise < strict.detectable_rise
     # the p-value of a rise at the smallest callable one is alpha
