@@ -683,3 +683,21 @@ def test_auto_structure_recognises_flat_tetrahedra(seed, height):
     assert HeightEstimator().fit(X).structure_ == "tetrahedron"
     X, _ = datasets.make_npc_3d(n_particles=30, height=height, random_state=seed)
     assert HeightEstimator().fit(X).structure_ == "pore"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_auto_structure_warns_on_particles_rotated_out_of_the_plane(seed):
+    """Randomly rotated tetrahedra are called pores; ``auto`` must say the call is unsafe, not make it silently."""
+    import warnings
+
+    from pcvae_sklearn import datasets
+
+    X, _ = datasets.make_tetrahedron(n_particles=100, n_localizations=300, rotation="3d", random_state=seed)
+    with pytest.warns(UserWarning, match=r"chose 'pore'.*look like a tetrahedron.*rotated out of the plane"):
+        HeightEstimator().fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        HeightEstimator(structure="pore").fit(X)  # the user's explicit choice stands
+        for name in ("tetra_tilt", "npc3d_tilt", "npc3d_axial20"):
+            X, _ = datasets.make_scenario(name, 100, random_state=seed)
+            HeightEstimator().fit(X)
