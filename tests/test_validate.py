@@ -238,6 +238,7 @@ def test_null_twins_carry_the_axial_spread_of_a_file_without_precisions():
 
     (data_xy, data_z), (twin_xy, twin_z) = own_frame_spread(X), own_frame_spread(null)
     assert data_z > 2 * data_xy
+    assert twin_z > 2 * twin_xy, (twin_z, twin_xy)  # the twins keep the anisotropy, not only the axial spread
     assert 0.7 < twin_z / data_z < 1.4, (twin_z, data_z)
 
 
