@@ -85,7 +85,8 @@ def main(argv=None):
                     rates.setdefault((name, case, estimate), []).append(h["detected"])
                     print(f"{name} {case} {estimate} seed {seed}: detected={h['detected']} p={h['p_value']:.3g} "
                           f"rise={h['rise']:.2f} null {h['null_rise_mean']:.2f}±{h['null_rise_sd']:.2f} "
-                          f"callable>{h['detectable_rise']:.2f} nm ({sec:.0f} s)",
+                          f"callable>{h['detectable_rise']:.2f} nm twins/data spread {h['twin_spread_ratio']:.2f} "
+                          f"({sec:.0f} s)",
                           flush=True)
     print("\nscenario            case         estimate     detected")
     for (name, case, estimate), det in rates.items():

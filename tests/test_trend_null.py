@@ -1,6 +1,7 @@
 """Honest per-bin figures: bootstrap intervals over particles and the workflow's matched null."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -109,6 +110,10 @@ def test_null_detects_a_varying_radius_and_not_a_fixed_one():
             assert res.detected == (res.rise > res.detectable_rise)
             assert np.mean(res.null_rises) < res.detectable_rise
             assert res.to_dict()["detectable_rise"] == pytest.approx(res.detectable_rise)
+            assert res.to_dict()["twin_spread_ratio"] == pytest.approx(res.twin_spread_ratio)
+        # homogeneous data scatter about as much as their twins (2D twins keep a little more);
+        # varying data far more, since the twins share one structure
+        assert 0.8 < fixed.twin_spread_ratio < 2.5 and varying.twin_spread_ratio < 0.7
         assert f"only a rise above {fixed.detectable_rise:.1f} nm would have been called" in fixed.verdict
         assert f"radius rises {fixed.rise:.1f} nm across the bins" in fixed.verdict
 
@@ -121,6 +126,36 @@ def test_smallest_callable_rise_grows_as_alpha_shrinks():
     mu, sd, n = np.mean(loose.null_rises), np.std(loose.null_rises, ddof=1), len(loose.null_rises)
     t = (loose.detectable_rise - mu) / (sd * np.sqrt(1 + 1 / n))
     assert student_t.sf(t, df=n - 1) == pytest.approx(0.2)
+
+
+def test_a_template_whose_twins_scatter_far_more_than_the_data_is_fused_again(monkeypatch, caplog):
+    import pcvae_sklearn.validate._trend as trend
+
+    first = _run(50.0, 0)
+    assert first.twin_spread_ratio < trend.TEMPLATE_SPREAD_LIMIT and first.fuser.n_restarts == 1  # kept, no retry
+    monkeypatch.setattr(trend, "TEMPLATE_SPREAD_LIMIT", 0.0)  # every template now looks mis-fused
+    with caplog.at_level("INFO", logger="pcvae_sklearn.validate._trend"):
+        again = _run(50.0, 0)
+    logged = [r.getMessage() for r in caplog.records if "restarts of the template" in r.getMessage()]
+    assert len(logged) == 1, logged
+    before, after = (float(v) for v in re.findall(r"(\d+\.\d) times", logged[0]))
+    assert before == pytest.approx(first.twin_spread_ratio, abs=0.05)
+    # the template whose twins scatter less is kept, with its twins
+    kept = trend.TEMPLATE_RETRY_RESTARTS if after < before else 1
+    assert again.fuser.n_restarts == kept
+    assert again.twin_spread_ratio == pytest.approx(min(before, after), abs=0.05)
+    if kept == 1:
+        np.testing.assert_allclose(again.null_rises, first.null_rises)
+    # a fuser that already tries as many restarts is not fused again
+    caplog.clear()
+    X, _ = make_npc_2d(60, radius=50.0, random_state=1)
+    enc = RadialEncoder(seed=1)
+    fuser = ParticleFuser(n_components=16, n_restarts=trend.TEMPLATE_RETRY_RESTARTS, max_iter=30)
+    with caplog.at_level("INFO", logger="pcvae_sklearn.validate._trend"):
+        res = trend_null_test(X, enc.transform(X), RadiusEstimator().fit_transform(X), encoder=enc, n_bins=4,
+                              n_replicates=5, fuser=fuser, random_state=1)
+    assert not any("restarts of the template" in r.getMessage() for r in caplog.records)
+    assert res.fuser.n_restarts == trend.TEMPLATE_RETRY_RESTARTS
 
 
 def test_null_rejects_bad_parameters():

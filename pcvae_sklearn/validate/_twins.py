@@ -49,8 +49,8 @@ def _nearest_centre(coords, centres, block=200_000):
     return idx, d2
 
 
-def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
-    """A clone of ``fuser`` fitted on ``p``: the one structure of the null.
+def _template_fuser(p: Particles, fuser, rng) -> tuple[ParticleFuser, Particles]:
+    """An unfitted clone of ``fuser`` with its own seed, and the particles the template is fused on.
 
     Particles of more than ``TEMPLATE_POINTS`` localizations are registered
     on a random subset of that many: the poses, centres and shared variance
@@ -63,6 +63,12 @@ def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
     fuser = clone(fuser).set_params(random_state=rng.randint(2**31 - 1))
     if p.lengths.max() > TEMPLATE_POINTS:
         p = p.subsample(TEMPLATE_POINTS, np.random.default_rng(rng.randint(2**31 - 1)))
+    return fuser, p
+
+
+def _fit_template(p: Particles, fuser, rng) -> ParticleFuser:
+    """A clone of ``fuser`` fitted on ``p`` (see :func:`_template_fuser`): the one structure of the null."""
+    fuser, p = _template_fuser(p, fuser, rng)
     return fuser.fit(p)
 
 
