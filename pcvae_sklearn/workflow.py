@@ -85,8 +85,8 @@ class WorkflowResult:
         ``p_value``, ``dimension``, ``verdict`` (one line), and ``rise``,
         ``null_rise_mean``, ``null_rise_sd``, ``detectable_rise`` (the
         smallest rise the null would call), ``twin_spread_ratio``,
-        ``p_value_rank``, ``alpha``, ``n_replicates`` (see :func:`pcvae_sklearn.validate.trend_null_test`),
-        and ``reproducibility``: the binned axis's smallest |Spearman| with
+        ``p_value_rank``, ``alpha``, ``n_replicates`` (see
+        :func:`pcvae_sklearn.validate.trend_null_test`), and ``reproducibility``: the binned axis's smallest |Spearman| with
         its matches in the other seeds (None with ``n_seeds=1``); below 0.9
         the verdict says the axis is unconfirmed.
     null : TrendNullResult or None

@@ -29,8 +29,8 @@ TEMPLATE_RESTARTS = {2: 1, 3: "auto"}
 #: mis-fused sets and 1.01-1.02 on the others; homogeneous 2D pores, whose twins keep more scatter than the data,
 #: 0.9-2.2 (five scenarios, seeds 0-3; 2.0-2.2 with background), 3D pores 0.8-2.1 (three scenarios, seeds 0-2);
 #: varying data 0.4-0.8. Beyond this ratio the template is fused again with TEMPLATE_RETRY_RESTARTS restarts (the
-#: first ones among them), and the template whose twins scatter less is kept; on both mis-fused sets 6 restarts
-#: gave a likelier template whose twins scatter like the data (1.00, 1.01)
+#: first ones among them), and the template whose twins scatter less is kept: of the 8 mis-fused sets among
+#: tetra_tilt seeds 3-102 it refits 7 and restores 6 ("Choosing parameters")
 TEMPLATE_SPREAD_LIMIT = 3.0
 TEMPLATE_RETRY_RESTARTS = 6
 
@@ -306,6 +306,8 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
         Settings of the template fusion; default ``ParticleFuser(max_iter=100)``
         with one restart for 2D particles and two for 3D ones, where one
         restart mis-fused the template of some sets of tilted tetrahedra.
+        A template whose twins scatter too widely (step 1) is fused again
+        with 6 restarts, a given fuser's too unless it tries as many.
     feature_names : list of str, optional
         Names of the latent dimensions, for the verdict.
     candidates : array-like of int, optional
@@ -366,7 +368,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
         retry = clone(template_fuser).set_params(n_restarts=TEMPLATE_RETRY_RESTARTS).fit(fit_on)
         union_retry, E0_retry = _replicates(p, retry, est, n_replicates, rng)
         spread_retry = _spread_ratio(E0_retry, E)
-        logger.info("trend_null_test: the twins scatter %.1f times more than the data; with %d restarts of the "
+        logger.info("trend_null_test: the twins scatter %.1f times as widely as the data; with %d restarts of the "
                     "template, %.1f times", spread, TEMPLATE_RETRY_RESTARTS, spread_retry)
         if spread_retry < spread:
             template, union, E0, spread = retry, union_retry, E0_retry, spread_retry
