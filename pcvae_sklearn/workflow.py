@@ -86,9 +86,10 @@ class WorkflowResult:
         ``null_rise_mean``, ``null_rise_sd``, ``detectable_rise`` (the
         smallest rise the null would call), ``twin_spread_ratio``,
         ``p_value_rank``, ``alpha``, ``n_replicates`` (see
-        :func:`pcvae_sklearn.validate.trend_null_test`), and ``reproducibility``: the binned axis's smallest |Spearman| with
-        its matches in the other seeds (None with ``n_seeds=1``); below 0.9
-        the verdict says the axis is unconfirmed.
+        :func:`pcvae_sklearn.validate.trend_null_test`), and
+        ``reproducibility``: the binned axis's smallest |Spearman| with its
+        matches in the other seeds (None with ``n_seeds=1``); below 0.9 the
+        verdict says the axis is unconfirmed.
     null : TrendNullResult or None
         The null's full result (the twins' curves and rises).
     stability : AxisStability or None
@@ -188,7 +189,9 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     null_fuser : ParticleFuser, optional
         The fusion of all particles that defines the twins' structure;
         default ``ParticleFuser(max_iter=100)`` with one restart for 2D
-        particles and two for 3D ones.
+        particles and two for 3D ones; a template whose twins scatter too
+        widely is fused again with 6 restarts (see
+        :func:`pcvae_sklearn.validate.trend_null_test`).
     n_bootstrap : int, default=1000
         Resamples of each bin's particles for ``ci_low`` / ``ci_high``.
     n_seeds : int, default=2

@@ -83,12 +83,12 @@ class RadialEncoder:
         return np.c_[r + rng.normal(0, self.noise, p.n_particles), rng.normal(size=p.n_particles)]
 
 
-def _run(radius, seed, n=120, alpha=0.01):
+def _run(radius, seed, n=120, alpha=0.01, fuser=FAST_FUSER):
     X, _ = make_npc_2d(n, radius=radius, random_state=seed)
     enc = RadialEncoder(seed=seed)
     Z = enc.transform(X)
     E = RadiusEstimator().fit_transform(X)
-    return trend_null_test(X, Z, E, encoder=enc, n_bins=6, n_replicates=9, alpha=alpha, fuser=FAST_FUSER,
+    return trend_null_test(X, Z, E, encoder=enc, n_bins=6, n_replicates=9, alpha=alpha, fuser=fuser,
                            random_state=seed)
 
 
@@ -148,12 +148,9 @@ def test_a_template_whose_twins_scatter_far_more_than_the_data_is_fused_again(mo
         np.testing.assert_allclose(again.null_rises, first.null_rises)
     # a fuser that already tries as many restarts is not fused again
     caplog.clear()
-    X, _ = make_npc_2d(60, radius=50.0, random_state=1)
-    enc = RadialEncoder(seed=1)
     fuser = ParticleFuser(n_components=16, n_restarts=trend.TEMPLATE_RETRY_RESTARTS, max_iter=30)
     with caplog.at_level("INFO", logger="pcvae_sklearn.validate._trend"):
-        res = trend_null_test(X, enc.transform(X), RadiusEstimator().fit_transform(X), encoder=enc, n_bins=4,
-                              n_replicates=5, fuser=fuser, random_state=1)
+        res = _run(50.0, 1, n=60, fuser=fuser)
     assert not any("restarts of the template" in r.getMessage() for r in caplog.records)
     assert res.fuser.n_restarts == trend.TEMPLATE_RETRY_RESTARTS
 

@@ -436,9 +436,8 @@ class HeightEstimator(ParticleEstimator):
         ratio = float(np.median(ratios))
         self.structure_ = "tetrahedron" if ratio < _AUTO_RATIO_THRESHOLD else "pore"
         logger.info("HeightEstimator(structure='auto'): median apex radial ratio %.3f -> %r", ratio, self.structure_)
-        looks_tetrahedron = ratios < _AUTO_RATIO_THRESHOLD
         other = "tetrahedron" if self.structure_ == "pore" else "pore"
-        minority = np.flatnonzero(looks_tetrahedron if other == "tetrahedron" else ~looks_tetrahedron)
+        minority = np.flatnonzero((ratios < _AUTO_RATIO_THRESHOLD) == (other == "tetrahedron"))
         if minority.size > _AUTO_MINORITY * p.n_particles:
             warnings.warn(
                 f"HeightEstimator(structure='auto') chose {self.structure_!r} for the data set, but "
