@@ -11,7 +11,9 @@ estimate (there is no truth in real data). The models:
 * ``tc``: the plain VAE with a total-correlation penalty of weight 100
   (``study_total_correlation.TotalCorrelationVAE``, the beta-TC-VAE);
 * ``unmix4``: the defaults followed by ``LatentUnmixer(n_components=4)``,
-  as ``analyse(..., unmix=True, unmix_components=4)`` does.
+  as ``analyse(..., unmix=True, unmix_components=4)`` does;
+* ``params``: ``PointCloudVAE(**params, random_state=seed)`` with the JSON
+  of ``--params``, a variant of the defaults.
 
 The sets:
 
@@ -27,11 +29,13 @@ would be.
     python benchmarks/bench_real.py --sets nup107 --seeds 0 --models defaults
     python benchmarks/bench_real.py --models defaults plain tc
     python benchmarks/bench_real.py --sets nup107 --models defaults unmix4
+    python benchmarks/bench_real.py --sets gp210 --models defaults params --params '{"batch_size": 32}'
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import awkward as ak
@@ -55,10 +59,12 @@ def turned(particles, seed):
     return ak.with_field(out, s * particles.x + c * particles.y, "y")
 
 
-def model(label: str, seed: int):
+def model(label: str, seed: int, params: dict | None = None):
     """The unfitted model ``label`` (see the module's docstring) with seed ``seed``."""
     if label == "defaults":
         return PointCloudVAE(random_state=seed)
+    if label == "params":
+        return PointCloudVAE(**(params or {}), random_state=seed)
     if label == "paper_recipe":
         return PointCloudVAE(**paper_recipe(), random_state=seed)
     if label == "unmix4":
@@ -73,7 +79,7 @@ def model(label: str, seed: int):
     return TotalCorrelationVAE(tc_weight=100.0, **PLAIN, random_state=seed)
 
 
-MODELS = ("defaults", "paper_recipe", "plain", "tc", "unmix4")
+MODELS = ("defaults", "paper_recipe", "plain", "tc", "unmix4", "params")
 
 
 def main(argv=None):
@@ -81,6 +87,7 @@ def main(argv=None):
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--models", nargs="+", default=["defaults", "paper_recipe"], choices=MODELS)
+    ap.add_argument("--params", type=json.loads, default={}, help="JSON of PointCloudVAE keywords for the model 'params'")
     args = ap.parse_args(argv)
     if not REAL.is_dir():
         raise SystemExit(f"{REAL} is absent: these are the real sets of ../shared/data (see its README).")
@@ -93,7 +100,7 @@ def main(argv=None):
         for seed in args.seeds:
             for label in args.models:
                 t = time.perf_counter()
-                Z = model(label, seed).fit_transform(X)
+                Z = model(label, seed, args.params).fit_transform(X)
                 fit_s = time.perf_counter() - t
                 for k, e in estimates.items():
                     rho = best_abs_spearman(Z, e)
