@@ -364,7 +364,8 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     template = template_fuser.fit(fit_on)
     union, E0 = _replicates(p, template, est, n_replicates, rng)
     spread = _spread_ratio(E0, E)
-    if spread > TEMPLATE_SPREAD_LIMIT and _restarts_below(template_fuser, TEMPLATE_RETRY_RESTARTS):
+    tried = template_fuser._restarts(template_fuser._mode(p.n_dims))  # the fuser's own rule for "auto"
+    if spread > TEMPLATE_SPREAD_LIMIT and tried < TEMPLATE_RETRY_RESTARTS:
         retry = clone(template_fuser).set_params(n_restarts=TEMPLATE_RETRY_RESTARTS).fit(fit_on)
         union_retry, E0_retry = _replicates(p, retry, est, n_replicates, rng)
         spread_retry = _spread_ratio(E0_retry, E)
@@ -430,9 +431,3 @@ def _spread_ratio(twin_estimates, estimates) -> float:
     if data > 0:
         return twins / data
     return 1.0 if twins == 0 else float("inf")
-
-
-def _restarts_below(fuser, n: int) -> bool:
-    """Whether ``fuser`` tries fewer than ``n`` restarts ("auto" tries at most 3)."""
-    return fuser.n_restarts == "auto" or int(fuser.n_restarts) < n
-
