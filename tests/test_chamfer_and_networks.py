@@ -268,3 +268,28 @@ def test_chunk_by_budget(seed):
     for a, b in chunks:
         assert b - a <= 7
         assert lengths[a:b].sum() <= 150 or b - a == 1
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_gradient_norm_matches_clip_grad_norm_and_leaves_the_gradients(seed):
+    from pcvae_sklearn.encode._training import _gradient_norm
+
+    g = torch.Generator().manual_seed(seed)
+    module = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
+    for p in module.parameters():
+        p.grad = torch.randn(p.shape, generator=g) * 10.0 ** seed
+    module[2].bias.grad = None  # a parameter without a gradient is left out, as clip_grad_norm_ leaves it
+    before = [None if p.grad is None else p.grad.clone() for p in module.parameters()]
+    norm = _gradient_norm(module)
+    grads = [b for b in before if b is not None]
+    naive = torch.sqrt(sum((b.double() ** 2).sum() for b in grads))
+    assert float(norm) == pytest.approx(float(naive), rel=1e-6)
+    assert all(b is None and p.grad is None or torch.equal(b, p.grad) for b, p in zip(before, module.parameters()))
+    module[0].weight.grad[0, 0] = float("nan")
+    assert not torch.isfinite(_gradient_norm(module))
+
+
+def test_gradient_norm_of_a_module_without_gradients_is_zero():
+    from pcvae_sklearn.encode._training import _gradient_norm
+
+    assert float(_gradient_norm(torch.nn.Linear(2, 2))) == 0.0

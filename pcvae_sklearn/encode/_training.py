@@ -391,7 +391,7 @@ def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_id
             raise diverged(est, f"the training loss became {loss.item()}", epoch, run.step)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), math.inf)
+        grad_norm = _gradient_norm(module)
         if not torch.isfinite(grad_norm):
             raise diverged(est, f"the gradient of the training loss became {grad_norm.item()}", epoch, run.step)
         run.optimizer.step()
@@ -415,6 +415,17 @@ def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_id
         "seconds": time.perf_counter() - t0,
         **means,
     }
+
+
+def _gradient_norm(module) -> torch.Tensor:
+    """The L2 norm of all the module's gradients together (what ``clip_grad_norm_`` returns, without its rescaling).
+
+    Only checked for being finite: ``clip_grad_norm_(..., math.inf)`` computed
+    the same number and then multiplied every gradient by 1, which took 2-5 ms
+    a step on 2 CPU threads against 0.5 ms for this.
+    """
+    norms = [torch.linalg.vector_norm(p.grad) for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros(())
 
 
 def diverged(est, what: str, epoch: int, step: int) -> FloatingPointError:
