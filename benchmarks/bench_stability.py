@@ -13,11 +13,13 @@ reproducible and what they track.
     python benchmarks/bench_stability.py --data npc3d --unmix 4   # the axes of LatentUnmixer(n_components=4)
     python benchmarks/bench_stability.py --data npc2d --n-particles 300 --n-seeds 3   # a smoke run
     python benchmarks/bench_stability.py --data npc3d_twist npc3d_axial20 --unmix 4    # scenarios of the family
+    python benchmarks/bench_stability.py --data npc2d --params '{"batch_size": 16}'    # other settings
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
@@ -44,6 +46,7 @@ def main(argv=None):
     ap.add_argument("--n-particles", type=int, default=1000)
     ap.add_argument("--n-seeds", type=int, default=5)
     ap.add_argument("--data-seed", type=int, default=0)
+    ap.add_argument("--params", type=json.loads, default={}, help="JSON of PointCloudVAE keywords overriding the defaults")
     ap.add_argument("--unmix", type=int, default=None, metavar="K",
                     help="judge the axes of a Pipeline(PointCloudVAE(), LatentUnmixer(n_components=K))")
     args = ap.parse_args(argv)
@@ -52,8 +55,8 @@ def main(argv=None):
         make, params = DATA[name]
         X, truth = make(args.n_particles, random_state=700 + args.data_seed)
         t0 = time.perf_counter()
-        encoder = PointCloudVAE() if args.unmix is None else make_pipeline(PointCloudVAE(),
-                                                                            LatentUnmixer(n_components=args.unmix))
+        vae = PointCloudVAE(**args.params)
+        encoder = vae if args.unmix is None else make_pipeline(vae, LatentUnmixer(n_components=args.unmix))
         result = axis_stability(X, encoder, n_seeds=args.n_seeds, random_state=args.data_seed,
                                 estimates={p: truth[p] for p in params})
         seconds = time.perf_counter() - t0

@@ -261,13 +261,37 @@ def test_prior_shape_is_an_architecture_key(rings, prior_shape):
     assert np.isfinite(vae.history_[-1]["kl"]) and vae.history_[-1]["kl"] >= 0
 
 
-def test_architecture_keys_not_given_keep_their_defaults(rings):
+@pytest.mark.parametrize("n_dims, widths, n_points", [(2, (64, 128, 256), 32), (3, (64, 128, 1024), 128)])
+def test_architecture_keys_not_given_keep_their_defaults(n_dims, widths, n_points):
+    X, _ = ragged_rings(6, n_dims=n_dims)
     vae = PointCloudVAE(**{**TINY_VAE, "architecture": {"decoder_channels": 8, "n_heads": 2}}, random_state=0)
-    config = vae.fit(rings[:6]).module_.config
+    config = vae.fit(X).module_.config
     assert config["decoder_channels"] == 8 and config["n_heads"] == 2
-    assert config["encoder_widths"] == (64, 128, 1024) and config["n_output_points"] == 128
+    assert config["encoder_widths"] == widths and config["n_output_points"] == n_points  # the dimension's defaults
     assert config["latent_batch_norm"] is True
     assert vae.architecture == {"decoder_channels": 8, "n_heads": 2}  # the parameter is never written
+
+
+@pytest.mark.parametrize("n_dims, channels", [(2, 128), (3, 256)])
+def test_default_network_depends_on_the_dimension(n_dims, channels):
+    X, _ = ragged_rings(4, n_dims=n_dims)
+    config = PointCloudVAE(n_epochs=1, n_rotations=0, random_state=0).fit(X).module_.config
+    assert config["decoder_channels"] == channels and config["decoder_widths"] == (256, 512, 1024)
+
+
+@pytest.mark.parametrize("n_dims, expected", [(2, (32, 128)), (3, (16, 256))])
+def test_auto_batch_size_and_max_points(n_dims, expected):
+    assert PointCloudVAE()._training_settings(n_dims) == expected
+    # numbers given are kept as they are, and so is None
+    assert PointCloudVAE(batch_size=8, max_points=None)._training_settings(n_dims) == (8, None)
+    assert PointCloudVAE(max_points=64)._training_settings(n_dims) == (expected[0], 64)
+
+
+@pytest.mark.parametrize("n_dims, steps", [(2, 2), (3, 3)])  # 40 particles in batches of 32 / 16
+def test_auto_batch_size_sets_the_steps_of_a_fit(n_dims, steps):
+    X, _ = ragged_rings(40, n_dims=n_dims)
+    vae = PointCloudVAE(**{**TINY_VAE, "batch_size": "auto"}, random_state=0).fit(X)
+    assert vae.n_steps_ == steps and vae.history_[0]["steps"] == steps
 
 
 @pytest.mark.parametrize(
@@ -320,7 +344,7 @@ def test_paper_recipe_builds_and_fits_the_papers_network():
         "in_dim": 2, "latent_dim": 8, "encoder_widths": (64, 128, 1024), "decoder_widths": (256, 512, 1024),
         "decoder_channels": 1024, "n_heads": 4, "n_output_points": 128, "latent_batch_norm": False,
     }
-    assert vae._architecture()["prior_shape"] == 2  # the standard normal prior
+    assert vae._architecture(2)["prior_shape"] == 2  # the standard normal prior
     h = vae.history_[0]
     assert h["steps"] == 2 and "correlation" not in h and "fourth_moment" not in h
     assert h["beta"] == pytest.approx(1.0 / (1.0 + math.exp(-12.0 * (1 / 5000 - 0.5))))  # the sigmoid over 5000 steps

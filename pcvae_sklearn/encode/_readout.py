@@ -157,7 +157,8 @@ def distil_rotation_average(est, run, p, coords: np.ndarray, train_idx: np.ndarr
     t0 = time.perf_counter()
     n = min(MAX_READOUT_PARTICLES, len(train_idx))
     rows, lengths = gather_rows(p.offsets, train_idx[np.linspace(0, len(train_idx) - 1, n).round().astype(np.int64)])
-    cap = MAX_READOUT_POINTS if est.max_points is None else min(int(est.max_points), MAX_READOUT_POINTS)
+    max_points = est._training_settings(p.n_dims)[1]
+    cap = MAX_READOUT_POINTS if max_points is None else min(int(max_points), MAX_READOUT_POINTS)
     rows, lengths = subsample_rows(rows, lengths, cap, np.random.default_rng(0))
     run.module.eval()
     coef, intercept, error = fit_rotation_readout(est._inference_encoder(run.module), coords[rows], lengths, angles, run.device)

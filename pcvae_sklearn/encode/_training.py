@@ -302,7 +302,7 @@ def split(est, run: TrainingRun, n: int, use_validation: bool = True):
     if use_validation:
         run.validation = val_idx
     if run.warmup is None:
-        n_steps = math.ceil(len(train_idx) / est.batch_size) * int(est.n_epochs)
+        n_steps = math.ceil(len(train_idx) / est._training_settings(run.n_features)[0]) * int(est.n_epochs)
         run.warmup = max(n_steps // 2, 1) if est.kl_warmup_steps == "auto" else int(est.kl_warmup_steps)
     return train_idx, val_idx
 
@@ -316,7 +316,7 @@ def train(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_idx, va
     their per-axis weights in the Chamfer distance (None: Euclidean).
     """
     n_epochs = max(n_epochs, 0)
-    bar = _progress_bar(est.verbose, math.ceil(len(train_idx) / est.batch_size) * n_epochs)
+    bar = _progress_bar(est.verbose, math.ceil(len(train_idx) / est._training_settings(p.n_dims)[0]) * n_epochs)
     try:
         for _ in range(n_epochs):
             if (est.n_iter_no_change is not None and run.validation is not None and est.validation_fraction is not None
@@ -359,7 +359,8 @@ def _progress_bar(verbose: int, total: int):
 def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_idx: np.ndarray, bar,
                weights: np.ndarray | None = None) -> dict:
     module, device = run.module, run.device
-    forward = torch.compile(module, dynamic=True) if est._architecture()["compile"] else module
+    forward = torch.compile(module, dynamic=True) if est._architecture(p.n_dims)["compile"] else module
+    batch_size, max_points = est._training_settings(p.n_dims)
     bfloat16 = est.compute_dtype == "bfloat16"
     epoch = len(run.history)
     module.train()
@@ -367,9 +368,9 @@ def _run_epoch(est, run: TrainingRun, p: Particles, coords: np.ndarray, train_id
     order = train_idx[run.rng.permutation(len(train_idx))]
     sums: dict[str, float] = {}
     taken = 0
-    for b in range(math.ceil(len(train_idx) / est.batch_size)):
-        rows, lengths = gather_rows(p.offsets, order[b * est.batch_size : (b + 1) * est.batch_size])
-        rows, lengths = subsample_rows(rows, lengths, est.max_points, run.rng)
+    for b in range(math.ceil(len(train_idx) / batch_size)):
+        rows, lengths = gather_rows(p.offsets, order[b * batch_size : (b + 1) * batch_size])
+        rows, lengths = subsample_rows(rows, lengths, max_points, run.rng)
         if bar is not None:
             bar.update(1)
         if len(rows) < 2:
