@@ -14,6 +14,8 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_fusion.py --quick    # smoke run
     python benchmarks/bench_fusion.py --no-precision-only          # 3D pores without precision fields,
                                                                    # and the ceiling any fusion could reach
+    python benchmarks/bench_fusion.py --no-precision-only --symmetry 8   # the same, 8-fold symmetry imposed
+    python benchmarks/bench_fusion.py --wang-nup107 [--symmetry 8] # Wang et al.'s simulated Nup107 pores
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ def no_precision_3d(args):
                                              z_ratio=axial / 8.0, random_state=seed)  # the fields: the ceiling's
             X = with_fields[[k for k in with_fields.fields if not k.startswith("precision")]]  # as many real files
             ceiling = [ceiling_3d(with_fields, truth, per_localization) for per_localization in (False, True)]
-            fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=seed)
+            fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed)
             t0 = time.perf_counter()
             fuser.fit(X)
             dt = time.perf_counter() - t0
@@ -125,6 +127,45 @@ def no_precision_3d(args):
                   flush=True)
 
 
+def ring_spread(coords, n_axes=800):
+    """Interquartile range (nm) of the distances from the pore's axis, about the axis that makes it smallest."""
+    c = coords - coords.mean(0)
+    i = np.arange(n_axes) + 0.5
+    polar, azimuth = np.arccos(1 - i / n_axes), np.pi * (1 + 5**0.5) * i  # a Fibonacci hemisphere
+    axes = np.c_[np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)]
+    along = c @ axes.T
+    r = np.sqrt(np.maximum((c**2).sum(1)[:, None] - along**2, 0.0))
+    q25, q75 = np.percentile(r, [25, 75], axis=0)
+    return float((q75 - q25).min())
+
+
+def wang_nup107(args):
+    """Wang et al.'s 200 simulated Nup107 pores (12-73 localizations, random 3D rotations): ring sharpness, fused
+    with and without their precision fields. No poses are given, so the figure is the spread of the fused ring."""
+    import awkward as ak
+    import scipy.io
+
+    from pcvae_sklearn import as_particles
+
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "fusion" / "simulated_nup107_dol65.mat"
+    cells = scipy.io.loadmat(path)["particles"][0]
+    pts, sig = [c["points"][0, 0] for c in cells], [c["sigma"][0, 0] for c in cells]
+    print(f"== {path.name}: radial interquartile range of the fused ring (nm), symmetry {args.symmetry} ==")
+    for with_precision in (True, False):
+        fields = {a: ak.Array([q[:, k] for q in pts]) for k, a in enumerate("xyz")}
+        if with_precision:
+            fields.update(precision=ak.Array([q[:, 0] for q in sig]), precision_z=ak.Array([q[:, 1] for q in sig]))
+        X = ak.zip(fields)
+        for seed in args.seeds_3d[:2]:
+            fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed)
+            t0 = time.perf_counter()
+            fuser.fit(X)
+            dt = time.perf_counter() - t0
+            spread = ring_spread(as_particles(fuser.super_particle_).coords)
+            print(f"precision field {str(with_precision):5}  seed {seed}  ring IQR {spread:5.2f} nm  "
+                  f"flagged {fuser.flagged_.mean():.3f}  time {dt:5.1f} s", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -132,9 +173,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds-3d", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                         help="data sets of 200 pores for the 3D goal; the fraction is also pooled over them")
+    parser.add_argument("--symmetry", type=int, default=None,
+                        help="ParticleFuser(symmetry=...) for the 3D pores (8: the pore's); default none imposed")
     parser.add_argument("--no-precision-only", action="store_true",
                         help="only the 3D pores whose files carry no precision field (8 nm lateral, 12 and 20 nm axial)")
+    parser.add_argument("--wang-nup107", action="store_true",
+                        help="only Wang et al.'s simulated Nup107 pores (../shared/data/fusion), ring sharpness")
     args = parser.parse_args(argv)
+    if args.wang_nup107:
+        wang_nup107(args)
+        return
     if args.no_precision_only:
         no_precision_3d(args)
         return
@@ -158,7 +206,7 @@ def main(argv=None):
     within = []
     for seed in seeds_3d:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=seed)
-        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=seed)
+        fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0
@@ -182,7 +230,7 @@ def main(argv=None):
         ("  same, n_basins=0", few, {"n_basins": 0}),
     ]:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=args.seed, **sim)
-        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed, **params)
+        fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=args.seed, **params)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0

@@ -24,6 +24,7 @@ __all__ = [
     "OwnFrameVariances",
     "local_precisions",
     "e_step_anisotropic",
+    "centre_equations_anisotropic",
     "update_centres_anisotropic",
     "update_sigma2_anisotropic",
     "anisotropic_procrustes",
@@ -102,17 +103,25 @@ def e_step_anisotropic(registered, precision, logdet, centres, mixture, dtype=WE
 
 
 
+def centre_equations_anisotropic(registered, precision, resp):
+    """The centres' normal equations with full covariances: ``mat`` (K, d, d) and ``rhs`` (K, d).
+
+    ``mat[k] = sum_i r_ik P_i`` and ``rhs[k] = sum_i r_ik P_i y_i``; the
+    unconstrained centre solves ``mat[k] @ x_k = rhs[k]``.
+    """
+    m, d = registered.shape
+    py = np.einsum("mab,mb->ma", precision, registered)
+    both = resp.transposed_times(np.concatenate([precision.reshape(m, d * d), py], axis=1))
+    return both[:, : d * d].reshape(-1, d, d), both[:, d * d :]
+
+
 def update_centres_anisotropic(registered, precision, resp, old_centres):
     """Centres maximising the expected log-likelihood with full covariances, shape (K, d).
 
     ``x_k = (sum_i r_ik P_i)^-1 sum_i r_ik P_i y_i``; a centre that owns
     (almost) no localization keeps its old position.
     """
-    m, d = registered.shape
-    py = np.einsum("mab,mb->ma", precision, registered)
-    both = resp.transposed_times(np.concatenate([precision.reshape(m, d * d), py], axis=1))
-    mat = both[:, : d * d].reshape(-1, d, d)
-    rhs = both[:, d * d :]
+    mat, rhs = centre_equations_anisotropic(registered, precision, resp)
     scale = np.trace(mat, axis1=1, axis2=2)
     ok = scale > 1e-12 * max(float(scale.max()), 1e-300)
     out = old_centres.copy()
@@ -330,5 +339,14 @@ class OwnFrameVariances:
         """The centres, then the shared variance: ``(centres, sigma2)``."""
         precision, _, _ = local_precisions(rotations, self.index, self.own_var, sigma2)
         centres = update_centres_anisotropic(registered, precision, resp, centres)
-        return centres, update_sigma2_anisotropic(registered, rotations, self.index, self.own_var, resp, centres,
-                                                  sigma2, floor)
+        return centres, self.update_sigma2(registered, rotations, resp, centres, sigma2, floor)
+
+    def centre_equations(self, registered, rotations, resp, sigma2):
+        """The centres' normal equations: :func:`centre_equations_anisotropic`."""
+        precision, _, _ = local_precisions(rotations, self.index, self.own_var, sigma2)
+        return centre_equations_anisotropic(registered, precision, resp)
+
+    def update_sigma2(self, registered, rotations, resp, centres, sigma2, floor):
+        """The shared variance given the centres: :func:`update_sigma2_anisotropic`."""
+        return update_sigma2_anisotropic(registered, rotations, self.index, self.own_var, resp, centres, sigma2,
+                                         floor)

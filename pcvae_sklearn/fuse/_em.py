@@ -49,6 +49,7 @@ __all__ = [
     "CommonFrameVariances",
     "e_step",
     "weighted_procrustes",
+    "centre_sums",
     "update_centres",
     "update_sigma2",
     "run_em",
@@ -256,15 +257,24 @@ def weighted_procrustes(src, dst, weights, offsets, mode="full"):
 
 
 
+def centre_sums(registered, loc_var, resp, sigma2):
+    """The normal equations of the centres, per axis: ``(num, den)``, each of shape (K, d).
+
+    ``num[k, a] = sum_i r_ik y_ia / (sigma2 + s_ia)`` and ``den[k, a] = sum_i r_ik / (sigma2 + s_ia)``;
+    the unconstrained centre is ``num / den``.
+    """
+    d = registered.shape[1]
+    inv = 1.0 / (sigma2 + loc_var)
+    both = resp.transposed_times(np.concatenate([inv * registered, inv], axis=1))
+    return both[:, :d], both[:, d:]
+
+
 def update_centres(registered, loc_var, resp, sigma2, old_centres):
     """Precision-weighted mean of the registered localizations for every centre, shape (K, d).
 
     A centre that owns (almost) no localization keeps its old position.
     """
-    d = registered.shape[1]
-    inv = 1.0 / (sigma2 + loc_var)
-    both = resp.transposed_times(np.concatenate([inv * registered, inv], axis=1))
-    num, den = both[:, :d], both[:, d:]
+    num, den = centre_sums(registered, loc_var, resp, sigma2)
     ok = den > 1e-12 * max(float(den.max()), 1e-300)
     return np.where(ok, num / np.where(ok, den, 1.0), old_centres)
 
@@ -349,6 +359,18 @@ class CommonFrameVariances:
         """The centres, then the shared variance: ``(centres, sigma2)``."""
         centres = update_centres(registered, self.loc_var, resp, sigma2, centres)
         return centres, update_sigma2(registered, self.loc_var, resp, centres, sigma2, floor)
+
+    def centre_equations(self, registered, rotations, resp, sigma2):
+        """The centres' normal equations ``mat[k] @ x_k = rhs[k]``: shapes (K, d, d) and (K, d) (diagonal here)."""
+        num, den = centre_sums(registered, self.loc_var, resp, sigma2)
+        mat = np.zeros(den.shape + den.shape[-1:])
+        idx = np.arange(den.shape[1])
+        mat[:, idx, idx] = den
+        return mat, num
+
+    def update_sigma2(self, registered, rotations, resp, centres, sigma2, floor):
+        """The shared variance given the centres: :func:`update_sigma2`."""
+        return update_sigma2(registered, self.loc_var, resp, centres, sigma2, floor)
 
 
 # --------------------------------------------------------------- the loop

@@ -16,6 +16,7 @@ from .._ragged import Particles, apply_transforms, as_particles, precision_sd
 from ._anisotropic import OwnFrameVariances
 from ._em import CommonFrameVariances, EMState, particle_loglik, run_em
 from ._orientations import orientation_grid
+from ._symmetry import SymmetricTemplate, impose_symmetry
 from ._steps import (
     _at_most,
     _estimate_axial_excess,
@@ -125,7 +126,11 @@ def _optical_axis_alignment(rotations: np.ndarray) -> np.ndarray:
     values, vectors = np.linalg.eigh(axes.T @ axes / len(axes))
     if values[-1] < 0.5:
         return np.eye(3)
-    a = vectors[:, -1]
+    return _turn_onto_z(vectors[:, -1], axes)
+
+
+def _turn_onto_z(a: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """The smallest rotation turning the unit vector ``a`` (or ``-a``, the way most ``axes`` point) onto ``e_z``."""
     if (axes @ a).sum() < 0:
         a = -a
     z = np.array([0.0, 0.0, 1.0])
@@ -198,6 +203,22 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         the top). ``"z"`` is a 3D-only option: 2D particles raise a
         ValueError, since a 2D input here usually means that the z column
         was lost on the way in.
+    symmetry : int or None, default=None
+        Impose an ``n``-fold rotational symmetry on the fused model (8 for a
+        nuclear pore), as Heydarian et al. (2021) do. After the restarts the
+        free centres are replaced by ``n_components / symmetry`` orbits of
+        ``symmetry`` centres each, turned by ``360 / symmetry`` degrees
+        about one axis, and every later EM step keeps them so. The axis is
+        found from the centres (in 2D the rotation is in-plane; with
+        ``rotation="z"`` it is the z axis); under full 3D rotations the
+        super-particle is then turned so that the symmetry axis is its z.
+        A free template can smear: its centres settle where particles
+        registered slightly off sit best, and nothing pulls those back. On
+        simulated 3D pores without a precision field this raises the poses
+        within 5 degrees of the truth (see "Choosing parameters").
+        ``n_components`` must be a multiple of ``symmetry``. ``None``
+        imposes none: use it for structures without a rotational symmetry
+        (a DNA-origami logo) or where the symmetry is what you want to test.
     n_restarts : int or "auto", default="auto"
         Number of random initialisations; the best by log-likelihood is kept.
         ``"auto"`` is 2 where tries of other basins follow and decide the
@@ -368,6 +389,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "rotation": [StrOptions({"full", "z"})],
+        "symmetry": [Interval(Integral, 2, None, closed="left"), None],
         "n_restarts": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -388,6 +410,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         n_components=32,
         *,
         rotation="full",
+        symmetry=None,
         n_restarts="auto",
         max_iter=50,
         tol=1e-4,
@@ -404,6 +427,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
     ):
         self.n_components = n_components
         self.rotation = rotation
+        self.symmetry = symmetry
         self.n_restarts = n_restarts
         self.max_iter = max_iter
         self.tol = tol
@@ -472,6 +496,12 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         """
         p = as_particles(X, min_particles=2)
         mode = self._mode(p.n_dims)
+        if self.symmetry is not None and self.n_components % self.symmetry:
+            near = self.symmetry * max(1, round(self.n_components / self.symmetry))
+            raise ValueError(
+                f"n_components={self.n_components} is not a multiple of symmetry={self.symmetry}: the centres come "
+                f"in orbits of {self.symmetry}. Use n_components={near}, for example."
+            )
         centroids = p.centroids()
         src = p.coords - np.repeat(centroids, p.lengths, axis=0)
         loc_var, own_var = _loc_variance(p, self.use_precision, mode)
@@ -532,6 +562,17 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
                 loc_var, variances = _excess_variances(excess, len(src), offsets, mode)
                 full_var, full_variances = _excess_variances(excess, p.n_localizations, p.offsets, mode)
             self._log(logging.INFO, "axial excess variance estimated from the data: %.3g nm^2", excess)
+        symmetry = None
+        if self.symmetry is not None:
+            # after the restarts, on the best one's template (see _symmetry.impose_symmetry)
+            best, variances = impose_symmetry(
+                src, offsets, best, mixture, variances, int(self.symmetry),
+                axis=(0.0, 0.0, 1.0) if mode == "z" else None,
+                rng=np.random.default_rng(rng.randint(np.iinfo(np.int32).max)), max_iter=self.max_iter,
+                tol=self.tol, floor=1e-6 * radius**2, logger=lambda *args: self._log(logging.DEBUG, *args))
+            symmetry = variances.symmetry
+            full_variances = SymmetricTemplate(full_variances, symmetry)
+            self._log(logging.INFO, "%d-fold symmetry imposed (objective %.5f)", self.symmetry, best.objective)
         for n_basins in self._basin_rounds(mode) if len(candidates) else ():
             best, moved = _polish(src, loc_var, offsets, best, mixture, candidates, radius,
                                   variances=variances, n_best=n_basins, mode=mode, max_iter=self.max_iter,
@@ -551,7 +592,9 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         if mode == "3d":
             # the joint registration fixes the common frame only up to a global rotation: turn it so that the
             # particles' optical axes, on average, stay the super-particle's z (a height then means a height)
-            align = _optical_axis_alignment(rotations)
+            # with an imposed symmetry: so that its axis is the super-particle's z
+            align = (_optical_axis_alignment(rotations) if symmetry is None
+                     else _turn_onto_z(symmetry.axis, rotations[:, :, 2]))
             rotations, centres, common = align @ rotations, centres @ align.T, common @ align.T
         translations = common - np.einsum("nab,nb->na", rotations, centroids)
         registered = apply_transforms(p.coords, rotations, translations, p.lengths)
