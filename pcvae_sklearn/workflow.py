@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._diagnostics import check_bins, workflow_warnings
-from ._ragged import Particles, as_particles
+from ._diagnostics import check_bins, precision_caveat, workflow_warnings
+from ._ragged import Particles, as_particles, precision_sd
 from .bin import bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import latent_correlation_table, make_estimator
@@ -239,6 +239,13 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     p: Particles = as_particles(X, min_particles=2, what="particles")
     check_bins(p.n_particles, n_bins)
     est = make_estimator(estimate, p.n_dims)
+    # what the encoder, the estimate and the null cannot use fails now, not after the (long) fit
+    precision_sd(p, "; the encoder, the estimate and the null all use the precision field: correct those values, or "
+                    "drop the field to analyse without precisions.")
+    t = time.perf_counter()
+    E = est.fit_transform(p)
+    name = str(est.get_feature_names_out()[0])
+    seconds["estimate_and_bin"] = time.perf_counter() - t
 
     t = time.perf_counter()
     vae = PointCloudVAE(random_state=random_state) if vae is None else vae
@@ -249,11 +256,6 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         unmixer = LatentUnmixer(n_components=unmix_components, random_state=random_state).fit(Z)
         Z, names = unmixer.transform(Z), unmixer.get_feature_names_out()
     seconds["fit_transform"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    E = est.fit_transform(p)
-    name = str(est.get_feature_names_out()[0])
-    seconds["estimate_and_bin"] = time.perf_counter() - t
     stability, candidates, found = None, None, []
     if n_seeds > 1:
         from sklearn.base import clone
@@ -316,6 +318,11 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
                 heterogeneity["verdict"] += (
                     f"; but {names[axis.dimension]} did not come back with another seed (|Spearman| "
                     f"{reproducibility:.2f} < {stability.threshold:g}), so the axis is unconfirmed")
+        caveat = (precision_caveat(p, Z[:, axis.dimension], str(names[axis.dimension]), alpha)
+                  if heterogeneity.get("detected") else None)
+        if caveat is not None:
+            heterogeneity["verdict"] += "; but " + caveat
+            found.append(caveat)
         seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)
     found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name) + found

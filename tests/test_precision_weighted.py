@@ -1,12 +1,15 @@
 """PointCloudVAE(precision_weighted=...): the Chamfer distance in units of each localization's precision."""
 
+import warnings
+
 import awkward as ak
 import numpy as np
 import pytest
 import torch
 from _helpers import TINY_VAE, ragged_rings
 
-from pcvae_sklearn import PointCloudVAE
+from pcvae_sklearn import PointCloudVAE, as_particles
+from pcvae_sklearn.encode._precision import FLOOR_FRACTION, precision_weights
 from pcvae_sklearn.encode import chamfer_distance
 from pcvae_sklearn.encode._chamfer import pad_packed
 
@@ -81,7 +84,7 @@ def test_missing_precisions_are_never_assumed():
                                       PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=False).fit(X).transform(X))
 
 
-@pytest.mark.parametrize("bad", [0.0, np.nan, -1.0, np.inf])
+@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
 def test_bad_precisions_name_the_particle(bad):
     rings, _ = ragged_rings(12, seed=1)
 
@@ -98,6 +101,29 @@ def test_bad_precisions_name_the_particle(bad):
     with pytest.warns(UserWarning, match="particle 7 has the precision .* uses the Euclidean distance"):
         auto = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
     assert auto.reference_precision_ is None
+
+
+def test_a_zero_precision_is_raised_to_the_floor():
+    # 0 nm is a valid precision (finite, >= 0, as the estimators take it): it weighs as the floor, no fallback
+    rings, _ = ragged_rings(12, seed=1)
+    X = with_precisions(rings, lambda i, n: np.where(np.arange(n) == 3, 0.0, 5.0) if i == 7 else np.full(n, 5.0))
+    p = as_particles(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        weights, (reference, floor) = precision_weights(p, "auto")
+    assert floor[0] == pytest.approx(FLOOR_FRACTION * 5.0)
+    row = p.offsets[7] + 3
+    np.testing.assert_allclose(weights[row], (reference / floor[0]) ** 2, rtol=1e-6)
+    np.testing.assert_allclose(weights[row + 1], (reference / 5.0) ** 2, rtol=1e-6)
+
+
+def test_a_median_precision_of_zero_leaves_no_floor():
+    rings, _ = ragged_rings(12, seed=1)
+    X = with_precisions(rings, lambda i, n: np.zeros(n))
+    with pytest.warns(UserWarning, match="median of 'precision' is 0 nm.*Euclidean distance"):
+        assert precision_weights(as_particles(X), "auto") == (None, None)
+    with pytest.raises(ValueError, match="median of 'precision' is 0 nm"):
+        precision_weights(as_particles(X), True)
 
 
 def test_the_reference_precision_persists_and_scores_use_it(tmp_path):

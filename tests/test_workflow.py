@@ -201,3 +201,48 @@ def test_cli_stability_seeds_reports_the_axes(tmp_path, capsys):
     assert [row["latent"] for row in stability] == ["pcvae0", "pcvae1", "pcvae2"]
     assert "Axes across seeds" in (out / "report.html").read_text()
 
+
+
+class _NotToBeFitted(PointCloudVAE):
+    def fit(self, X, y=None):
+        raise AssertionError("the encoder was fitted before the input was checked")
+
+
+@pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
+def test_analyse_rejects_bad_precisions_before_the_fit(npc, bad):
+    import awkward as ak
+
+    X, _ = npc
+    precision = ak.to_list(X.precision)
+    precision[4][2] = bad
+    X = ak.with_field(X, ak.Array(precision), "precision")
+    with pytest.raises(ValueError, match=r"particle 4 has a negative or non-finite precision at localization 2.*"
+                                         r"drop the field"):
+        analyse(X, vae=_NotToBeFitted(), random_state=0)
+
+
+def test_analyse_rejects_a_particle_the_estimate_cannot_use_before_the_fit(npc):
+    import awkward as ak
+
+    X, _ = npc
+    one = ak.Array([{"x": [1.0], "y": [2.0], "precision": [5.0]}])[0]
+    X = ak.concatenate([X[:5], ak.Array([one]), X[5:]])
+    with pytest.raises(ValueError, match="particle 5 has 1 localization"):
+        analyse(X, vae=_NotToBeFitted(), random_state=0)
+
+
+def test_precision_caveat_when_the_axis_orders_by_precision():
+    from pcvae_sklearn import as_particles
+    from pcvae_sklearn._diagnostics import precision_caveat
+
+    rng = np.random.default_rng(0)
+    X, _ = make_npc_2d(200, random_state=0)
+    p = as_particles(X)
+    mean_precision = p.segment_sum(np.asarray(p.fields["precision"])) / p.lengths
+    tracking = -mean_precision + rng.normal(0, 0.5 * mean_precision.std(), len(mean_precision))
+    message = precision_caveat(p, tracking, "pcvae3", alpha=0.01)
+    assert message is not None and message.startswith("pcvae3 also orders the particles by their localization "
+                                                      "precision (Spearman -0.")
+    assert precision_caveat(p, rng.normal(size=len(mean_precision)), "pcvae3", alpha=0.01) is None
+    # nothing to say without a precision field
+    assert precision_caveat(as_particles([p.particle(i) for i in range(p.n_particles)]), tracking, "pcvae3", 0.01) is None

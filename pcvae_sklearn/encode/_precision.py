@@ -26,7 +26,8 @@ def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, req
 
     ``setting`` is ``PointCloudVAE.precision_weighted``. ``(None, None)`` for
     the Euclidean distance: ``setting`` False, or "auto" on data without
-    usable precisions. Every precision is first raised to its axis's floor
+    usable precisions (finite and at least 0 nm, with a median above 0). Every precision is first raised to its
+    axis's floor
     (lateral, and axial in 3D; nm): ``FLOOR_FRACTION`` times the median of
     ``p``'s precisions along that axis. ``reference`` (nm) is then the root
     of the harmonic mean of the variances, so the weights average 1.
@@ -51,7 +52,7 @@ def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, req
         )
     axes = [p.fields["precision"]] * 2 + ([p.fields["precision_z"]] if p.n_dims == 3 else [])
     sd = np.column_stack(axes).astype(np.float64)
-    bad = ~(np.isfinite(sd) & (sd > 0)).all(axis=1)
+    bad = ~(np.isfinite(sd) & (sd >= 0)).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         i = int(np.searchsorted(p.offsets, row, side="right") - 1)
@@ -59,15 +60,24 @@ def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, req
                  f"({int(bad.sum())} localization(s) in all)")
         if auto and not required:
             warnings.warn(
-                f"{where}: precisions must be finite and above 0 nm to weigh the Chamfer distance, so this fit "
+                f"{where}: precisions must be finite and at least 0 nm to weigh the Chamfer distance, so this fit "
                 "uses the Euclidean distance. Correct the field, or set precision_weighted=False.",
                 UserWarning,
                 stacklevel=5,
             )
             return None, None
-        raise ValueError(f"{where}; {why} needs finite precisions above 0 nm.")
+        raise ValueError(f"{where}; {why} needs finite precisions of at least 0 nm.")
     if fitted is None:
         floor = tuple(FLOOR_FRACTION * float(np.median(p.fields[name])) for name in needed)
+        if min(floor) <= 0:  # a precision of 0 is raised to the floor, but a median of 0 leaves none
+            zero = [name for name, f in zip(needed, floor) if f <= 0]
+            message = (f"the median of {' and '.join(repr(z) for z in zero)} is 0 nm, so no precision floor can be set "
+                       "and the Chamfer distance cannot be weighed by precision")
+            if auto and not required:
+                warnings.warn(f"{message}; this fit uses the Euclidean distance. Correct the field, or set "
+                              "precision_weighted=False.", UserWarning, stacklevel=5)
+                return None, None
+            raise ValueError(f"{message}; {why} needs them.")
     else:
         reference, floor = fitted
     floors = np.array([floor[0]] * 2 + ([floor[1]] if p.n_dims == 3 else []))
