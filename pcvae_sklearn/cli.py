@@ -82,6 +82,9 @@ def _add_model_options(ap):
                         "dimensions, which with the default latent batch norm are all of them (LatentUnmixer's "
                         "n_components)")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
+    g.add_argument("--symmetry", type=int, default=None, metavar="N",
+                   help="impose an N-fold rotational symmetry on every fused super-particle (8 for nuclear pores; "
+                        "ParticleFuser(symmetry=N) with the multiple of N nearest above 32 centres); default none")
     g.add_argument("--no-null", action="store_true",
                    help="skip the matched homogeneous null (all particles fused once, homogeneous twins encoded by "
                         "the fitted model and binned the same way); without it the per-bin trend has no verdict")
@@ -161,8 +164,21 @@ def _check_before_fit(args, particles):
     check_bins(p.n_particles, args.n_bins)
     if args.estimate in ("height", "tetrahedron", "pore") and p.n_dims != 3:
         raise ValueError(f"--estimate {args.estimate} needs 3D particles; these are {p.n_dims}D. Use --estimate radius.")
+    if args.symmetry is not None and args.symmetry < 2:
+        raise ValueError(f"--symmetry must be 2 or more (the order of the structure's rotational symmetry); got "
+                         f"{args.symmetry}. Leave it out for none.")
     args.sample_ratios = _sample_ratios(args.sample_ratios) if isinstance(args.sample_ratios, str) else args.sample_ratios
     return p
+
+
+def _fuser(args, **params):
+    """The ParticleFuser of every fusion of a run: ``--symmetry`` imposed, on a multiple of it of at least 32 centres."""
+    from .fuse import ParticleFuser
+
+    if args.symmetry is None:
+        return ParticleFuser(**params)
+    n = args.symmetry
+    return ParticleFuser(n_components=n * -(-32 // n), symmetry=n, **params)
 
 
 def _run(args, particles, truth=None, source="", reading=None):
@@ -184,6 +200,7 @@ def _run(args, particles, truth=None, source="", reading=None):
             estimate=args.estimate,
             n_bins=args.n_bins,
             fuse=not args.no_fusion,
+            fuser=None if args.symmetry is None else _fuser(args),
             n_jobs=args.n_jobs,
             random_state=args.seed,
             unmix=args.unmix or args.unmix_components is not None,
@@ -221,6 +238,7 @@ def _run(args, particles, truth=None, source="", reading=None):
         "estimate": args.estimate,
         "unmix": args.unmix or args.unmix_components is not None,
         "unmix_components": args.unmix_components,
+        "symmetry": args.symmetry,
         "dimension": res.dimension,
         "orientation": res.orientation,
         "null": res.heterogeneity if res.heterogeneity is not None else "skipped (--no-null)",
@@ -273,7 +291,6 @@ def _figures(args, res, particles, out):
     import matplotlib.pyplot as plt
 
     from . import show
-    from .fuse import ParticleFuser
 
     ratios = args.sample_ratios
     jobs = [
@@ -295,7 +312,8 @@ def _figures(args, res, particles, out):
             f"super-particle grid (fusing bins {', '.join(map(str, shown))} along each of {n_dims} latent dimensions, "
             "one restart each)",
             lambda: show.SuperParticleGridDisplay.from_results(
-                res, particles, fuser=ParticleFuser(n_restarts=1), register_bins=False, n_jobs=args.n_jobs, random_state=args.seed
+                res, particles, fuser=_fuser(args, n_restarts=1), register_bins=False, n_jobs=args.n_jobs,
+                random_state=args.seed
             ),
         ))
     if ratios:

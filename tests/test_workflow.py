@@ -246,3 +246,24 @@ def test_precision_caveat_when_the_axis_orders_by_precision():
     assert precision_caveat(p, rng.normal(size=len(mean_precision)), "pcvae3", alpha=0.01) is None
     # nothing to say without a precision field
     assert precision_caveat(as_particles([p.particle(i) for i in range(p.n_particles)]), tracking, "pcvae3", 0.01) is None
+
+
+def test_cli_symmetry_reaches_every_fusion(tmp_path, capsys):
+    from argparse import Namespace
+
+    from pcvae_sklearn.cli import _fuser
+
+    # the centres come in orbits: the multiple of the order at or above 32
+    assert _fuser(Namespace(symmetry=8)).get_params()["n_components"] == 32
+    params = _fuser(Namespace(symmetry=3), n_restarts=1).get_params()
+    assert (params["n_components"], params["symmetry"], params["n_restarts"]) == (33, 3, 1)
+    assert _fuser(Namespace(symmetry=None)).get_params()["symmetry"] is None
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "2", "--n-bins", "4",
+               "--quiet", "--no-null", "--no-figures", "--stability-seeds", "1", "--symmetry", "8"])
+    assert rc == 0
+    assert json.loads((out / "settings.json").read_text())["symmetry"] == 8
+    assert pd.read_csv(out / "bins.csv")["super_particle_radius_nm"].notna().all()
+    rc = main(["demo", "--out", str(tmp_path / "bad"), "--n-particles", "40", "--quiet", "--symmetry", "1"])
+    assert rc == 2
+    assert "--symmetry must be 2 or more" in capsys.readouterr().err
