@@ -17,6 +17,9 @@ MIN_FOR_CORRELATION = 30
 # at most this fraction of its localizations within half its median radial
 # distance (simulated pores: about 0.006, real gp210 and Nup107 pores 0.02-0.03; DNA-origami grids 0.10-0.17; a filled disc 0.125)
 MAX_CENTRAL_FRACTION_OF_RINGS = 0.06
+# a median RMS radius (nm) of the particles below this is below any structure localization microscopy resolves:
+# coordinates in camera pixels (a 50 nm pore is 0.4 pixels of 130 nm) or micrometres, not nm
+MIN_SPREAD_NM = 2.0
 
 
 def check_bins(n_particles: int, n_bins) -> None:
@@ -112,6 +115,14 @@ def workflow_warnings(p: Particles, *, vae, n_bins: int, estimate_name: str) -> 
             f"a |Spearman| up to about {min(chance, 1.0):.2f} arises by chance (p = 0.05)."
         )
     out += _training_warnings(getattr(vae, "history_", []))
+    centred = p.coords - np.repeat(p.centroids(), p.lengths, axis=0)
+    spread = float(np.median(np.sqrt(p.segment_sum((centred**2).sum(axis=1)) / np.maximum(p.lengths, 1))))
+    if spread < MIN_SPREAD_NM:
+        out.append(
+            f"the particles' median RMS radius is {spread:.3g} nm, below any structure localization microscopy "
+            "resolves: are the coordinates in camera pixels or micrometres? Everything here expects nm, and every "
+            "figure in nm is then wrong (read_particles converts camera pixels with pixel_size=...)."
+        )
     if estimate_name.startswith("radius"):
         frac = float(np.median(central_fraction(p)))
         if frac > MAX_CENTRAL_FRACTION_OF_RINGS:

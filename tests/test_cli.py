@@ -157,6 +157,17 @@ def test_warnings_for_a_small_odd_run():
     assert calm == []
 
 
+def test_coordinates_that_look_like_pixels_are_reported():
+    X, _ = make_npc_2d(40, random_state=0)
+    p = as_particles(X)
+    in_pixels = p.replace(coords=p.coords / 130.0)  # a 130 nm camera pixel
+    found = workflow_warnings(in_pixels, vae=PointCloudVAE(), n_bins=4, estimate_name="radius_nm")
+    assert any("median RMS radius is 0.4" in w and "camera pixels" in w for w in found), found
+    assert not any("camera pixels" in w for w in workflow_warnings(p, vae=PointCloudVAE(), n_bins=4,
+                                                                   estimate_name="radius_nm"))
+    assert "--pixel-size" in for_command_line(next(w for w in found if "camera pixels" in w))
+
+
 def test_non_finite_loss_is_reported():
     class NaNLoss:
         history_ = [{"loss": 1.0}, {"loss": float("nan")}]
