@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
 
 from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d  # noqa: E402
 from pcvae_sklearn._ragged import _from_awkward  # noqa: E402
@@ -35,6 +36,7 @@ from pcvae_sklearn.fuse import ParticleFuser  # noqa: E402
 from pcvae_sklearn.fuse._anisotropic import OwnFrameVariances  # noqa: E402
 from pcvae_sklearn.fuse._em import EMState, _register_each  # noqa: E402
 from pcvae_sklearn.fuse._fuser import _mixture_terms  # noqa: E402
+from _helpers import ring_spread  # noqa: E402
 
 
 def errors_2d(rotations, truth, fold=8):
@@ -125,18 +127,6 @@ def no_precision_3d(args):
                   f"<5 deg {np.mean(err < 5):.3f}  median {np.median(err):.1f} deg  flagged {fuser.flagged_.mean():.3f}  "
                   f"ceiling {ceiling[0]:.3f} / {ceiling[1]:.3f}",
                   flush=True)
-
-
-def ring_spread(coords, n_axes=800):
-    """Interquartile range (nm) of the distances from the pore's axis, about the axis that makes it smallest."""
-    c = coords - coords.mean(0)
-    i = np.arange(n_axes) + 0.5
-    polar, azimuth = np.arccos(1 - i / n_axes), np.pi * (1 + 5**0.5) * i  # a Fibonacci hemisphere
-    axes = np.c_[np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)]
-    along = c @ axes.T
-    r = np.sqrt(np.maximum((c**2).sum(1)[:, None] - along**2, 0.0))
-    q25, q75 = np.percentile(r, [25, 75], axis=0)
-    return float((q75 - q25).min())
 
 
 def wang_nup107(args):

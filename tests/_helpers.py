@@ -51,3 +51,18 @@ def naive_chamfer(pred, targets, weights=None):
             d2 = torch.stack([torch.cdist((t[j] * s[j])[None, None], (p * s[j])[None])[0, 0].pow(2) for j in range(len(t))])
         out.append(d2.min(dim=1).values.mean() + d2.min(dim=0).values.mean())
     return torch.stack(out)
+
+
+def ring_spread(coords, n_axes=800):
+    """Interquartile range (nm) of the distances from a pore's axis, about the axis that makes it smallest.
+
+    (The axis of least variance is not always the pore's: with unequal ring populations it tilts.)
+    """
+    c = coords - coords.mean(0)
+    i = np.arange(n_axes) + 0.5
+    polar, azimuth = np.arccos(1 - i / n_axes), np.pi * (1 + 5**0.5) * i  # a Fibonacci hemisphere
+    axes = np.c_[np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)]
+    along = c @ axes.T
+    r = np.sqrt(np.maximum((c**2).sum(1)[:, None] - along**2, 0.0))
+    q25, q75 = np.percentile(r, [25, 75], axis=0)
+    return float((q75 - q25).min())

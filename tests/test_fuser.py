@@ -38,6 +38,7 @@ from pcvae_sklearn.fuse._orientations import (
     top_poses,
 )
 
+from _helpers import ring_spread
 from _reference_fuse import e_step_reference, update_sigma2_reference, weighted_procrustes_reference
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -847,23 +848,9 @@ def test_nup107_pores_fuse_into_two_rings():
                 "precision_z": ak.Array([s[:, 1] for s in sig])})
     fuser = ParticleFuser(n_restarts=1, random_state=0).fit(X)
 
-    def ring_spread(p, n_axes=800):
-        """Interquartile range of the distances from the pore axis, about the axis that makes it smallest.
-
-        (The axis of least variance is not always the pore's: with unequal ring populations it tilts.)
-        """
-        c = p.coords - p.coords.mean(0)
-        i = np.arange(n_axes) + 0.5
-        polar, azimuth = np.arccos(1 - i / n_axes), np.pi * (1 + 5**0.5) * i  # a Fibonacci hemisphere
-        axes = np.c_[np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)]
-        along = c @ axes.T
-        r = np.sqrt(np.maximum((c**2).sum(1)[:, None] - along**2, 0.0))
-        q25, q75 = np.percentile(r, [25, 75], axis=0)
-        return float((q75 - q25).min())
-
-    fused = ring_spread(as_particles(fuser.super_particle_))
+    fused = ring_spread(as_particles(fuser.super_particle_).coords)
     # baseline: the same pores only centred, not rotated
     p = as_particles(X)
-    centred = ring_spread(p.centred())
+    centred = ring_spread(p.centred().coords)
     assert fused < 8.0 and fused < 0.5 * centred, (fused, centred)
     assert np.sqrt(fuser.sigma2_) < 5.0
