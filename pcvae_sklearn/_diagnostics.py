@@ -49,7 +49,7 @@ def central_fraction(p: Particles) -> np.ndarray:
 
 
 #: the binned axis "tracks the precision" at |Spearman| with each particle's mean precision at least this, with
-#: p below the test's alpha (the flag of ``confound_audit``)
+#: p below the test's alpha: ``confound_audit``'s flag
 PRECISION_TRACKING = 0.3
 
 
@@ -66,14 +66,14 @@ def precision_caveat(p: Particles, axis_values: np.ndarray, axis_name: str, alph
     """
     if "precision" not in p.fields or p.n_particles < 3:
         return None
-    from scipy.stats import spearmanr
+    from .validate import confound_audit
 
-    mean_precision = p.segment_sum(np.asarray(p.fields["precision"], dtype=np.float64)) / np.maximum(p.lengths, 1)
-    if np.ptp(mean_precision) == 0 or np.ptp(axis_values) == 0:
+    audit = confound_audit(p, np.asarray(axis_values)[:, None], threshold=PRECISION_TRACKING, alpha=alpha,
+                           feature_names=[axis_name])
+    row = audit[audit["nuisance"] == "mean_precision"].iloc[0]
+    if not row["flagged"]:
         return None
-    rho, p_value = spearmanr(axis_values, mean_precision)
-    if not (abs(rho) >= PRECISION_TRACKING and p_value < alpha):
-        return None
+    rho = row["correlation"]
     return (f"{axis_name} also orders the particles by their localization precision (Spearman {rho:.2f} with each "
             "particle's mean precision). Where precision varies this much between particles, the null's twins can "
             "scatter less than the data, and the null may be too narrow along this axis: before acting on the "

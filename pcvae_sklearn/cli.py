@@ -84,7 +84,7 @@ def _add_model_options(ap):
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--symmetry", type=int, default=None, metavar="N",
                    help="impose an N-fold rotational symmetry on every fused super-particle (8 for nuclear pores; "
-                        "ParticleFuser(symmetry=N) with the multiple of N nearest above 32 centres); default none")
+                        "ParticleFuser(symmetry=N) with the multiple of N at or above 32 centres); default none")
     g.add_argument("--no-null", action="store_true",
                    help="skip the matched homogeneous null (all particles fused once, homogeneous twins encoded by "
                         "the fitted model and binned the same way); without it the per-bin trend has no verdict")
@@ -172,13 +172,14 @@ def _check_before_fit(args, particles):
 
 
 def _fuser(args, **params):
-    """The ParticleFuser of every fusion of a run: ``--symmetry`` imposed, on a multiple of it of at least 32 centres."""
+    """The ParticleFuser of every fusion of a run: ``--symmetry`` imposed, on the multiple of it at or above the
+    default number of centres."""
     from .fuse import ParticleFuser
 
     if args.symmetry is None:
         return ParticleFuser(**params)
-    n = args.symmetry
-    return ParticleFuser(n_components=n * -(-32 // n), symmetry=n, **params)
+    n, default = args.symmetry, ParticleFuser().n_components
+    return ParticleFuser(n_components=n * -(-default // n), symmetry=n, **params)
 
 
 def _run(args, particles, truth=None, source="", reading=None):

@@ -26,8 +26,8 @@ def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, req
 
     ``setting`` is ``PointCloudVAE.precision_weighted``. ``(None, None)`` for
     the Euclidean distance: ``setting`` False, or "auto" on data without
-    usable precisions (finite and at least 0 nm, with a median above 0). Every precision is first raised to its
-    axis's floor
+    usable precisions (finite and at least 0 nm, with a median above 0).
+    Every precision is first raised to its axis's floor
     (lateral, and axial in 3D; nm): ``FLOOR_FRACTION`` times the median of
     ``p``'s precisions along that axis. ``reference`` (nm) is then the root
     of the harmonic mean of the variances, so the weights average 1.

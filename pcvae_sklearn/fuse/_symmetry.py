@@ -96,6 +96,12 @@ def _mismatch(rel: np.ndarray, group: np.ndarray) -> float:
     return float(d2.min(-1).mean())
 
 
+def _principal_axes(centres: np.ndarray) -> np.ndarray:
+    """The principal axes of a set of centres about their mean, as rows (3, 3)."""
+    rel = centres - centres.mean(axis=0)
+    return np.linalg.eigh(rel.T @ rel)[1].T
+
+
 def detect_symmetry(centres: np.ndarray, order: int, axis=None) -> CyclicSymmetry:
     """The ``C_order`` symmetry of free centres: its point and, in 3D, its axis.
 
@@ -110,9 +116,8 @@ def detect_symmetry(centres: np.ndarray, order: int, axis=None) -> CyclicSymmetr
     if centres.shape[1] == 2:
         return CyclicSymmetry(order, point, None)
     if axis is None:
-        _, vectors = np.linalg.eigh(rel.T @ rel)
-        scores = [_mismatch(rel, rotations_about(vectors[:, i], order, 3)) for i in range(3)]
-        axis = vectors[:, int(np.argmin(scores))]
+        axes = _principal_axes(centres)
+        axis = axes[int(np.argmin([_mismatch(rel, rotations_about(a, order, 3)) for a in axes]))]
     axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
     return CyclicSymmetry(order, point, axis)
 
@@ -185,11 +190,7 @@ def impose_symmetry(src, offsets, state, mixture, variances, order, *, axis, rng
     which orbits fit best shows only once the particles have moved.
     """
     centres = state.centres
-    if centres.shape[1] == 2 or axis is not None:
-        axes = [axis]
-    else:
-        rel = centres - centres.mean(axis=0)
-        axes = list(np.linalg.eigh(rel.T @ rel)[1].T)
+    axes = [axis] if centres.shape[1] == 2 or axis is not None else _principal_axes(centres)
     best = None
     for a in axes:
         symmetry = detect_symmetry(centres, order, axis=a)
