@@ -56,13 +56,13 @@ PRECISION_TRACKING = 0.3
 def precision_caveat(p: Particles, axis_values: np.ndarray, axis_name: str, alpha: float) -> str | None:
     """What to add to a verdict of variation when the binned axis orders particles by their precision; else None.
 
-    The null's twins keep every particle's precision, but where precision
-    varies several-fold between particles they do not always scatter as
-    the data do. On independently simulated homogeneous pores (precision
-    log-SD 0.8 between particles, ``benchmarks/bench_null_precision.py``)
-    the null was beaten in 4 of 8 data sets, each time along an axis that
-    ordered the particles by precision (|Spearman| 0.50-0.67); analysed a
-    third by precision at a time, 21 of 24 thirds passed.
+    The null's twins place their sites per stratum of precision. On
+    independently simulated homogeneous pores (precision log-SD 0.8
+    between particles, ``benchmarks/bench_null_precision.py``) the null
+    held in 8 of 8 data sets, but a third of them by precision, analysed
+    on its own, was called heterogeneous in 1 of 24; along an axis that
+    orders the particles by precision, the verdict is the one that
+    depends most on the twins matching the data stratum by stratum.
     """
     if "precision" not in p.fields or p.n_particles < 3:
         return None
@@ -75,10 +75,10 @@ def precision_caveat(p: Particles, axis_values: np.ndarray, axis_name: str, alph
         return None
     rho = row["correlation"]
     return (f"{axis_name} also orders the particles by their localization precision (Spearman {rho:.2f} with each "
-            "particle's mean precision). Where precision varies this much between particles, the null's twins can "
-            "scatter less than the data, and the null may be too narrow along this axis: before acting on the "
-            "trend, analyse the particles of similar precision on their own (for example each third by mean "
-            "precision) and see whether it holds")
+            "particle's mean precision). The null's twins are matched to the data per stratum of precision, but "
+            "along such an axis the verdict rests most on that match: before acting on the trend, analyse the "
+            "particles of similar precision on their own (for example each third by mean precision) and see "
+            "whether it holds")
 
 
 def _training_warnings(history) -> list:

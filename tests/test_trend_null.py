@@ -141,7 +141,11 @@ def test_a_template_whose_twins_scatter_far_more_than_the_data_is_fused_again(mo
     before, after = (float(v) for v in re.findall(r"(\d+\.\d) times", logged[0]))
     assert before == pytest.approx(first.twin_spread_ratio, abs=0.05)
     # the template whose twins scatter less is kept, with its twins
-    kept = trend.TEMPLATE_RETRY_RESTARTS if after < before else 1
+    if after == before:  # a tie at the logged precision: either template may scatter less
+        kept = again.fuser.n_restarts
+        assert kept in (1, trend.TEMPLATE_RETRY_RESTARTS)
+    else:
+        kept = trend.TEMPLATE_RETRY_RESTARTS if after < before else 1
     assert again.fuser.n_restarts == kept
     assert again.twin_spread_ratio == pytest.approx(min(before, after), abs=0.05)
     if kept == 1:

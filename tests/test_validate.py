@@ -20,7 +20,7 @@ from pcvae_sklearn.validate import (
 )
 from pcvae_sklearn.validate._null import _bin_layout, _systematic_variance
 
-from _helpers import TINY_VAE
+from _helpers import TINY_VAE, precision_spread_pores
 
 SEEDS = [0, 1, 2, 3]
 
@@ -387,6 +387,42 @@ def test_homogeneous_null_twins_do_not_keep_a_site_that_moves_alone():
     data, twin = apex_height(X), apex_height(null)
     assert spearmanr(heights, data)[0] > 0.95
     assert abs(spearmanr(heights, twin)[0]) < 0.3, spearmanr(heights, twin)[0]
+
+
+@pytest.mark.parametrize("n", [10, 199, 200, 350, 1000, 5000])
+def test_precision_strata_are_ordered_equal_and_never_small(n):
+    from pcvae_sklearn.validate._twins import _STRATA, _STRATUM_PARTICLES, _precision_strata
+
+    level = np.random.default_rng(n).lognormal(size=n)
+    stratum = _precision_strata(level)
+    k = stratum.max() + 1
+    assert k == min(max(n // _STRATUM_PARTICLES, 1), _STRATA)
+    counts = np.bincount(stratum)
+    assert counts.max() - counts.min() <= 1 and (k == 1 or counts.min() >= _STRATUM_PARTICLES)
+    for a in range(k - 1):  # a dimmer stratum holds only dimmer particles
+        assert level[stratum == a].max() < level[stratum == a + 1].min()
+
+
+def test_null_twins_follow_how_the_radius_grows_with_the_error():
+    """Homogeneous pores whose precision differs several-fold between particles (an independent simulator).
+
+    A dim pore's radius comes out larger (its sites keep more background and strays). Twins placed
+    where all particles' localizations of a site sit lost that: their dimmest third's median radius
+    came out 1.1 nm below their brightest's where the data's rose 2.5 nm, and an axis that sorted
+    the particles by precision beat the null.
+    """
+    X, _ = precision_spread_pores(600, 1)
+    null, _ = make_homogeneous_null(X, fuser=ParticleFuser(n_restarts=1), random_state=0)
+    mean_precision = ak.to_numpy(ak.mean(X.precision, axis=1))
+    third = np.searchsorted(np.quantile(mean_precision, [1 / 3, 2 / 3]), mean_precision)
+
+    def rise(particles):  # dimmest third's median radius less the brightest's
+        r = RadiusEstimator().fit_transform(particles)[:, 0]
+        return np.median(r[third == 2]) - np.median(r[third == 0])
+
+    data, twins = rise(X), rise(null)
+    assert data > 1.5
+    assert twins > data - 1.0, (data, twins)
 
 
 def test_null_twins_are_as_noisy_as_data_with_linkage_error():

@@ -59,14 +59,14 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
 
        ``site + site displacement + error of the mean``,
 
-       with the site where its localizations sit on average over all
-       particles (see Notes), and the other two drawn once per group: the
-       error of the mean with the variance of the mean of the group's
-       localization errors (their ``precision``, ``precision_z`` along z,
-       in the data's frame), the site displacement with the variance by
-       which the data's group means scatter beyond their errors, along
-       each site's own radial, tangential (and axial) axes, pooled over
-       all sites.
+       with the site where its localizations sit on average over the
+       particles of like localization error (see Notes), and the other
+       two drawn once per group: the error of the mean with the variance
+       of the mean of the group's localization errors (their
+       ``precision``, ``precision_z`` along z, in the data's frame), the
+       site displacement with the variance by which the data's group
+       means scatter beyond their errors, along each site's own radial,
+       tangential (and axial) axes, pooled over all sites.
     3. Localizations far from every centre (beyond the 99.9 % chi-square
        quantile of their offset over their error, the lateral and the
        axial error apart, in the data's frame) are background and stay
@@ -124,12 +124,24 @@ def make_homogeneous_null(X, *, fuser=None, random_state=None):
     in the twins too.
 
     **Where a site's localizations sit.** The group's mean goes to the
-    mean of all localizations assigned to its site, over all particles,
-    rather than to a centre: with errors as wide as the gaps between
-    sites, what a site keeps sits off its mixture position by the same
-    amount in every particle (on 3D pores of 20 nm axial error, 4 nm on
-    the ring distance), which is a property of the assignment, shared by
-    all particles, and not of any one of them.
+    mean of the localizations assigned to its site, rather than to a
+    centre: with errors as wide as the gaps between sites, what a site
+    keeps sits off its mixture position by the same amount in every
+    particle of that error (on 3D pores of 20 nm axial error, 4 nm on the
+    ring distance), a property of the assignment and the error, and not
+    of any one particle. So the particles are cut, by their mean
+    localization error (the ``precision`` field, or without it their
+    scatter about their groups' means), into up to 5 equal strata of at
+    least 100 particles, and each stratum's groups go where that
+    stratum's localizations of the site sit. A dim particle's site keeps
+    more background and more strays, which move it, and a radius measured
+    on dim particles comes out larger: twins placed where all particles'
+    localizations sit missed that, and on simulated homogeneous pores
+    whose precision varied several-fold between particles, an axis that
+    sorted the particles by precision beat the null
+    (``benchmarks/bench_null_precision.py``). A structure that truly
+    differs between the strata stays in the twins as that difference:
+    variation that follows the localization error is not called.
 
     **What the sites cannot tell.** Variants whose sites lie farther apart
     than the localization error in every particle (two classes of pores,

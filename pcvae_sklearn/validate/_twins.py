@@ -256,8 +256,21 @@ def _site_variance(local_mean: np.ndarray, local_error: np.ndarray, weight: np.n
     return np.maximum(excess, 0.0)
 
 
+def _precision_strata(level: np.ndarray) -> np.ndarray:
+    """Every particle's stratum (n_particles,) by its localization error ``level``: equal-count, at most
+    ``_STRATA``, each of at least ``_STRATUM_PARTICLES`` particles."""
+    n_strata = int(np.clip(len(level) // _STRATUM_PARTICLES, 1, _STRATA))
+    cuts = np.quantile(level, np.arange(1, n_strata) / n_strata)
+    return np.searchsorted(cuts, level, side="right") if n_strata > 1 else np.zeros(len(level), dtype=np.int64)
+
+
 #: pseudo degrees of freedom with which a particle's own localization error is shrunk towards the data set's
 _SHRINK_DOF = 10.0
+#: the particles are cut into this many strata by their localization error (fewer for few particles), and
+#: each stratum's groups go where that stratum's localizations of the site sit
+_STRATA = 5
+#: fewest particles per stratum
+_STRATUM_PARTICLES = 100
 
 
 @dataclass
@@ -322,52 +335,100 @@ def _twin_model(p: Particles, fuser: ParticleFuser) -> _TwinModel:
     n_sites = int(site_of_centre.max()) + 1
     site = site_of_centre[nearest]
     keys, group = np.unique(pidx * n_sites + site, return_inverse=True)
-    n_groups, group_particle = len(keys), keys // n_sites
-    # where each site's localizations sit, on average over all particles: with errors as wide as the
-    # gaps between sites, the ones that strayed far went to another site, and what a site keeps is
-    # off its mixture position by the same amount in every particle (a share of the structure, not of
-    # any one particle)
-    n_assigned = np.bincount(site[fore], minlength=n_sites)
-    seen = _group_sums(registered[fore], site[fore], n_sites) / np.maximum(n_assigned, 1)[:, None]
-    unseen = _group_sums(centres, site_of_centre, n_sites) / np.bincount(site_of_centre, minlength=n_sites)[:, None]
-    seen = np.where(n_assigned[:, None] > 0, seen, unseen)
-    # every localization's site in its data particle's own frame (the registration inverted: its
-    # position, its angle about the optical axis and, in 3D, its tilt), and its offset from it there
-    inverse = np.transpose(rotations, (0, 2, 1))
-    site_here = apply_transforms(seen[site] - translations[pidx], inverse, np.zeros_like(translations), p.lengths)
-    residual = p.coords - site_here
-    size = np.bincount(group[fore], minlength=n_groups)
-    mean = _group_sums(residual[fore], group[fore], n_groups) / np.maximum(size, 1)[:, None]
-    within = residual - mean[group]
-    if sd is not None:
-        # the error of a group's mean: its localizations' own precisions, along the data's axes
-        mean_error = _group_sums(sd[fore] ** 2, group[fore], n_groups) / np.maximum(size, 1)[:, None] ** 2
-    else:
-        # without precisions: each particle's scatter about its groups' means, per axis of the data (the
-        # axial spread included), shrunk towards the data set's. It is the scatter of the localizations a
-        # group kept: those that strayed far went to another group, and the group's mean scatters as the
-        # mean of what it kept, not of what was drawn
-        ss = _group_sums(within[fore] ** 2, pidx[fore], p.n_particles)
-        dof = np.maximum(np.bincount(pidx[fore], minlength=p.n_particles)
-                         - np.bincount(group_particle[size > 0], minlength=p.n_particles), 0)
-        pooled = ss.sum(axis=0) / max(dof.sum(), 1)
-        own = (ss + _SHRINK_DOF * pooled) / (dof + _SHRINK_DOF)[:, None]
-        mean_error = own[group_particle] / np.maximum(size, 1)[:, None]
-    # the displacement of a site's dye, along the site's own axes (radial, tangential, axial), the same
-    # for all sites; the means and their errors turned there from the data's frame
-    frames = _site_frames(seen, n_assigned)
-    turn = np.einsum("gij,gjk->gik", frames[keys % n_sites], rotations[group_particle])  # data -> site axes
-    shifted, shifted_error, weight = _less_particle_shift(mean, mean_error, size, group_particle, p.n_particles)
-    local_mean = np.einsum("gij,gj->gi", turn, shifted)
-    local_error = np.einsum("gij,gj->gi", turn**2, shifted_error)
-    site_var = _site_variance(local_mean, local_error, weight)
-    logger.debug("null twins: %d centres in %d sites, site displacement SD %s nm", len(centres), n_sites,
-                 np.round(np.sqrt(site_var), 2).tolist())
+    # where each site's localizations sit, on average over the particles: with errors as wide as the gaps
+    # between sites, the ones that strayed far went to another site, and what a site keeps is off its
+    # mixture position by the same amount in every particle of that error (a share of the structure and
+    # of the error, not of any one particle). A dim particle's site also keeps more background, which
+    # pulls outwards: first one place for all particles, then one per stratum of the localization error
+    stratum = np.zeros(p.n_particles, dtype=np.int64)
+    groups = _group_offsets(p, registered, rotations, translations, centres, site_of_centre, site, group, keys,
+                            fore, stratum, sd)
+    stratum = _precision_strata(groups.level)
+    if stratum.max() > 0:
+        groups = _group_offsets(p, registered, rotations, translations, centres, site_of_centre, site, group, keys,
+                                fore, stratum, sd)
+    site_var = _site_variance(groups.local_mean, groups.local_error, groups.weight)
+    logger.debug("null twins: %d centres in %d sites, %d strata, site displacement SD %s nm", len(centres), n_sites,
+                 stratum.max() + 1, np.round(np.sqrt(site_var), 2).tolist())
     # the twin keeps each localization's scatter about its group's mean (its error, its burst, whatever
     # the data did); only the group's mean moves: to where its site's localizations sit, displaced as
     # a dye is and off by as much as the mean of that many localizations is (:func:`_draw_twins`)
     fields = {k: p.fields[k] for k in ("precision", "precision_z") if k in p.fields}
-    return _TwinModel(base=site_here + within, background=background, coords=p.coords, group=group, turn=turn,
-                      site_var=site_var, mean_error=mean_error, offsets=p.offsets, fields=fields)
+    return _TwinModel(base=groups.site_here + groups.within, background=background, coords=p.coords, group=group,
+                      turn=groups.turn, site_var=site_var, mean_error=groups.mean_error, offsets=p.offsets,
+                      fields=fields)
+
+
+@dataclass
+class _GroupOffsets:
+    """Every (particle, site) group's mean about its site, and what the twins need of it."""
+
+    site_here: np.ndarray  # (m, d): every localization's site, in its particle's frame
+    within: np.ndarray  # (m, d): every localization's offset from its group's mean
+    mean_error: np.ndarray  # (g, d): the variance of every group's mean, along the data's axes
+    turn: np.ndarray  # (g, d, d): every group's data axes onto its site's own axes
+    local_mean: np.ndarray  # (g, d): group mean less its site and its particle's shift, along the site's axes
+    local_error: np.ndarray  # (g, d): the variance of that from the localization errors alone
+    weight: np.ndarray  # (g,): 1 for the groups that count
+    level: np.ndarray  # (n_particles,): every particle's lateral localization error (variance)
+
+
+def _group_offsets(p, registered, rotations, translations, centres, site_of_centre, site, group, keys, fore, stratum,
+                   sd) -> _GroupOffsets:
+    """The groups' means about their sites, with the sites placed per ``stratum`` of the particles."""
+    d, n_sites, n_groups = p.n_dims, int(site_of_centre.max()) + 1, len(keys)
+    pidx = p.particle_index()
+    group_particle = keys // n_sites
+    n_strata = int(stratum.max()) + 1
+    # where the localizations of each (stratum, site) sit; a site that a stratum never kept goes where all
+    # strata's localizations of it sit, and one that none kept to its centres
+    key = stratum[pidx] * n_sites + site
+    n_assigned = np.bincount(key[fore], minlength=n_strata * n_sites).reshape(n_strata, n_sites)
+    seen = (_group_sums(registered[fore], key[fore], n_strata * n_sites).reshape(n_strata, n_sites, d)
+            / np.maximum(n_assigned, 1)[:, :, None])
+    pooled = _group_sums(registered[fore], site[fore], n_sites) / np.maximum(n_assigned.sum(axis=0), 1)[:, None]
+    unseen = _group_sums(centres, site_of_centre, n_sites) / np.bincount(site_of_centre, minlength=n_sites)[:, None]
+    pooled = np.where(n_assigned.sum(axis=0)[:, None] > 0, pooled, unseen)
+    seen = np.where(n_assigned[:, :, None] > 0, seen, pooled[None]).reshape(n_strata * n_sites, d)
+    # every localization's site in its data particle's own frame (the registration inverted: its
+    # position, its angle about the optical axis and, in 3D, its tilt), and its offset from it there
+    inverse = np.transpose(rotations, (0, 2, 1))
+    site_here = apply_transforms(seen[key] - translations[pidx], inverse, np.zeros_like(translations), p.lengths)
+    residual = p.coords - site_here
+    size = np.bincount(group[fore], minlength=n_groups)
+    mean = _group_sums(residual[fore], group[fore], n_groups) / np.maximum(size, 1)[:, None]
+    within = residual - mean[group]
+    # each particle's scatter about its groups' means, per axis of the data (the axial spread included),
+    # shrunk towards the data set's. It is the scatter of the localizations a group kept: those that
+    # strayed far went to another group, and the group's mean scatters as the mean of what it kept
+    ss = _group_sums(within[fore] ** 2, pidx[fore], p.n_particles)
+    dof = np.maximum(np.bincount(pidx[fore], minlength=p.n_particles)
+                     - np.bincount(group_particle[size > 0], minlength=p.n_particles), 0)
+    own = (ss + _SHRINK_DOF * ss.sum(axis=0) / max(dof.sum(), 1)) / (dof + _SHRINK_DOF)[:, None]
+    if sd is not None:
+        # the error of a group's mean: its localizations' own precisions, along the data's axes
+        mean_error = _group_sums(sd[fore] ** 2, group[fore], n_groups) / np.maximum(size, 1)[:, None] ** 2
+        level = (_group_sums(sd[fore] ** 2, pidx[fore], p.n_particles)[:, :2].mean(axis=1)
+                 / np.maximum(np.bincount(pidx[fore], minlength=p.n_particles), 1))
+    else:
+        # without precisions, the scatter of what the group kept
+        mean_error = own[group_particle] / np.maximum(size, 1)[:, None]
+        level = own[:, :2].mean(axis=1)
+    # the displacement of a site's dye, along the site's own axes (radial, tangential, axial), the same
+    # for all sites; the means and their errors turned there from the data's frame
+    frames = _site_frames(pooled, n_assigned.sum(axis=0))
+    turn = np.einsum("gij,gjk->gik", frames[keys % n_sites], rotations[group_particle])  # data -> site axes
+    shifted, shifted_error, weight = _less_particle_shift(mean, mean_error, size, group_particle, p.n_particles)
+    # the site's place was taken from the same groups, so a group sits nearer to it than to the truth: with
+    # sizes n_g summing to N at the (stratum, site), by a share 2 n_g / N - sum(n^2) / N^2 of its variance
+    group_key = stratum[group_particle] * n_sites + keys % n_sites
+    total = np.bincount(group_key, weights=size, minlength=n_strata * n_sites)[group_key]
+    squares = np.bincount(group_key, weights=size.astype(float) ** 2, minlength=n_strata * n_sites)[group_key]
+    share = 1.0 - 2.0 * size / np.maximum(total, 1) + squares / np.maximum(total, 1) ** 2
+    shifted = shifted / np.sqrt(np.maximum(share, 0.5))[:, None]
+    local_mean = np.einsum("gij,gj->gi", turn, shifted)
+    local_error = np.einsum("gij,gj->gi", turn**2, shifted_error)
+    return _GroupOffsets(site_here=site_here, within=within, mean_error=mean_error, turn=turn, local_mean=local_mean,
+                         local_error=local_error, weight=weight, level=level)
 
 
