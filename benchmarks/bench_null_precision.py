@@ -74,7 +74,7 @@ def main(argv=None):
     ap.add_argument("--n-particles", type=int, default=1000)
     ap.add_argument("--spread", type=float, default=0.8, help="log-SD of the per-particle precision factor")
     ap.add_argument("--varying", action="store_true", help="radius 43-63 nm instead of 53 nm for all")
-    ap.add_argument("--diagnose", action="store_true", help="the radius spread of data and twins by precision")
+    ap.add_argument("--diagnose", action="store_true", help="the radius of data and twins by fifth of precision")
     args = ap.parse_args(argv)
     for seed in args.seeds:
         X, _ = precision_spread_pores(args.n_particles, seed, varying=args.varying, spread=args.spread)
