@@ -335,18 +335,21 @@ def _twin_model(p: Particles, fuser: ParticleFuser) -> _TwinModel:
     n_sites = int(site_of_centre.max()) + 1
     site = site_of_centre[nearest]
     keys, group = np.unique(pidx * n_sites + site, return_inverse=True)
-    # where each site's localizations sit, on average over the particles: with errors as wide as the gaps
-    # between sites, the ones that strayed far went to another site, and what a site keeps is off its
-    # mixture position by the same amount in every particle of that error (a share of the structure and
-    # of the error, not of any one particle). A dim particle's site also keeps more background, which
-    # pulls outwards: first one place for all particles, then one per stratum of the localization error
-    stratum = np.zeros(p.n_particles, dtype=np.int64)
+    own = None if sd is not None else _own_error(p, group, fore, len(keys), keys // n_sites)
+    # every particle's lateral localization error, which sets its stratum
+    if sd is not None:
+        level = (_group_sums(sd[fore] ** 2, pidx[fore], p.n_particles)[:, :2].mean(axis=1)
+                 / np.maximum(np.bincount(pidx[fore], minlength=p.n_particles), 1))
+    else:
+        level = own[:, :2].mean(axis=1)
+    stratum = _precision_strata(level)
+    # where each site's localizations sit, on average over the particles of one stratum: with errors as wide
+    # as the gaps between sites, the ones that strayed far went to another site, and what a site keeps is off
+    # its mixture position by the same amount in every particle of that error (a share of the structure and
+    # of the error, not of any one particle). A dim particle's site also keeps more background, which pulls
+    # outwards
     groups = _group_offsets(p, registered, rotations, translations, centres, site_of_centre, site, group, keys,
-                            fore, stratum, sd)
-    stratum = _precision_strata(groups.level)
-    if stratum.max() > 0:
-        groups = _group_offsets(p, registered, rotations, translations, centres, site_of_centre, site, group, keys,
-                                fore, stratum, sd)
+                            fore, stratum, sd, own)
     site_var = _site_variance(groups.local_mean, groups.local_error, groups.weight)
     logger.debug("null twins: %d centres in %d sites, %d strata, site displacement SD %s nm", len(centres), n_sites,
                  stratum.max() + 1, np.round(np.sqrt(site_var), 2).tolist())
@@ -370,12 +373,33 @@ class _GroupOffsets:
     local_mean: np.ndarray  # (g, d): group mean less its site and its particle's shift, along the site's axes
     local_error: np.ndarray  # (g, d): the variance of that from the localization errors alone
     weight: np.ndarray  # (g,): 1 for the groups that count
-    level: np.ndarray  # (n_particles,): every particle's lateral localization error (variance)
+
+
+def _own_error(p: Particles, group, fore, n_groups, group_particle) -> np.ndarray:
+    """Each particle's scatter about its groups' means, per axis of the data (the axial spread included), (n, d).
+
+    Shrunk towards the data set's. It is the scatter of the localizations a
+    group kept: those that strayed far went to another group, and the
+    group's mean scatters as the mean of what it kept. A group's site is
+    one point in its particle's frame, so the scatter does not depend on
+    where the site is placed.
+    """
+    pidx = p.particle_index()
+    size = np.bincount(group[fore], minlength=n_groups)
+    mean = _group_sums(p.coords[fore], group[fore], n_groups) / np.maximum(size, 1)[:, None]
+    ss = _group_sums((p.coords[fore] - mean[group[fore]]) ** 2, pidx[fore], p.n_particles)
+    dof = np.maximum(np.bincount(pidx[fore], minlength=p.n_particles)
+                     - np.bincount(group_particle[size > 0], minlength=p.n_particles), 0)
+    return (ss + _SHRINK_DOF * ss.sum(axis=0) / max(dof.sum(), 1)) / (dof + _SHRINK_DOF)[:, None]
 
 
 def _group_offsets(p, registered, rotations, translations, centres, site_of_centre, site, group, keys, fore, stratum,
-                   sd) -> _GroupOffsets:
-    """The groups' means about their sites, with the sites placed per ``stratum`` of the particles."""
+                   sd, own) -> _GroupOffsets:
+    """The groups' means about their sites, with the sites placed per ``stratum`` of the particles.
+
+    ``own`` (n, d): each particle's scatter about its groups' means (:func:`_own_error`), the error of a
+    group's mean where ``sd`` is None (and then only).
+    """
     d, n_sites, n_groups = p.n_dims, int(site_of_centre.max()) + 1, len(keys)
     pidx = p.particle_index()
     group_particle = keys // n_sites
@@ -398,22 +422,12 @@ def _group_offsets(p, registered, rotations, translations, centres, site_of_cent
     size = np.bincount(group[fore], minlength=n_groups)
     mean = _group_sums(residual[fore], group[fore], n_groups) / np.maximum(size, 1)[:, None]
     within = residual - mean[group]
-    # each particle's scatter about its groups' means, per axis of the data (the axial spread included),
-    # shrunk towards the data set's. It is the scatter of the localizations a group kept: those that
-    # strayed far went to another group, and the group's mean scatters as the mean of what it kept
-    ss = _group_sums(within[fore] ** 2, pidx[fore], p.n_particles)
-    dof = np.maximum(np.bincount(pidx[fore], minlength=p.n_particles)
-                     - np.bincount(group_particle[size > 0], minlength=p.n_particles), 0)
-    own = (ss + _SHRINK_DOF * ss.sum(axis=0) / max(dof.sum(), 1)) / (dof + _SHRINK_DOF)[:, None]
     if sd is not None:
         # the error of a group's mean: its localizations' own precisions, along the data's axes
         mean_error = _group_sums(sd[fore] ** 2, group[fore], n_groups) / np.maximum(size, 1)[:, None] ** 2
-        level = (_group_sums(sd[fore] ** 2, pidx[fore], p.n_particles)[:, :2].mean(axis=1)
-                 / np.maximum(np.bincount(pidx[fore], minlength=p.n_particles), 1))
     else:
         # without precisions, the scatter of what the group kept
         mean_error = own[group_particle] / np.maximum(size, 1)[:, None]
-        level = own[:, :2].mean(axis=1)
     # the displacement of a site's dye, along the site's own axes (radial, tangential, axial), the same
     # for all sites; the means and their errors turned there from the data's frame
     frames = _site_frames(pooled, n_assigned.sum(axis=0))
@@ -429,6 +443,6 @@ def _group_offsets(p, registered, rotations, translations, centres, site_of_cent
     local_mean = np.einsum("gij,gj->gi", turn, shifted)
     local_error = np.einsum("gij,gj->gi", turn**2, shifted_error)
     return _GroupOffsets(site_here=site_here, within=within, mean_error=mean_error, turn=turn, local_mean=local_mean,
-                         local_error=local_error, weight=weight, level=level)
+                         local_error=local_error, weight=weight)
 
 
