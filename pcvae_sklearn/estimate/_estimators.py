@@ -240,6 +240,13 @@ class RadiusEstimator(ParticleEstimator):
     background, outliers and a pick centred off the pore drop out. The
     centre's shift is ridge-regularised, so a particle that shows only a
     short arc stays near its median rather than taking an arbitrary centre.
+    The fits run twice, from all localizations and from those within twice
+    the particle's median distance of its median; a particle keeps the
+    second only where its ring is clearly tighter (a median absolute
+    deviation of the radial distances below 0.9 times the first's). A few
+    background localizations far out in a wide pick can pull the first
+    start off the ring, and the second start can cut a ring that is only
+    partly labelled.
 
     **Precision** (column 1) is ``FWHM / sqrt(n)`` with ``FWHM = 2 sqrt(2 ln 2)``
     times the (weighted) standard deviation of the radial distances and ``n``

@@ -15,6 +15,17 @@ deviations), so that background and outliers drop out. The shift of the
 centre is ridge-regularised towards the current centre: a particle whose
 localizations cover only a short arc keeps a centre near its start (the
 coordinate-wise median) rather than an arbitrary one.
+
+The fit runs from two starts: every localization, and only those within
+``START_TRIM`` times the particle's median distance from its coordinate-wise
+median. The algebraic fit weighs a localization by its squared distance, so a
+few background localizations far out in a wide pick, or part of a
+neighbouring structure, can pull the first fit off the ring, and the
+reweighting never recovers; the trimmed start avoids that, but on a ring
+that is only partly labelled it can cut real localizations. Each particle
+keeps the trimmed start's fit only where its radial distances scatter
+clearly less (a median absolute deviation below ``TIGHTER`` times the
+other's): the tighter ring.
 """
 
 from __future__ import annotations
@@ -30,6 +41,10 @@ TUKEY_C = 4.685
 MAD_TO_SD = 1.4826
 #: Ridge on the centre's shift, relative to the second moment of the localizations about the centre.
 RIDGE = 1e-3
+#: The second start keeps the localizations within this many times the particle's median distance from its median.
+START_TRIM = 2.0
+#: The trimmed start's fit is kept where its radial MAD is below this fraction of the other fit's.
+TIGHTER = 0.9
 
 
 def _tukey(residual, scale):
@@ -45,7 +60,8 @@ def ring_fit(p: Particles, *, n_iter: int = 4, lateral_sd=None):
     p : Particles
         Particles with at least one localization each (2D or 3D; z is ignored).
     n_iter : int, default=4
-        Reweighted circle fits.
+        Reweighted circle fits from each of the two starts (see the module
+        docstring).
     lateral_sd : ndarray of shape (n_localizations,) or None
         Per-localization lateral precision (nm). When given, the radius is
         corrected for the outward bias of distances under noise: for a point
@@ -69,10 +85,33 @@ def ring_fit(p: Particles, *, n_iter: int = 4, lateral_sd=None):
     weights : ndarray of shape (n_localizations,)
         Final weight of every localization in [0, 1].
     """
+    if isinstance(n_iter, bool) or not isinstance(n_iter, (int, np.integer)) or n_iter < 1:
+        raise ValueError(f"n_iter must be an integer of at least 1; got {n_iter!r}.")
     xy = np.asarray(p.coords[:, :2], dtype=np.float64)
     lengths = p.lengths
-    centres = p.quantiles(0.5)[:, :2]
-    weights = np.ones(len(xy))
+    start = p.quantiles(0.5)[:, :2]
+    dist = np.linalg.norm(xy - np.repeat(start, lengths, axis=0), axis=1)
+    near = (dist <= START_TRIM * np.repeat(segment_median(dist, p.offsets), lengths)).astype(np.float64)
+    fits = [_reweighted_fits(p, xy, start, np.ones(len(xy)), n_iter), _reweighted_fits(p, xy, start, near, n_iter)]
+    # per particle, the trimmed start where its ring is clearly tighter (none lies beyond the trim: a tie, the first)
+    trimmed = fits[1][3] < TIGHTER * fits[0][3]
+    centres = np.where(trimmed[:, None], fits[1][0], fits[0][0])
+    per_loc = np.repeat(trimmed, lengths)
+    dist = np.where(per_loc, fits[1][1], fits[0][1])
+    weights = np.where(per_loc, fits[1][2], fits[0][2])
+    wsum = p.segment_sum(weights)
+    radius = p.segment_sum(weights * dist) / wsum
+    spread = np.sqrt(np.maximum(p.segment_sum(weights * (dist - np.repeat(radius, lengths)) ** 2) / wsum, 0.0))
+    if lateral_sd is not None:
+        s2 = p.segment_sum(weights * np.asarray(lateral_sd, dtype=np.float64) ** 2) / wsum
+        radius = 0.5 * (radius + np.sqrt(np.maximum(radius**2 - 2.0 * s2, 0.0)))
+    return radius, spread, wsum, centres, weights
+
+
+def _reweighted_fits(p: Particles, xy, centres, weights, n_iter):
+    """``n_iter`` weighted circle fits, each followed by Tukey biweights; the centres, distances, weights and MAD."""
+    lengths = p.lengths
+    dist = mad = None
     for _ in range(n_iter):
         d = xy - np.repeat(centres, lengths, axis=0)
         x, y = d[:, 0], d[:, 1]
@@ -101,10 +140,4 @@ def ring_fit(p: Particles, *, n_iter: int = 4, lateral_sd=None):
         mad = MAD_TO_SD * segment_median(np.abs(residual), p.offsets)
         floor = 1e-9 * np.maximum(median, 1.0)
         weights = _tukey(residual, np.repeat(np.maximum(mad, floor), lengths))
-    wsum = p.segment_sum(weights)
-    radius = p.segment_sum(weights * dist) / wsum
-    spread = np.sqrt(np.maximum(p.segment_sum(weights * (dist - np.repeat(radius, lengths)) ** 2) / wsum, 0.0))
-    if lateral_sd is not None:
-        s2 = p.segment_sum(weights * np.asarray(lateral_sd, dtype=np.float64) ** 2) / wsum
-        radius = 0.5 * (radius + np.sqrt(np.maximum(radius**2 - 2.0 * s2, 0.0)))
-    return radius, spread, wsum, centres, weights
+    return centres, dist, weights, mad
