@@ -19,9 +19,9 @@ coordinate-wise median) rather than an arbitrary one.
 The fit runs from two starts: every localization, and only those within
 ``START_TRIM`` times the particle's median distance from its coordinate-wise
 median. The algebraic fit weighs a localization by its squared distance, so a
-few background localizations far out in a wide pick, or part of a
-neighbouring structure, can pull the first fit off the ring, and the
-reweighting never recovers; the trimmed start avoids that, but on a ring
+few background localizations far out in a wide pick can pull the first fit
+off the ring, and the reweighting never recovers (a neighbouring structure
+that holds a third of the pick's localizations pulls both starts alike); the trimmed start avoids that, but on a ring
 that is only partly labelled it can cut real localizations. Each particle
 keeps the trimmed start's fit only where its radial distances scatter
 clearly less (a median absolute deviation below ``TIGHTER`` times the
