@@ -282,14 +282,17 @@ def test_ring_fit_matches_naive_loop(seed, n_dims, precise):
     np.testing.assert_allclose(out, expected, rtol=1e-7, atol=1e-7)
 
 
+def ring_in_wide_pick(rng, radius):
+    """50 localizations of a ring (8 nm noise) and Poisson(8) background uniform in a 150 nm pick."""
+    k = int(rng.poisson(8))
+    far, angle = 150 * np.sqrt(rng.random(k)), rng.uniform(0, 2 * np.pi, k)
+    return np.r_[ring(rng, radius, 50, noise=8.0), np.c_[far * np.cos(angle), far * np.sin(angle)]]
+
+
 def test_ring_fit_matches_naive_loop_from_either_start():
     """Rings with background far out in a wide pick, some keeping the trimmed start and some not."""
     rng = np.random.default_rng(7)
-    X = []
-    for r in rng.uniform(40, 60, 40):
-        k = int(rng.poisson(8))
-        far, angle = 150 * np.sqrt(rng.random(k)), rng.uniform(0, 2 * np.pi, k)
-        X.append(np.r_[ring(rng, r, 50, noise=8.0), np.c_[far * np.cos(angle), far * np.sin(angle)]])
+    X = [ring_in_wide_pick(rng, r) for r in rng.uniform(40, 60, 40)]
     expected = [naive_ring_fit(x) for x in X]
     np.testing.assert_allclose(RadiusEstimator().fit_transform(X), expected, rtol=1e-7, atol=1e-7)
     starts = []
@@ -306,11 +309,7 @@ def test_ring_fit_is_not_pulled_off_the_ring_by_far_background(seed):
     """A few background localizations far out in a 150 nm pick: the fit stays nearer the ring than from one start."""
     rng = np.random.default_rng(seed)
     radii = rng.uniform(40, 60, 200)
-    X = []
-    for r in radii:
-        k = int(rng.poisson(8))
-        far, angle = 150 * np.sqrt(rng.random(k)), rng.uniform(0, 2 * np.pi, k)
-        X.append(np.r_[ring(rng, r, 50, noise=8.0), np.c_[far * np.cos(angle), far * np.sin(angle)]])
+    X = [ring_in_wide_pick(rng, r) for r in radii]
     error = np.abs(RadiusEstimator().fit_transform(X)[:, 0] - radii)
     one_start = []
     for x in X:
