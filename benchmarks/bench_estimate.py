@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 from _common import REAL
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
+
+from _helpers import precision_spread_pores
 from pcvae_sklearn._ragged import Particles
 from pcvae_sklearn.bin import LatentBinner
 from pcvae_sklearn.estimate import HeightEstimator, RadiusEstimator, subsample_localizations
@@ -76,9 +79,6 @@ def accuracy():
 
 def _independent(n, seed, homogeneous, spread, background):
     """``precision_spread_pores`` of ``tests/_helpers.py`` (53 nm, or 43-63 nm), with its truth as a record."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from _helpers import precision_spread_pores
-
     X, radius = precision_spread_pores(n, seed, varying=not homogeneous, spread=spread, background=background)
     return X, {"radius": radius}
 

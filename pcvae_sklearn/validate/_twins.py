@@ -410,9 +410,10 @@ def _group_offsets(p, registered, rotations, translations, centres, site_of_cent
     n_assigned = np.bincount(key[fore], minlength=n_strata * n_sites).reshape(n_strata, n_sites)
     seen = (_group_sums(registered[fore], key[fore], n_strata * n_sites).reshape(n_strata, n_sites, d)
             / np.maximum(n_assigned, 1)[:, :, None])
-    pooled = _group_sums(registered[fore], site[fore], n_sites) / np.maximum(n_assigned.sum(axis=0), 1)[:, None]
+    per_site = n_assigned.sum(axis=0)
+    pooled = _group_sums(registered[fore], site[fore], n_sites) / np.maximum(per_site, 1)[:, None]
     unseen = _group_sums(centres, site_of_centre, n_sites) / np.bincount(site_of_centre, minlength=n_sites)[:, None]
-    pooled = np.where(n_assigned.sum(axis=0)[:, None] > 0, pooled, unseen)
+    pooled = np.where(per_site[:, None] > 0, pooled, unseen)
     seen = np.where(n_assigned[:, :, None] > 0, seen, pooled[None]).reshape(n_strata * n_sites, d)
     # every localization's site in its data particle's own frame (the registration inverted: its
     # position, its angle about the optical axis and, in 3D, its tilt), and its offset from it there
@@ -430,7 +431,7 @@ def _group_offsets(p, registered, rotations, translations, centres, site_of_cent
         mean_error = own[group_particle] / np.maximum(size, 1)[:, None]
     # the displacement of a site's dye, along the site's own axes (radial, tangential, axial), the same
     # for all sites; the means and their errors turned there from the data's frame
-    frames = _site_frames(pooled, n_assigned.sum(axis=0))
+    frames = _site_frames(pooled, per_site)
     turn = np.einsum("gij,gjk->gik", frames[keys % n_sites], rotations[group_particle])  # data -> site axes
     shifted, shifted_error, weight = _less_particle_shift(mean, mean_error, size, group_particle, p.n_particles)
     # the site's place was taken from the same groups, so a group sits nearer to it than to the truth: with
