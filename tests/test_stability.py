@@ -143,3 +143,39 @@ def test_axis_stability_display_draws_one_panel_per_quantity():
     np.testing.assert_allclose(image, result.tracks["radius"])
     with pytest.raises(ValueError, match="no axis stability"):
         AxisStabilityDisplay(stability=None)
+
+
+def brute_force_group_match(A, B, groups):
+    """The permutation of B's columns, within each group, of largest total |Spearman| with A's."""
+    k = A.shape[1]
+    rho = np.abs([[spearmanr(A[:, i], B[:, j])[0] for j in range(k)] for i in range(k)])
+    allowed = [p for p in itertools.permutations(range(k)) if all(groups[i] == groups[p[i]] for i in range(k))]
+    return np.array(max(allowed, key=lambda perm: sum(rho[i, perm[i]] for i in range(k))))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_match_axes_within_groups_agrees_with_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    groups = np.array([0, 0, 0, 1, 1])
+    A = rng.normal(size=(60, 5))
+    # B's group-1 columns resemble A's group-0 ones most: unconstrained, the assignment would cross groups
+    B = np.c_[A[:, [3, 1, 0]], A[:, [2, 4]]] + rng.normal(0, 0.8, (60, 5))
+    columns, _, _ = match_axes(A, B, groups)
+    np.testing.assert_array_equal(columns, brute_force_group_match(A, B, groups))
+    assert (groups[columns] == groups).all()
+    assert (groups[match_axes(A, B)[0]] != groups).any()  # the constraint mattered
+
+
+def test_axis_stability_matches_within_groups():
+    X, truth = particles(80, 5)
+    rng = np.random.default_rng(5)
+    Z = np.c_[truth["radius"], rng.normal(size=(80, 2))]
+    # seed 2 carries the radius in the other group: within groups it does not come back
+    other = np.c_[rng.normal(size=(80, 2)), truth["radius"]]
+    grouped = axis_stability(X, latents=[Z, other], n_seeds=2, groups=[0, 0, 1])
+    assert not grouped.reproducible[0]
+    assert axis_stability(X, latents=[Z, other], n_seeds=2).reproducible[0]
+    with pytest.raises(ValueError, match="groups has shape"):
+        axis_stability(X, latents=[Z, Z], n_seeds=2, groups=[0, 1])
+    with pytest.raises(ValueError, match="groups has shape"):
+        match_axes(Z, Z, groups=[0, 1])

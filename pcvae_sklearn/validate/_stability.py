@@ -31,13 +31,17 @@ def spearman_matrix(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return _ranks(A).T @ _ranks(B)
 
 
-def match_axes(reference, other):
+def match_axes(reference, other, groups=None):
     """Match the columns of ``other`` to those of ``reference`` by largest total |Spearman| (Hungarian assignment).
 
     Parameters
     ----------
     reference, other : array-like of shape (n_particles, k)
         Latents of the same particles from two fits.
+    groups : array-like of shape (k,), optional
+        A label per column: a column is matched only to a column of the same
+        label (e.g. a VAE's axes and their independent components side by
+        side, each matched among its own kind). None: one group.
 
     Returns
     -------
@@ -52,7 +56,13 @@ def match_axes(reference, other):
     if reference.ndim != 2 or reference.shape != other.shape:
         raise ValueError(f"both latents must have the same shape (n_particles, k); got {reference.shape} and {other.shape}.")
     rho = spearman_matrix(reference, other)
-    rows, columns = linear_sum_assignment(-np.abs(rho))
+    cost = -np.abs(rho)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (reference.shape[1],):
+            raise ValueError(f"groups has shape {groups.shape}; expected one label per column, ({reference.shape[1]},).")
+        cost[groups[:, None] != groups[None, :]] = np.inf  # |Spearman| <= 1, so no cross-group pair is ever chosen
+    rows, columns = linear_sum_assignment(cost)
     columns = columns[np.argsort(rows)]
     matched = rho[np.arange(len(columns)), columns]
     return columns, np.where(matched < 0, -1, 1), np.abs(matched)
@@ -150,7 +160,7 @@ def _with_seed(estimator, seed):
 
 
 def axis_stability(X, estimator=None, *, n_seeds=5, estimates=None, latents=None, threshold=REPRODUCIBLE,
-                   feature_names=None, random_state=0) -> AxisStability:
+                   feature_names=None, groups=None, random_state=0) -> AxisStability:
     """Fit the encoder with several seeds and say which latent axes come back.
 
     A latent axis found with one seed may not exist with the next: the
@@ -185,6 +195,11 @@ def axis_stability(X, estimator=None, *, n_seeds=5, estimates=None, latents=None
         as reproducible.
     feature_names : list of str, optional
         Names of the latent axes; default ``pcvae0, pcvae1, ...``.
+    groups : array-like of shape (k,), optional
+        A label per latent column; columns are matched only within their
+        group (see :func:`match_axes`). For an encoder whose output puts
+        different kinds of axes side by side, such as the VAE's axes and
+        their independent components.
     random_state : int, RandomState instance or None, default=0
         Draws the seeds of the fits (the first ``len(latents)`` seeds are
         reported as -1: their seeds are not known here).
@@ -217,6 +232,8 @@ def axis_stability(X, estimator=None, *, n_seeds=5, estimates=None, latents=None
     for i, z in enumerate(given):
         if z.ndim != 2 or z.shape[0] != p.n_particles or (i and z.shape != given[0].shape):
             raise ValueError(f"latents[{i}] has shape {z.shape}; expected ({p.n_particles}, k), the same k for all.")
+    if groups is not None and given and np.shape(groups) != (given[0].shape[1],):
+        raise ValueError(f"groups has shape {np.shape(groups)}; expected one label per latent column, ({given[0].shape[1]},).")
     rng = check_random_state(random_state)
     seeds = [-1] * len(given)
     estimator = PointCloudVAE() if estimator is None else estimator
@@ -231,7 +248,7 @@ def axis_stability(X, estimator=None, *, n_seeds=5, estimates=None, latents=None
     columns, signs = np.zeros((n_seeds, k), dtype=np.int64), np.ones((n_seeds, k), dtype=np.int64)
     columns[0] = np.arange(k)
     for s in range(1, n_seeds):
-        columns[s], signs[s], _ = match_axes(Zs[0], Zs[s])
+        columns[s], signs[s], _ = match_axes(Zs[0], Zs[s], groups)
     aligned = [Zs[s][:, columns[s]] * signs[s] for s in range(n_seeds)]
     ranks = [_ranks(a) for a in aligned]
     pair = np.ones((k, n_seeds, n_seeds))
