@@ -83,8 +83,9 @@ def _add_model_options(ap):
                         "n_components)")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--symmetry", type=int, default=None, metavar="N",
-                   help="impose an N-fold rotational symmetry on every fused super-particle (8 for nuclear pores; "
-                        "ParticleFuser(symmetry=N) with the multiple of N at or above 32 centres); default none")
+                   help="impose an N-fold rotational symmetry on every fused super-particle, the null's template "
+                        "included (8 for nuclear pores; ParticleFuser(symmetry=N) with the multiple of N at or above "
+                        "32 centres); default none")
     g.add_argument("--no-null", action="store_true",
                    help="skip the matched homogeneous null (all particles fused once, homogeneous twins encoded by "
                         "the fitted model and binned the same way); without it the per-bin trend has no verdict")
@@ -182,6 +183,13 @@ def _fuser(args, **params):
     return ParticleFuser(n_components=n * -(-default // n), symmetry=n, **params)
 
 
+def _null_fuser(args, n_dims):
+    """The fuser of the null's template with ``--symmetry``: analyse's default template fuser, the symmetry imposed."""
+    from .validate._trend import TEMPLATE_MAX_ITER, TEMPLATE_RESTARTS
+
+    return _fuser(args, n_restarts=TEMPLATE_RESTARTS[n_dims], max_iter=TEMPLATE_MAX_ITER)
+
+
 def _run(args, particles, truth=None, source="", reading=None):
     from . import __version__
     from .workflow import analyse
@@ -202,6 +210,7 @@ def _run(args, particles, truth=None, source="", reading=None):
             n_bins=args.n_bins,
             fuse=not args.no_fusion,
             fuser=None if args.symmetry is None else _fuser(args),
+            null_fuser=None if args.symmetry is None else _null_fuser(args, p.n_dims),
             n_jobs=args.n_jobs,
             random_state=args.seed,
             unmix=args.unmix or args.unmix_components is not None,

@@ -251,16 +251,23 @@ def test_precision_caveat_when_the_axis_orders_by_precision():
 def test_cli_symmetry_reaches_every_fusion(tmp_path, capsys):
     from argparse import Namespace
 
-    from pcvae_sklearn.cli import _fuser
+    from pcvae_sklearn.cli import _fuser, _null_fuser
 
     # the centres come in orbits: the multiple of the order at or above 32
     assert _fuser(Namespace(symmetry=8)).get_params()["n_components"] == 32
     params = _fuser(Namespace(symmetry=3), n_restarts=1).get_params()
     assert (params["n_components"], params["symmetry"], params["n_restarts"]) == (33, 3, 1)
     assert _fuser(Namespace(symmetry=None)).get_params()["symmetry"] is None
+    # the null's template: analyse's own template fuser (restarts, iterations), the symmetry imposed
+    from pcvae_sklearn.validate._trend import TEMPLATE_MAX_ITER, TEMPLATE_RESTARTS
+
+    for n_dims in (2, 3):
+        params = _null_fuser(Namespace(symmetry=8), n_dims).get_params()
+        assert (params["symmetry"], params["n_components"], params["n_restarts"], params["max_iter"]) == (
+            8, 32, TEMPLATE_RESTARTS[n_dims], TEMPLATE_MAX_ITER)
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "2", "--n-bins", "4",
-               "--quiet", "--no-null", "--no-figures", "--stability-seeds", "1", "--symmetry", "8"])
+               "--quiet", "--n-null", "5", "--no-figures", "--stability-seeds", "1", "--symmetry", "8"])
     assert rc == 0
     assert json.loads((out / "settings.json").read_text())["symmetry"] == 8
     assert pd.read_csv(out / "bins.csv")["super_particle_radius_nm"].notna().all()
