@@ -46,6 +46,10 @@ _FLAGS = {
 }
 
 
+#: ``--unmix`` to ``analyse(unmix=...)``
+UNMIX = {"no": False, "yes": True, "both": "both"}
+
+
 def for_command_line(message: str) -> str:
     """A library message with its Python keywords (``n_bins``, ``pixel_size=``, ...) as this command's flags."""
     for name, flag in _FLAGS.items():
@@ -74,13 +78,14 @@ def _add_model_options(ap):
                         "and about 10 for steady per-bin figures")
     g.add_argument("--estimate", "--estimator", dest="estimate", default="radius", choices=["radius", "height", "tetrahedron", "pore"],
                    help="model-based estimate (default radius)")
-    g.add_argument("--unmix", action="store_true",
-                   help="turn the latent axes towards independent factors (LatentUnmixer) before binning: for "
-                        "structures where several parameters vary, e.g. 3D pores (radius and ring distance)")
+    g.add_argument("--unmix", nargs="?", const="yes", default="both", choices=sorted(UNMIX),
+                   help="the latent axes that are candidates for binning: 'both' (the default), the VAE's own and, "
+                        "beside them, their independent components (LatentUnmixer), the one that tracks the estimate "
+                        "best is binned; 'no', the VAE's own; 'yes' (or --unmix alone), the components only")
     g.add_argument("--unmix-components", type=int, default=None, metavar="K",
-                   help="with --unmix (implied): unmix the K principal directions of the latent instead of the active "
-                        "dimensions, which with the default latent batch norm are all of them (LatentUnmixer's "
-                        "n_components)")
+                   help="unmix the K principal directions of the latent (LatentUnmixer's n_components); default 4 "
+                        "with --unmix both, and with --unmix yes the active dimensions, which with the default "
+                        "latent batch norm are all of them")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--symmetry", type=int, default=None, metavar="N",
                    help="impose an N-fold rotational symmetry on every fused super-particle, the null's template "
@@ -213,7 +218,7 @@ def _run(args, particles, truth=None, source="", reading=None):
             null_fuser=None if args.symmetry is None else _null_fuser(args, p.n_dims),
             n_jobs=args.n_jobs,
             random_state=args.seed,
-            unmix=args.unmix or args.unmix_components is not None,
+            unmix=UNMIX[args.unmix],
             unmix_components=args.unmix_components,
             null=not args.no_null,
             n_null=args.n_null,
@@ -246,7 +251,7 @@ def _run(args, particles, truth=None, source="", reading=None):
         "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in res.vae.get_params().items()},
         "n_bins": args.n_bins,
         "estimate": args.estimate,
-        "unmix": args.unmix or args.unmix_components is not None,
+        "unmix": UNMIX[args.unmix],
         "unmix_components": args.unmix_components,
         "symmetry": args.symmetry,
         "dimension": res.dimension,

@@ -24,6 +24,10 @@ __all__ = ["WorkflowResult", "analyse"]
 
 logger = logging.getLogger(__name__)
 
+#: independent components beside the VAE's axes with ``analyse(unmix="both")``: on simulated 3D pores, 4
+#: found both the radius and the ring distance most reliably (docs/choosing_parameters.md)
+BOTH_COMPONENTS = 4
+
 
 @dataclass
 class WorkflowResult:
@@ -34,8 +38,10 @@ class WorkflowResult:
     vae : PointCloudVAE
         The fitted model.
     latents : ndarray of shape (n_particles, n_axes)
-        The posterior means (``latent_dim`` columns), or their independent
-        components when ``analyse(..., unmix=True)``.
+        By default (``analyse(..., unmix="both")``) the posterior means
+        (``latent_dim`` columns) and, after them, their independent
+        components; the means alone with ``unmix=False``, the components
+        alone with ``unmix=True``.
     estimates : ndarray of shape (n_particles, 2)
         Per-particle estimate and its precision (nm).
     estimate_name : str
@@ -74,8 +80,11 @@ class WorkflowResult:
         The per-bin super-particles (None when fusion was skipped).
     seconds : dict
         Wall time of each step.
-    unmixer : LatentUnmixer or None
-        The fitted unmixer when ``analyse(..., unmix=True)``.
+    unmixer : LatentUnmixer, FeatureUnion or None
+        What follows the VAE: the fitted ``LatentUnmixer`` with
+        ``unmix=True``; with ``unmix="both"``, a ``FeatureUnion`` that passes
+        the VAE's axes through and appends the unmixer's components (its
+        step ``"unmixed"``).
     warnings : list of str
         What the run found doubtful (few particles per bin, a diverging
         epoch, particles that are not rings for a radius, ...); each was
@@ -118,8 +127,9 @@ class WorkflowResult:
 
     @property
     def feature_names(self) -> np.ndarray:
-        """Names of the columns of ``latents``: ``pcvae0, ...``, or ``ic0, ...`` after unmixing."""
-        return (self.vae if self.unmixer is None else self.unmixer).get_feature_names_out()
+        """Names of the columns of ``latents``: ``pcvae0, ...``, ``ic0, ...`` after unmixing, or both."""
+        names = self.vae.get_feature_names_out()
+        return names if self.unmixer is None else self.unmixer.get_feature_names_out(names)
 
     @property
     def encoder(self):
@@ -132,7 +142,7 @@ class WorkflowResult:
 
 
 def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
-            random_state=None, unmix=False, unmix_components=None, null=True, n_null=19, alpha=0.01,
+            random_state=None, unmix="both", unmix_components=None, null=True, n_null=19, alpha=0.01,
             null_fuser=None, n_bootstrap=1000, n_seeds=2):
     """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
 
@@ -160,16 +170,25 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     n_jobs : int, optional
         Bins fused in parallel (joblib).
     random_state : int or None
-    unmix : bool, default=False
-        Turn the latent axes towards independent factors
-        (:class:`LatentUnmixer`) before choosing the dimension and binning.
-        For structures where more than one parameter varies (a 3D pore's
-        radius and ring distance); it harms one-parameter data (see
+    unmix : {"both", False, True}, default="both"
+        Which axes are candidates for the binned dimension. ``"both"``: the
+        VAE's axes and, beside them, the independent components
+        (:class:`LatentUnmixer`) of the latent's top ``unmix_components``
+        principal directions (4 when None); with ``n_seeds`` above 1 each
+        kind is matched across seeds among its own kind. Where two
+        parameters vary (a 3D pore's radius and ring distance) a component
+        usually tracks each more closely than any VAE axis and comes back
+        with other seeds more often; where one dominates (2D pores,
+        tetrahedra) a VAE axis wins, and the bins are those of
+        ``unmix=False`` (``docs/choosing_parameters.md``). False: the VAE's
+        axes only.
+        True: the components only, which harms one-parameter data (see
         ``LatentUnmixer``).
     unmix_components : int or None, default=None
         With ``unmix``, ``LatentUnmixer``'s ``n_components``. None unmixes
-        the active latent dimensions, which with the VAE's default latent
-        batch norm are all of them (``LatentUnmixer`` warns). An
+        the active latent dimensions (``unmix=True``), which with the VAE's
+        default latent batch norm are all of them (``LatentUnmixer``
+        warns), or the top 4 principal directions (``unmix="both"``). An
         integer k unmixes the k principal directions of the latent; on
         simulated 3D pores k=4 found both parameters most reliably
         (``docs/choosing_parameters.md``).
@@ -216,9 +235,12 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     """
     import pandas as pd
 
+    if isinstance(unmix, str) and unmix != "both" or not isinstance(unmix, (bool, np.bool_, str)):
+        raise ValueError(f'unmix must be True, False or "both"; got {unmix!r}.')
     if unmix_components is not None:  # checked before the (long) fit
         if not unmix:
-            raise ValueError("unmix_components is set but unmix is False; pass unmix=True to unmix the latent axes.")
+            raise ValueError('unmix_components is set but unmix is False; pass unmix="both" or True to unmix the '
+                             'latent axes.')
         latent_dim = PointCloudVAE().latent_dim if vae is None else vae.latent_dim
         if isinstance(unmix_components, bool) or not isinstance(unmix_components, (int, np.integer)) or not (
             1 <= unmix_components <= latent_dim
@@ -252,7 +274,17 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     Z = vae.fit(p).transform(p)
     unmixer = None
     names = vae.get_feature_names_out()
-    if unmix:
+    groups = None
+    if unmix == "both":
+        from sklearn.pipeline import FeatureUnion
+
+        k = min(BOTH_COMPONENTS, Z.shape[1]) if unmix_components is None else int(unmix_components)
+        unmixer = FeatureUnion([("latent", "passthrough"),
+                                ("unmixed", LatentUnmixer(n_components=k, random_state=random_state))],
+                               verbose_feature_names_out=False).fit(Z)
+        groups = np.r_[np.zeros(Z.shape[1], dtype=np.int64), np.ones(k, dtype=np.int64)]
+        Z, names = unmixer.transform(Z), unmixer.get_feature_names_out(names)
+    elif unmix:
         unmixer = LatentUnmixer(n_components=unmix_components, random_state=random_state).fit(Z)
         Z, names = unmixer.transform(Z), unmixer.get_feature_names_out()
     seconds["fit_transform"] = time.perf_counter() - t
@@ -263,9 +295,10 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         t = time.perf_counter()
         # every seed unmixes as many components as this fit did, so that their axes can be matched one to one
         template = clone(vae) if unmixer is None else _pipeline(
-            clone(vae), clone(unmixer).set_params(n_components=unmixer.n_components_))
+            clone(vae), clone(unmixer) if groups is not None else clone(unmixer).set_params(
+                n_components=unmixer.n_components_))
         stability = axis_stability(p, template, n_seeds=n_seeds, latents=[Z], estimates={name: E[:, 0]},
-                                   feature_names=names, random_state=random_state)
+                                   feature_names=names, groups=groups, random_state=random_state)
         candidates = np.flatnonzero(stability.reproducible)
         if len(candidates) == 0:
             candidates = None

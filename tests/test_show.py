@@ -326,25 +326,26 @@ def test_scatter_needs_one_axes_per_dimension(workflow_2d, plt):
 
 def test_from_estimator_and_from_results_agree(workflow_2d):
     X, res = workflow_2d
-    a, b = LatentScatterDisplay.from_estimator(res.vae, X), LatentScatterDisplay.from_results(res)
+    # analyse's latents are its encoder's: the VAE's axes and their independent components
+    a, b = LatentScatterDisplay.from_estimator(res.encoder, X), LatentScatterDisplay.from_results(res)
     np.testing.assert_allclose(a.spearman_, b.spearman_)
     np.testing.assert_allclose(a.pearson_, b.pearson_)
     np.testing.assert_allclose(a.spearman_, res.correlations["spearman_rho"])
-    v = BinViolinDisplay.from_estimator(res.vae, X, n_bins=4)
+    v = BinViolinDisplay.from_estimator(res.encoder, X, n_bins=4)
     np.testing.assert_array_equal(v.bins, res.bins)
     np.testing.assert_allclose(v.estimate, BinViolinDisplay.from_results(res).estimate)
-    e1, e2 = LatentEmbeddingDisplay.from_estimator(res.vae, X), LatentEmbeddingDisplay.from_results(res)
+    e1, e2 = LatentEmbeddingDisplay.from_estimator(res.encoder, X), LatentEmbeddingDisplay.from_results(res)
     np.testing.assert_allclose(np.abs(e1.embedding_), np.abs(e2.embedding_), atol=1e-9)
     np.testing.assert_allclose(e1.colour, e2.colour)
     t1, t2 = TrainingCurveDisplay.from_estimator(res.vae), TrainingCurveDisplay.from_results(res)
     np.testing.assert_allclose(t1.reconstruction, t2.reconstruction)
-    row = BinRowDisplay.from_estimator(res.vae, X, n_bins=4, fuser=FAST_FUSER, random_state=0)
+    row = BinRowDisplay.from_estimator(res.encoder, X, n_bins=4, fuser=FAST_FUSER, random_state=0)
     np.testing.assert_allclose(row.estimates, BinRowDisplay.from_results(res).estimates)
     assert row.dimension == res.dimension
     # the robustness curve at ratio 1 is the correlation of the full latents
-    ratio = SampleRatioDisplay.from_estimator(res.vae, X, ratios=(1.0,))
+    ratio = SampleRatioDisplay.from_estimator(res.encoder, X, ratios=(1.0,))
     np.testing.assert_allclose(ratio.correlations[0], b.spearman_)
-    reused = SampleRatioDisplay.from_estimator(res.vae, X, ratios=(1.0,), latents=res.latents)
+    reused = SampleRatioDisplay.from_estimator(res.encoder, X, ratios=(1.0,), latents=res.latents)
     np.testing.assert_allclose(reused.correlations, ratio.correlations)
     ratio_frame = SampleRatioDisplay.from_results([1.0], ratio.correlations).to_frame()
     assert ratio_frame["best_abs"].iloc[0] == pytest.approx(np.abs(b.spearman_).max())
@@ -367,7 +368,7 @@ def test_grid_from_estimator_and_from_results_agree(workflow_2d):
 def test_sample_ratio_against_a_target(workflow_2d, seed):
     X, res = workflow_2d
     target = np.arange(len(X), dtype=float)
-    d = SampleRatioDisplay.from_estimator(res.vae, X, ratios=(0.5, 1.0), target=target, random_state=seed)
+    d = SampleRatioDisplay.from_estimator(res.encoder, X, ratios=(0.5, 1.0), target=target, random_state=seed)
     assert d.correlations.shape == (2, res.latents.shape[1]) and d.reference_name == "truth"
     assert np.all(d.best_ <= 1.0)
     with pytest.raises(ValueError, match="ratios must be fractions"):

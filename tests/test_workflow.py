@@ -21,7 +21,7 @@ def npc():
 def test_analyse_bins_oriented_by_estimate(npc):
     X, truth = npc
     res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), n_bins=4, random_state=0)
-    assert res.latents.shape == (60, 2)
+    assert res.latents.shape == (60, 4)  # by default the 2 VAE axes and their 2 independent components
     assert res.estimates.shape == (60, 2)
     # bins are numbered 1..n_bins, in the result, its table and the fusion alike
     assert np.bincount(res.bins, minlength=5).tolist() == [0, 15, 15, 15, 15]
@@ -68,7 +68,7 @@ def test_analyse_with_unmixed_axes(npc):
     rho = res.correlations["spearman_rho"].to_numpy()
     assert len(rho) == k and res.dimension == int(np.argmax(np.abs(rho)))
     plain = analyse(X, vae=PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0), n_bins=3, fuse=False,
-                    random_state=0)
+                    random_state=0, unmix=False)
     assert plain.unmixer is None and list(plain.feature_names) == ["pcvae0", "pcvae1", "pcvae2"]
     assert plain.encoder is plain.vae
 
@@ -80,20 +80,60 @@ def test_analyse_unmixes_principal_directions_when_asked(npc):
     assert res.unmixer.n_components == 2 and res.unmixer.n_components_ == 2
     assert res.latents.shape == (60, 2) and list(res.feature_names) == ["ic0", "ic1"]
     with pytest.raises(ValueError, match="unmix_components is set but unmix is False"):
-        analyse(X, vae=vae, n_bins=3, fuse=False, unmix_components=2)
+        analyse(X, vae=vae, n_bins=3, fuse=False, unmix=False, unmix_components=2)
     for bad in (0, 4, 2.5, True):
         with pytest.raises(ValueError, match="from 1 to latent_dim=3"):
             analyse(X, vae=vae, n_bins=3, fuse=False, unmix=True, unmix_components=bad)
 
 
-def test_cli_unmix_components_implies_unmix(tmp_path):
-    out = tmp_path / "demo"
-    rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "3", "--n-bins", "4",
-               "--quiet", "--no-fusion", "--no-figures", "--unmix-components", "2"])
+def test_analyse_with_both_kinds_of_axes_by_default(npc, tmp_path):
+    from pcvae_sklearn.show import write_report
+
+    X, _ = npc
+    vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0)
+    unmixer = res.unmixer.named_transformers["unmixed"]
+    assert unmixer.n_components_ == 3  # the default 4, capped at the latent's 3 dimensions
+    assert list(res.feature_names) == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1", "ic2"]
+    Z = res.vae.transform(X)
+    np.testing.assert_allclose(res.latents, np.c_[Z, unmixer.transform(Z)])
+    np.testing.assert_allclose(res.encoder.transform(X), res.latents)
+    # the second seed's axes are matched among their own kind: VAE axes to VAE axes, components to components
+    columns = res.stability.columns[1]
+    assert (columns[:3] < 3).all() and (columns[3:] >= 3).all()
+    rho = res.correlations["spearman_rho"].to_numpy()
+    allowed = np.flatnonzero(res.stability.reproducible)
+    allowed = allowed if len(allowed) else np.arange(6)
+    assert res.dimension == allowed[np.argmax(np.abs(rho[allowed]))]
+    assert res.heterogeneity["dimension"] == res.dimension
+    text = write_report(tmp_path / "report.html", res).read_text()
+    assert "beside them, the independent components (LatentUnmixer) of the latent" in text
+    two = analyse(X, vae=vae, n_bins=3, fuse=False, null=False, n_seeds=1, random_state=0, unmix="both",
+                  unmix_components=2)
+    assert list(two.feature_names) == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1"]
+    for bad in ("yes", 1.0, None):
+        with pytest.raises(ValueError, match='unmix must be True, False or "both"'):
+            analyse(X, vae=vae, n_bins=3, fuse=False, unmix=bad)
+
+
+def test_cli_unmix_components_set_the_components_of_either_mode(tmp_path):
+    def columns(out):
+        return [c for c in pd.read_csv(out / "latents.csv").columns if c.startswith(("pcvae", "ic"))]
+
+    common = ["--n-particles", "40", "--epochs", "1", "--latent-dim", "3", "--n-bins", "4", "--quiet", "--no-fusion",
+              "--no-figures", "--n-null", "5", "--unmix-components", "2"]
+    rc = main(["demo", "--out", str(tmp_path / "both"), *common])  # the default: both kinds of axes
     assert rc == 0
-    assert [c for c in pd.read_csv(out / "latents.csv").columns if c.startswith("ic")] == ["ic0", "ic1"]
-    settings = json.loads((out / "settings.json").read_text())
-    assert settings["unmix"] is True and settings["unmix_components"] == 2
+    assert columns(tmp_path / "both") == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1"]
+    settings = json.loads((tmp_path / "both" / "settings.json").read_text())
+    assert settings["unmix"] == "both" and settings["unmix_components"] == 2
+    rc = main(["demo", "--out", str(tmp_path / "ic"), *common, "--unmix"])
+    assert rc == 0
+    assert columns(tmp_path / "ic") == ["ic0", "ic1"]
+    assert json.loads((tmp_path / "ic" / "settings.json").read_text())["unmix"] is True
+    rc = main(["demo", "--out", str(tmp_path / "no"), "--n-particles", "40", "--quiet", "--unmix", "no",
+               "--unmix-components", "2"])
+    assert rc == 2  # the raw axes asked for, and components to unmix: a contradiction, said before the fit
 
 
 def test_cli_run_with_unmix_writes_the_components(tmp_path, capsys):
@@ -145,7 +185,7 @@ def test_analyse_with_several_seeds_bins_only_a_reproducible_axis(npc):
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
     res = analyse(X, vae=vae, n_bins=3, fuse=False, null=False, random_state=0, n_seeds=3)
     stability = res.stability
-    assert stability.reproducibility.shape == (3,) and len(stability.latents) == 3
+    assert stability.reproducibility.shape == (6,) and len(stability.latents) == 3  # 3 VAE axes, 3 components
     np.testing.assert_allclose(stability.latents[0], res.latents)  # the fit being judged is the reference
     assert "stability" in res.seconds
     if stability.reproducible.any():
@@ -198,7 +238,7 @@ def test_cli_stability_seeds_reports_the_axes(tmp_path, capsys):
     among = ("of the axes that came back in all 2 seeds it tracks" if any(row["reproducible"] for row in stability)
              else "of all dimensions (none came back in all 2 seeds) it tracks")
     assert among in printed
-    assert [row["latent"] for row in stability] == ["pcvae0", "pcvae1", "pcvae2"]
+    assert [row["latent"] for row in stability] == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1", "ic2"]
     assert "Axes across seeds" in (out / "report.html").read_text()
 
 

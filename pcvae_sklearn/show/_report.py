@@ -78,6 +78,10 @@ def _table(df, precision=3) -> str:
 def _axes_kind(unmixer) -> str:
     if unmixer is None:
         return "the VAE's own axes"
+    if hasattr(unmixer, "named_transformers"):  # analyse(unmix="both"): the axes, then their components
+        k = unmixer.named_transformers["unmixed"].n_components_
+        return (f"the VAE's own axes and, beside them, the independent components (LatentUnmixer) of the latent's "
+                f"top {k} principal directions")
     what = ("the active latent dimensions" if unmixer.n_components is None
             else f"the latent's top {unmixer.n_components_} principal directions")
     return f"independent components (LatentUnmixer) of {what}"
