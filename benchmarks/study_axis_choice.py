@@ -1,0 +1,127 @@
+"""Study: which latent axes should ``analyse`` bin along? The VAE's, their independent components, or both.
+
+For every scenario of the family and data seed, simulates
+``make_scenario(name, n, random_state=700 + seed)``, fits ``PointCloudVAE()``
+with 5 seeds (``axis_stability``, one torch thread), and unmixes each fit's
+latent with ``LatentUnmixer(n_components=4)``. For every varying parameter
+it then makes ``analyse``'s choice, from the model-based estimate alone:
+the axes that come back in the first 2 seeds (|Spearman| >= 0.9, the
+default ``n_seeds=2``), the one that tracks the estimate best (all axes
+when none comes back). It does so three ways:
+
+* ``raw``: among the VAE's axes (``analyse(unmix=False)``);
+* ``unm``: among the 4 components (``unmix=True, unmix_components=4``);
+* ``both``: among both kinds, each matched across seeds among its own kind
+  (``unmix="both"``): a confirmed axis before an unconfirmed one, then the
+  larger |Spearman| with the estimate.
+
+Each prints the chosen axis's |Spearman| with the truth, which only a
+simulation knows, and its reproducibility over all 5 seeds (the smallest
+|Spearman| between its matched axes over the 10 pairs: the outlook
+issue's bar is 0.9). One JSON line per data set; ``--summarise FILE``
+turns the lines into the table of ``docs/choosing_parameters.md``.
+
+    python benchmarks/study_axis_choice.py --scenarios npc3d_default npc3d_tilt --seeds 0 1 >> choice.jsonl
+    python benchmarks/study_axis_choice.py --scenarios npc2d_default --seeds 0 1 --n-particles 500 >> choice.jsonl
+    python benchmarks/study_axis_choice.py --summarise choice.jsonl
+
+A 3D data set of 1000 particles takes about 4 minutes on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import time
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from pcvae_sklearn import LatentUnmixer, PointCloudVAE
+from pcvae_sklearn.datasets import SCENARIOS, list_scenarios, make_scenario
+from pcvae_sklearn.estimate import make_estimator
+from pcvae_sklearn.validate import axis_stability
+
+K = 4
+ESTIMATES = {"npc_2d": {"radius": "radius"}, "npc_3d": {"radius": "radius", "height": "pore"},
+             "tetrahedron": {"height": "tetrahedron"}}
+
+
+def _choice(stability2, Z, E, t, stability5):
+    """analyse's choice among one kind of axes: [axis, confirmed, |rho| truth, reproducibility (5), |rho| estimate]."""
+    cand = np.flatnonzero(stability2.reproducible)
+    pool = cand if len(cand) else np.arange(Z.shape[1])
+    rho = np.array([abs(spearmanr(Z[:, j], E).correlation) for j in range(Z.shape[1])])
+    j = int(pool[np.argmax(rho[pool])])
+    return [j, bool(len(cand)), round(float(abs(spearmanr(Z[:, j], t).correlation)), 3),
+            round(float(stability5.reproducibility[j]), 3), float(rho[j])]  # unrounded: the two kinds are compared
+
+
+def one(name, data_seed, n):
+    X, truth = make_scenario(name, n, random_state=700 + data_seed)
+    structure = SCENARIOS[name].structure
+    t0 = time.perf_counter()
+    raw = axis_stability(X, PointCloudVAE(), n_seeds=5, random_state=data_seed).latents
+    unm = [LatentUnmixer(n_components=K, random_state=data_seed).fit_transform(Z) for Z in raw]
+    out = {"name": name, "seed": data_seed, "n": n, "fit_s": round(time.perf_counter() - t0, 1)}
+    kinds = {"raw": raw, "unm": unm}
+    five = {k: axis_stability(X, n_seeds=5, latents=L, random_state=0) for k, L in kinds.items()}
+    two = {k: axis_stability(X, n_seeds=2, latents=L[:2], random_state=0) for k, L in kinds.items()}
+    for param, estimate in ESTIMATES[structure].items():
+        if np.std(truth[param]) == 0:
+            continue
+        E = make_estimator(estimate, 3 if structure != "npc_2d" else 2).fit_transform(X)[:, 0]
+        row = {"estimate": round(float(abs(spearmanr(E, truth[param]).correlation)), 3)}
+        for k, L in kinds.items():
+            row[k] = _choice(two[k], L[0], E, truth[param], five[k])
+        r, u = row["raw"], row["unm"]
+        row["both"] = ["raw", *r] if (r[1], r[4]) >= (u[1], u[4]) else ["unm", *u]
+        out[param] = row
+    return out
+
+
+def summarise(path):
+    rows = collections.defaultdict(list)
+    for line in open(path):
+        d = json.loads(line)
+        for param in ("radius", "height"):
+            if param in d:
+                r = d[param]
+                rows[(d["name"], param)].append((d["seed"], r["raw"][2], r["raw"][3], r["both"][3], r["both"][4],
+                                                 r["both"][0]))
+    print("| scenario | parameter | seeds | truth, raw: mean (worst) | truth, both | reproducibility, raw | "
+          "reproducibility, both | both chose |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (name, param), v in rows.items():
+        v.sort()
+        held = " (held out)" if SCENARIOS[name].held_out else ""
+        label = "ring distance" if param == "height" and name.startswith("npc3d") else param
+
+        def f(i):
+            return f"{np.mean([x[i] for x in v]):.3f} ({min(x[i] for x in v):.3f})"
+
+        chose = " ".join("component" if x[5] == "unm" else "VAE axis" for x in v)
+        print(f"| `{name}`{held} | {label} | {','.join(str(x[0]) for x in v)} | {f(1)} | {f(3)} | {f(2)} | {f(4)} | "
+              f"{chose} |")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", nargs="+", default=["npc3d_default"], choices=list_scenarios(), metavar="NAME")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--n-particles", type=int, default=1000)
+    ap.add_argument("--summarise", metavar="FILE", help="print the table of the JSON lines in FILE and stop")
+    args = ap.parse_args(argv)
+    if args.summarise:
+        summarise(args.summarise)
+        return
+    torch.set_num_threads(1)
+    for name in args.scenarios:
+        for seed in args.seeds:
+            print(json.dumps(one(name, seed, args.n_particles)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
