@@ -77,7 +77,7 @@ BinViolinDisplay.from_results(result).plot()
 # %%
 # Robustness (Fig. 6): keep a fraction of every particle's localizations,
 # encode again, correlate again.
-SampleRatioDisplay.from_estimator(result.vae, particles, ratios=(0.25, 0.5, 0.75, 1.0), random_state=0).plot()
+SampleRatioDisplay.from_estimator(result.encoder, particles, ratios=(0.25, 0.5, 0.75, 1.0), random_state=0).plot()
 
 # %%
 # Training curves and a PCA of the latents, coloured by the radius.
