@@ -294,9 +294,12 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
 
         t = time.perf_counter()
         # every seed unmixes as many components as this fit did, so that their axes can be matched one to one
-        template = clone(vae) if unmixer is None else _pipeline(
-            clone(vae), clone(unmixer) if groups is not None else clone(unmixer).set_params(
-                n_components=unmixer.n_components_))
+        if unmixer is None:
+            template = clone(vae)
+        elif groups is None:  # unmix=True: this fit's number of active dimensions, fixed
+            template = _pipeline(clone(vae), clone(unmixer).set_params(n_components=unmixer.n_components_))
+        else:  # unmix="both": the number is fixed already
+            template = _pipeline(clone(vae), clone(unmixer))
         stability = axis_stability(p, template, n_seeds=n_seeds, latents=[Z], estimates={name: E[:, 0]},
                                    feature_names=names, groups=groups, random_state=random_state)
         candidates = np.flatnonzero(stability.reproducible)
