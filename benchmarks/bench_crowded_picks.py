@@ -41,10 +41,7 @@ def neighbour_pores(n, seed, *, rate=0.3, pick=150.0, distance=(110.0, 180.0), v
 
     def pore(centre, radius):
         labelling = rng.uniform(0.35, 0.75)
-        turn = rng.uniform(0, 2 * np.pi)
-        corner = np.arange(8) * 2 * np.pi / 8 + turn
-        angle = np.concatenate([corner - 6.0 / radius, corner + 6.0 / radius])
-        sites = radius * np.c_[np.cos(angle), np.sin(angle)] + centre
+        sites = _ring_sites(radius, rng.uniform(0, 2 * np.pi), centre)
         locs, prec = [], []
         for site in sites[rng.random(len(sites)) < labelling]:
             k = rng.poisson(6)
@@ -84,9 +81,7 @@ def background_pores(n, seed, *, varying=False, mean_background=15.0, pick=150.0
     while len(out) < n:
         radius = rng.uniform(43, 63) if varying else 53.0
         labelling, turn, centre = rng.uniform(0.4, 0.8), rng.uniform(0, 2 * np.pi), rng.normal(0, 10, 2)
-        corner = np.arange(8) * 2 * np.pi / 8 + turn
-        angle = np.concatenate([corner - 6 / radius, corner + 6 / radius])
-        sites = radius * np.c_[np.cos(angle), np.sin(angle)] + centre
+        sites = _ring_sites(radius, turn, centre)
         locs, prec = [], []
         for site in sites[rng.random(16) < labelling]:
             k = rng.geometric(1 / 8)
@@ -104,6 +99,13 @@ def background_pores(n, seed, *, varying=False, mean_background=15.0, pick=150.0
         radii.append(radius)
         counts.append(k)
     return _records(out), np.array(radii), np.array(counts)
+
+
+def _ring_sites(radius, turn, centre):
+    """The 16 sites of a pore's ring: 8 corners turned by ``turn``, two sites 12 nm apart along the ring at each."""
+    corner = np.arange(8) * 2 * np.pi / 8 + turn
+    angle = np.concatenate([corner - 6.0 / radius, corner + 6.0 / radius])
+    return radius * np.c_[np.cos(angle), np.sin(angle)] + centre
 
 
 def _records(particles):

@@ -40,6 +40,7 @@ import torch
 from scipy.stats import spearmanr
 
 from pcvae_sklearn import LatentUnmixer, PointCloudVAE
+from pcvae_sklearn.bin import bin_along_axis
 from pcvae_sklearn.datasets import SCENARIOS, list_scenarios, make_scenario
 from pcvae_sklearn.estimate import make_estimator
 from pcvae_sklearn.validate import axis_stability
@@ -52,11 +53,11 @@ ESTIMATES = {"npc_2d": {"radius": "radius"}, "npc_3d": {"radius": "radius", "hei
 def _choice(stability2, Z, E, t, stability5):
     """analyse's choice among one kind of axes: [axis, confirmed, |rho| truth, reproducibility (5), |rho| estimate]."""
     cand = np.flatnonzero(stability2.reproducible)
-    pool = cand if len(cand) else np.arange(Z.shape[1])
-    rho = np.array([abs(spearmanr(Z[:, j], E).correlation) for j in range(Z.shape[1])])
-    j = int(pool[np.argmax(rho[pool])])
+    axis = bin_along_axis(Z, E, candidates=cand if len(cand) else None)  # analyse's own rule
+    j = axis.dimension
     return [j, bool(len(cand)), round(float(abs(spearmanr(Z[:, j], t).correlation)), 3),
-            round(float(stability5.reproducibility[j]), 3), float(rho[j])]  # unrounded: the two kinds are compared
+            round(float(stability5.reproducibility[j]), 3),
+            float(abs(axis.spearman[j]))]  # unrounded: the two kinds are compared
 
 
 def one(name, data_seed, n):
