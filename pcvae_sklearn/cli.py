@@ -242,6 +242,9 @@ def _run(args, particles, truth=None, source="", reading=None):
     res.correlations.to_csv(out / "correlations.csv", index=False)
     res.bin_table.to_csv(out / "bins.csv", index=False)
     res.vae.save(out / "model.pt")  # opens with torch.load(weights_only=True): PointCloudVAE.load
+    unmixer = _latent_unmixer(res.unmixer)
+    if unmixer is not None:  # the ic* columns of latents.csv: LatentUnmixer.load(...).transform(the VAE's latents)
+        unmixer.save(out / "unmixer.npz")
     if res.fusion is not None:
         res.fusion.to_dataframe().to_parquet(out / "super_particles.parquet", index=False)
     settings = {
@@ -253,6 +256,7 @@ def _run(args, particles, truth=None, source="", reading=None):
         "estimate": args.estimate,
         "unmix": UNMIX[args.unmix],
         "unmix_components": args.unmix_components,
+        "unmixer": None if unmixer is None else "unmixer.npz",
         "symmetry": args.symmetry,
         "dimension": res.dimension,
         "orientation": res.orientation,
@@ -280,6 +284,13 @@ def _run(args, particles, truth=None, source="", reading=None):
     if note:
         print(f"Note: {note}")
     return 0
+
+
+def _latent_unmixer(unmixer):
+    """The fitted LatentUnmixer of analyse's result (alone, or the ``"unmixed"`` step of "both"), or None."""
+    if unmixer is None:
+        return None
+    return unmixer.named_transformers["unmixed"] if hasattr(unmixer, "named_transformers") else unmixer
 
 
 def _sample_ratios(text):
@@ -439,8 +450,9 @@ def _print_summary(res, truth, seconds, out, cautions=()):
         print("\nWarnings (also in report.html):")
         for message in cautions:
             print(f"  - {message}")
+    unmixer = ", unmixer.npz" if res.unmixer is not None else ""
     print(f"\nDone in {seconds:.0f} s; results in {out}/ (report.html, latents.csv, correlations.csv, bins.csv, "
-          "super_particles.parquet, model.pt, settings.json, *.png)")
+          f"super_particles.parquet, model.pt{unmixer}, settings.json, *.png)")
 
 
 def _read(args):

@@ -198,3 +198,47 @@ def test_warns_when_every_dimension_varies_alike():
         warnings.simplefilter("error")
         LatentUnmixer(n_components=2, random_state=0).fit(Z)  # the advice given: no warning
         LatentUnmixer(random_state=0).fit(Z * [1.0, 1.0, 0.1, 0.01])  # dimensions that differ: no warning
+
+
+@pytest.mark.parametrize("n_components", [None, 2])
+def test_save_and_load_give_the_same_components(tmp_path, n_components):
+    Z, _, _ = mixed_latents(1)
+    unmixer = LatentUnmixer(n_components=n_components, random_state=np.random.RandomState(0)).fit(Z)
+    unmixer.save(tmp_path / "unmixer.npz")
+    with np.load(tmp_path / "unmixer.npz", allow_pickle=False) as f:  # plain arrays: no pickled code
+        assert str(f["format"]) == "pcvae_sklearn.LatentUnmixer"
+    loaded = LatentUnmixer.load(tmp_path / "unmixer.npz")
+    np.testing.assert_array_equal(loaded.transform(Z), unmixer.transform(Z))
+    S = unmixer.transform(Z[:5])
+    np.testing.assert_array_equal(loaded.inverse_transform(S), unmixer.inverse_transform(S))
+    assert loaded.get_params() == {**unmixer.get_params(), "random_state": None}  # a RandomState is not stored
+    assert loaded.get_feature_names_out().tolist() == unmixer.get_feature_names_out().tolist()
+    assert loaded.n_components_ == unmixer.n_components_ and loaded.negentropy_ == unmixer.negentropy_
+
+
+def test_save_and_load_keep_the_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas")
+    Z, _, _ = mixed_latents(2)
+    frame = pd.DataFrame(Z, columns=[f"pcvae{j}" for j in range(Z.shape[1])])
+    unmixer = LatentUnmixer(random_state=0).fit(frame)
+    unmixer.save(tmp_path / "u.npz")
+    loaded = LatentUnmixer.load(tmp_path / "u.npz")
+    assert loaded.feature_names_in_.tolist() == frame.columns.tolist() and loaded.random_state == 0
+    np.testing.assert_array_equal(loaded.transform(frame), unmixer.transform(frame))
+    with pytest.raises(ValueError, match="feature names"):
+        loaded.transform(frame.rename(columns={"pcvae0": "other"}))
+
+
+def test_load_refuses_other_files(tmp_path):
+    with pytest.raises(NotFittedError):
+        LatentUnmixer().save(tmp_path / "u.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a LatentUnmixer file"):
+        LatentUnmixer.load(tmp_path / "other.npz")
+    Z, _, _ = mixed_latents(0)
+    LatentUnmixer(random_state=0).fit(Z).save(tmp_path / "u.npz")
+    with np.load(tmp_path / "u.npz") as f:
+        data = {k: f[k] for k in f.files}
+    np.savez(tmp_path / "future.npz", **{**data, "format_version": np.asarray(99)})
+    with pytest.raises(ValueError, match="format version 99"):
+        LatentUnmixer.load(tmp_path / "future.npz")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from _helpers import TINY_VAE
-from pcvae_sklearn import PointCloudVAE, analyse
+from pcvae_sklearn import LatentUnmixer, PointCloudVAE, analyse
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
 
@@ -127,6 +127,12 @@ def test_cli_unmix_components_set_the_components_of_either_mode(tmp_path):
     assert columns(tmp_path / "both") == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1"]
     settings = json.loads((tmp_path / "both" / "settings.json").read_text())
     assert settings["unmix"] == "both" and settings["unmix_components"] == 2
+    # the saved unmixer maps the VAE's columns of latents.csv to its ic columns
+    assert settings["unmixer"] == "unmixer.npz"
+    latents = pd.read_csv(tmp_path / "both" / "latents.csv")
+    unmixer = LatentUnmixer.load(tmp_path / "both" / "unmixer.npz")
+    np.testing.assert_allclose(unmixer.transform(latents[["pcvae0", "pcvae1", "pcvae2"]].to_numpy()),
+                               latents[["ic0", "ic1"]].to_numpy(), atol=1e-9)
     rc = main(["demo", "--out", str(tmp_path / "ic"), *common, "--unmix"])
     assert rc == 0
     assert columns(tmp_path / "ic") == ["ic0", "ic1"]
@@ -134,6 +140,11 @@ def test_cli_unmix_components_set_the_components_of_either_mode(tmp_path):
     rc = main(["demo", "--out", str(tmp_path / "no"), "--n-particles", "40", "--quiet", "--unmix", "no",
                "--unmix-components", "2"])
     assert rc == 2  # the raw axes asked for, and components to unmix: a contradiction, said before the fit
+    rc = main(["demo", "--out", str(tmp_path / "no"), *common[:-2], "--unmix", "no"])
+    assert rc == 0
+    assert columns(tmp_path / "no") == ["pcvae0", "pcvae1", "pcvae2"]
+    assert json.loads((tmp_path / "no" / "settings.json").read_text())["unmixer"] is None
+    assert not (tmp_path / "no" / "unmixer.npz").exists()
 
 
 def test_cli_run_with_unmix_writes_the_components(tmp_path, capsys):

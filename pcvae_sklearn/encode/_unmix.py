@@ -18,6 +18,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 __all__ = ["LatentUnmixer", "negentropy"]
 
+#: what LatentUnmixer.save writes in its file's "format" entry; load refuses anything else
+FORMAT = "pcvae_sklearn.LatentUnmixer"
+FORMAT_VERSION = 1
+_ARRAYS = ("mean_", "active_", "mixing_", "components_")
+_SCALARS = ("n_components_", "n_iter_", "negentropy_", "n_features_in_")
+
 # E[log cosh(nu)] for a standard normal nu
 _GAUSS_LOGCOSH = 0.37456720749
 
@@ -278,6 +284,80 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
         Z = np.repeat(self.mean_[None, :], len(S), axis=0)
         Z[:, self.active_] += S @ self.mixing_.T
         return Z
+
+    def save(self, path) -> None:
+        """Write the fitted unmixer to a NumPy ``.npz`` file that loads without pickled code.
+
+        The file holds the fitted arrays (``mean_``, ``active_``,
+        ``mixing_``, ``components_``), the other fitted attributes, the
+        parameters and a format version. With the VAE's model file it maps
+        particles to the same components as the fit did: ``pcvae run``
+        writes both (``model.pt``, ``unmixer.npz``).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write; NumPy appends ``.npz`` to a name without it.
+
+        Examples
+        --------
+        >>> import numpy as np, os, tempfile
+        >>> from pcvae_sklearn import LatentUnmixer
+        >>> Z = np.random.default_rng(0).uniform(-1, 1, size=(200, 3))
+        >>> unmixer = LatentUnmixer(random_state=0).fit(Z)
+        >>> path = os.path.join(tempfile.mkdtemp(), "unmixer.npz")
+        >>> unmixer.save(path)
+        >>> bool(np.array_equal(LatentUnmixer.load(path).transform(Z), unmixer.transform(Z)))
+        True
+        """
+        check_is_fitted(self, "components_")
+        params = self.get_params()
+        if not (params["random_state"] is None or isinstance(params["random_state"], Integral)):
+            params["random_state"] = None  # a RandomState instance is not plain data
+        arrays = {f"fitted.{name}": np.asarray(getattr(self, name)) for name in _ARRAYS + _SCALARS}
+        if hasattr(self, "feature_names_in_"):
+            arrays["fitted.feature_names_in_"] = np.asarray(self.feature_names_in_, dtype=str)
+        for name, value in params.items():
+            arrays[f"param.{name}"] = np.asarray(np.nan if value is None else value)
+        np.savez(path, format=np.asarray(FORMAT), format_version=np.asarray(FORMAT_VERSION), **arrays)
+
+    @classmethod
+    def load(cls, path):
+        """Read an unmixer written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        LatentUnmixer
+            Fitted: ``transform`` gives what the saved one gave.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a LatentUnmixer file of this format version.
+        """
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+        if "format" not in data or str(data["format"]) != FORMAT:
+            raise ValueError(f"{path} is not a LatentUnmixer file (written by LatentUnmixer.save).")
+        if int(data["format_version"]) != FORMAT_VERSION:
+            raise ValueError(f"{path} is a LatentUnmixer file of format version {int(data['format_version'])}; this "
+                             f"version of pcvae_sklearn reads version {FORMAT_VERSION} only. Fit the unmixer again.")
+        params = {}
+        for name in cls._get_param_names():
+            value = data[f"param.{name}"].item()
+            params[name] = None if isinstance(value, float) and np.isnan(value) else value
+        unmixer = cls(**params)
+        for name in _ARRAYS:
+            setattr(unmixer, name, data[f"fitted.{name}"])
+        for name in _SCALARS:
+            setattr(unmixer, name, data[f"fitted.{name}"].item())
+        if "fitted.feature_names_in_" in data:
+            unmixer.feature_names_in_ = data["fitted.feature_names_in_"].astype(object)
+        return unmixer
 
     def get_feature_names_out(self, input_features=None):
         """Names of the output columns: ``ic0, ic1, ...``.
