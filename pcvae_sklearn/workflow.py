@@ -98,13 +98,23 @@ class WorkflowResult:
         :func:`pcvae_sklearn.validate.trend_null_test`), and
         ``reproducibility``: the binned axis's smallest |Spearman| with its
         matches in the other seeds (None with ``n_seeds=1``); below 0.9 the
-        verdict says the axis is unconfirmed.
+        verdict says the axis is unconfirmed. And ``choice_agreement``, as
+        the attribute of that name.
     null : TrendNullResult or None
         The null's full result (the twins' curves and rises).
     stability : AxisStability or None
         Which axes of this fit come back with other seeds, and what each
         tracks (:func:`pcvae_sklearn.validate.axis_stability`); None with
         ``n_seeds=1``.
+    choice_agreement : float or None
+        Whether the choice of axis comes back: the smallest |Spearman|, over
+        the other seeds' fits, between the binned axis and the axis the same
+        rule picks in that fit (:meth:`AxisStability.choice_agreement
+        <pcvae_sklearn.validate.AxisStability.choice_agreement>`). An axis
+        may come back while another seed's fit bins along another one that
+        tracks the estimate better there; below 0.9 a warning, and the
+        verdict, say the axis is unconfirmed. None when ``dimension`` was
+        given or with ``n_seeds=1``.
     """
 
     vae: PointCloudVAE
@@ -124,6 +134,7 @@ class WorkflowResult:
     null: object = field(default=None, repr=False)
     stability: object = field(default=None, repr=False)
     dimension_given: bool = False
+    choice_agreement: float = None
 
     @property
     def feature_names(self) -> np.ndarray:
@@ -313,6 +324,13 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=names)
     axis = bin_along_axis(Z, E[:, 0], dimension=dimension, n_bins=n_bins, candidates=candidates)
     bins = axis.bins
+    agreement = None
+    if stability is not None and dimension is None:  # would another seed's fit, choosing the same way, agree?
+        agreement = float(stability.choice_agreement(axis.dimension, name, candidates).min())
+        if candidates is not None and agreement < stability.threshold:
+            found.append(f"the fit with another seed, choosing the same way, bins along a different axis (|Spearman| "
+                         f"{agreement:.2f} with {names[axis.dimension]}): the choice of axis does not come back; treat "
+                         "its trend as unconfirmed")
     seconds["estimate_and_bin"] += time.perf_counter() - t
 
     counts = np.bincount(bins, minlength=n_bins + 1)[1:]
@@ -350,10 +368,15 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         if stability is not None:
             reproducibility = float(stability.reproducibility[axis.dimension])
             heterogeneity["reproducibility"] = reproducibility
+            heterogeneity["choice_agreement"] = agreement
             if reproducibility < stability.threshold:
                 heterogeneity["verdict"] += (
                     f"; but {names[axis.dimension]} did not come back with another seed (|Spearman| "
                     f"{reproducibility:.2f} < {stability.threshold:g}), so the axis is unconfirmed")
+            elif agreement is not None and agreement < stability.threshold:
+                heterogeneity["verdict"] += (
+                    f"; but the fit with another seed bins along a different axis (|Spearman| {agreement:.2f} with "
+                    f"{names[axis.dimension]}), so the axis is unconfirmed")
         caveat = (precision_caveat(p, Z[:, axis.dimension], str(names[axis.dimension]), alpha)
                   if heterogeneity.get("detected") else None)
         if caveat is not None:
@@ -382,6 +405,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         null=null_result,
         stability=stability,
         dimension_given=dimension is not None,
+        choice_agreement=agreement,
     )
 
 

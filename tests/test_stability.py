@@ -179,3 +179,49 @@ def test_axis_stability_matches_within_groups():
         axis_stability(X, latents=[Z, Z], n_seeds=2, groups=[0, 1])
     with pytest.raises(ValueError, match="groups has shape"):
         match_axes(Z, Z, groups=[0, 1])
+
+
+def naive_choice_agreement(latents, columns, estimate, dimension, candidates):
+    """The same rule written out: each later seed's matched axis of largest |Spearman| with the estimate."""
+    out = []
+    for s in range(1, len(latents)):
+        matched = [latents[s][:, columns[s, j]] for j in candidates]
+        pick = candidates[int(np.argmax([abs(spearmanr(m, estimate)[0]) for m in matched]))]
+        out.append(abs(spearmanr(latents[0][:, dimension], latents[s][:, columns[s, pick]])[0]))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_choice_agreement_agrees_with_the_rule_written_out(seed):
+    X, truth = particles(60, seed)
+    rng = np.random.default_rng(seed)
+    shared = rng.normal(size=(60, 4))
+    latents = [shared[:, rng.permutation(4)] * rng.choice([-1, 1], 4) + rng.uniform(0.2, 1.5) * rng.normal(size=(60, 4))
+               for _ in range(3)]
+    estimate = shared @ rng.normal(size=4) + rng.normal(size=60)
+    result = axis_stability(X, latents=latents, n_seeds=3, estimates={"e": estimate})
+    for candidates in (np.arange(4), np.sort(rng.choice(4, 2, replace=False))):
+        for dimension in candidates:
+            expected = naive_choice_agreement(result.latents, result.columns, estimate, dimension, candidates)
+            np.testing.assert_allclose(result.choice_agreement(dimension, "e", candidates), expected, atol=1e-12)
+
+
+def test_choice_agreement_sees_a_choice_that_moves_to_another_axis():
+    """Both axes come back, but the second fit tracks the estimate better along the other one."""
+    X, truth = particles(200, 3)
+    rng = np.random.default_rng(3)
+    a, b, noise = rng.normal(size=200), rng.normal(size=200), rng.normal(size=(200, 4))
+    estimate = a + b
+    first = np.c_[a + 0.1 * noise[:, 0], b + 0.5 * noise[:, 1]]          # tracks the estimate best along a
+    second = np.c_[b + 0.1 * noise[:, 2], a + 0.5 * noise[:, 3]]         # ... along b
+    result = axis_stability(X, latents=[first, second], n_seeds=2, estimates={"e": estimate}, threshold=0.8)
+    assert result.reproducible.all()
+    assert result.choice_agreement(0, "e")[0] == pytest.approx(abs(spearmanr(first[:, 0], second[:, 0])[0]))
+    assert result.choice_agreement(0, "e")[0] < 0.3
+    assert result.choice_agreement(0, "e", candidates=[0])[0] == pytest.approx(result.pair_correlation[0, 0, 1])
+    with pytest.raises(ValueError, match="not one of the tracked"):
+        result.choice_agreement(0, "radius")
+    with pytest.raises(ValueError, match="axes in 0..1"):
+        result.choice_agreement(2, "e")
+    with pytest.raises(ValueError, match="axes in 0..1"):
+        result.choice_agreement(0, "e", candidates=[])

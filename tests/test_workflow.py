@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from _helpers import TINY_VAE
-from pcvae_sklearn import LatentUnmixer, PointCloudVAE, analyse
+from pcvae_sklearn import LatentUnmixer, PointCloudVAE, analyse, as_particles
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
+from sklearn.base import BaseEstimator, TransformerMixin
 
 import pandas as pd
 
@@ -325,3 +326,54 @@ def test_cli_symmetry_reaches_every_fusion(tmp_path, capsys):
     rc = main(["demo", "--out", str(tmp_path / "bad"), "--n-particles", "40", "--quiet", "--symmetry", "1"])
     assert rc == 2
     assert "--symmetry must be 2 or more" in capsys.readouterr().err
+
+
+class SeedDependentLatents(TransformerMixin, BaseEstimator):
+    """Test latents from two per-particle features: the radius r and the localization count c (standardised).
+
+    Seed 0 gives (r + 0.7 c, r - c), any other seed (r + c, r - 0.7 c): each axis comes
+    back in the other seed (|Spearman| about 0.98), but the axis that tracks
+    the radius best is the first in seed 0 and the second in the others, and the
+    two order the particles differently (about 0.3).
+    """
+
+    def __init__(self, random_state=None):
+        self.random_state = random_state
+
+    def _features(self, X):
+        p = as_particles(X)
+        starts = p.offsets[:-1]
+        centre = np.add.reduceat(p.coords, starts, axis=0) / p.lengths[:, None]
+        distance = np.linalg.norm(p.coords - np.repeat(centre, p.lengths, axis=0), axis=1)
+        return np.add.reduceat(distance, starts) / p.lengths, p.lengths.astype(float)
+
+    def fit(self, X, y=None):
+        r, c = self._features(X)
+        self.stats_ = (r.mean(), r.std(), c.mean(), c.std())
+        return self
+
+    def transform(self, X):
+        r, c = self._features(X)
+        r, c = (r - self.stats_[0]) / self.stats_[1], (c - self.stats_[2]) / self.stats_[3]
+        return np.c_[r + 0.7 * c, r - c] if self.random_state == 0 else np.c_[r + c, r - 0.7 * c]
+
+    def get_feature_names_out(self, input_features=None):
+        return np.array(["pcvae0", "pcvae1"], dtype=object)
+
+
+def test_analyse_says_when_another_seed_would_bin_another_axis():
+    X, truth = make_npc_2d(300, random_state=5)
+    # both axes come back, and this fit bins pcvae0; the second seed's fit would bin its pcvae1
+    with pytest.warns(UserWarning, match="bins along a different axis"):
+        res = analyse(X, vae=SeedDependentLatents(random_state=0), n_bins=5, fuse=False, unmix=False,
+                      random_state=0, n_null=5)
+    assert res.stability.reproducible.all() and res.dimension == 0
+    expected = res.stability.choice_agreement(0, res.estimate_name, [0, 1]).min()
+    assert res.choice_agreement == pytest.approx(expected) and res.choice_agreement < 0.6
+    assert res.heterogeneity["choice_agreement"] == res.choice_agreement
+    assert "the fit with another seed bins along a different axis" in res.heterogeneity["verdict"]
+    assert "unconfirmed" in res.heterogeneity["verdict"]
+    # a dimension the user gives is not a choice: nothing to agree on
+    res = analyse(X, vae=SeedDependentLatents(random_state=0), n_bins=5, fuse=False, unmix=False, random_state=0,
+                  null=False, dimension=1)
+    assert res.choice_agreement is None

@@ -162,6 +162,11 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         good = [str(n) for n, ok in zip(stability.feature_names, stability.reproducible) if ok]
         summary[f"axes that come back in all {len(stability.seeds)} seeds (|Spearman| >= {stability.threshold:g})"] = (
             ", ".join(good) if good else "none")
+        agreement = getattr(result, "choice_agreement", None)
+        if agreement is not None:
+            summary["the binned axis against the one the same choice bins in the other seeds' fits (smallest "
+                    "|Spearman|)"] = f"{agreement:.2f}" + (f" (below {stability.threshold:g}: the choice does not come back)"
+                                                           if agreement < stability.threshold else "")
     summary.update(truth_summary or {})
     summary.update({f"seconds: {k}": f"{v:.1f}" for k, v in result.seconds.items()})
     parts.append("<table>" + "".join(f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"

@@ -115,6 +115,50 @@ class AxisStability:
     def reproducible(self) -> np.ndarray:
         return self.reproducibility >= self.threshold
 
+    def choice_agreement(self, dimension, estimate, candidates=None) -> np.ndarray:
+        """Whether every seed's fit would bin along the same axis as the reference fit does.
+
+        :func:`pcvae_sklearn.analyse` bins along the reference axis
+        ``dimension``: among ``candidates``, the one that tracks the
+        estimate best. The same rule, applied to another seed's fit, picks
+        that seed's matched axis with the largest |Spearman| with the
+        estimate. Where that is the match of ``dimension``, the agreement is
+        its reproducibility for that pair of seeds; where it is another
+        axis, the agreement is how much that axis and the binned one order
+        the particles alike, which may be little, though each axis comes
+        back. This is what a user who reruns the analysis with another seed
+        would meet.
+
+        Parameters
+        ----------
+        dimension : int
+            The reference axis binned.
+        estimate : str
+            A key of ``tracks`` (an estimate given to :func:`axis_stability`).
+        candidates : array-like of int, optional
+            The reference axes the choice may take; default: all.
+
+        Returns
+        -------
+        ndarray of shape (n_seeds - 1,)
+            For every seed after the reference, |Spearman| between the
+            reference's axis ``dimension`` and the axis the rule picks in
+            that seed's fit.
+        """
+        if estimate not in self.tracks:
+            raise ValueError(f"estimate {estimate!r} is not one of the tracked quantities {sorted(self.tracks)}.")
+        k = len(self.reproducibility)
+        allowed = np.arange(k) if candidates is None else np.unique(np.asarray(candidates, dtype=np.int64))
+        if len(allowed) == 0 or allowed.min() < 0 or allowed.max() >= k or not 0 <= dimension < k:
+            raise ValueError(f"dimension and candidates must be axes in 0..{k - 1}; got {dimension!r}, {candidates!r}.")
+        binned = self.latents[0][:, self.columns[0, dimension]]
+        out = np.empty(len(self.latents) - 1)
+        for s in range(1, len(self.latents)):
+            track = np.abs(self.tracks[estimate][s, allowed])
+            j = allowed[np.nanargmax(track)] if not np.all(np.isnan(track)) else dimension
+            out[s - 1] = abs(spearman_matrix(binned[:, None], self.latents[s][:, [self.columns[s, j]]])[0, 0])
+        return out
+
     def describe(self) -> list[str]:
         """One line per axis: its reproducibility and the quantity it tracks most (mean over seeds)."""
         lines = []
