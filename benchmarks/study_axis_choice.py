@@ -18,10 +18,22 @@ when none comes back). It does so three ways:
 Each prints the chosen axis's |Spearman| with the truth, which only a
 simulation knows, and its reproducibility over all 5 seeds (the smallest
 |Spearman| between its matched axes over the 10 pairs: the outlook
-issue's bar is 0.9). One JSON line per data set; ``--summarise FILE``
-turns the lines into the table of ``docs/choosing_parameters.md``.
+issue's bar is 0.9).
 
-    python benchmarks/study_axis_choice.py --scenarios npc3d_default npc3d_tilt --seeds 0 1 >> choice.jsonl
+Then (``rerun``) it makes analyse's choice 5 times, as a user who reruns
+``analyse`` with other seeds would: run i bins an axis of fit i, checked
+against fit i + 1 (mod 5). Its figure is the smallest |Spearman| between
+the binned axes of two runs. The matching above can pair the binned axis
+with another axis than the one a rerun bins, and the other way round, so
+the two figures differ. It also counts the runs whose own check of the
+choice (``AxisStability.choice_agreement``) calls the axis unconfirmed.
+
+One JSON line per data set; ``--summarise FILE`` turns the lines into the
+tables of ``docs/choosing_parameters.md``. ``--cache DIR`` keeps the 5
+fits of every data set, so that the choice can be studied again without
+fitting.
+
+    python benchmarks/study_axis_choice.py --scenarios npc3d_default npc3d_tilt --seeds 0 1 --cache fits >> choice.jsonl
     python benchmarks/study_axis_choice.py --scenarios npc2d_default --seeds 0 1 --n-particles 500 >> choice.jsonl
     python benchmarks/study_axis_choice.py --summarise choice.jsonl
 
@@ -32,7 +44,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
+import pathlib
 import time
 
 import numpy as np
@@ -60,11 +74,61 @@ def _choice(stability2, Z, E, t, stability5):
             float(abs(axis.spearman[j]))]  # unrounded: the two kinds are compared
 
 
-def one(name, data_seed, n):
+def _rerun(X, kinds, E, t):
+    """analyse run 5 times: run i's fit is seed i, confirmed by seed i + 1 (mod 5).
+
+    For the VAE's axes alone (``raw``) and both kinds (``both``, matched
+    within kinds as analyse does): the smallest |Spearman| between the 5
+    binned axes over the 10 pairs of runs (what a user who reruns
+    ``analyse`` with another seed sees); the binned axes' |Spearman| with
+    the truth, mean and worst; how many runs the in-run check of the
+    choice (``AxisStability.choice_agreement`` below 0.9) calls
+    unconfirmed; and the smallest |Spearman| between the runs it passes.
+    """
+    raw, unm = kinds["raw"], kinds["unm"]
+    groups = np.r_[np.zeros(raw[0].shape[1], dtype=np.int64), np.ones(unm[0].shape[1], dtype=np.int64)]
+    binned, passed = {"raw": [], "both": []}, {"raw": [], "both": []}
+    for i in range(5):
+        pair = [i, (i + 1) % 5]
+        for k in binned:
+            L = [raw[q] if k == "raw" else np.hstack([raw[q], unm[q]]) for q in pair]
+            two = axis_stability(X, n_seeds=2, latents=L, estimates={"e": E}, groups=None if k == "raw" else groups,
+                                 random_state=0)
+            cand = np.flatnonzero(two.reproducible)
+            cand = cand if len(cand) else None
+            axis = bin_along_axis(L[0], E, candidates=cand)  # analyse's own rule
+            binned[k].append(L[0][:, axis.dimension])
+            passed[k].append(cand is not None and two.choice_agreement(axis.dimension, "e", cand).min() >= 0.9)
+    out = {}
+    for k, axes in binned.items():
+        truth = [abs(spearmanr(a, t).correlation) for a in axes]
+
+        def worst(runs):
+            pairs = [abs(spearmanr(axes[a], axes[b]).correlation) for a, b in itertools.combinations(runs, 2)]
+            return round(float(min(pairs)), 3) if pairs else None
+
+        ok = [j for j in range(5) if passed[k][j]]
+        out[k] = [worst(range(5)), round(float(np.mean(truth)), 3), round(float(min(truth)), 3), 5 - len(ok), worst(ok)]
+    return out
+
+
+def _fits(X, name, data_seed, n, cache):
+    """The 5 fits' latents, from ``cache`` when it holds them (saved there otherwise)."""
+    path = None if cache is None else pathlib.Path(cache) / f"{name}_{data_seed}_{n}.npz"
+    if path is not None and path.exists():
+        return list(np.load(path)["latents"])
+    raw = axis_stability(X, PointCloudVAE(), n_seeds=5, random_state=data_seed).latents
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, latents=np.stack(raw))
+    return raw
+
+
+def one(name, data_seed, n, cache=None):
     X, truth = make_scenario(name, n, random_state=700 + data_seed)
     structure = SCENARIOS[name].structure
     t0 = time.perf_counter()
-    raw = axis_stability(X, PointCloudVAE(), n_seeds=5, random_state=data_seed).latents
+    raw = _fits(X, name, data_seed, n, cache)
     unm = [LatentUnmixer(n_components=K, random_state=data_seed).fit_transform(Z) for Z in raw]
     out = {"name": name, "seed": data_seed, "n": n, "fit_s": round(time.perf_counter() - t0, 1)}
     kinds = {"raw": raw, "unm": unm}
@@ -79,6 +143,7 @@ def one(name, data_seed, n):
             row[k] = _choice(two[k], L[0], E, truth[param], five[k])
         r, u = row["raw"], row["unm"]
         row["both"] = ["raw", *r] if (r[1], r[4]) >= (u[1], u[4]) else ["unm", *u]
+        row["rerun"] = _rerun(X, kinds, E, truth[param])
         out[param] = row
     return out
 
@@ -91,21 +156,40 @@ def summarise(path):
             if param in d:
                 r = d[param]
                 rows[(d["name"], param)].append((d["seed"], r["raw"][2], r["raw"][3], r["both"][3], r["both"][4],
-                                                 r["both"][0]))
+                                                 r["both"][0], r.get("rerun")))
+    print("One fit judged against 5 seeds (the axis of seed 0, followed by the matching):\n")
     print("| scenario | parameter | seeds | truth, raw: mean (worst) | truth, both | reproducibility, raw | "
           "reproducibility, both | both chose |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for (name, param), v in rows.items():
-        v.sort()
-        held = " (held out)" if SCENARIOS[name].held_out else ""
-        label = "ring distance" if param == "height" and name.startswith("npc3d") else param
+        v.sort(key=lambda x: x[0])
 
         def f(i):
             return f"{np.mean([x[i] for x in v]):.3f} ({min(x[i] for x in v):.3f})"
 
         chose = " ".join("component" if x[5] == "unm" else "VAE axis" for x in v)
-        print(f"| `{name}`{held} | {label} | {','.join(str(x[0]) for x in v)} | {f(1)} | {f(3)} | {f(2)} | {f(4)} | "
+        print(f"| {_label(name, param)} | {','.join(str(x[0]) for x in v)} | {f(1)} | {f(3)} | {f(2)} | {f(4)} | "
               f"{chose} |")
+    print("\nanalyse run 5 times (run i: seed i, checked by seed i + 1), per data set:\n")
+    print("| scenario | parameter | seeds | between runs, raw | between runs, both | truth of the binned axes, both "
+          "(worst) | runs the choice check calls unconfirmed, both | between the runs it confirms, both |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (name, param), v in rows.items():
+        v = [x for x in v if x[6] is not None]
+        if not v:
+            continue
+
+        def each(kind, i):
+            return " / ".join("-" if x[6][kind][i] is None else f"{x[6][kind][i]:.3f}" if i != 3 else
+                              str(x[6][kind][i]) for x in v)
+
+        print(f"| {_label(name, param)} | {','.join(str(x[0]) for x in v)} | {each('raw', 0)} | {each('both', 0)} | "
+              f"{min(x[6]['both'][2] for x in v):.3f} | {each('both', 3)} | {each('both', 4)} |")
+
+
+def _label(name, param):
+    held = " (held out)" if SCENARIOS[name].held_out else ""
+    return f"`{name}`{held} | " + ("ring distance" if param == "height" and name.startswith("npc3d") else param)
 
 
 def main(argv=None):
@@ -113,6 +197,7 @@ def main(argv=None):
     ap.add_argument("--scenarios", nargs="+", default=["npc3d_default"], choices=list_scenarios(), metavar="NAME")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--n-particles", type=int, default=1000)
+    ap.add_argument("--cache", metavar="DIR", help="keep the 5 fits' latents of each data set in DIR, and reuse them")
     ap.add_argument("--summarise", metavar="FILE", help="print the table of the JSON lines in FILE and stop")
     args = ap.parse_args(argv)
     if args.summarise:
@@ -121,7 +206,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     for name in args.scenarios:
         for seed in args.seeds:
-            print(json.dumps(one(name, seed, args.n_particles)), flush=True)
+            print(json.dumps(one(name, seed, args.n_particles, args.cache)), flush=True)
 
 
 if __name__ == "__main__":
