@@ -156,6 +156,15 @@ def _among(res) -> str:
     return f"of all dimensions (none came back in all {len(res.stability.seeds)} seeds)"
 
 
+def _second_choice(res) -> str:
+    """What the check's other fits bin when they choose the same way, as a sentence (empty without the check)."""
+    if res.choice_agreement is None:
+        return ""
+    return (f" The fit with another seed, choosing the same way, bins an axis that orders the particles like it "
+            f"(|Spearman| {res.choice_agreement:.2f})" + ("." if res.choice_agreement >= res.stability.threshold
+                                                          else f": below {res.stability.threshold:g}, so the choice is unconfirmed."))
+
+
 def _say(args, msg):
     if not args.quiet:
         print(msg, file=sys.stderr, flush=True)
@@ -424,7 +433,7 @@ def _print_summary(res, truth, seconds, out, cautions=()):
         flipped = " Its sign was flipped (orientation -1) so that" if res.orientation < 0 else " Oriented so that"
         print(f"Binned along latent dimension {res.dimension} ({names[res.dimension]}): {_among(res)} it tracks the "
               f"{quantity} estimate best (|Spearman| {abs(rho[res.dimension]):.3f}).{flipped} the estimate grows from "
-              f"bin 1 to bin {len(res.bin_table)}.")
+              f"bin 1 to bin {len(res.bin_table)}.{_second_choice(res)}")
         print(res.bin_table.to_string(index=False))
     for name, best, rho_best, rho_binned in _truth_rows(res, truth):
         print(f"\nAgainst the TRUE {name} (known in simulations only): dimension {best} tracks it best "

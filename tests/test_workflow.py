@@ -181,7 +181,9 @@ def test_cli_demo_writes_results(tmp_path, capsys):
     assert len(latents) == 40 and {"pcvae0", "pcvae1", "radius_nm", "bin", "true_radius_nm"} <= set(latents.columns)
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"]["latent_dim"] == 2 and "torch" in settings["versions"]
-    assert "Against the TRUE radius (known in simulations only)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Against the TRUE radius (known in simulations only)" in printed
+    assert "The fit with another seed, choosing the same way, bins an axis" in printed
     assert sorted(latents["bin"].unique()) == [1, 2, 3, 4]
     assert pd.read_csv(out / "bins.csv")["bin"].tolist() == [1, 2, 3, 4]
 
