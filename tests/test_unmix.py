@@ -242,3 +242,6 @@ def test_load_refuses_other_files(tmp_path):
     np.savez(tmp_path / "future.npz", **{**data, "format_version": np.asarray(99)})
     with pytest.raises(ValueError, match="format version 99"):
         LatentUnmixer.load(tmp_path / "future.npz")
+    np.savez(tmp_path / "cut.npz", **{k: v for k, v in data.items() if k != "fitted.mixing_"})
+    with pytest.raises(ValueError, match="incomplete LatentUnmixer file: it lacks fitted.mixing_"):
+        LatentUnmixer.load(tmp_path / "cut.npz")

@@ -346,6 +346,10 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
         if int(data["format_version"]) != FORMAT_VERSION:
             raise ValueError(f"{path} is a LatentUnmixer file of format version {int(data['format_version'])}; this "
                              f"version of pcvae_sklearn reads version {FORMAT_VERSION} only. Fit the unmixer again.")
+        missing = [f"param.{n}" for n in cls._get_param_names() if f"param.{n}" not in data] + [
+            f"fitted.{n}" for n in _ARRAYS + _SCALARS if f"fitted.{n}" not in data]
+        if missing:
+            raise ValueError(f"{path} is an incomplete LatentUnmixer file: it lacks {', '.join(missing)}.")
         params = {}
         for name in cls._get_param_names():
             value = data[f"param.{name}"].item()
