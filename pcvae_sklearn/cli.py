@@ -270,6 +270,7 @@ def _run(args, particles, truth=None, source="", reading=None):
         "dimension": res.dimension,
         "orientation": res.orientation,
         "null": res.heterogeneity if res.heterogeneity is not None else "skipped (--no-null)",
+        "choice_agreement": res.choice_agreement,
         "stability": ("off (--stability-seeds 1)" if res.stability is None
                       else res.stability.to_frame().to_dict(orient="records")),
         "intervals": {

@@ -128,6 +128,7 @@ def test_cli_unmix_components_set_the_components_of_either_mode(tmp_path):
     assert columns(tmp_path / "both") == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1"]
     settings = json.loads((tmp_path / "both" / "settings.json").read_text())
     assert settings["unmix"] == "both" and settings["unmix_components"] == 2
+    assert 0 <= settings["choice_agreement"] <= 1  # the choice check, with or without the null
     # the saved unmixer maps the VAE's columns of latents.csv to its ic columns
     assert settings["unmixer"] == "unmixer.npz"
     latents = pd.read_csv(tmp_path / "both" / "latents.csv")
@@ -141,10 +142,11 @@ def test_cli_unmix_components_set_the_components_of_either_mode(tmp_path):
     rc = main(["demo", "--out", str(tmp_path / "no"), "--n-particles", "40", "--quiet", "--unmix", "no",
                "--unmix-components", "2"])
     assert rc == 2  # the raw axes asked for, and components to unmix: a contradiction, said before the fit
-    rc = main(["demo", "--out", str(tmp_path / "no"), *common[:-2], "--unmix", "no"])
+    rc = main(["demo", "--out", str(tmp_path / "no"), *common[:-2], "--unmix", "no", "--no-null"])
     assert rc == 0
     assert columns(tmp_path / "no") == ["pcvae0", "pcvae1", "pcvae2"]
-    assert json.loads((tmp_path / "no" / "settings.json").read_text())["unmixer"] is None
+    settings = json.loads((tmp_path / "no" / "settings.json").read_text())
+    assert settings["unmixer"] is None and 0 <= settings["choice_agreement"] <= 1
     assert not (tmp_path / "no" / "unmixer.npz").exists()
 
 
