@@ -35,14 +35,13 @@ from _common import REAL
 from bench_real import SETS, turned
 from scipy.stats import spearmanr
 
+from study_axis_choice import ESTIMATES
+
 from pcvae_sklearn import analyse, read_particles
+from pcvae_sklearn.cli import UNMIX
 from pcvae_sklearn.datasets import SCENARIOS, list_scenarios, make_scenario
 
-#: the estimate of each parameter, by structure (as study_axis_choice.py)
-ESTIMATES = {"npc_2d": {"radius": "radius"}, "npc_3d": {"radius": "radius", "height": "pore"},
-             "tetrahedron": {"height": "tetrahedron"}}
 REAL_ESTIMATES = {"gp210": {"radius": "radius"}, "nup107": {"radius": "radius", "ring distance": "pore"}}
-UNMIX = {"both": "both", "no": False, "yes": True}
 
 
 def data_sets(args):

@@ -251,7 +251,7 @@ def _run(args, particles, truth=None, source="", reading=None):
     res.correlations.to_csv(out / "correlations.csv", index=False)
     res.bin_table.to_csv(out / "bins.csv", index=False)
     res.vae.save(out / "model.pt")  # opens with torch.load(weights_only=True): PointCloudVAE.load
-    unmixer = _latent_unmixer(res.unmixer)
+    unmixer = res.latent_unmixer
     if unmixer is not None:  # the ic* columns of latents.csv: LatentUnmixer.load(...).transform(the VAE's latents)
         unmixer.save(out / "unmixer.npz")
     if res.fusion is not None:
@@ -294,13 +294,6 @@ def _run(args, particles, truth=None, source="", reading=None):
     if note:
         print(f"Note: {note}")
     return 0
-
-
-def _latent_unmixer(unmixer):
-    """The fitted LatentUnmixer of analyse's result (alone, or the ``"unmixed"`` step of "both"), or None."""
-    if unmixer is None:
-        return None
-    return unmixer.named_transformers["unmixed"] if hasattr(unmixer, "named_transformers") else unmixer
 
 
 def _sample_ratios(text):

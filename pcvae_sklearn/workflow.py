@@ -143,6 +143,13 @@ class WorkflowResult:
         return names if self.unmixer is None else self.unmixer.get_feature_names_out(names)
 
     @property
+    def latent_unmixer(self):
+        """The fitted :class:`LatentUnmixer` behind the ``ic*`` columns (alone, or the union's ``"unmixed"`` step), or None."""
+        if self.unmixer is None or isinstance(self.unmixer, LatentUnmixer):
+            return self.unmixer
+        return self.unmixer.named_transformers["unmixed"]
+
+    @property
     def encoder(self):
         """What maps particles to ``latents``: the VAE, or a Pipeline of the VAE and the unmixer."""
         if self.unmixer is None:

@@ -75,13 +75,13 @@ def _table(df, precision=3) -> str:
                       float_format=lambda v: f"{v:.{precision}g}" if abs(v) < 1e-3 and v else f"{v:.{precision}f}")
 
 
-def _axes_kind(unmixer) -> str:
+def _axes_kind(result) -> str:
+    unmixer = getattr(result, "latent_unmixer", None)
     if unmixer is None:
         return "the VAE's own axes"
-    if hasattr(unmixer, "named_transformers"):  # analyse(unmix="both"): the axes, then their components
-        k = unmixer.named_transformers["unmixed"].n_components_
+    if unmixer is not result.unmixer:  # analyse(unmix="both"): the axes, then their components
         return (f"the VAE's own axes and, beside them, the independent components (LatentUnmixer) of the latent's "
-                f"top {k} principal directions")
+                f"top {unmixer.n_components_} principal directions")
     what = ("the active latent dimensions" if unmixer.n_components is None
             else f"the latent's top {unmixer.n_components_} principal directions")
     return f"independent components (LatentUnmixer) of {what}"
@@ -135,7 +135,7 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         "source": settings.get("source", ""),
         "particles": len(result.latents),
         "latent dimensions": result.latents.shape[1],
-        "latent axes": _axes_kind(getattr(result, "unmixer", None)),
+        "latent axes": _axes_kind(result),
         "estimate": result.estimate_name,
         "bins along": f"dimension {result.dimension} ({names[result.dimension]}), "
         + ("as given" if getattr(result, "dimension_given", False) else "the one that tracks the estimate best"
