@@ -4,7 +4,8 @@ The pipeline, one subpackage a stage::
 
     io        read localization files into particles, write results back
     encode    PointCloudVAE: one latent vector per particle
-    bin       LatentBinner: particles ordered and cut into bins along each latent dimension
+    bin       LatentBinner: particles ordered and cut into bins along each latent dimension;
+              LatentDirection: the latent direction that predicts an estimate
     fuse      ParticleFuser: joint registration of particles into super-particles
     estimate  RadiusEstimator / HeightEstimator and scorers for model selection
     cluster   discrete classes in the latents: choosing k, one super-particle per cluster
@@ -22,7 +23,7 @@ Sci. Rep. (2025).
 from . import cluster, datasets, io, show, validate
 from ._ragged import Particles, as_particles
 from ._version import __version__
-from .bin import LatentBinner, bin_along_axis
+from .bin import LatentBinner, LatentDirection, bin_along_axis
 from .cluster import choose_n_clusters, fuse_clusters
 from .encode import LatentUnmixer, PointCloudVAE, paper_recipe
 from .estimate import (
@@ -44,6 +45,7 @@ __all__ = [
     "paper_recipe",
     "LatentUnmixer",
     "LatentBinner",
+    "LatentDirection",
     "bin_along_axis",
     "ParticleFuser",
     "fuse_bins",

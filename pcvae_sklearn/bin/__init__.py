@@ -10,5 +10,6 @@ Sci. Rep. 2025).
 
 from ._axis import LatentAxis, bin_along_axis
 from ._binner import LatentBinner
+from ._direction import LatentDirection
 
-__all__ = ["LatentBinner", "LatentAxis", "bin_along_axis"]
+__all__ = ["LatentBinner", "LatentAxis", "LatentDirection", "bin_along_axis"]
