@@ -8,7 +8,8 @@ import pytest
 from scipy.stats import t as student_t
 
 from _helpers import TINY_VAE
-from pcvae_sklearn import ParticleFuser, PointCloudVAE, RadiusEstimator, analyse, as_particles
+from pcvae_sklearn import LatentDirection, ParticleFuser, PointCloudVAE, RadiusEstimator, analyse, as_particles
+from pcvae_sklearn.bin import bin_along_axis
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
 from pcvae_sklearn.validate import bin_bootstrap_intervals, per_bin_statistic, trend_null_test
@@ -83,13 +84,37 @@ class RadialEncoder:
         return np.c_[r + rng.normal(0, self.noise, p.n_particles), rng.normal(size=p.n_particles)]
 
 
-def _run(radius, seed, n=120, alpha=0.01, fuser=FAST_FUSER):
+def _run(radius, seed, n=120, alpha=0.01, fuser=FAST_FUSER, **kw):
     X, _ = make_npc_2d(n, radius=radius, random_state=seed)
     enc = RadialEncoder(seed=seed)
     Z = enc.transform(X)
     E = RadiusEstimator().fit_transform(X)
     return trend_null_test(X, Z, E, encoder=enc, n_bins=6, n_replicates=9, alpha=alpha, fuser=fuser,
-                           random_state=seed)
+                           random_state=seed, **kw)
+
+
+def test_null_along_the_latent_direction_refits_it_on_every_twin_set():
+    for seed in range(2):
+        fixed = _run(50.0, seed, direction=LatentDirection(random_state=seed))
+        varying = _run((40.0, 60.0), seed, direction=LatentDirection(random_state=seed),
+                       feature_names=["pcvae0", "pcvae1", "latent_radius_nm"])
+        assert not fixed.detected, fixed.verdict
+        assert varying.detected and varying.p_value < 0.01
+        assert varying.verdict.startswith("radius varies along latent_radius_nm beyond what")
+        for res in (fixed, varying):
+            # the axis is the column after the 2 latents, for the data and every twin set
+            assert res.dimension == 2 and (res.null_dimensions == 2).all()
+        # the data's curve is that of the bins along the data's own cross-fitted direction
+        X, _ = make_npc_2d(120, radius=(40.0, 60.0), random_state=seed)
+        Z, E = RadialEncoder(seed=seed).transform(X), RadiusEstimator().fit_transform(X)[:, 0]
+        d = LatentDirection(random_state=seed).fit_transform(Z, E)
+        axis = bin_along_axis(np.c_[Z, d], E, dimension=2, n_bins=6)
+        np.testing.assert_allclose(varying.curve, per_bin_statistic(E, axis.bins, 6))
+    X, _ = make_npc_2d(24, random_state=0)
+    for kw in ({"dimension": 0}, {"candidates": [0]}):
+        with pytest.raises(ValueError, match="cannot be combined with dimension or candidates"):
+            trend_null_test(X, np.zeros((24, 2)), np.full(24, 50.0), encoder=RadialEncoder(), n_bins=3,
+                            direction=LatentDirection(), **kw)
 
 
 def test_null_detects_a_varying_radius_and_not_a_fixed_one():

@@ -174,7 +174,8 @@ class TrendNullResult:
         ``(1 + #{twin rise >= data rise}) / (1 + n_replicates)``.
     alpha : float
     dimension : int
-        The latent dimension of the data's curve.
+        The latent dimension of the data's curve (``n_dimensions``, the
+        column after the latents, with ``direction``).
     feature_name : str
     verdict : str
         One line for a reader.
@@ -247,7 +248,7 @@ class TrendNullResult:
 
 
 def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimension=None, n_bins=20, n_replicates=19,
-                    alpha=0.01, fuser=None, feature_names=None, candidates=None, random_state=None):
+                    alpha=0.01, fuser=None, feature_names=None, candidates=None, direction=None, random_state=None):
     """Does the per-bin trend of the workflow exceed what a matched homogeneous null produces?
 
     The workflow picks the latent dimension that tracks the per-particle
@@ -272,7 +273,9 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
        measured with the same estimate. On each, the same procedure as on
        the data picks a dimension (largest |Spearman|, unless ``dimension``
        is fixed), orients it and bins it (:func:`bin_along_axis`), and the
-       per-bin median estimate gives the twins' curve.
+       per-bin median estimate gives the twins' curve. With ``direction``,
+       data and twins are each binned along their own cross-fitted latent
+       direction instead (:class:`~pcvae_sklearn.bin.LatentDirection`).
     3. **Statistic.** The *rise* of a curve: its least-squares slope
        against the bin number times ``n_bins - 1``. The p-value is that of
        the data's rise as one more draw from a normal distribution fitted
@@ -313,6 +316,13 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     candidates : array-like of int, optional
         The dimensions the choice may take, for data and twins alike (see
         :func:`~pcvae_sklearn.bin.bin_along_axis`); default: all.
+    direction : LatentDirection, optional
+        Bin along the latent direction that predicts the estimate, refitted
+        (``clone(direction).fit_transform``, cross-fitted) on the data and on
+        every twin set, instead of one dimension; its axis is then the
+        column after the latents (``dimension`` is ``n_dimensions``), and
+        ``feature_names`` may name it with one more entry. Not with
+        ``dimension`` or ``candidates``.
     random_state : int, RandomState instance or None
 
     Returns
@@ -350,8 +360,15 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1); got {alpha!r}.")
     names = [f"pcvae{j}" for j in range(Z.shape[1])] if feature_names is None else [str(f) for f in feature_names]
+    if direction is not None:
+        if dimension is not None or candidates is not None:
+            raise ValueError("direction bins along the latent direction; it cannot be combined with dimension or "
+                             "candidates.")
+        names = names[:Z.shape[1] + 1]
+        if len(names) == Z.shape[1]:
+            names.append("latent_direction")
     rng = check_random_state(random_state)
-    axis = bin_along_axis(Z, E, dimension=dimension, n_bins=n_bins, candidates=candidates)
+    axis = _bin(Z, E, dimension, n_bins, candidates, direction)
     curve = per_bin_statistic(E, axis.bins, n_bins)
     rise = float(_rise(curve)[0])
 
@@ -377,7 +394,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     null_curves = np.empty((n_replicates, n_bins))
     null_dims = np.empty(n_replicates, dtype=np.int64)
     for r in range(n_replicates):  # a loop over twin replicates: the same procedure as on the data
-        ax0 = bin_along_axis(Z0[r], E0[r], dimension=dimension, n_bins=n_bins, candidates=candidates)
+        ax0 = _bin(Z0[r], E0[r], dimension, n_bins, candidates, direction)
         null_curves[r] = per_bin_statistic(E0[r], ax0.bins, n_bins)
         null_dims[r] = ax0.dimension
     null_rises = _rise(null_curves)
@@ -409,6 +426,14 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
         null_curves=null_curves, null_dimensions=null_dims, null_low=low, null_high=high,
         twin_spread_ratio=spread, fuser=template,
     )
+
+
+def _bin(Z, E, dimension, n_bins, candidates, direction):
+    """The workflow's binning of one set: along a chosen (or given) dimension, or along its own latent direction."""
+    if direction is None:
+        return bin_along_axis(Z, E, dimension=dimension, n_bins=n_bins, candidates=candidates)
+    d = clone(direction).fit_transform(Z, E)
+    return bin_along_axis(np.c_[Z, d], E, dimension=Z.shape[1], n_bins=n_bins)
 
 
 def _replicates(p: Particles, template, est, n_replicates: int, rng) -> tuple[Particles, np.ndarray]:
