@@ -53,9 +53,11 @@ print(f"best latent |Spearman| with the true radius: {rho_truth:.3f}")
 print(f"Spearman of bin index with the super-particle radius: {rho_bins:+.3f}")
 
 # %%
-# Is the trend real? The verdict of the matched homogeneous null, and which
-# latent axes came back when the model was fitted again with another seed
-# (only such an axis is binned).
+# Is the trend real? The verdict of the matched homogeneous null; whether the
+# model fitted again with another seed gives the same latent direction of the
+# radius (the binned axis, ``latent_radius_nm``); and which of the latent axes
+# came back.
 print(result.heterogeneity["verdict"])
+print(f"the binned direction against the second seed's: |Spearman| {result.choice_agreement:.3f}")
 for line in result.stability.describe():
     print(line)

@@ -54,15 +54,16 @@ for ax, image in zip(axes, r.normalised()):
 
 # %%
 # The super-particles of bins 1, 5, 10, 15 and 20 along every latent
-# dimension (the paper's Figs. 2, 7 and 9). Every row is oriented so that the
-# radius grows to the right; the number on a tile is its radius (nm).
+# dimension (the paper's Figs. 2, 7 and 9), the last row along the latent
+# direction of the radius. Every row is oriented so that the radius grows to
+# the right; the number on a tile is its radius (nm).
 SuperParticleGridDisplay.from_results(
     result, particles, fuser=ParticleFuser(n_restarts=1), register_bins=False, random_state=0
 ).plot()
 
 # %%
-# All bins along the dimension that tracks the radius, each with its radius
-# and precision (Figs. 5, 8, 10, 11).
+# All bins along the binned axis, the latent direction of the radius, each
+# with its radius and precision (Figs. 5, 8, 10, 11).
 BinRowDisplay.from_results(result).plot()
 
 # %%

@@ -78,10 +78,16 @@ def _add_model_options(ap):
                         "and about 10 for steady per-bin figures")
     g.add_argument("--estimate", "--estimator", dest="estimate", default="radius", choices=["radius", "height", "tetrahedron", "pore"],
                    help="model-based estimate (default radius)")
+    g.add_argument("--axis", default="direction", choices=["direction", "single"],
+                   help="what the bins follow: 'direction' (the default), the latent direction that predicts the "
+                        "estimate (LatentDirection, cross-fitted; the column latent_<estimate> of latents.csv), which "
+                        "comes back with other seeds; 'single', one latent axis, the one that tracks the estimate "
+                        "best among --unmix's candidates, as in the paper")
     g.add_argument("--unmix", nargs="?", const="yes", default="both", choices=sorted(UNMIX),
-                   help="the latent axes that are candidates for binning: 'both' (the default), the VAE's own and, "
-                        "beside them, their independent components (LatentUnmixer), the one that tracks the estimate "
-                        "best is binned; 'no', the VAE's own; 'yes' (or --unmix alone), the components only")
+                   help="the latent axes beside the VAE's: 'both' (the default), the VAE's own and their independent "
+                        "components (LatentUnmixer); 'no', the VAE's own; 'yes' (or --unmix alone), the components "
+                        "only. With --axis single they are the candidates for binning, and the one that tracks the "
+                        "estimate best is binned")
     g.add_argument("--unmix-components", type=int, default=None, metavar="K",
                    help="unmix the K principal directions of the latent (LatentUnmixer's n_components); default 4 "
                         "with --unmix both, and with --unmix yes the active dimensions, which with the default "
@@ -147,6 +153,20 @@ def _vae(args):
     return PointCloudVAE(**params)
 
 
+def _binned(res, quantity, rho) -> str:
+    """What the bins follow, as a sentence."""
+    names = [str(n) for n in res.feature_names]
+    if res.direction is not None and res.dimension == len(names) - 1:
+        return (f"Binned along {names[res.dimension]}: the latent direction that predicts the {quantity} estimate, "
+                f"every particle's value from the other particles' fit (cross-fitted; Pearson r "
+                f"{res.direction.score_:.3f} with the estimate, |Spearman| {abs(rho[res.dimension]):.3f}).")
+    if res.dimension_given:
+        return (f"Binned along latent dimension {res.dimension} ({names[res.dimension]}), as given (|Spearman| "
+                f"{abs(rho[res.dimension]):.3f} with the {quantity} estimate).")
+    return (f"Binned along latent dimension {res.dimension} ({names[res.dimension]}): {_among(res)} it tracks the "
+            f"{quantity} estimate best (|Spearman| {abs(rho[res.dimension]):.3f}).")
+
+
 def _among(res) -> str:
     """Which axes the binned dimension was chosen from."""
     if res.stability is None:
@@ -160,6 +180,11 @@ def _second_choice(res) -> str:
     """What the check's other fits bin when they choose the same way, as a sentence (empty without the check)."""
     if res.choice_agreement is None:
         return ""
+    if res.direction is not None:
+        return (f" The fit with another seed gives its own direction, which orders the particles like this one "
+                f"(|Spearman| {res.choice_agreement:.2f})" + ("." if res.choice_agreement >= res.stability.threshold
+                                                              else f": below {res.stability.threshold:g}, so the axis "
+                                                                   "is unconfirmed."))
     return (f" The fit with another seed, choosing the same way, bins an axis that orders the particles like it "
             f"(|Spearman| {res.choice_agreement:.2f})" + ("." if res.choice_agreement >= res.stability.threshold
                                                           else f": below {res.stability.threshold:g}, so the choice is unconfirmed."))
@@ -227,6 +252,7 @@ def _run(args, particles, truth=None, source="", reading=None):
             null_fuser=None if args.symmetry is None else _null_fuser(args, p.n_dims),
             n_jobs=args.n_jobs,
             random_state=args.seed,
+            axis=args.axis,
             unmix=UNMIX[args.unmix],
             unmix_components=args.unmix_components,
             null=not args.no_null,
@@ -263,6 +289,14 @@ def _run(args, particles, truth=None, source="", reading=None):
         "model": {k: (list(v) if isinstance(v, tuple) else v) for k, v in res.vae.get_params().items()},
         "n_bins": args.n_bins,
         "estimate": args.estimate,
+        "axis": args.axis,
+        "direction": None if res.direction is None else {
+            "column": str(res.feature_names[-1]),
+            "fitted_on": [str(n) for n in res.feature_names[:-1]],
+            "coef": res.direction.coef_.tolist(),
+            "intercept": res.direction.intercept_,
+            "cross_fitted_r": res.direction.score_,
+        },
         "unmix": UNMIX[args.unmix],
         "unmix_components": args.unmix_components,
         "unmixer": None if unmixer is None else "unmixer.npz",
@@ -417,7 +451,6 @@ def _print_summary(res, truth, seconds, out, cautions=()):
     import pandas as pd
     from scipy.stats import spearmanr
 
-    names = [str(n) for n in res.feature_names]
     quantity = res.estimate_name.replace("_nm", "").replace("_", " ")
     rho = res.correlations["spearman_rho"].to_numpy()
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
@@ -425,9 +458,8 @@ def _print_summary(res, truth, seconds, out, cautions=()):
         print(res.correlations[["latent", "estimate", "pearson_r", "spearman_rho"]].to_string(index=False))
         print()
         flipped = " Its sign was flipped (orientation -1) so that" if res.orientation < 0 else " Oriented so that"
-        print(f"Binned along latent dimension {res.dimension} ({names[res.dimension]}): {_among(res)} it tracks the "
-              f"{quantity} estimate best (|Spearman| {abs(rho[res.dimension]):.3f}).{flipped} the estimate grows from "
-              f"bin 1 to bin {len(res.bin_table)}.{_second_choice(res)}")
+        print(f"{_binned(res, quantity, rho)}{flipped} the estimate grows from bin 1 to bin {len(res.bin_table)}."
+              f"{_second_choice(res)}")
         print(res.bin_table.to_string(index=False))
     for name, best, rho_best, rho_binned in _truth_rows(res, truth):
         print(f"\nAgainst the TRUE {name} (known in simulations only): dimension {best} tracks it best "

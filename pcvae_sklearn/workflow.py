@@ -12,10 +12,12 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import spearmanr
+from sklearn.base import clone
 
 from ._diagnostics import check_bins, precision_caveat, workflow_warnings
 from ._ragged import Particles, as_particles, precision_sd
-from .bin import bin_along_axis
+from .bin import LatentDirection, bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import latent_correlation_table, make_estimator
 from .validate import axis_stability, bin_bootstrap_intervals, per_bin_statistic, trend_null_test
@@ -41,7 +43,9 @@ class WorkflowResult:
         By default (``analyse(..., unmix="both")``) the posterior means
         (``latent_dim`` columns) and, after them, their independent
         components; the means alone with ``unmix=False``, the components
-        alone with ``unmix=True``.
+        alone with ``unmix=True``. With ``axis="direction"`` (the default)
+        a last column ``latent_<estimate>``: every particle's estimate as
+        the other particles' latents predict it (``direction``).
     estimates : ndarray of shape (n_particles, 2)
         Per-particle estimate and its precision (nm).
     estimate_name : str
@@ -49,8 +53,10 @@ class WorkflowResult:
     correlations : pandas.DataFrame
         Pearson and Spearman of every latent dimension with the estimate.
     dimension : int
-        The latent dimension along which the bins were fused (the one with the
-        largest |Spearman| with the estimate, unless given).
+        The column of ``latents`` along which the bins were fused: the
+        latent direction (the last column) by default, the axis with the
+        largest |Spearman| with the estimate with ``axis="single"``, or the
+        one given.
     dimension_given : bool
         Whether ``dimension`` was the caller's (``analyse(dimension=...)``)
         rather than chosen.
@@ -106,8 +112,13 @@ class WorkflowResult:
         Which axes of this fit come back with other seeds, and what each
         tracks (:func:`pcvae_sklearn.validate.axis_stability`); None with
         ``n_seeds=1``.
+    direction : LatentDirection or None
+        The fitted direction behind the ``latent_<estimate>`` column (None
+        with ``axis="single"``).
     choice_agreement : float or None
-        Whether the choice of axis comes back: the smallest |Spearman|, over
+        With the direction: its smallest |Spearman| with the direction each
+        other seed's fit gives. With a single axis, whether the choice of
+        axis comes back: the smallest |Spearman|, over
         the other seeds' fits, between the binned axis and the axis the same
         rule picks in that fit (:meth:`AxisStability.choice_agreement
         <pcvae_sklearn.validate.AxisStability.choice_agreement>`). An axis
@@ -135,12 +146,16 @@ class WorkflowResult:
     stability: object = field(default=None, repr=False)
     dimension_given: bool = False
     choice_agreement: float = None
+    direction: object = None
 
     @property
     def feature_names(self) -> np.ndarray:
-        """Names of the columns of ``latents``: ``pcvae0, ...``, ``ic0, ...`` after unmixing, or both."""
+        """Names of the columns of ``latents``: ``pcvae0, ...``, ``ic0, ...`` or both, then ``latent_<estimate>``."""
         names = self.vae.get_feature_names_out()
-        return names if self.unmixer is None else self.unmixer.get_feature_names_out(names)
+        names = names if self.unmixer is None else self.unmixer.get_feature_names_out(names)
+        if self.direction is not None:
+            names = np.r_[names, [f"latent_{self.estimate_name}"]].astype(object)
+        return names
 
     @property
     def latent_unmixer(self):
@@ -151,18 +166,24 @@ class WorkflowResult:
 
     @property
     def encoder(self):
-        """What maps particles to ``latents``: the VAE, or a Pipeline of the VAE and the unmixer."""
-        if self.unmixer is None:
-            return self.vae
-        from sklearn.pipeline import make_pipeline
+        """What maps particles to ``latents``: the VAE, or a Pipeline of the VAE, the unmixer and the direction.
 
-        return make_pipeline(self.vae, self.unmixer)
+        The direction's column comes from the regression on all particles
+        (``LatentDirection.transform``), which for the fitted particles is
+        close to, but not the same as, ``latents``' cross-fitted column.
+        """
+        from sklearn.pipeline import FeatureUnion, make_pipeline
+
+        steps = [self.vae] + ([] if self.unmixer is None else [self.unmixer])
+        if self.direction is not None:
+            steps.append(FeatureUnion([("latent", "passthrough"), ("direction", self.direction)]))
+        return steps[0] if len(steps) == 1 else make_pipeline(*steps)
 
 
 def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
-            random_state=None, unmix="both", unmix_components=None, null=True, n_null=19, alpha=0.01,
-            null_fuser=None, n_bootstrap=1000, n_seeds=2):
-    """Fit a PC-VAE, bin along the latent dimension that tracks ``estimate``, fuse and estimate per bin.
+            random_state=None, axis="direction", unmix="both", unmix_components=None, null=True, n_null=19,
+            alpha=0.01, null_fuser=None, n_bootstrap=1000, n_seeds=2):
+    """Fit a PC-VAE, bin along the latent direction (or axis) that tracks ``estimate``, fuse and estimate per bin.
 
     Parameters
     ----------
@@ -178,8 +199,9 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         least 2 particles, and fewer than about 10 per bin give noisy
         per-bin figures (a warning says so).
     dimension : int, optional
-        Latent dimension to bin along; by default the one with the largest
-        |Spearman| with the per-particle estimate.
+        Column of ``WorkflowResult.latents`` to bin along; by default the
+        latent direction (``axis="direction"``) or the axis with the
+        largest |Spearman| with the per-particle estimate (``axis="single"``).
     fuse : bool, default=True
         Fuse each bin into a super-particle (``ParticleFuser``) and estimate on
         it, as the paper does; otherwise only per-particle estimates are summarised.
@@ -188,8 +210,20 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     n_jobs : int, optional
         Bins fused in parallel (joblib).
     random_state : int or None
+    axis : {"direction", "single"}, default="direction"
+        What the bins follow. ``"direction"``: the direction in the latent
+        space that predicts the estimate (:class:`~pcvae_sklearn.bin.LatentDirection`,
+        cross-fitted so that no particle's bin comes from its own
+        estimate), appended to ``latents`` as the column
+        ``latent_<estimate>``. A VAE's single axes are not identifiable:
+        another seed's fit can split or turn the axis that tracks the
+        estimate, while the direction along which the estimate changes comes
+        back (``docs/choosing_parameters.md``). ``"single"``: the paper's
+        choice, one latent axis among ``unmix``'s candidates.
     unmix : {"both", False, True}, default="both"
-        Which axes are candidates for the binned dimension. ``"both"``: the
+        Which axes are candidates for the binned dimension with
+        ``axis="single"`` (and, with ``axis="direction"``, the columns the
+        direction is fitted on and the correlation table shows). ``"both"``: the
         VAE's axes and, beside them, the independent components
         (:class:`LatentUnmixer`) of the latent's top ``unmix_components``
         principal directions (4 when None); with ``n_seeds`` above 1 each
@@ -235,11 +269,14 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         The encoder is also fitted with ``n_seeds - 1`` other seeds, and
         :func:`~pcvae_sklearn.validate.axis_stability` says which axes of
         this fit come back (|Spearman| at least 0.9 between every pair of
-        seeds). The dimension is then chosen among the reproducible axes
-        only, for the data and the null's twins alike; if none is
-        reproducible, among all, with a warning, and the verdict calls the
-        axis unconfirmed. Each seed costs one more fit; 1 skips the check,
-        and more seeds make it stricter (the paper's VAE is not
+        seeds). With ``axis="single"`` the dimension is then chosen among
+        the reproducible axes only, for the data and the null's twins
+        alike; if none is reproducible, among all, with a warning, and the
+        verdict calls the axis unconfirmed. With ``axis="direction"`` every
+        other seed's fit gives its own latent direction, and one that
+        disagrees with this fit's (|Spearman| below 0.9) makes the verdict
+        call the axis unconfirmed. Each seed costs one more fit; 1 skips
+        the check, and more seeds make it stricter (the paper's VAE is not
         identifiable: two fits can split, merge or turn axes).
 
     Returns
@@ -253,6 +290,8 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     """
     import pandas as pd
 
+    if axis not in ("direction", "single"):
+        raise ValueError(f'axis must be "direction" or "single"; got {axis!r}.')
     if isinstance(unmix, str) and unmix != "both" or not isinstance(unmix, (bool, np.bool_, str)):
         raise ValueError(f'unmix must be True, False or "both"; got {unmix!r}.')
     if unmix_components is not None:  # checked before the (long) fit
@@ -305,11 +344,15 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     elif unmix:
         unmixer = LatentUnmixer(n_components=unmix_components, random_state=random_state).fit(Z)
         Z, names = unmixer.transform(Z), unmixer.get_feature_names_out()
+    n_encoded = Z.shape[1]  # the encoder's columns; the direction, if any, follows them
+    direction = None
+    if axis == "direction":
+        direction = LatentDirection(random_state=random_state)
+        Z = np.c_[Z, direction.fit_transform(Z, E[:, 0])]
+        names = np.r_[names, [f"latent_{name}"]].astype(object)
     seconds["fit_transform"] = time.perf_counter() - t
     stability, candidates, found = None, None, []
     if n_seeds > 1:
-        from sklearn.base import clone
-
         t = time.perf_counter()
         # every seed unmixes as many components as this fit did, so that their axes can be matched one to one
         if unmixer is None:
@@ -318,10 +361,13 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
             template = _pipeline(clone(vae), clone(unmixer).set_params(n_components=unmixer.n_components_))
         else:  # unmix="both": the number is fixed already
             template = _pipeline(clone(vae), clone(unmixer))
-        stability = axis_stability(p, template, n_seeds=n_seeds, latents=[Z], estimates={name: E[:, 0]},
-                                   feature_names=names, groups=groups, random_state=random_state)
+        stability = axis_stability(p, template, n_seeds=n_seeds, latents=[Z[:, :n_encoded]],
+                                   estimates={name: E[:, 0]}, feature_names=names[:n_encoded], groups=groups,
+                                   random_state=random_state)
         candidates = np.flatnonzero(stability.reproducible)
-        if len(candidates) == 0:
+        if direction is not None:
+            candidates = None  # the single axes are described, not chosen from
+        elif len(candidates) == 0:
             candidates = None
             found.append(f"no latent axis came back in all {n_seeds} seeds (|Spearman| >= {stability.threshold:g} "
                          "between every pair): the binned axis may not exist in another fit; treat its trend as "
@@ -329,10 +375,23 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         seconds["stability"] = time.perf_counter() - t
     t = time.perf_counter()
     table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=names)
-    axis = bin_along_axis(Z, E[:, 0], dimension=dimension, n_bins=n_bins, candidates=candidates)
+    if dimension is None and direction is not None:
+        dimension_binned = n_encoded
+    else:
+        dimension_binned = dimension
+    axis = bin_along_axis(Z, E[:, 0], dimension=dimension_binned, n_bins=n_bins, candidates=candidates)
     bins = axis.bins
+    on_direction = direction is not None and axis.dimension == n_encoded
     agreement = None
-    if stability is not None and dimension is None:  # would another seed's fit, choosing the same way, agree?
+    if stability is not None and on_direction:  # another seed's fit has its own direction: does it agree?
+        agreement = float(min(
+            abs(spearmanr(Z[:, n_encoded], clone(direction).fit_transform(other, E[:, 0])[:, 0])[0])
+            for other in stability.latents[1:]))
+        if agreement < stability.threshold:
+            found.append(f"the fit with another seed predicts the {_quantity(name)} along a different latent "
+                         f"direction (|Spearman| {agreement:.2f} with {names[n_encoded]}): the axis does not come "
+                         "back; treat its trend as unconfirmed")
+    elif stability is not None and dimension is None:  # would another seed's fit, choosing the same way, agree?
         agreement = float(stability.choice_agreement(axis.dimension, name, candidates).min())
         if candidates is not None and agreement < stability.threshold:
             found.append(f"the fit with another seed, choosing the same way, bins along a different axis (|Spearman| "
@@ -366,13 +425,23 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     if null:
         t = time.perf_counter()
         encoder = vae if unmixer is None else _pipeline(vae, unmixer)
-        null_result = trend_null_test(p, Z, E, encoder=encoder, estimate=estimate, dimension=dimension, n_bins=n_bins,
-                                      n_replicates=n_null, alpha=alpha, fuser=null_fuser, feature_names=names,
-                                      candidates=candidates, random_state=random_state)
+        if on_direction:  # data and twins alike along their own cross-fitted direction
+            given = dict(direction=direction)
+        else:
+            given = dict(dimension=dimension, candidates=candidates)
+        null_result = trend_null_test(p, Z[:, :n_encoded], E, encoder=encoder,
+                                      estimate=estimate, n_bins=n_bins, n_replicates=n_null, alpha=alpha,
+                                      fuser=null_fuser, feature_names=names, random_state=random_state, **given)
         rows["null_low"], rows["null_high"] = null_result.null_low, null_result.null_high
         heterogeneity = null_result.to_dict()
         heterogeneity["reproducibility"] = None
-        if stability is not None:
+        if on_direction and stability is not None:
+            heterogeneity["reproducibility"] = heterogeneity["choice_agreement"] = agreement
+            if agreement < stability.threshold:
+                heterogeneity["verdict"] += (
+                    f"; but the fit with another seed predicts the {_quantity(name)} along a different latent "
+                    f"direction (|Spearman| {agreement:.2f}), so the axis is unconfirmed")
+        elif stability is not None and axis.dimension < n_encoded:
             reproducibility = float(stability.reproducibility[axis.dimension])
             heterogeneity["reproducibility"] = reproducibility
             heterogeneity["choice_agreement"] = agreement
@@ -413,7 +482,13 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         stability=stability,
         dimension_given=dimension is not None,
         choice_agreement=agreement,
+        direction=direction,
     )
+
+
+def _quantity(name):
+    """``"radius_nm"`` as a reader says it: ``"radius"``."""
+    return name.replace("_nm", "").replace("_", " ")
 
 
 def _pipeline(vae, unmixer):

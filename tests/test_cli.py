@@ -183,7 +183,8 @@ def test_demo_outputs_one_numbering_a_readable_table_and_its_warnings(tmp_path, 
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "pcvae: warning:" in captured.err and "use fewer bins (--n-bins)" in captured.err
-    assert "Binned along latent dimension" in captured.out and "grows from bin 1 to bin 3" in captured.out
+    assert "Binned along latent_radius_nm: the latent direction" in captured.out
+    assert "grows from bin 1 to bin 3" in captured.out
     bins = pd.read_csv(out / "bins.csv")
     assert bins["bin"].tolist() == [1, 2, 3]
     sp = pd.read_parquet(out / "super_particles.parquet")

@@ -238,10 +238,31 @@ def test_scale_bar_is_round_and_about_a_quarter(width):
 @pytest.fixture(scope="module")
 def workflow_2d():
     X, truth = make_npc_2d(40, random_state=0)
-    # one seed: the displays' from_estimator bin along the best axis of all, as analyse does without the check
+    # one seed and a single axis: the displays' from_estimator bin along the best axis of all, as analyse does
+    # then (its default direction is cross-fitted, which an encoder applied to particles cannot repeat)
     res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), n_bins=4, fuser=FAST_FUSER, random_state=0,
-                  n_seeds=1)
+                  n_seeds=1, axis="single")
     return X, res
+
+
+def test_displays_from_a_result_binned_along_the_direction(plt):
+    X, _ = make_npc_2d(40, random_state=0)
+    res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), n_bins=4, fuser=FAST_FUSER, random_state=0,
+                  n_seeds=1, null=False)
+    assert res.feature_names[res.dimension] == "latent_radius_nm"
+    scatter = LatentScatterDisplay.from_results(res).plot()
+    assert scatter.to_frame()["latent"].tolist() == [str(n) for n in res.feature_names]
+    row = BinRowDisplay.from_results(res).plot()
+    assert row.feature_name == "latent_radius_nm" and row.dimension == res.dimension
+    # the PCA map is of the encoder's axes, without the direction's column in nm
+    embedding = LatentEmbeddingDisplay.from_results(res)
+    np.testing.assert_allclose(np.abs(embedding.embedding_),
+                               np.abs(LatentEmbeddingDisplay(latents=res.latents[:, :-1]).embedding_), atol=1e-9)
+    # the encoder gives the direction from the regression on all particles, close to the cross-fitted column
+    Z = res.encoder.transform(X)
+    assert Z.shape == res.latents.shape
+    np.testing.assert_allclose(Z[:, :-1], res.latents[:, :-1])
+    assert np.corrcoef(Z[:, -1], res.latents[:, -1])[0, 1] > 0.9
 
 
 @pytest.fixture

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from _helpers import TINY_VAE
-from pcvae_sklearn import LatentUnmixer, PointCloudVAE, analyse, as_particles
+from pcvae_sklearn import LatentDirection, LatentUnmixer, PointCloudVAE, analyse, as_particles
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
+from scipy.stats import spearmanr
 from sklearn.base import BaseEstimator, TransformerMixin
 
 import pandas as pd
@@ -22,14 +23,15 @@ def npc():
 def test_analyse_bins_oriented_by_estimate(npc):
     X, truth = npc
     res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), n_bins=4, random_state=0)
-    assert res.latents.shape == (60, 4)  # by default the 2 VAE axes and their 2 independent components
+    # by default the 2 VAE axes, their 2 independent components and the latent direction of the radius
+    assert res.latents.shape == (60, 5) and res.feature_names[-1] == "latent_radius_nm"
     assert res.estimates.shape == (60, 2)
     # bins are numbered 1..n_bins, in the result, its table and the fusion alike
     assert np.bincount(res.bins, minlength=5).tolist() == [0, 15, 15, 15, 15]
     assert res.bin_table["bin"].tolist() == [1, 2, 3, 4] and res.fusion.labels.tolist() == [1, 2, 3, 4]
     assert len(res.bin_table) == 4 and len(res.fusion) == 4
     rho = res.correlations["spearman_rho"].to_numpy()
-    assert res.dimension == int(np.argmax(np.abs(rho)))
+    assert res.dimension == 4  # the direction
     # bins are oriented so that the estimate grows with the bin index
     assert res.orientation == np.sign(rho[res.dimension])
     z = res.orientation * res.latents[:, res.dimension]
@@ -60,7 +62,7 @@ def test_analyse_without_fusion_and_fixed_dimension(npc, tmp_path):
 def test_analyse_with_unmixed_axes(npc):
     X, _ = npc
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
-    res = analyse(X, vae=vae, n_bins=3, fuse=False, random_state=0, unmix=True)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, random_state=0, unmix=True, axis="single")
     k = res.unmixer.n_components_
     assert res.latents.shape == (60, k) and list(res.feature_names) == [f"ic{j}" for j in range(k)]
     np.testing.assert_allclose(res.latents, res.unmixer.transform(res.vae.transform(X)))
@@ -69,7 +71,7 @@ def test_analyse_with_unmixed_axes(npc):
     rho = res.correlations["spearman_rho"].to_numpy()
     assert len(rho) == k and res.dimension == int(np.argmax(np.abs(rho)))
     plain = analyse(X, vae=PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0), n_bins=3, fuse=False,
-                    random_state=0, unmix=False)
+                    random_state=0, unmix=False, axis="single")
     assert plain.unmixer is None and list(plain.feature_names) == ["pcvae0", "pcvae1", "pcvae2"]
     assert plain.encoder is plain.vae
 
@@ -79,7 +81,7 @@ def test_analyse_unmixes_principal_directions_when_asked(npc):
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
     res = analyse(X, vae=vae, n_bins=3, fuse=False, random_state=0, unmix=True, unmix_components=2)
     assert res.unmixer.n_components == 2 and res.unmixer.n_components_ == 2
-    assert res.latents.shape == (60, 2) and list(res.feature_names) == ["ic0", "ic1"]
+    assert res.latents.shape == (60, 3) and list(res.feature_names) == ["ic0", "ic1", "latent_radius_nm"]
     with pytest.raises(ValueError, match="unmix_components is set but unmix is False"):
         analyse(X, vae=vae, n_bins=3, fuse=False, unmix=False, unmix_components=2)
     for bad in (0, 4, 2.5, True):
@@ -87,12 +89,12 @@ def test_analyse_unmixes_principal_directions_when_asked(npc):
             analyse(X, vae=vae, n_bins=3, fuse=False, unmix=True, unmix_components=bad)
 
 
-def test_analyse_with_both_kinds_of_axes_by_default(npc, tmp_path):
+def test_analyse_single_axis_chooses_among_both_kinds(npc, tmp_path):
     from pcvae_sklearn.show import write_report
 
     X, _ = npc
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
-    res = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0, axis="single")
     unmixer = res.unmixer.named_transformers["unmixed"]
     assert unmixer.n_components_ == 3  # the default 4, capped at the latent's 3 dimensions
     assert list(res.feature_names) == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1", "ic2"]
@@ -110,7 +112,7 @@ def test_analyse_with_both_kinds_of_axes_by_default(npc, tmp_path):
     text = write_report(tmp_path / "report.html", res).read_text()
     assert "beside them, the independent components (LatentUnmixer) of the latent" in text
     two = analyse(X, vae=vae, n_bins=3, fuse=False, null=False, n_seeds=1, random_state=0, unmix="both",
-                  unmix_components=2)
+                  unmix_components=2, axis="single")
     assert list(two.feature_names) == ["pcvae0", "pcvae1", "pcvae2", "ic0", "ic1"]
     for bad in ("yes", 1.0, None):
         with pytest.raises(ValueError, match='unmix must be True, False or "both"'):
@@ -185,7 +187,13 @@ def test_cli_demo_writes_results(tmp_path, capsys):
     assert settings["model"]["latent_dim"] == 2 and "torch" in settings["versions"]
     printed = capsys.readouterr().out
     assert "Against the TRUE radius (known in simulations only)" in printed
-    assert "The fit with another seed, choosing the same way, bins an axis" in printed
+    assert "Binned along latent_radius_nm: the latent direction that predicts the radius" in printed
+    assert "The fit with another seed gives its own direction" in printed
+    assert settings["axis"] == "direction" and settings["direction"]["column"] == "latent_radius_nm"
+    # the direction's weights, as written, give latents.csv's column from the columns it was fitted on
+    d = settings["direction"]
+    predicted = latents[d["fitted_on"]].to_numpy() @ np.array(d["coef"]) + d["intercept"]
+    assert np.corrcoef(predicted, latents["latent_radius_nm"])[0, 1] > 0.9  # theirs is cross-fitted
     assert sorted(latents["bin"].unique()) == [1, 2, 3, 4]
     assert pd.read_csv(out / "bins.csv")["bin"].tolist() == [1, 2, 3, 4]
 
@@ -199,7 +207,7 @@ def test_cli_reports_bad_input(tmp_path, capsys):
 def test_analyse_with_several_seeds_bins_only_a_reproducible_axis(npc):
     X, _ = npc
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
-    res = analyse(X, vae=vae, n_bins=3, fuse=False, null=False, random_state=0, n_seeds=3)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, null=False, random_state=0, n_seeds=3, axis="single")
     stability = res.stability
     assert stability.reproducibility.shape == (6,) and len(stability.latents) == 3  # 3 VAE axes, 3 components
     np.testing.assert_allclose(stability.latents[0], res.latents)  # the fit being judged is the reference
@@ -217,13 +225,13 @@ def test_analyse_with_several_seeds_bins_only_a_reproducible_axis(npc):
 def test_analyse_checks_the_binned_axis_with_a_second_seed_by_default(npc):
     X, _ = npc
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
-    res = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0)
+    res = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0, axis="single")
     assert len(res.stability.seeds) == 2
     reproducibility = res.stability.reproducibility[res.dimension]
     assert res.heterogeneity["reproducibility"] == pytest.approx(reproducibility)
     assert ("unconfirmed" in res.heterogeneity["verdict"]) == (reproducibility < 0.9)
     # an axis below the bar is named as unconfirmed in the verdict, whatever the null says
-    res1 = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0, n_seeds=1)
+    res1 = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0, n_seeds=1, axis="single")
     assert res1.stability is None and res1.heterogeneity["reproducibility"] is None
     assert "unconfirmed" not in res1.heterogeneity["verdict"]
 
@@ -246,7 +254,7 @@ def test_bin_along_axis_chooses_among_candidates():
 def test_cli_stability_seeds_reports_the_axes(tmp_path, capsys):
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--n-particles", "40", "--epochs", "1", "--latent-dim", "3", "--n-bins", "4",
-               "--no-fusion", "--no-null", "--no-figures", "--stability-seeds", "2"])
+               "--no-fusion", "--no-null", "--no-figures", "--stability-seeds", "2", "--axis", "single"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "Axes across 2 seeds:" in printed and "pcvae0:" in printed
@@ -370,7 +378,7 @@ def test_analyse_says_when_another_seed_would_bin_another_axis():
     # both axes come back, and this fit bins pcvae0; the second seed's fit would bin its pcvae1
     with pytest.warns(UserWarning, match="bins along a different axis"):
         res = analyse(X, vae=SeedDependentLatents(random_state=0), n_bins=5, fuse=False, unmix=False,
-                      random_state=0, n_null=5)
+                      random_state=0, n_null=5, axis="single")
     assert res.stability.reproducible.all() and res.dimension == 0
     expected = res.stability.choice_agreement(0, res.estimate_name, [0, 1]).min()
     assert res.choice_agreement == pytest.approx(expected) and res.choice_agreement < 0.6
@@ -379,5 +387,33 @@ def test_analyse_says_when_another_seed_would_bin_another_axis():
     assert "unconfirmed" in res.heterogeneity["verdict"]
     # a dimension the user gives is not a choice: nothing to agree on
     res = analyse(X, vae=SeedDependentLatents(random_state=0), n_bins=5, fuse=False, unmix=False, random_state=0,
-                  null=False, dimension=1)
+                  null=False, dimension=1, axis="single")
     assert res.choice_agreement is None
+    # the two fits turn their axes differently, but both predict the radius along the same direction
+    res = analyse(X, vae=SeedDependentLatents(random_state=0), n_bins=5, fuse=False, unmix=False, random_state=0,
+                  n_null=5)
+    assert res.dimension == 2 and res.choice_agreement > 0.95
+    assert not any("different" in w for w in res.warnings) and "unconfirmed" not in res.heterogeneity["verdict"]
+    assert res.heterogeneity["reproducibility"] == res.heterogeneity["choice_agreement"] == res.choice_agreement
+
+
+class OtherSeedForgetsTheRadius(SeedDependentLatents):
+    """Seed 0 as above; any other seed encodes the count alone (c, c squared): its direction cannot find the radius."""
+
+    def transform(self, X):
+        if self.random_state == 0:
+            return super().transform(X)
+        _, c = self._features(X)
+        c = (c - self.stats_[2]) / self.stats_[3]
+        return np.c_[c, c ** 2]
+
+
+def test_analyse_says_when_another_seed_has_another_direction():
+    X, _ = make_npc_2d(300, random_state=5)
+    with pytest.warns(UserWarning, match="along a different latent direction"):
+        res = analyse(X, vae=OtherSeedForgetsTheRadius(random_state=0), n_bins=5, fuse=False, unmix=False,
+                      random_state=0, n_null=5)
+    other = res.stability.latents[1]
+    expected = abs(spearmanr(res.latents[:, -1], LatentDirection(random_state=0).fit_transform(other, res.estimates)[:, 0])[0])
+    assert res.choice_agreement == pytest.approx(expected) and res.choice_agreement < 0.5
+    assert "unconfirmed" in res.heterogeneity["verdict"]

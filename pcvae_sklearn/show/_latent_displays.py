@@ -472,8 +472,13 @@ class LatentEmbeddingDisplay(_Display):
 
     @classmethod
     def from_results(cls, result):
-        """From a :class:`~pcvae_sklearn.WorkflowResult`, coloured by its per-particle estimate."""
-        return cls(latents=result.latents, colour=result.estimates[:, 0], colour_name=result.estimate_name)
+        """From a :class:`~pcvae_sklearn.WorkflowResult`, coloured by its per-particle estimate.
+
+        The map is of the encoder's axes: the latent direction's column (in
+        the estimate's unit, and fitted to it) is left out.
+        """
+        Z = result.latents if getattr(result, "direction", None) is None else result.latents[:, :-1]
+        return cls(latents=Z, colour=result.estimates[:, 0], colour_name=result.estimate_name)
 
     @classmethod
     def from_estimator(cls, vae, X, *, estimate="radius"):

@@ -87,6 +87,22 @@ def _axes_kind(result) -> str:
     return f"independent components (LatentUnmixer) of {what}"
 
 
+def _on_direction(result) -> bool:
+    """Whether the bins follow the latent direction (``analyse(axis="direction")``), the last column."""
+    return getattr(result, "direction", None) is not None and result.dimension == len(result.feature_names) - 1
+
+
+def _bins_along(result, names) -> str:
+    if _on_direction(result):
+        what = (f"{names[result.dimension]}, the latent direction that predicts the estimate (cross-fitted: every "
+                "particle's value from the other particles' fit)")
+    else:
+        what = f"dimension {result.dimension} ({names[result.dimension]}), " + (
+            "as given" if getattr(result, "dimension_given", False) else "the one that tracks the estimate best"
+            + (" among the axes that come back with another seed" if _chosen_among_reproducible(result) else ""))
+    return what + (", sign flipped so that the estimate grows from bin 1 to bin n" if result.orientation < 0 else "")
+
+
 def _chosen_among_reproducible(result) -> bool:
     stability = getattr(result, "stability", None)
     return stability is not None and bool(stability.reproducible.any())
@@ -134,13 +150,10 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
     summary = {
         "source": settings.get("source", ""),
         "particles": len(result.latents),
-        "latent dimensions": result.latents.shape[1],
+        "latent dimensions": result.latents.shape[1] - (getattr(result, "direction", None) is not None),
         "latent axes": _axes_kind(result),
         "estimate": result.estimate_name,
-        "bins along": f"dimension {result.dimension} ({names[result.dimension]}), "
-        + ("as given" if getattr(result, "dimension_given", False) else "the one that tracks the estimate best"
-           + (" among the axes that come back with another seed" if _chosen_among_reproducible(result) else ""))
-        + (", sign flipped so that the estimate grows from bin 1 to bin n" if result.orientation < 0 else ""),
+        "bins along": _bins_along(result, names),
     }
     reading = settings.get("reading")
     if reading:
@@ -163,7 +176,11 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         summary[f"axes that come back in all {len(stability.seeds)} seeds (|Spearman| >= {stability.threshold:g})"] = (
             ", ".join(good) if good else "none")
         agreement = getattr(result, "choice_agreement", None)
-        if agreement is not None:
+        if agreement is not None and _on_direction(result):
+            summary["the latent direction against the other seeds' fits' own directions (smallest |Spearman|)"] = (
+                f"{agreement:.2f}" + (f" (below {stability.threshold:g}: the axis does not come back)"
+                                      if agreement < stability.threshold else ""))
+        elif agreement is not None:
             summary["the binned axis against the one the same choice bins in the other seeds' fits (smallest "
                     "|Spearman|)"] = f"{agreement:.2f}" + (f" (below {stability.threshold:g}: the choice does not come back)"
                                                            if agreement < stability.threshold else "")
