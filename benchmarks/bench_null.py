@@ -19,7 +19,7 @@ distance; tetrahedra: height).
     python benchmarks/bench_null.py --scenarios npc2d_linkage npc3d_tilt tetra_tilt --seeds 20
     python benchmarks/bench_null.py --scenarios npc3d_default --seeds 3 --which varying --vae default
     python benchmarks/bench_null.py --scenarios npc3d_tilt --seeds 5 --which varying --vae default --pore-method gaussian
-    python benchmarks/bench_null.py --scenarios npc3d_tilt --seeds 10 --which homogeneous --unmix raw   # VAE axes only
+    python benchmarks/bench_null.py --scenarios npc3d_tilt --seeds 10 --which homogeneous --axis single --unmix raw   # VAE axes only
 
 Only the public API is used. One line per fit, then the rates.
 """
@@ -44,7 +44,7 @@ UNMIX = {"raw": False, "unmixed": True, "both": "both"}
 
 
 def one(name, seed, *, homogeneous, n_particles, n_bins, n_null, vae="small", pore_method="auto", null_restarts=None,
-        unmix=None):
+        unmix=None, axis="direction"):
     X, _ = make_scenario(name, n_particles, random_state=seed, homogeneous=homogeneous)
     vae = PointCloudVAE(**(SMALL_VAE if vae == "small" else {}), random_state=seed).fit(X)
     # None: analyse's own template fuser; otherwise its 100 iterations with these restarts
@@ -56,7 +56,7 @@ def one(name, seed, *, homogeneous, n_particles, n_bins, n_null, vae="small", po
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = analyse(X, vae=vae, estimate=given, n_bins=n_bins, fuse=False, n_null=n_null, null_fuser=null_fuser,
-                          random_state=seed, **({} if unmix is None else {"unmix": UNMIX[unmix]}))
+                          random_state=seed, axis=axis, **({} if unmix is None else {"unmix": UNMIX[unmix]}))
         out.append((estimate, res.heterogeneity, time.perf_counter() - t))
     return out
 
@@ -79,6 +79,8 @@ def main(argv=None):
     ap.add_argument("--unmix", choices=sorted(UNMIX), default=None,
                     help="the axes analyse bins along (its unmix): raw (False), unmixed (True) or both; default: "
                          "analyse's default")
+    ap.add_argument("--axis", choices=["direction", "single"], default="direction",
+                    help="analyse's axis: the latent direction (its default) or one latent axis, the paper's choice")
     args = ap.parse_args(argv)
     cases = {"homogeneous": True, "varying": False}
     if args.which != "both":
@@ -90,7 +92,7 @@ def main(argv=None):
                 for estimate, h, sec in one(name, seed, homogeneous=homogeneous, n_particles=args.n_particles,
                                             n_bins=args.n_bins, n_null=args.n_null, vae=args.vae,
                                             pore_method=args.pore_method, null_restarts=args.null_restarts,
-                                            unmix=args.unmix):
+                                            unmix=args.unmix, axis=args.axis):
                     rates.setdefault((name, case, estimate), []).append(h["detected"])
                     print(f"{name} {case} {estimate} seed {seed}: detected={h['detected']} p={h['p_value']:.3g} "
                           f"rise={h['rise']:.2f} null {h['null_rise_mean']:.2f}±{h['null_rise_sd']:.2f} "
