@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import KFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -128,6 +128,10 @@ def test_bad_input():
     d = LatentDirection().fit(Z, y)
     with pytest.raises(ValueError, match="fitted on 6"):
         d.transform(Z[:, :4])
+    # collinear columns (a latent beside its components), without a ridge: the least-squares fit
+    Zdup = np.c_[Z, Z[:, :2] @ [[1.0, 2.0], [0.5, -1.0]]]
+    np.testing.assert_allclose(LatentDirection(alpha=0.0).fit(Zdup, y).transform(Zdup)[:, 0],
+                               LinearRegression().fit(Z, y).predict(Z), rtol=1e-7, atol=1e-7)
     # a constant column carries nothing and is not divided by zero
     Zc = np.c_[Z, np.ones(len(y))]
     out = LatentDirection(random_state=0).fit_transform(Zc, y)

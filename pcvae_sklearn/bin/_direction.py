@@ -38,7 +38,8 @@ class LatentDirection(TransformerMixin, BaseEstimator):
         Ridge penalty on the standardised latents (the ``alpha`` of
         ``sklearn.linear_model.Ridge``); with hundreds of particles it
         hardly matters, and it keeps collinear columns (a latent and its
-        components side by side) well posed.
+        components side by side) well posed. 0: least squares (the
+        minimum-norm solution where columns are collinear).
     n_splits : int, default=5
         Folds of the cross-fitting (fewer when there are fewer particles).
     random_state : int, RandomState instance or None
@@ -93,7 +94,10 @@ class LatentDirection(TransformerMixin, BaseEstimator):
         scale = Z.std(axis=0)
         scale[scale == 0] = 1.0
         S = (Z - mean) / scale
-        w = np.linalg.solve(S.T @ S + self.alpha * np.eye(S.shape[1]), S.T @ (y - y.mean()))
+        if self.alpha > 0:
+            w = np.linalg.solve(S.T @ S + self.alpha * np.eye(S.shape[1]), S.T @ (y - y.mean()))
+        else:  # least squares, the minimum-norm solution where columns are collinear
+            w = np.linalg.lstsq(S, y - y.mean(), rcond=None)[0]
         coef = w / scale
         return mean, scale, coef, float(y.mean() - mean @ coef)
 
