@@ -1,13 +1,13 @@
-"""Study: which latent axes should ``analyse`` bin along? The VAE's, their independent components, or both.
+"""Study: what should ``analyse`` bin along? One of the VAE's axes, their components, or the latent direction.
 
 For every scenario of the family and data seed, simulates
 ``make_scenario(name, n, random_state=700 + seed)``, fits ``PointCloudVAE()``
 with 5 seeds (``axis_stability``, one torch thread), and unmixes each fit's
 latent with ``LatentUnmixer(n_components=4)``. For every varying parameter
-it then makes ``analyse``'s choice, from the model-based estimate alone:
-the axes that come back in the first 2 seeds (|Spearman| >= 0.9, the
-default ``n_seeds=2``), the one that tracks the estimate best (all axes
-when none comes back). It does so three ways:
+it then makes ``analyse(axis="single")``'s choice, from the model-based
+estimate alone: the axes that come back in the first 2 seeds (|Spearman|
+>= 0.9, the default ``n_seeds=2``), the one that tracks the estimate best
+(all axes when none comes back). It does so three ways:
 
 * ``raw``: among the VAE's axes (``analyse(unmix=False)``);
 * ``unm``: among the 4 components (``unmix=True, unmix_components=4``);
@@ -27,6 +27,9 @@ the binned axes of two runs. The matching above can pair the binned axis
 with another axis than the one a rerun bins, and the other way round, so
 the two figures differ. It also counts the runs whose own check of the
 choice (``AxisStability.choice_agreement``) calls the axis unconfirmed.
+The rerun table also has ``analyse``'s default, the latent direction of
+the estimate (``LatentDirection`` on both kinds of axes, cross-fitted with
+the run's seed), checked against the direction of fit i + 1.
 
 One JSON line per data set; ``--summarise FILE`` turns the lines into the
 tables of ``docs/choosing_parameters.md``. ``--cache DIR`` keeps the 5

@@ -103,7 +103,8 @@ class WorkflowResult:
         ``p_value_rank``, ``alpha``, ``n_replicates`` (see
         :func:`pcvae_sklearn.validate.trend_null_test`), and
         ``reproducibility``: the binned axis's smallest |Spearman| with its
-        matches in the other seeds (None with ``n_seeds=1``); below 0.9 the
+        matches in the other seeds, or for the latent direction with the
+        other seeds' own directions (None with ``n_seeds=1``); below 0.9 the
         verdict says the axis is unconfirmed. And ``choice_agreement``, as
         the attribute of that name.
     null : TrendNullResult or None
