@@ -222,7 +222,7 @@ def test_analyse_with_several_seeds_bins_only_a_reproducible_axis(npc):
         analyse(X, vae=vae, n_seeds=0)
 
 
-def test_analyse_checks_the_binned_axis_with_a_second_seed_by_default(npc):
+def test_analyse_checks_the_single_axis_with_a_second_seed(npc):
     X, _ = npc
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
     res = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0, axis="single")
@@ -234,6 +234,9 @@ def test_analyse_checks_the_binned_axis_with_a_second_seed_by_default(npc):
     res1 = analyse(X, vae=vae, n_bins=3, fuse=False, n_null=5, random_state=0, n_seeds=1, axis="single")
     assert res1.stability is None and res1.heterogeneity["reproducibility"] is None
     assert "unconfirmed" not in res1.heterogeneity["verdict"]
+    for bad in ("latent", "Direction", None, 1):
+        with pytest.raises(ValueError, match='axis must be "direction" or "single"'):
+            analyse(X, vae=vae, n_bins=3, fuse=False, axis=bad)
 
 
 def test_bin_along_axis_chooses_among_candidates():
