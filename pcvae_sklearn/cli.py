@@ -156,7 +156,7 @@ def _vae(args):
 def _binned(res, quantity, rho) -> str:
     """What the bins follow, as a sentence."""
     names = [str(n) for n in res.feature_names]
-    if res.direction is not None and res.dimension == len(names) - 1:
+    if res.binned_direction:
         return (f"Binned along {names[res.dimension]}: the latent direction that predicts the {quantity} estimate, "
                 f"every particle's value from the other particles' fit (cross-fitted; Pearson r "
                 f"{res.direction.score_:.3f} with the estimate, |Spearman| {abs(rho[res.dimension]):.3f}).")
@@ -180,7 +180,7 @@ def _second_choice(res) -> str:
     """What the check's other fits bin when they choose the same way, as a sentence (empty without the check)."""
     if res.choice_agreement is None:
         return ""
-    if res.direction is not None:
+    if res.binned_direction:
         return (f" The fit with another seed gives its own direction, which orders the particles like this one "
                 f"(|Spearman| {res.choice_agreement:.2f})" + ("." if res.choice_agreement >= res.stability.threshold
                                                               else f": below {res.stability.threshold:g}, so the axis "

@@ -155,8 +155,13 @@ class WorkflowResult:
         names = self.vae.get_feature_names_out()
         names = names if self.unmixer is None else self.unmixer.get_feature_names_out(names)
         if self.direction is not None:
-            names = np.r_[names, [f"latent_{self.estimate_name}"]].astype(object)
+            names = np.r_[names, [_direction_name(self.estimate_name)]].astype(object)
         return names
+
+    @property
+    def binned_direction(self) -> bool:
+        """Whether the bins follow the latent direction (the last column of ``latents``)."""
+        return self.direction is not None and self.dimension == self.latents.shape[1] - 1
 
     @property
     def latent_unmixer(self):
@@ -350,7 +355,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     if axis == "direction":
         direction = LatentDirection(random_state=random_state)
         Z = np.c_[Z, direction.fit_transform(Z, E[:, 0])]
-        names = np.r_[names, [f"latent_{name}"]].astype(object)
+        names = np.r_[names, [_direction_name(name)]].astype(object)
     seconds["fit_transform"] = time.perf_counter() - t
     stability, candidates, found = None, None, []
     if n_seeds > 1:
@@ -376,11 +381,8 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         seconds["stability"] = time.perf_counter() - t
     t = time.perf_counter()
     table = latent_correlation_table(Z, {name: E[:, 0]}, feature_names=names)
-    if dimension is None and direction is not None:
-        dimension_binned = n_encoded
-    else:
-        dimension_binned = dimension
-    axis = bin_along_axis(Z, E[:, 0], dimension=dimension_binned, n_bins=n_bins, candidates=candidates)
+    binned = n_encoded if dimension is None and direction is not None else dimension
+    axis = bin_along_axis(Z, E[:, 0], dimension=binned, n_bins=n_bins, candidates=candidates)
     bins = axis.bins
     on_direction = direction is not None and axis.dimension == n_encoded
     agreement = None
@@ -485,6 +487,11 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
         choice_agreement=agreement,
         direction=direction,
     )
+
+
+def _direction_name(name):
+    """The column of the latent direction of the estimate ``name``: ``"latent_radius_nm"``."""
+    return f"latent_{name}"
 
 
 def _quantity(name):

@@ -87,13 +87,8 @@ def _axes_kind(result) -> str:
     return f"independent components (LatentUnmixer) of {what}"
 
 
-def _on_direction(result) -> bool:
-    """Whether the bins follow the latent direction (``analyse(axis="direction")``), the last column."""
-    return getattr(result, "direction", None) is not None and result.dimension == len(result.feature_names) - 1
-
-
 def _bins_along(result, names) -> str:
-    if _on_direction(result):
+    if getattr(result, "binned_direction", False):
         what = (f"{names[result.dimension]}, the latent direction that predicts the estimate (cross-fitted: every "
                 "particle's value from the other particles' fit)")
     else:
@@ -176,7 +171,7 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         summary[f"axes that come back in all {len(stability.seeds)} seeds (|Spearman| >= {stability.threshold:g})"] = (
             ", ".join(good) if good else "none")
         agreement = getattr(result, "choice_agreement", None)
-        if agreement is not None and _on_direction(result):
+        if agreement is not None and getattr(result, "binned_direction", False):
             summary["the latent direction against the other seeds' fits' own directions (smallest |Spearman|)"] = (
                 f"{agreement:.2f}" + (f" (below {stability.threshold:g}: the axis does not come back)"
                                       if agreement < stability.threshold else ""))
