@@ -16,6 +16,7 @@ from .._ragged import Particles, apply_transforms, as_particles, precision_sd
 from ._anisotropic import OwnFrameVariances
 from ._em import CommonFrameVariances, EMState, particle_loglik, run_em
 from ._orientations import orientation_grid
+from ._scale import SPREAD_GRID, choose_spread, refine_poses
 from ._symmetry import SymmetricTemplate, impose_symmetry
 from ._steps import (
     _at_most,
@@ -190,6 +191,11 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
     of the errors beyond 15 degrees into correct registrations (see
     ``use_precision`` for the figures).
 
+    Without a ``precision`` field, the localizations' unknown precisions
+    are given a lognormal spread, chosen by likelihood, and every particle
+    is registered once more onto the fixed centres with each localization
+    weighted by its distance from them (see ``precision_spread``).
+
     Parameters
     ----------
     n_components : int, default=32
@@ -295,6 +301,24 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         equal to the lateral one: after the restarts, an axial variance
         along each particle's own z on top of the shared one is chosen by
         likelihood and used for the rest of the fit (``axial_excess_``).
+    precision_spread : "auto" or float >= 0, default="auto"
+        Without a ``precision`` field the localizations' precisions are
+        unknown, but they are not all the same: each localization's variance
+        is then the model's times an unknown factor, lognormal with this
+        log-standard deviation (about a median that keeps the model's mean
+        variance). After the fit, every particle is registered again onto
+        the fixed centres under each localization's variance given its
+        residuals, so that the localizations close to a centre count more,
+        as precise ones would (the EM of that scale mixture).
+        ``"auto"`` chooses the spread among 0, 0.15, 0.3, 0.45 and 0.6 by
+        likelihood at the fitted poses (``precision_spread_``); ``0``
+        switches this off. Ignored where the particles carry a ``precision``
+        field (and ``use_precision`` is True): the field says it. On
+        simulated 3D pores without precision fields (lateral 8 nm, axial 12
+        or 20 nm, each localization's precision lognormal with log-SD 0.3)
+        the poses within 5 degrees rise from 73-77 % to 77-79.5 % (12 nm)
+        and from 53.5-56 % to 58.5-63 % (20 nm); in 2D the gain is a few
+        particles at most (see "Choosing parameters").
     n_jobs : int or None, default=None
         Restarts run in parallel with joblib; ``None`` means 1.
     random_state : int, RandomState instance or None, default=None
@@ -334,6 +358,13 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         shared variance: the value of highest likelihood among 0 to 4 times
         the isotropic fit's shared variance. 0.0 where isotropy fits best,
         or where the particles carry precisions or are 2D.
+    precision_spread_ : float
+        Without a ``precision`` field: the log-standard deviation of the
+        localizations' unknown precisions under which the poses were last
+        refined (see ``precision_spread``); 0.0 where the particles carry
+        precisions, where the likelihood prefers one variance for all, or
+        with ``precision_spread=0``. The centres, ``sigma2_`` and
+        ``objective_`` are those of the joint fit before that refinement.
     registration_score_ : ndarray of shape (n_particles,)
         Each particle's log-likelihood per localization under the fused
         model at its registered pose (nats; higher is a better fit). It
@@ -400,6 +431,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         "search_shifts": ["boolean"],
         "max_points": [Interval(Integral, 1, None, closed="left"), None],
         "use_precision": ["boolean"],
+        "precision_spread": [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -421,6 +453,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         search_shifts=True,
         max_points=2000,
         use_precision=True,
+        precision_spread="auto",
         n_jobs=None,
         random_state=None,
         verbose=0,
@@ -438,6 +471,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         self.search_shifts = search_shifts
         self.max_points = max_points
         self.use_precision = use_precision
+        self.precision_spread = precision_spread
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
@@ -554,7 +588,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         best = states[int(np.argmax(objectives))]
         self._log(logging.INFO, "kept restart %d of %d (objective %.5f)", int(np.argmax(objectives)), len(states), best.objective)
         excess = 0.0
-        if mode != "2d" and own_var is None and not loc_var.any():
+        unknown_precision = own_var is None and not loc_var.any()
+        if mode != "2d" and unknown_precision:
             # no precision field: the axial spread is estimated from the data, never assumed equal to the lateral
             excess, best = _estimate_axial_excess(src, offsets, best, mixture, mode=mode, max_iter=self.max_iter,
                                                   tol=self.tol, floor=1e-6 * radius**2)
@@ -585,6 +620,15 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             best = run_em(src, p.offsets, best, mixture, variances, max_iter=self.max_iter, tol=self.tol,
                           floor=1e-6 * radius**2)
             self._log(logging.INFO, "refined on every localization (objective %.5f)", best.objective)
+        spread = 0.0
+        if unknown_precision and self.precision_spread != 0:
+            # the localizations' own precisions are unknown, their spread is not (see _scale)
+            spreads = SPREAD_GRID if self.precision_spread == "auto" else (float(self.precision_spread),)
+            spread, _ = choose_spread(src, p.offsets, best, mixture, variances, spreads,
+                                      rng=np.random.default_rng([int(seeds[0]), 2]))
+            best = refine_poses(src, p.offsets, best, mixture, variances, spread, max_iter=self.max_iter,
+                                tol=self.tol)
+            self._log(logging.INFO, "poses refined under a precision spread of %.2g (log-SD)", spread)
 
         scores = particle_loglik(src, p.offsets, best, mixture, variances) / p.lengths
         # into the frame of the input coordinates, centred on the super-particle's centroid
@@ -608,6 +652,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         self.n_iter_ = int(best.n_iter)
         self.n_dims_ = p.n_dims
         self.axial_excess_ = float(excess)
+        self.precision_spread_ = float(spread)
         self.registration_score_ = scores
         self.flagged_ = flag_low_scores(scores) | undetermined
         self._mode_ = mode
@@ -648,7 +693,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         src = p.coords - np.repeat(centroids, p.lengths, axis=0)
         loc_var, own_var = _loc_variance(p, self.use_precision, mode)
         variances = _em_variances(loc_var, own_var, mode, p.offsets)
-        if self.axial_excess_ > 0 and own_var is None and not loc_var.any():
+        unknown_precision = own_var is None and not loc_var.any()
+        if self.axial_excess_ > 0 and unknown_precision:
             loc_var, variances = _excess_variances(self.axial_excess_, p.n_localizations, p.offsets, mode)
         n, d = p.n_particles, p.n_dims
         state = EMState(
@@ -676,6 +722,9 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
                                tol=self.tol, rng=np.random.default_rng(1), refit_centres=False, floor=0.0)
         if offsets is not p.offsets:
             state = run_em(full_src, p.offsets, state, self._mixture_, full_variances, **fixed)
+        if unknown_precision:
+            state = refine_poses(full_src, p.offsets, state, self._mixture_, full_variances, self.precision_spread_,
+                                 max_iter=self.max_iter, tol=self.tol)
         rotations = state.rotations
         translations = state.translations - np.einsum("nab,nb->na", rotations, centroids)
         return rotations, translations
