@@ -12,6 +12,11 @@ from scipy.stats import spearmanr
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
 
+def precision_spread(value: str):
+    """``ParticleFuser(precision_spread=...)`` from the command line: ``auto`` or a number."""
+    return value if value == "auto" else float(value)
+
+
 def best_abs_spearman(Z, truth) -> float:
     """The largest |Spearman| of one latent dimension (a column of Z) with ``truth``; constant columns are skipped."""
     Z = np.asarray(Z)

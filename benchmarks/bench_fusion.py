@@ -15,6 +15,7 @@ Usage::
     python benchmarks/bench_fusion.py --no-precision-only          # 3D pores without precision fields,
                                                                    # and the ceiling any fusion could reach
     python benchmarks/bench_fusion.py --no-precision-only --symmetry 8   # the same, 8-fold symmetry imposed
+    python benchmarks/bench_fusion.py --no-precision-only --simulated-spread 0   # every localization 8 / 12 nm
     python benchmarks/bench_fusion.py --wang-nup107 [--symmetry 8] # Wang et al.'s simulated Nup107 pores
 """
 
@@ -36,6 +37,7 @@ from pcvae_sklearn.fuse import ParticleFuser  # noqa: E402
 from pcvae_sklearn.fuse._anisotropic import OwnFrameVariances  # noqa: E402
 from pcvae_sklearn.fuse._em import EMState, _register_each  # noqa: E402
 from pcvae_sklearn.fuse._fuser import _mixture_terms  # noqa: E402
+from _common import precision_spread  # noqa: E402
 from _helpers import ring_spread  # noqa: E402
 
 
@@ -71,10 +73,10 @@ def dihedral_3d(fold=8):
     return np.concatenate([c, c @ np.diag([1.0, -1.0, -1.0])])
 
 
-def register_from_truth(p, rotation, offset, sites, variances, sigma2):
+def register_from_truth(p, rotation, offset, sites, variances, sigma2, state=False):
     """Rotations (n, d, d) EM reaches when every particle of ``p`` is registered onto the true ``sites``
     from its true pose (observed = ``sites @ rotation.T + offset``), under ``variances`` plus the shared
-    ``sigma2`` (nm^2).
+    ``sigma2`` (nm^2); with ``state``, the whole end state (rotations and translations).
 
     No joint fit and no search: each particle moves from the truth to the
     likeliest pose nearby. The fraction of these within 5 degrees is a
@@ -85,25 +87,60 @@ def register_from_truth(p, rotation, offset, sites, variances, sigma2):
     start = EMState(rotation.transpose(0, 2, 1).copy(), np.einsum("nba,nb->na", rotation, centroids - offset),
                     sites, sigma2)
     extent = float(np.sqrt((src**2).sum(axis=1).max()))
-    return _register_each(src, p.offsets, start, _mixture_terms(0.01, 2.0 * extent, p.n_dims), variances,
-                          max_iter=200, tol=1e-7).rotations
+    end = _register_each(src, p.offsets, start, _mixture_terms(0.01, 2.0 * extent, p.n_dims), variances,
+                         max_iter=200, tol=1e-7)
+    return end if state else end.rotations
 
 
-def ceiling_3d(X, truth, per_localization):
+def _scale_mixture_variances(p, end, sites, median_var, spread, sigma2, nodes=9):
+    """Each localization's variance (m, 3) under a lognormal scale of log-SD ``spread`` about ``median_var``
+    (3,), given its offsets from the ``sites`` at the pose ``end``: ``median_var / E[1 / s^2 | offsets]``.
+
+    The posterior of the scale ``s`` is taken over Gauss-Hermite nodes and
+    over the sites (a Gaussian mixture of equal weights, in the particle's
+    own frame); the shared ``sigma2`` is added to every node's variance.
+    """
+    index = np.repeat(np.arange(p.lengths.size), p.lengths)
+    src = p.coords - np.repeat(p.centroids(), p.lengths, axis=0)
+    registered = np.einsum("mab,mb->ma", end.rotations[index], src) + end.translations[index]
+    own = np.einsum("mba,mkb->mka", end.rotations[index], registered[:, None, :] - sites[None])  # R^T (y - c)
+    t, w = np.polynomial.hermite.hermgauss(nodes)
+    log_s = np.sqrt(2.0) * spread * t
+    var = np.exp(2 * log_s)[:, None] * median_var[None] + sigma2  # (nodes, 3)
+    ll = -0.5 * (own[:, :, None, :] ** 2 / var).sum(-1) - 0.5 * np.log(var).sum(-1)  # (m, K, nodes)
+    ll = np.logaddexp.reduce(ll, axis=1) + np.log(w / w.sum())
+    post = np.exp(ll - ll.max(axis=1, keepdims=True))
+    post /= post.sum(axis=1, keepdims=True)
+    return np.ascontiguousarray(median_var[None] / (post @ np.exp(-2 * log_s))[:, None])
+
+
+def ceiling_3d(X, truth, model, spread=0.3, n_rounds=4):
     """Fraction within 5 degrees registered onto the true sites from the true poses (:func:`register_from_truth`).
 
-    Under the true lateral and axial variances: each localization's own with
-    ``per_localization``, from the precision fields of ``X``; else the data
-    set's mean, as a fuser without precision fields could at best know them.
+    ``model`` says what the registration knows of the localizations'
+    variances (lateral and axial):
+
+    * ``"mean"``: the data set's mean, as a fuser without precision fields
+      could at best know it;
+    * ``"mixture"``: each localization's precision unknown, its distribution
+      (lognormal, log-SD ``spread``, the true median) known. Each
+      localization's variance is its posterior mean precision's inverse
+      given its offsets from the sites (:func:`_scale_mixture_variances`),
+      alternated ``n_rounds`` times with the registration: the EM of that
+      scale mixture with the sites fixed;
+    * ``"own"``: each localization's own, from the precision fields of ``X``.
     """
     p = _from_awkward(X)
     rotation, offset = truth["rotation"], truth["offset"]
     sites = np.einsum("ba,kb->ka", rotation[0], truth["sites"][0] - offset[0])  # particle 0's, in the pore's frame
-    variance = np.stack([p.fields["precision"] ** 2] * 2 + [p.fields["precision_z"] ** 2], axis=1)
-    if not per_localization:
-        variance = np.broadcast_to(variance.mean(axis=0), variance.shape)
-    rotations = register_from_truth(p, rotation, offset, sites, OwnFrameVariances(variance, p.offsets), 1.0)
-    return np.mean(errors_3d(rotations, rotation, dihedral_3d()) < 5)
+    own = np.stack([p.fields["precision"] ** 2] * 2 + [p.fields["precision_z"] ** 2], axis=1)
+    variance = own if model == "own" else np.ascontiguousarray(np.broadcast_to(own.mean(axis=0), own.shape))
+    for _ in range(n_rounds if model == "mixture" else 1):
+        end = register_from_truth(p, rotation, offset, sites, OwnFrameVariances(variance, p.offsets), 1.0,
+                                  state=True)
+        if model == "mixture":
+            variance = _scale_mixture_variances(p, end, sites, np.median(own, axis=0), spread, 1.0)
+    return np.mean(errors_3d(end.rotations, rotation, dihedral_3d()) < 5)
 
 
 def no_precision_3d(args):
@@ -111,21 +148,26 @@ def no_precision_3d(args):
     n3 = 60 if args.quick else 200
     print("== accuracy without precision fields: 3D pores, full 3D rotations, 8 nm lateral precision ==")
     print("   (ceiling: every particle registered onto the true sites from its true pose, under the data set's mean")
-    print("   variances / under each localization's own precision)")
+    print("   variances / a lognormal scale of each localization's variance, its spread known / each localization's")
+    print("   own precision)")
     for axial in (12.0, 20.0):
         for seed in ([args.seed] if args.quick else args.seeds_3d[:3]):
             with_fields, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", precision=8.0,
-                                             z_ratio=axial / 8.0, random_state=seed)  # the fields: the ceiling's
+                                             z_ratio=axial / 8.0, precision_spread=args.simulated_spread,
+                                             random_state=seed)  # the fields: the ceiling's
             X = with_fields[[k for k in with_fields.fields if not k.startswith("precision")]]  # as many real files
-            ceiling = [ceiling_3d(with_fields, truth, per_localization) for per_localization in (False, True)]
-            fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed)
+            ceiling = [ceiling_3d(with_fields, truth, model, spread=args.simulated_spread)
+                       for model in ("mean", "mixture", "own")]
+            fuser = ParticleFuser(symmetry=args.symmetry, precision_spread=args.precision_spread,
+                                  n_jobs=args.n_jobs, random_state=seed)
             t0 = time.perf_counter()
             fuser.fit(X)
             dt = time.perf_counter() - t0
             err = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d())
             print(f"axial {axial:4.0f} nm, no precision field    seed {seed} n={n3} time {dt:6.1f} s  "
                   f"<5 deg {np.mean(err < 5):.3f}  median {np.median(err):.1f} deg  flagged {fuser.flagged_.mean():.3f}  "
-                  f"ceiling {ceiling[0]:.3f} / {ceiling[1]:.3f}",
+                  f"ceiling {ceiling[0]:.3f} / {ceiling[1]:.3f} / {ceiling[2]:.3f}  "
+                  f"precision_spread_ {fuser.precision_spread_:.2f}",
                   flush=True)
 
 
@@ -147,13 +189,16 @@ def wang_nup107(args):
             fields.update(precision=ak.Array([q[:, 0] for q in sig]), precision_z=ak.Array([q[:, 1] for q in sig]))
         X = ak.zip(fields)
         for seed in args.seeds_3d[:2]:
-            fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed)
+            fuser = ParticleFuser(symmetry=args.symmetry, precision_spread=args.precision_spread, n_jobs=args.n_jobs,
+                                  random_state=seed)
             t0 = time.perf_counter()
             fuser.fit(X)
             dt = time.perf_counter() - t0
             spread = ring_spread(as_particles(fuser.super_particle_).coords)
             print(f"precision field {str(with_precision):5}  seed {seed}  ring IQR {spread:5.2f} nm  "
-                  f"flagged {fuser.flagged_.mean():.3f}  time {dt:5.1f} s", flush=True)
+                  f"flagged {fuser.flagged_.mean():.3f}  time {dt:5.1f} s  "
+                  f"precision_spread_ {fuser.precision_spread_:.2f}",
+                  flush=True)
 
 
 def main(argv=None):
@@ -167,6 +212,12 @@ def main(argv=None):
                         help="ParticleFuser(symmetry=...) for the 3D pores (8: the pore's); default none imposed")
     parser.add_argument("--no-precision-only", action="store_true",
                         help="only the 3D pores whose files carry no precision field (8 nm lateral, 12 and 20 nm axial)")
+    parser.add_argument("--simulated-spread", type=float, default=0.3,
+                        help="with --no-precision-only: the log-SD of each localization's precision (default 0.3, "
+                             "make_npc_3d's; 0 gives every localization the same precision)")
+    parser.add_argument("--precision-spread", type=precision_spread, default="auto",
+                        help="ParticleFuser(precision_spread=...) for the pores without precision fields "
+                             "(--no-precision-only, --wang-nup107)")
     parser.add_argument("--wang-nup107", action="store_true",
                         help="only Wang et al.'s simulated Nup107 pores (../shared/data/fusion), ring sharpness")
     args = parser.parse_args(argv)

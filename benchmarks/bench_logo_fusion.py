@@ -42,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import precision_spread  # noqa: E402
 from bench_fusion import errors_2d, register_from_truth  # noqa: E402
 
 from pcvae_sklearn import as_particles  # noqa: E402
@@ -138,6 +139,8 @@ def main(argv=None):
     ap.add_argument("--n-restarts", type=lambda v: v if v == "auto" else int(v), default=ParticleFuser().n_restarts,
                     help="ParticleFuser(n_restarts=...): an int or auto")
     ap.add_argument("--no-search-shifts", action="store_true", help="ParticleFuser(search_shifts=False)")
+    ap.add_argument("--precision-spread", type=precision_spread, default="auto",
+                    help="ParticleFuser(precision_spread=...): auto or a number (0: off)")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "
           f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}, "
@@ -159,7 +162,8 @@ def main(argv=None):
             X = [xy for xy, _ in particles]
         t0 = time.perf_counter()
         fuser = ParticleFuser(random_state=seed, max_iter=args.max_iter, n_restarts=args.n_restarts,
-                              search_shifts=not args.no_search_shifts).fit(X)
+                              search_shifts=not args.no_search_shifts,
+                              precision_spread=args.precision_spread).fit(X)
         dt = time.perf_counter() - t0
         # the logo has no symmetry: fold 1, after the one global rotation between the frames is removed
         err = errors_2d(fuser.rotations_, rotations(angles), fold=1)

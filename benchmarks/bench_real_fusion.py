@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import REAL
+from _common import REAL, precision_spread
 
 from pcvae_sklearn.fuse import ParticleFuser, frc_resolution
 from pcvae_sklearn.io import read_fusion_mat
@@ -124,11 +124,13 @@ def main(argv=None):
     ap.add_argument("--nup107", action="store_true", help="the 3D Nup107 pores, turned at random in 3D, instead")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--nup107: the random turns")
     ap.add_argument("--symmetry", type=int, default=None, help="ParticleFuser(symmetry=...): 8 for the pores")
+    ap.add_argument("--precision-spread", type=precision_spread, default="auto",
+                    help="ParticleFuser(precision_spread=...): auto or a number (0: off)")
     args = ap.parse_args(argv)
     if not REAL.is_dir():
         raise SystemExit(f"no real data at {REAL}")
     settings = dict(random_state=0, max_iter=args.max_iter, search_shifts=not args.no_search_shifts,
-                    symmetry=args.symmetry)
+                    symmetry=args.symmetry, precision_spread=args.precision_spread)
     if args.gp210:
         gp210(settings)
         return
