@@ -623,9 +623,11 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         spread = 0.0
         if unknown_precision and self.precision_spread != 0:
             # the localizations' own precisions are unknown, their spread is not (see _scale)
-            spreads = SPREAD_GRID if self.precision_spread == "auto" else (float(self.precision_spread),)
-            spread, _ = choose_spread(src, p.offsets, best, mixture, variances, spreads,
-                                      rng=np.random.default_rng([int(seeds[0]), 2]))
+            if self.precision_spread == "auto":
+                spread, _ = choose_spread(src, p.offsets, best, mixture, variances, SPREAD_GRID,
+                                          rng=np.random.default_rng([int(seeds[0]), 2]))
+            else:
+                spread = float(self.precision_spread)
             best = refine_poses(src, p.offsets, best, mixture, variances, spread, max_iter=self.max_iter,
                                 tol=self.tol)
             self._log(logging.INFO, "poses refined under a precision spread of %.2g (log-SD)", spread)

@@ -68,7 +68,7 @@ def scaled_variances(variances, sigma2, factor):
 
 
 def node_loglik(registered, state, mixture, variances, spread):
-    """``(log-density (m, N_NODES), log_s, weights)``: every localization at every node of the scale.
+    """``(log-density (m, nodes), log_s, weights)``: every localization at every node of the scale.
 
     The median variance is the model's times ``exp(-2 spread**2)``, so that
     the mean variance stays the model's.
@@ -103,7 +103,7 @@ def choose_spread(src, offsets, state, mixture, variances, spreads=SPREAD_GRID, 
     ``spread`` 0 is the model without a scale.
     """
     lengths = np.diff(offsets)
-    if len(spreads) > 1 and offsets[-1] > max_points:
+    if offsets[-1] > max_points:
         order = (rng if rng is not None else np.random.default_rng(0)).permutation(len(lengths))
         active = np.sort(order[: max(1, int(np.searchsorted(np.cumsum(lengths[order]), max_points, "right")))])
         rows, sub_lengths = gather_rows(offsets, active)
@@ -126,7 +126,8 @@ def refine_poses(src, offsets, state, mixture, variances, spread, *, max_iter, t
     Each round gives every localization its variance given its residuals
     (:func:`variance_factors`), then registers every particle onto the
     fixed centres under those variances. Returns ``state`` with the new
-    rotations and translations (centres and shared variance unchanged).
+    rotations and translations (centres and shared variance unchanged; the
+    per-particle log-likelihoods dropped).
     """
     if spread <= 0:
         return state
@@ -137,5 +138,5 @@ def refine_poses(src, offsets, state, mixture, variances, spread, *, max_iter, t
         start = EMState(state.rotations, state.translations, state.centres, 0.0)
         end = _register_each(src, offsets, start, mixture, scaled_variances(variances, state.sigma2, factors),
                              max_iter=max_iter, tol=tol)
-        state = replace(state, rotations=end.rotations, translations=end.translations)
+        state = replace(state, rotations=end.rotations, translations=end.translations, particle_ll=None)
     return state
