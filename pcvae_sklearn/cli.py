@@ -451,7 +451,9 @@ def _print_summary(res, truth, seconds, out, cautions=()):
     import pandas as pd
     from scipy.stats import spearmanr
 
-    quantity = res.estimate_name.replace("_nm", "").replace("_", " ")
+    from .estimate._names import quantity_name
+
+    quantity = quantity_name(res.estimate_name)
     rho = res.correlations["spearman_rho"].to_numpy()
     with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
         print(f"Correlation of every latent dimension with the per-particle {quantity} estimate:")

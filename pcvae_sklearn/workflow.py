@@ -20,6 +20,7 @@ from ._ragged import Particles, as_particles, precision_sd
 from .bin import LatentDirection, bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import latent_correlation_table, make_estimator
+from .estimate._names import quantity_name
 from .validate import axis_stability, bin_bootstrap_intervals, per_bin_statistic, trend_null_test
 
 __all__ = ["WorkflowResult", "analyse"]
@@ -391,7 +392,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
             abs(spearmanr(Z[:, n_encoded], clone(direction).fit_transform(other, E[:, 0])[:, 0])[0])
             for other in stability.latents[1:]))
         if agreement < stability.threshold:
-            found.append(f"the fit with another seed predicts the {_quantity(name)} along a different latent "
+            found.append(f"the fit with another seed predicts the {quantity_name(name)} along a different latent "
                          f"direction (|Spearman| {agreement:.2f} with {names[n_encoded]}): the axis does not come "
                          "back; treat its trend as unconfirmed")
     elif stability is not None and dimension is None:  # would another seed's fit, choosing the same way, agree?
@@ -442,7 +443,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
             heterogeneity["reproducibility"] = heterogeneity["choice_agreement"] = agreement
             if agreement < stability.threshold:
                 heterogeneity["verdict"] += (
-                    f"; but the fit with another seed predicts the {_quantity(name)} along a different latent "
+                    f"; but the fit with another seed predicts the {quantity_name(name)} along a different latent "
                     f"direction (|Spearman| {agreement:.2f}), so the axis is unconfirmed")
         elif stability is not None and axis.dimension < n_encoded:
             reproducibility = float(stability.reproducibility[axis.dimension])
@@ -492,11 +493,6 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
 def _direction_name(name):
     """The column of the latent direction of the estimate ``name``: ``"latent_radius_nm"``."""
     return f"latent_{name}"
-
-
-def _quantity(name):
-    """``"radius_nm"`` as a reader says it: ``"radius"``."""
-    return name.replace("_nm", "").replace("_", " ")
 
 
 def _pipeline(vae, unmixer):

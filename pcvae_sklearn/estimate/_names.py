@@ -1,4 +1,4 @@
-"""One way to turn an estimate's name into a fresh estimator."""
+"""One way to turn an estimate's name into a fresh estimator, and an estimate's column into words."""
 
 from __future__ import annotations
 
@@ -9,6 +9,11 @@ from ._estimators import HeightEstimator, ParticleEstimator, RadiusEstimator
 __all__ = ["ESTIMATES", "make_estimator"]
 
 ESTIMATES = ("auto", "radius", "height", "tetrahedron", "pore")
+
+
+def quantity_name(feature):
+    """An estimate's column as a reader says it: ``"radius_nm"`` -> ``"radius"``."""
+    return feature.replace("_nm", "").replace("_", " ")
 
 
 def make_estimator(estimate="auto", n_dims=2):

@@ -14,6 +14,7 @@ from sklearn.utils import check_random_state
 from .._ragged import Particles, as_particles
 from ..bin import bin_along_axis
 from ..estimate import make_estimator
+from ..estimate._names import quantity_name
 from ._twins import TEMPLATE_MAX_ITER, _draw_twins, _template_fuser, _twin_model
 
 __all__ = ["bin_bootstrap_intervals", "per_bin_statistic", "trend_null_test", "TrendNullResult"]
@@ -411,7 +412,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     detected = bool(p_value < alpha)
     name = names[axis.dimension]
     feature = str(est.get_feature_names_out()[0])
-    quantity = feature.replace("_nm", "").replace("_", " ")
+    quantity = quantity_name(feature)
     if detected:
         verdict = f"{quantity} varies along {name} beyond what labelling and noise produce (p = {_format_p(p_value)})"
     else:
