@@ -99,6 +99,11 @@ def _scale_mixture_variances(p, end, sites, median_var, spread, sigma2, nodes=9)
     The posterior of the scale ``s`` is taken over Gauss-Hermite nodes and
     over the sites (a Gaussian mixture of equal weights, in the particle's
     own frame); the shared ``sigma2`` is added to every node's variance.
+    Unlike the fuser's own step (``fuse._scale``), it has no outlier term:
+    the ideal model of these simulations. The fuser's step
+    (``fuse._scale.refine_poses``), called here once instead from the same
+    true poses and sites, reached 87.0 / 86.0 / 80.5 % at 12 nm and 72.5 /
+    72.5 / 68.5 % at 20 nm (seeds 0 / 1 / 2), 0-4 points less.
     """
     index = np.repeat(np.arange(p.lengths.size), p.lengths)
     src = p.coords - np.repeat(p.centroids(), p.lengths, axis=0)

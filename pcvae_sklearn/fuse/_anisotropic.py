@@ -15,6 +15,8 @@ localization's per-axis variance in its particle's own frame.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 from .._ragged import segment_sum
@@ -324,6 +326,12 @@ class OwnFrameVariances:
     def subset(self, rows, offsets):
         """The variances of the localizations ``rows`` (whole particles, packed by ``offsets``)."""
         return OwnFrameVariances(self.own_var[rows], offsets)
+
+    def scaled(self, sigma2, factor):
+        """``factor * (sigma2 + own_var)``, ``factor`` (m, 1) or a scalar, for a shared variance of 0 (see ``_scale``)."""
+        out = copy.copy(self)
+        out.own_var = np.ascontiguousarray(np.broadcast_to(factor * (sigma2 + self.own_var), self.own_var.shape))
+        return out
 
     def e_step(self, registered, rotations, centres, sigma2, mixture) -> Responsibilities:
         """:func:`e_step_anisotropic` with the covariances turned by ``rotations``."""

@@ -346,6 +346,11 @@ class CommonFrameVariances:
         """The variances of the localizations ``rows`` (whole particles, packed by ``offsets``)."""
         return CommonFrameVariances(self.loc_var[rows], self.mode)
 
+    def scaled(self, sigma2, factor):
+        """``factor * (sigma2 + loc_var)``, ``factor`` (m, 1) or a scalar, for a shared variance of 0 (see ``_scale``)."""
+        return CommonFrameVariances(np.ascontiguousarray(np.broadcast_to(factor * (sigma2 + self.loc_var),
+                                                                         self.loc_var.shape)), self.mode)
+
     def e_step(self, registered, rotations, centres, sigma2, mixture) -> Responsibilities:
         """:func:`e_step` (``rotations`` are not needed)."""
         return e_step(registered, self.loc_var, centres, sigma2, mixture)

@@ -16,15 +16,12 @@ more, as a precise localization would.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import replace
 
 import numpy as np
 
 from .._ragged import apply_transforms, gather_rows
-from ._anisotropic import OwnFrameVariances
-from ._em import CommonFrameVariances, EMState, _register_each
-from ._symmetry import SymmetricTemplate
+from ._em import EMState, _register_each
 
 #: the log-standard deviations of the localizations' precision tried, by likelihood
 SPREAD_GRID = (0.0, 0.15, 0.3, 0.45, 0.6)
@@ -49,22 +46,14 @@ def _nodes(spread):
 def scaled_variances(variances, sigma2, factor):
     """The variances ``factor * (sigma2 + localization variance)``, to be used with a shared variance of 0.
 
-    ``factor`` is a scalar or one value per localization; ``variances`` a
-    :class:`CommonFrameVariances` or :class:`OwnFrameVariances` (a
-    :class:`SymmetricTemplate` is unwrapped: the centres stay fixed here).
+    ``factor`` is a scalar or one value per localization; ``variances`` one
+    of the EM's variance kinds, whose ``scaled`` method does it (a
+    :class:`~pcvae_sklearn.fuse._symmetry.SymmetricTemplate` hands over its
+    own: the centres stay fixed here).
     """
-    if isinstance(variances, SymmetricTemplate):
-        variances = variances.variances
-    factor = np.reshape(np.asarray(factor, dtype=np.float64), (-1, 1))
-    if isinstance(variances, OwnFrameVariances):
-        out = copy.copy(variances)
-        out.own_var = np.ascontiguousarray(np.broadcast_to(factor * (sigma2 + variances.own_var),
-                                                           variances.own_var.shape))
-        return out
-    if isinstance(variances, CommonFrameVariances):
-        loc_var = np.ascontiguousarray(np.broadcast_to(factor * (sigma2 + variances.loc_var), variances.loc_var.shape))
-        return CommonFrameVariances(loc_var, variances.mode)
-    raise TypeError(f"no scale mixture for variances of type {type(variances).__name__}")
+    if not hasattr(variances, "scaled"):
+        raise TypeError(f"no scale mixture for variances of type {type(variances).__name__}")
+    return variances.scaled(sigma2, np.reshape(np.asarray(factor, dtype=np.float64), (-1, 1)))
 
 
 def node_loglik(registered, state, mixture, variances, spread):

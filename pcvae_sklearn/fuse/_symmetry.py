@@ -164,6 +164,10 @@ class SymmetricTemplate:
     def subset(self, rows, offsets):
         return SymmetricTemplate(self.variances.subset(rows, offsets), self.symmetry)
 
+    def scaled(self, sigma2, factor):
+        """The scaled variances of ``variances`` alone: where they are used the centres stay fixed."""
+        return self.variances.scaled(sigma2, factor)
+
     def e_step(self, registered, rotations, centres, sigma2, mixture):
         return self.variances.e_step(registered, rotations, centres, sigma2, mixture)
 
