@@ -164,6 +164,7 @@ def no_precision_3d(args):
             ceiling = [ceiling_3d(with_fields, truth, model, spread=args.simulated_spread)
                        for model in ("mean", "mixture", "own")]
             fuser = ParticleFuser(symmetry=args.symmetry, precision_spread=args.precision_spread,
+                                  n_components=args.n_components,
                                   n_jobs=args.n_jobs, random_state=seed)
             t0 = time.perf_counter()
             fuser.fit(X)
@@ -195,6 +196,7 @@ def wang_nup107(args):
         X = ak.zip(fields)
         for seed in args.seeds_3d[:2]:
             fuser = ParticleFuser(symmetry=args.symmetry, precision_spread=args.precision_spread, n_jobs=args.n_jobs,
+                                  n_components=args.n_components,
                                   random_state=seed)
             t0 = time.perf_counter()
             fuser.fit(X)
@@ -215,6 +217,8 @@ def main(argv=None):
                         help="data sets of 200 pores for the 3D goal; the fraction is also pooled over them")
     parser.add_argument("--symmetry", type=int, default=None,
                         help="ParticleFuser(symmetry=...) for the 3D pores (8: the pore's); default none imposed")
+    parser.add_argument("--n-components", type=int, default=ParticleFuser().n_components,
+                        help="ParticleFuser(n_components=...): the centres of the fused model")
     parser.add_argument("--no-precision-only", action="store_true",
                         help="only the 3D pores whose files carry no precision field (8 nm lateral, 12 and 20 nm axial)")
     parser.add_argument("--simulated-spread", type=float, default=0.3,
@@ -238,7 +242,7 @@ def main(argv=None):
     print(f"{'particles':>9} {'locs':>8} {'time s':>8} {'ms/particle':>12} {'<5 deg':>7} {'median deg':>10}")
     for n in sizes:
         X, truth = make_npc_2d(n, radius=50.0, random_state=args.seed)
-        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed)
+        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed, n_components=args.n_components)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0
@@ -252,7 +256,8 @@ def main(argv=None):
     within = []
     for seed in seeds_3d:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=seed)
-        fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed)
+        fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed,
+                              n_components=args.n_components)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0
@@ -276,7 +281,8 @@ def main(argv=None):
         ("  same, n_basins=0", few, {"n_basins": 0}),
     ]:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=args.seed, **sim)
-        fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=args.seed, **params)
+        fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=args.seed,
+                              n_components=args.n_components, **params)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0

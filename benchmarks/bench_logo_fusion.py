@@ -141,10 +141,12 @@ def main(argv=None):
     ap.add_argument("--no-search-shifts", action="store_true", help="ParticleFuser(search_shifts=False)")
     ap.add_argument("--precision-spread", type=precision_spread, default="auto",
                     help="ParticleFuser(precision_spread=...): auto or a number (0: off)")
+    ap.add_argument("--n-components", type=int, default=ParticleFuser().n_components,
+                    help="ParticleFuser(n_components=...): the centres of the fused model")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "
           f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}, "
-          f"n_restarts {args.n_restarts}, search_shifts {not args.no_search_shifts}")
+          f"n_restarts {args.n_restarts}, search_shifts {not args.no_search_shifts}, n_components {args.n_components}")
     print("ceiling: every logo registered onto the true sites from its true pose, under the data set's mean")
     print("precision / each localization's own")
     print("seed  median_locs  fit_s  within_5deg  within_20deg  median_deg  flagged  flagged_among_wrong  ceiling")
@@ -163,7 +165,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         fuser = ParticleFuser(random_state=seed, max_iter=args.max_iter, n_restarts=args.n_restarts,
                               search_shifts=not args.no_search_shifts,
-                              precision_spread=args.precision_spread).fit(X)
+                              precision_spread=args.precision_spread, n_components=args.n_components).fit(X)
         dt = time.perf_counter() - t0
         # the logo has no symmetry: fold 1, after the one global rotation between the frames is removed
         err = errors_2d(fuser.rotations_, rotations(angles), fold=1)

@@ -20,6 +20,7 @@ distance; tetrahedra: height).
     python benchmarks/bench_null.py --scenarios npc3d_default --seeds 3 --which varying --vae default
     python benchmarks/bench_null.py --scenarios npc3d_tilt --seeds 5 --which varying --vae default --pore-method gaussian
     python benchmarks/bench_null.py --scenarios npc3d_tilt --seeds 10 --which homogeneous --axis single --unmix raw   # VAE axes only
+    python benchmarks/bench_null.py --scenarios npc3d_axial20 --seeds 10 --which homogeneous --symmetry 8
 
 Only the public API is used. One line per fit, then the rates.
 """
@@ -44,11 +45,14 @@ UNMIX = {"raw": False, "unmixed": True, "both": "both"}
 
 
 def one(name, seed, *, homogeneous, n_particles, n_bins, n_null, vae="small", pore_method="auto", null_restarts=None,
-        unmix=None, axis="direction"):
+        unmix=None, axis="direction", symmetry=None):
     X, _ = make_scenario(name, n_particles, random_state=seed, homogeneous=homogeneous)
     vae = PointCloudVAE(**(SMALL_VAE if vae == "small" else {}), random_state=seed).fit(X)
-    # None: analyse's own template fuser; otherwise its 100 iterations with these restarts
-    null_fuser = None if null_restarts is None else ParticleFuser(n_restarts=null_restarts, max_iter=100)
+    # None: analyse's own template fuser; otherwise its 100 iterations with these restarts and symmetry
+    null_fuser = None
+    if null_restarts is not None or symmetry is not None:
+        null_fuser = ParticleFuser(n_restarts="auto" if null_restarts is None else null_restarts, max_iter=100,
+                                   symmetry=symmetry)
     out = []
     for estimate in ESTIMATES[SCENARIOS[name].structure]:
         t = time.perf_counter()
@@ -76,6 +80,8 @@ def main(argv=None):
                     help="HeightEstimator's method for the 3D pores' ring distance (auto: the paper's median split)")
     ap.add_argument("--null-restarts", type=lambda s: s if s == "auto" else int(s), default=None,
                     help="restarts of the null's template fusion (default: analyse's own template fuser)")
+    ap.add_argument("--symmetry", type=int, default=None,
+                    help="ParticleFuser(symmetry=...) of the null's template fusion (8: the pores'); default none")
     ap.add_argument("--unmix", choices=sorted(UNMIX), default=None,
                     help="the axes analyse bins along (its unmix): raw (False), unmixed (True) or both; default: "
                          "analyse's default")
@@ -92,7 +98,7 @@ def main(argv=None):
                 for estimate, h, sec in one(name, seed, homogeneous=homogeneous, n_particles=args.n_particles,
                                             n_bins=args.n_bins, n_null=args.n_null, vae=args.vae,
                                             pore_method=args.pore_method, null_restarts=args.null_restarts,
-                                            unmix=args.unmix, axis=args.axis):
+                                            unmix=args.unmix, axis=args.axis, symmetry=args.symmetry):
                     rates.setdefault((name, case, estimate), []).append(h["detected"])
                     print(f"{name} {case} {estimate} seed {seed}: detected={h['detected']} p={h['p_value']:.3g} "
                           f"rise={h['rise']:.2f} null {h['null_rise_mean']:.2f}±{h['null_rise_sd']:.2f} "

@@ -124,13 +124,16 @@ def main(argv=None):
     ap.add_argument("--nup107", action="store_true", help="the 3D Nup107 pores, turned at random in 3D, instead")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--nup107: the random turns")
     ap.add_argument("--symmetry", type=int, default=None, help="ParticleFuser(symmetry=...): 8 for the pores")
+    ap.add_argument("--n-components", type=int, default=ParticleFuser().n_components,
+                    help="ParticleFuser(n_components=...): the centres of the fused model")
     ap.add_argument("--precision-spread", type=precision_spread, default="auto",
                     help="ParticleFuser(precision_spread=...): auto or a number (0: off)")
     args = ap.parse_args(argv)
     if not REAL.is_dir():
         raise SystemExit(f"no real data at {REAL}")
     settings = dict(random_state=0, max_iter=args.max_iter, search_shifts=not args.no_search_shifts,
-                    symmetry=args.symmetry, precision_spread=args.precision_spread)
+                    symmetry=args.symmetry, precision_spread=args.precision_spread,
+                    n_components=args.n_components)
     if args.gp210:
         gp210(settings)
         return
@@ -146,7 +149,7 @@ def main(argv=None):
         frc, frc_s = float("nan"), 0.0
         if not args.skip_frc:
             t0 = time.perf_counter()
-            frc = frc_resolution(X, ParticleFuser(), random_state=0).resolution
+            frc = frc_resolution(X, ParticleFuser(n_components=args.n_components), random_state=0).resolution
             frc_s = time.perf_counter() - t0
         print(f"{name:24s} {len(X):6d} {fit_s:6.1f}  {fuser.flagged_.mean():6.1%}  {frc:7.2f} {frc_s:6.1f}", flush=True)
         if args.figure:
