@@ -44,7 +44,7 @@ _AUTO_RATIO_THRESHOLD = 0.5
 # side of the threshold than the structure chosen. Upright and tilted
 # simulations of the scenario family and the real Nup107 pores have none
 # there; randomly rotated tetrahedra (called pores) 16-18 %, randomly rotated
-# pores 7 % (300 particles, seeds 0 and 1).
+# pores 7 %.
 _AUTO_MINORITY = 0.05
 
 
@@ -377,11 +377,10 @@ class HeightEstimator(ParticleEstimator):
     overlap, and a localization of the upper ring below the particle's
     median z (or a ring with more localizations than the other) moves both
     half-medians. The two-Gaussian fit weighs every localization by how
-    likely each ring made it. On 500 simulated pores per scenario, seeds
-    0-2, its |Spearman| with the true ring distance is 0.91-0.94 against
-    0.78-0.82 (``npc3d_default``), 0.85-0.89 against 0.76-0.82 (tilted),
-    0.84-0.87 against 0.74-0.79 (20 nm axial error) and 0.93 against
-    0.79-0.82 (outliers). On the real Nup107 pores, though, the fit is
+    likely each ring made it. On simulated pores (four scenarios of the
+    family, with tilt, 20 nm axial error or outliers) its |Spearman| with
+    the true ring distance is 0.84-0.94 against the split's 0.74-0.82.
+    On the real Nup107 pores, though, the fit is
     biased low: pooled, the registered set is the published
     super-particle, whose rings both estimators put 64-65 nm apart; per
     pore, the split's median is 63.9 nm and the fit's 58.4 nm (on the

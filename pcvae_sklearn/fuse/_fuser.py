@@ -35,25 +35,20 @@ logger = logging.getLogger(__name__)
 #: candidate orientations tried per particle in each global search, by geometry
 _AUTO_ORIENTATIONS = {"2d": 36, "z": 36, "3d": 1152}
 #: n_restarts="auto": where tries of other basins follow (below), they decide the poses, and the restart kept (the
-#: likeliest before them) is often not the likeliest after them; two restarts fit as well as three, 1.2-1.5x sooner
-#: (see "Choosing parameters"). rotation="z" tries no other basins and keeps 3.
+#: likeliest before them) is often not the likeliest after them, so two restarts fit as well as three, and sooner.
+#: rotation="z" tries no other basins and keeps 3 ("Basin tries in two rounds (2D), and two restarts" in
+#: docs/choosing_parameters.md).
 _AUTO_RESTARTS = {"2d": 2, "z": 3, "3d": 2}
 #: n_basins="auto": after the best restart, every particle also tries this many distinct orientations (the best of the
-#: coarse search, non-maximum suppressed at 1.5 grid spacings), each refined by EM against the fixed
-#: centres, and keeps the one of highest likelihood. Under full 3D rotations the search's choice is often
-#: in the wrong basin: on 200 simulated pores (seed 0) 9 of the 10 particles registered more than 15
-#: degrees off reach a higher likelihood when EM starts at the true orientation. With 6 tries, 94.8 %
-#: of 1000 simulated pores are within 5 degrees (86-93 % per set of 200 before, 93-97 % after), and
-#: 99.5 % (from 91.5-94 %) of pores with 42 localizations of 1.6 nm precision; fusion takes ~1.4x longer.
-#: In 2D an asymmetric, elongated structure has a strong wrong basin at 180 degrees: on simulated TU Delft logos
-#: (benchmarks/bench_logo_fusion.py) 6 tries raise the poses within 5 degrees from 36-58 % to 83 % at 30 %
-#: labelling and from 94 % to 100 % at full labelling; 1000 2D pores take 21 s instead of 14 s.
+#: coarse search, non-maximum suppressed at 1.5 grid spacings), each refined by EM against the fixed centres, and
+#: keeps the one of highest likelihood. Under full 3D rotations the coarse search often lands in a wrong basin (a
+#: pore tilted, or turned by a fraction of its symmetry) less likely than the true one; in 2D an asymmetric, elongated
+#: structure has a deep wrong basin at 180 degrees ("Tries of other basins in 2D", "The orientation search under full
+#: 3D rotations").
 _POLISH_BASINS = {"2d": 6, "z": 0, "3d": 6}
 #: 2D: the tries sharpen the centres, and against the sharper model every particle then tries a third as many basins
-#: again (see "Choosing parameters": on simulated logos at 30 % labelling, with the 2 restarts above, the worst of 15
-#: data sets within 5 degrees goes from 89.5 to 91.8 %, pooled from 95.1 to 96.1 %). Under full 3D rotations the
-#: first round already makes fusion about 1.4x longer, and the poses of 3D pores without precision are limited by
-#: the data, not the search.
+#: again. Under full 3D rotations one round already makes fusion about 1.4x longer, and the poses of 3D pores without
+#: precision are limited by the data, not the search ("Basin tries in two rounds (2D), and two restarts").
 _SECOND_ROUND = {"2d": True, "z": False, "3d": False}
 #: a particle is flagged when its registration score lies this many robust standard deviations (1.4826 MAD)
 #: below the median: the modified z-score cut of Iglewicz and Hoaglin (1993)
@@ -188,8 +183,9 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
     In 2D a second, smaller round of these tries follows against the
     sharper centres (see ``n_basins``).
     This never lowers the likelihood, and on simulated pores it turns most
-    of the errors beyond 15 degrees into correct registrations (see
-    ``use_precision`` for the figures).
+    of the errors beyond 15 degrees into correct registrations ("The
+    orientation search under full 3D rotations" in
+    ``docs/choosing_parameters.md``).
 
     Without a ``precision`` field, the localizations' unknown precisions
     are given a lognormal spread, chosen by likelihood, and every particle
@@ -199,8 +195,13 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     n_components : int, default=32
-        Number of Gaussian centres ``K``. A few times the number of distinct
-        sites of the structure works well; cost grows linearly with it.
+        Number of Gaussian centres ``K``; the cost grows linearly with it.
+        32 suits a nuclear pore (32 sites in 3D). A structure of more
+        distinct sites may need more: on simulated TU Delft logos (37 sites)
+        64 registers more particles within 5 degrees and it sharpens the
+        real logos' super-particle, but on real gp210 pores it agreed less
+        often with the published registration ("Variants measured and not
+        adopted" in ``docs/choosing_parameters.md``).
     rotation : {"full", "z"}, default="full"
         The rigid motions searched. ``"full"``: in-plane rotation for 2D
         particles, any 3D rotation for 3D particles. ``"z"``: 3D particles
@@ -221,7 +222,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         A free template can smear: its centres settle where particles
         registered slightly off sit best, and nothing pulls those back. On
         simulated 3D pores without a precision field this raises the poses
-        within 5 degrees of the truth (see "Choosing parameters").
+        within 5 degrees of the truth ("An imposed symmetry" in
+        ``docs/choosing_parameters.md``).
         ``n_components`` must be a multiple of ``symmetry``. ``None``
         imposes none: use it for structures without a rotational symmetry
         (a DNA-origami logo) or where the symmetry is what you want to test.
@@ -234,8 +236,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         Maximum EM iterations per EM run (there are ``n_cycles`` runs per
         restart). A run that reaches the cap hands the particles on to the
         next orientation search sooner: on simulated TU Delft logos 50
-        iterations fit as well as 100 or better, 1.3-1.6x sooner (see
-        "Choosing parameters").
+        iterations fit as well as 100, and sooner ("EM iterations per run
+        (fusion)" in ``docs/choosing_parameters.md``).
     tol : float, default=1e-4
         An EM run stops when the mean log-likelihood per localization gains
         less than ``tol`` (nats) in one iteration.
@@ -267,21 +269,19 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         particle's current translation, not at that translation alone. A
         sparsely labelled particle's centroid is not the structure's centre,
         and turned by 180 degrees it lands far from where the right pose
-        puts it: on simulated TU Delft logos at 30 % labelling the shifts
-        raise the poses within 5 degrees from 77-86 % to 89.5-98.4 % (see
-        "Choosing parameters"). ``False`` suits dense particles centred on
-        the structure, such as fused super-particles: ``fuse_bins``
-        registers its bins so. Ignored in 3D.
+        puts it ("Shifts in the 2D search" in
+        ``docs/choosing_parameters.md``). ``False`` suits dense particles
+        centred on the structure, such as fused super-particles:
+        ``fuse_bins`` registers its bins so. Ignored in 3D.
     max_points : int or None, default=2000
         Localizations per particle (at most, chosen at random) on which the
         registration is found: the restarts, the axial spread and the tries
         of several basins. One last EM run on every localization then
         refines the poses, centres and variance. A pose needs no more, and
-        the cost grows with the localizations: 10 bins of 30 simulated
-        DNA-PAINT tetrahedra of 5000 localizations fuse 2.2-2.4x faster,
-        with the same super-particles (``benchmarks/bench_fuse_large.py``).
-        Particles with fewer keep all of theirs (the real pore and origami
-        picks tried here have at most about 1100); ``None``: always all.
+        the cost grows with the localizations ("Large particles" in
+        ``docs/choosing_parameters.md``). Particles with fewer keep all of
+        theirs (real pore and origami picks have at most about 1100);
+        ``None``: always all.
         ``register`` and ``transform`` work the same way.
     use_precision : bool, default=True
         Add each localization's precision (field ``precision``, nm; in 3D
@@ -291,12 +291,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         then uses every localization's full covariance in the common frame
         (the rotation step has no closed form and takes guarded Gauss-Newton
         steps); only the coarse orientation search uses the mean variance over
-        the three axes. On simulated pores with 6 nm lateral and 15 nm
-        axial precision this, with the default search and the final tries
-        of several basins, registers 94.8 % within 5 degrees (1000 pores in
-        5 data sets of 200: 93-97 % per data set; 86-93 % without those
-        tries), against 65.5 % with an isotropic approximation on one of
-        them (``benchmarks/bench_fusion.py``).
+        the three axes ("The orientation search under full 3D rotations" in
+        ``docs/choosing_parameters.md``).
         Without a ``precision`` field in 3D the axial spread is not assumed
         equal to the lateral one: after the restarts, an axial variance
         along each particle's own z on top of the shared one is chosen by
@@ -313,12 +309,10 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         ``"auto"`` chooses the spread among 0, 0.15, 0.3, 0.45 and 0.6 by
         likelihood at the fitted poses (``precision_spread_``); ``0``
         switches this off. Ignored where the particles carry a ``precision``
-        field (and ``use_precision`` is True): the field says it. On
-        simulated 3D pores without precision fields (lateral 8 nm, axial 12
-        or 20 nm, each localization's precision lognormal with log-SD 0.3)
-        the poses within 5 degrees rise from 73-77 % to 77-79.5 % (12 nm)
-        and from 53.5-56 % to 58.5-63 % (20 nm); in 2D the gain is a few
-        particles at most (see "Choosing parameters").
+        field (and ``use_precision`` is True): the field says it. It helps
+        most on 3D pores without precision fields; in 2D the gain is a few
+        particles at most ("Unknown precisions: a scale mixture" in
+        ``docs/choosing_parameters.md``).
     n_jobs : int or None, default=None
         Restarts run in parallel with joblib; ``None`` means 1.
     random_state : int, RandomState instance or None, default=None

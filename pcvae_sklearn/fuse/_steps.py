@@ -20,9 +20,8 @@ from ._orientations import grid_spacing, search_orientations, search_poses, top_
 logger = logging.getLogger("pcvae_sklearn.fuse._fuser")
 
 #: localizations per particle (at most) used to score the candidate orientations, by geometry. Full 3D
-#: rotations need more of both: on 200 simulated pores (6 nm lateral, 15 nm axial precision,
-#: benchmarks/bench_fusion.py, seeds 0 and 1) 32 points and 576 orientations registered 81 % / 87 %
-#: within 5 degrees, 128 and 576 89 % / 88.5 %, 128 and 1152 89.5 % / 89.5 % (1.5x the time).
+#: rotations need more points and more orientations ("The orientation search under full 3D rotations" in
+#: docs/choosing_parameters.md).
 _SEARCH_POINTS = {"2d": 32, "z": 32, "3d": 128}
 #: 2D: the shifts tried with each candidate rotation reach this many RMS radii of the data from a particle's
 #: current translation (``search_poses``). Turned by 180 degrees, simulated TU Delft logos at 30 % labelling

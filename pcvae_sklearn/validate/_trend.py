@@ -21,17 +21,15 @@ __all__ = ["bin_bootstrap_intervals", "per_bin_statistic", "trend_null_test", "T
 
 logger = logging.getLogger(__name__)
 
-#: restarts of the template's fusion when none is given, by dimension. In 3D one restart left the template of 9 of
-#: 30 sets of tilted tetrahedra mis-fused (twins rising 12-22 nm across the bins against the data's 1-4), two left
-#: 3 ("Choosing parameters"); 2D keeps the one with which its false-positive rates were measured
+#: restarts of the template's fusion when none is given, by dimension. In 3D one restart too often leaves the template
+#: of tilted tetrahedra mis-fused, and the twins then rise across the bins where the data do not; 2D keeps the one
+#: with which its false-positive rates were measured ("EM iterations per run (fusion)" in docs/choosing_parameters.md)
 TEMPLATE_RESTARTS = {2: 1, 3: "auto"}
-#: twins drawn from a mis-fused template scatter far more than the data. Over the per-particle estimates' 10-90 %
-#: range, homogeneous tilted tetrahedra (200 per set, seeds 33-37) gave twins 4.0 and 5.7 times the data's on the two
-#: mis-fused sets and 1.01-1.02 on the others; homogeneous 2D pores, whose twins keep more scatter than the data,
-#: 0.9-2.2 (five scenarios, seeds 0-3; 2.0-2.2 with background), 3D pores 0.8-2.1 (three scenarios, seeds 0-2);
-#: varying data 0.4-0.8. Beyond this ratio the template is fused again with TEMPLATE_RETRY_RESTARTS restarts (the
-#: first ones among them), and the template whose twins scatter less is kept: of the 8 mis-fused sets among
-#: tetra_tilt seeds 3-102 it refits 7 and restores 6 ("Choosing parameters")
+#: twins drawn from a mis-fused template scatter far more than the data: over the per-particle estimates' 10-90 %
+#: range, 4.0-5.7 times the data's, against at most about 2.2 for homogeneous data fused well (whose twins keep more
+#: scatter than the data) and below 1 for varying data. Beyond this ratio the template is fused again with
+#: TEMPLATE_RETRY_RESTARTS restarts (the first ones among them), and the template whose twins scatter less is kept
+#: (same section)
 TEMPLATE_SPREAD_LIMIT = 3.0
 TEMPLATE_RETRY_RESTARTS = 6
 

@@ -29,9 +29,9 @@ _BACKGROUND_QUANTILE = 0.999
 #: localizations per particle (at most) on which the null's template is fused; the twins get them all
 TEMPLATE_POINTS = 1000
 #: EM iterations per run of the template's fusion when none is given (``ParticleFuser``'s own default is 50): the
-#: null's false-positive rates were measured with 100, and at 50 the twins of 60 3D pores with 24 nm axial error kept
-#: less of how each pore's localizations split between its rings (correlation with the data's split 0.83-0.91
-#: against 0.85-0.94 over 4 seeds)
+#: null's false-positive rates were measured with 100, and at 50 the twins of 3D pores with 24 nm axial error kept
+#: less of how each pore's localizations split between its rings ("EM iterations per run (fusion)" in
+#: docs/choosing_parameters.md)
 TEMPLATE_MAX_ITER = 100
 
 
