@@ -93,6 +93,10 @@ class Particles:
         view.flags.writeable = False
         return view
 
+    def locate(self, row: int) -> tuple[int, int]:
+        """``(particle, localization within it)`` of the flat localization ``row``: how errors point at one."""
+        return locate(self.offsets, row)
+
     def name(self, i: int) -> str:
         """How errors refer to particle ``i``."""
         if self.ids is None:
@@ -283,8 +287,8 @@ def precision_sd(p: Particles, hint: str = PRECISION_HINT) -> np.ndarray | None:
     bad = ~(np.isfinite(sd) & (sd >= 0)).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
-        raise ValueError(f"{p.name(i)} has a negative or non-finite precision at localization {row - p.offsets[i]}{hint}")
+        i, j = p.locate(row)
+        raise ValueError(f"{p.name(i)} has a negative or non-finite precision at localization {j}{hint}")
     return sd
 
 
@@ -589,8 +593,8 @@ def _from_awkward(X) -> Particles:
                 if f in names:
                     missing = np.asarray(ak.is_none(col))
                     bad_row = int(np.flatnonzero(missing)[0])
-                    p = int(np.searchsorted(offsets, bad_row, side="right") - 1)
-                    raise ValueError(f"particle {p}: coordinate {f!r} is missing (None) at localization {bad_row - offsets[p]}.") from None
+                    i, j = locate(offsets, bad_row)
+                    raise ValueError(f"particle {i}: coordinate {f!r} is missing (None) at localization {j}.") from None
                 continue
             if f in names:
                 if values.dtype.kind not in "iuf":
@@ -621,9 +625,9 @@ def _from_awkward(X) -> Particles:
     offsets = _offsets(lengths)
     if len(widths) and (widths != widths[0]).any():
         bad_row = int(np.flatnonzero(widths != widths[0])[0])
-        p = int(np.searchsorted(offsets, bad_row, side="right") - 1)
+        i, j = locate(offsets, bad_row)
         raise ValueError(
-            f"particle {p}: localization {bad_row - offsets[p]} has {widths[bad_row]} coordinates but others have {widths[0]}; "
+            f"particle {i}: localization {j} has {widths[bad_row]} coordinates but others have {widths[0]}; "
             "a mix of 2D and 3D localizations is not allowed."
         )
     coords = _ak_to_numpy(flat, "X") if len(widths) else np.empty((0, 2))
@@ -652,6 +656,12 @@ def _reject_missing(X) -> None:
             i = int(np.flatnonzero(missing)[0])
             more = f" (and {int(missing.sum()) - 1} more)" if missing.sum() > 1 else ""
             raise ValueError(f"particle {i} {what[level]}{more}; every particle must be a list of localizations with numbers.")
+
+
+def locate(offsets: np.ndarray, row: int) -> tuple[int, int]:
+    """``(particle, localization within it)`` of the flat row ``row`` of particles cut at ``offsets``."""
+    i = int(np.searchsorted(offsets, row, side="right") - 1)
+    return i, int(row - offsets[i])
 
 
 def _offsets(lengths):
@@ -698,10 +708,10 @@ def _checked(p: Particles, freeze: bool = True) -> Particles:
     finite = np.isfinite(p.coords).all(axis=1)
     if not finite.all():
         row = int(np.flatnonzero(~finite)[0])
-        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+        i, j = p.locate(row)
         n_bad = int((~finite).sum())
         raise ValueError(
-            f"{p.name(i)} has a non-finite coordinate (NaN or inf) at localization {row - p.offsets[i]}: "
+            f"{p.name(i)} has a non-finite coordinate (NaN or inf) at localization {j}: "
             f"{p.coords[row].tolist()}; {n_bad} localization(s) in all are non-finite. Remove them before fitting."
         )
     if freeze:

@@ -6,7 +6,7 @@ import pytest
 import scipy.sparse as sp
 
 from pcvae_sklearn import Particles, as_particles
-from pcvae_sklearn._ragged import apply_transforms, check_particle_labels, range_rows, segment_sum, subsample_rows
+from pcvae_sklearn._ragged import apply_transforms, check_particle_labels, locate, range_rows, segment_sum, subsample_rows
 
 SEEDS = range(5)
 
@@ -69,6 +69,19 @@ def test_input_is_never_modified():
     for a, b in zip(parts, before):
         np.testing.assert_array_equal(a, b)
         assert not np.shares_memory(a, p.coords)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_locate_matches_naive(seed):
+    """Every flat row maps to its particle and its place there, empty particles (offsets repeated) skipped."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(0, 6, 40)
+    lengths[0] = max(lengths[0], 1)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    naive = [(i, j) for i, k in enumerate(lengths) for j in range(k)]
+    assert [locate(offsets, row) for row in range(offsets[-1])] == naive
+    p = Particles(coords=rng.normal(size=(offsets[-1], 2)), offsets=offsets)
+    assert [p.locate(row) for row in range(offsets[-1])] == naive
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -55,8 +55,8 @@ def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, req
     bad = ~(np.isfinite(sd) & (sd >= 0)).all(axis=1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        i = int(np.searchsorted(p.offsets, row, side="right") - 1)
-        where = (f"{p.name(i)} has the precision {sd[row].tolist()} nm at localization {row - p.offsets[i]} "
+        i, j = p.locate(row)
+        where = (f"{p.name(i)} has the precision {sd[row].tolist()} nm at localization {j} "
                  f"({int(bad.sum())} localization(s) in all)")
         if auto and not required:
             warnings.warn(

@@ -481,7 +481,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         finite = np.isfinite(coords).all(axis=1)
         if not finite.all():
             row = int(np.flatnonzero(~finite)[0])
-            i = int(np.searchsorted(p.offsets, row, side="right") - 1)
+            i, _ = p.locate(row)
             raise ValueError(
                 f"{p.name(i)} has a localization too far from its centre to encode ({p.coords[row].tolist()} nm; "
                 f"the model's scale is {self.scale_:.3g} nm); check the coordinates' units (nm expected)."
