@@ -16,12 +16,14 @@ Usage::
                                                                    # and the ceiling any fusion could reach
     python benchmarks/bench_fusion.py --no-precision-only --symmetry 8   # the same, 8-fold symmetry imposed
     python benchmarks/bench_fusion.py --no-precision-only --simulated-spread 0   # every localization 8 / 12 nm
+    python benchmarks/bench_fusion.py --no-precision-only --simulate '{"mean_blinks": 15}'   # ~300 per pore
     python benchmarks/bench_fusion.py --wang-nup107 [--symmetry 8] # Wang et al.'s simulated Nup107 pores
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -159,7 +161,7 @@ def no_precision_3d(args):
         for seed in ([args.seed] if args.quick else args.seeds_3d[:3]):
             with_fields, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", precision=8.0,
                                              z_ratio=axial / 8.0, precision_spread=args.simulated_spread,
-                                             random_state=seed)  # the fields: the ceiling's
+                                             random_state=seed, **args.simulate)  # the fields: the ceiling's
             X = with_fields[[k for k in with_fields.fields if not k.startswith("precision")]]  # as many real files
             ceiling = [ceiling_3d(with_fields, truth, model, spread=args.simulated_spread)
                        for model in ("mean", "mixture", "own")]
@@ -224,6 +226,9 @@ def main(argv=None):
     parser.add_argument("--simulated-spread", type=float, default=0.3,
                         help="with --no-precision-only: the log-SD of each localization's precision (default 0.3, "
                              "make_npc_3d's; 0 gives every localization the same precision)")
+    parser.add_argument("--simulate", type=json.loads, default={},
+                        help="with --no-precision-only: more make_npc_3d arguments, as JSON (e.g. "
+                             "'{\"mean_blinks\": 15}' for twice the localizations per pore)")
     parser.add_argument("--precision-spread", type=precision_spread, default="auto",
                         help="ParticleFuser(precision_spread=...) for the pores without precision fields "
                              "(--no-precision-only, --wang-nup107)")
