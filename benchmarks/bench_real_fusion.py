@@ -19,7 +19,8 @@ registration of these origami.
 With ``--gp210`` it fuses instead the 304 registered real gp210 pores of
 ``fig4e_304_2D_gp210.mat``, each turned at random and shifted by up to 20
 nm, and prints how many poses lie within 5 degrees (mod the 8-fold
-symmetry) of the published registration that they came from. With
+symmetry) of the published registration that they came from, and the FRC
+resolution of their fusion (``--skip-frc`` to leave it out). With
 ``--nup107`` the same for the 306 registered real 3D Nup107 pores of
 ``fig5k_306_3DNUP_PAINT.mat``, turned at random in 3D (they carry no
 precision, so the fuser estimates the axial spread), within 5 degrees up to
@@ -75,7 +76,7 @@ def figure(X, fused_xy, path, title):
     plt.close(fig)
 
 
-def gp210(settings):
+def gp210(settings, frc=True):
     """The registered gp210 pores turned and shifted at random, fused: agreement with their published poses."""
     from bench_fusion import errors_2d
     from bench_logo_fusion import rotations
@@ -90,8 +91,13 @@ def gp210(settings):
     fuser = ParticleFuser(**settings).fit(X)
     fit_s = time.perf_counter() - t0
     err = errors_2d(fuser.rotations_, truth, fold=8)
+    resolution = float("nan")
+    if frc:
+        unseeded = {k: v for k, v in settings.items() if k != "random_state"}
+        resolution = frc_resolution(X, ParticleFuser(**unseeded), random_state=0).resolution
     print(f"gp210: {p.n_particles} pores, fit {fit_s:.1f} s, within 5 degrees of the published poses (mod 8) "
-          f"{np.mean(err < 5):.1%}, median {np.median(err):.2f} degrees, objective {fuser.objective_:.4f}")
+          f"{np.mean(err < 5):.1%}, median {np.median(err):.2f} degrees, objective {fuser.objective_:.4f}, "
+          f"FRC {resolution:.2f} nm")
 
 
 def nup107(settings, seeds):
@@ -139,7 +145,7 @@ def main(argv=None):
                     symmetry=args.symmetry, precision_spread=args.precision_spread,
                     n_components=args.n_components)
     if args.gp210:
-        gp210(settings)
+        gp210(settings, frc=not args.skip_frc)
         return
     if args.nup107:
         nup107(settings, args.seeds)
