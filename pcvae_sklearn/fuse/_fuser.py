@@ -16,7 +16,7 @@ from .._ragged import Particles, apply_transforms, as_particles, precision_sd
 from ._anisotropic import OwnFrameVariances
 from ._em import CommonFrameVariances, EMState, particle_loglik, run_em
 from ._orientations import orientation_grid
-from ._scale import SPREAD_GRID, choose_spread, refine_poses
+from ._scale import choose_spread, refine_poses
 from ._symmetry import SymmetricTemplate, impose_symmetry
 from ._steps import (
     _at_most,
@@ -618,7 +618,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         if unknown_precision and self.precision_spread != 0:
             # the localizations' own precisions are unknown, their spread is not (see _scale)
             if self.precision_spread == "auto":
-                spread, _ = choose_spread(src, p.offsets, best, mixture, variances, SPREAD_GRID,
+                spread, _ = choose_spread(src, p.offsets, best, mixture, variances,
                                           rng=np.random.default_rng([int(seeds[0]), 2]))
             else:
                 spread = float(self.precision_spread)
