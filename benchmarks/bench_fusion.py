@@ -56,6 +56,12 @@ def _angle(m):
 
 def errors_3d(rotations, truth, symmetry):
     """Angle to the chordal-mean common frame, up to the symmetry group (see tests/test_fuser.py)."""
+    return common_frame(rotations, truth, symmetry)[0]
+
+
+def common_frame(rotations, truth, symmetry):
+    """``(errors, frame)``: each pose's angle (degrees) to the chordal-mean common frame, up to ``symmetry``,
+    and that frame: the fused output maps into the truth's frame as ``coords @ frame``."""
     comb = rotations @ truth
     cand = np.einsum("nab,scb->nsac", comb, symmetry)
     best = None
@@ -64,7 +70,8 @@ def errors_3d(rotations, truth, symmetry):
         u, _, vt = np.linalg.svd(cand[np.arange(len(comb)), pick].sum(0))
         u[:, -1] *= np.sign(np.linalg.det(u @ vt))
         err = _angle(np.einsum("ba,nsbc->nsac", u @ vt, cand)).min(1)
-        best = err if best is None or np.median(err) < np.median(best) else best
+        if best is None or np.median(err) < np.median(best[0]):
+            best = (err, u @ vt)
     return best
 
 
