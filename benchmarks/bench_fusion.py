@@ -160,20 +160,23 @@ def ceiling_3d(X, truth, model, spread=0.3, n_rounds=4):
 def no_precision_3d(args):
     """3D pores of 8 nm lateral and 12 or 20 nm axial precision, random 3D rotations, the precision fields dropped."""
     n3 = 60 if args.quick else 200
-    print("== accuracy without precision fields: 3D pores, full 3D rotations, 8 nm lateral precision ==")
+    print("== accuracy without precision fields: 3D pores, full 3D rotations (unless --simulate says), 8 nm lateral "
+          "precision ==")
     print("   (ceiling: every particle registered onto the true sites from its true pose, under the data set's mean")
     print("   variances / a lognormal scale of each localization's variance, its spread known / each localization's")
     print("   own precision)")
     for axial in (12.0, 20.0):
         for seed in ([args.seed] if args.quick else args.seeds_3d[:3]):
-            with_fields, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", precision=8.0,
+            simulate = {"rotation": "3d", **args.simulate}
+            with_fields, truth = make_npc_3d(n3, radius=50.0, height=50.0, precision=8.0,
                                              z_ratio=axial / 8.0, precision_spread=args.simulated_spread,
-                                             random_state=seed, **args.simulate)  # the fields: the ceiling's
+                                             random_state=seed, **simulate)  # the fields: the ceiling's
             X = with_fields[[k for k in with_fields.fields if not k.startswith("precision")]]  # as many real files
             ceiling = [ceiling_3d(with_fields, truth, model, spread=args.simulated_spread)
                        for model in ("mean", "mixture", "own")]
             fuser = ParticleFuser(symmetry=args.symmetry, precision_spread=args.precision_spread,
-                                  n_components=args.n_components,
+                                  rotation=args.rotation, n_components=args.n_components,
+                                  outlier_weight=args.outlier_weight,
                                   n_jobs=args.n_jobs, random_state=seed)
             t0 = time.perf_counter()
             fuser.fit(X)
@@ -205,7 +208,7 @@ def wang_nup107(args):
         X = ak.zip(fields)
         for seed in args.seeds_3d[:2]:
             fuser = ParticleFuser(symmetry=args.symmetry, precision_spread=args.precision_spread, n_jobs=args.n_jobs,
-                                  n_components=args.n_components,
+                                  n_components=args.n_components, outlier_weight=args.outlier_weight,
                                   random_state=seed)
             t0 = time.perf_counter()
             fuser.fit(X)
@@ -228,6 +231,8 @@ def main(argv=None):
                         help="ParticleFuser(symmetry=...) for the 3D pores (8: the pore's); default none imposed")
     parser.add_argument("--n-components", type=int, default=ParticleFuser().n_components,
                         help="ParticleFuser(n_components=...): the centres of the fused model")
+    parser.add_argument("--outlier-weight", type=float, default=ParticleFuser().outlier_weight,
+                        help="ParticleFuser(outlier_weight=...): the prior weight of background")
     parser.add_argument("--no-precision-only", action="store_true",
                         help="only the 3D pores whose files carry no precision field (8 nm lateral, 12 and 20 nm axial)")
     parser.add_argument("--simulated-spread", type=float, default=0.3,
@@ -235,7 +240,11 @@ def main(argv=None):
                              "make_npc_3d's; 0 gives every localization the same precision)")
     parser.add_argument("--simulate", type=json.loads, default={},
                         help="with --no-precision-only: more make_npc_3d arguments, as JSON (e.g. "
-                             "'{\"mean_blinks\": 15}' for twice the localizations per pore)")
+                             "'{\"mean_blinks\": 15}' for twice the localizations per pore; the pores turn in 3D "
+                             "unless '{\"rotation\": \"z\"}')")
+    parser.add_argument("--rotation", choices=["full", "z"], default="full",
+                        help="with --no-precision-only: ParticleFuser(rotation=...); 'z' for pores seen from the top "
+                             "(--simulate '{\"rotation\": \"z\"}')")
     parser.add_argument("--precision-spread", type=precision_spread, default="auto",
                         help="ParticleFuser(precision_spread=...) for the pores without precision fields "
                              "(--no-precision-only, --wang-nup107)")
@@ -254,7 +263,8 @@ def main(argv=None):
     print(f"{'particles':>9} {'locs':>8} {'time s':>8} {'ms/particle':>12} {'<5 deg':>7} {'median deg':>10}")
     for n in sizes:
         X, truth = make_npc_2d(n, radius=50.0, random_state=args.seed)
-        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed, n_components=args.n_components)
+        fuser = ParticleFuser(n_jobs=args.n_jobs, random_state=args.seed, n_components=args.n_components,
+                              outlier_weight=args.outlier_weight)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0
@@ -269,7 +279,7 @@ def main(argv=None):
     for seed in seeds_3d:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=seed)
         fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=seed,
-                              n_components=args.n_components)
+                              n_components=args.n_components, outlier_weight=args.outlier_weight)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0
@@ -294,7 +304,7 @@ def main(argv=None):
     ]:
         X, truth = make_npc_3d(n3, radius=50.0, height=50.0, rotation="3d", random_state=args.seed, **sim)
         fuser = ParticleFuser(symmetry=args.symmetry, n_jobs=args.n_jobs, random_state=args.seed,
-                              n_components=args.n_components, **params)
+                              n_components=args.n_components, outlier_weight=args.outlier_weight, **params)
         t0 = time.perf_counter()
         fuser.fit(X)
         dt = time.perf_counter() - t0

@@ -143,6 +143,8 @@ def main(argv=None):
                     help="ParticleFuser(precision_spread=...): auto or a number (0: off)")
     ap.add_argument("--n-components", type=int, default=ParticleFuser().n_components,
                     help="ParticleFuser(n_components=...): the centres of the fused model")
+    ap.add_argument("--outlier-weight", type=float, default=ParticleFuser().outlier_weight,
+                    help="ParticleFuser(outlier_weight=...): the prior weight of background")
     args = ap.parse_args(argv)
     print(f"TU Delft logos, {args.n_particles} per data set, labelling {args.dol:.0%}, "
           f"precision field {'given' if args.with_precision else 'absent'}, max_iter {args.max_iter}, "
@@ -165,7 +167,8 @@ def main(argv=None):
         t0 = time.perf_counter()
         fuser = ParticleFuser(random_state=seed, max_iter=args.max_iter, n_restarts=args.n_restarts,
                               search_shifts=not args.no_search_shifts,
-                              precision_spread=args.precision_spread, n_components=args.n_components).fit(X)
+                              precision_spread=args.precision_spread, n_components=args.n_components,
+                              outlier_weight=args.outlier_weight).fit(X)
         dt = time.perf_counter() - t0
         # the logo has no symmetry: fold 1, after the one global rotation between the frames is removed
         err = errors_2d(fuser.rotations_, rotations(angles), fold=1)

@@ -134,7 +134,8 @@ def nup107(settings, seeds, azimuth_null=False):
         c = p.coords - middle
         r, phi = np.hypot(c[:, 0], c[:, 1]), np.random.default_rng(12345).uniform(0, 2 * np.pi, len(c))
         p = p.replace(coords=np.c_[r * np.cos(phi), r * np.sin(phi), c[:, 2]] + middle)
-    print(f"nup107{' (azimuths at random)' if azimuth_null else ''}: the published super-particle's ring, radial IQR {ring_spread(p.coords):.2f} nm, "
+    which = " (azimuths at random)" if azimuth_null else ""
+    print(f"nup107{which}: the published super-particle's ring, radial IQR {ring_spread(p.coords):.2f} nm, "
           f"8-fold azimuthal contrast {azimuthal_contrast(p.coords):.3f}")
     group = dihedral_3d()
     for seed in seeds:
@@ -178,6 +179,8 @@ def main(argv=None):
     ap.add_argument("--symmetry", type=int, default=None, help="ParticleFuser(symmetry=...): 8 for the pores")
     ap.add_argument("--n-components", type=int, default=ParticleFuser().n_components,
                     help="ParticleFuser(n_components=...): the centres of the fused model")
+    ap.add_argument("--outlier-weight", type=float, default=ParticleFuser().outlier_weight,
+                    help="ParticleFuser(outlier_weight=...): the prior weight of background")
     ap.add_argument("--precision-spread", type=precision_spread, default="auto",
                     help="ParticleFuser(precision_spread=...): auto or a number (0: off)")
     args = ap.parse_args(argv)
@@ -185,7 +188,7 @@ def main(argv=None):
         raise SystemExit(f"no real data at {REAL}")
     settings = dict(random_state=0, max_iter=args.max_iter, search_shifts=not args.no_search_shifts,
                     symmetry=args.symmetry, precision_spread=args.precision_spread,
-                    n_components=args.n_components)
+                    n_components=args.n_components, outlier_weight=args.outlier_weight)
     if args.gp210:
         gp210(settings, frc=not args.skip_frc)
         return
@@ -201,7 +204,8 @@ def main(argv=None):
         frc, frc_s = float("nan"), 0.0
         if not args.skip_frc:
             t0 = time.perf_counter()
-            frc = frc_resolution(X, ParticleFuser(n_components=args.n_components), random_state=0).resolution
+            halves = ParticleFuser(n_components=args.n_components, outlier_weight=args.outlier_weight)
+            frc = frc_resolution(X, halves, random_state=0).resolution
             frc_s = time.perf_counter() - t0
         print(f"{name:24s} {len(X):6d} {fit_s:6.1f}  {fuser.flagged_.mean():6.1%}  {frc:7.2f} {frc_s:6.1f}", flush=True)
         if args.figure:
