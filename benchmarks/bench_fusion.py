@@ -158,7 +158,8 @@ def ceiling_3d(X, truth, model, spread=0.3, n_rounds=4):
 
 
 def no_precision_3d(args):
-    """3D pores of 8 nm lateral and 12 or 20 nm axial precision, random 3D rotations, the precision fields dropped."""
+    """3D pores of 8 nm lateral and 12 or 20 nm axial precision, random 3D rotations (about z only with
+    ``--simulate '{"rotation": "z"}'``), the precision fields dropped."""
     n3 = 60 if args.quick else 200
     print("== accuracy without precision fields: 3D pores, full 3D rotations (unless --simulate says), 8 nm lateral "
           "precision ==")
