@@ -13,7 +13,10 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/bench_fusion.py            # full run
     OMP_NUM_THREADS=1 python benchmarks/bench_fusion.py --quick    # smoke run
     python benchmarks/bench_fusion.py --no-precision-only          # 3D pores without precision fields,
-                                                                   # and the ceiling any fusion could reach
+                                                                   # the ceiling any fusion could reach, and
+                                                                   # how far apart two halves of a pore end
+    python benchmarks/bench_fusion.py --no-precision-only --simulate '{"dol": 0.35}'   # held-out nuisances
+    python benchmarks/bench_fusion.py --no-precision-only --simulate '{"dol": 0.35, "rotation": "z"}' --rotation z
     python benchmarks/bench_fusion.py --no-precision-only --symmetry 8   # the same, 8-fold symmetry imposed
     python benchmarks/bench_fusion.py --no-precision-only --simulated-spread 0   # every localization 8 / 12 nm
     python benchmarks/bench_fusion.py --no-precision-only --simulate '{"mean_blinks": 15}'   # ~300 per pore
@@ -35,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the te
 
 from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d  # noqa: E402
 from pcvae_sklearn._ragged import _from_awkward  # noqa: E402
-from pcvae_sklearn.fuse import ParticleFuser  # noqa: E402
+from pcvae_sklearn.fuse import ParticleFuser, pose_reproducibility  # noqa: E402
 from pcvae_sklearn.fuse._anisotropic import OwnFrameVariances  # noqa: E402
 from pcvae_sklearn.fuse._em import EMState, _register_each  # noqa: E402
 from pcvae_sklearn.fuse._fuser import _mixture_terms  # noqa: E402
@@ -183,10 +186,12 @@ def no_precision_3d(args):
             fuser.fit(X)
             dt = time.perf_counter() - t0
             err = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d())
+            # what a user can see without the truth: how far apart two halves of a pore end
+            halves = pose_reproducibility(X, fuser, symmetry=8, mirror=True, random_state=seed).median
             print(f"axial {axial:4.0f} nm, no precision field    seed {seed} n={n3} time {dt:6.1f} s  "
                   f"<5 deg {np.mean(err < 5):.3f}  median {np.median(err):.1f} deg  flagged {fuser.flagged_.mean():.3f}  "
                   f"ceiling {ceiling[0]:.3f} / {ceiling[1]:.3f} / {ceiling[2]:.3f}  "
-                  f"precision_spread_ {fuser.precision_spread_:.2f}",
+                  f"precision_spread_ {fuser.precision_spread_:.2f}  halves apart {halves:.1f} deg",
                   flush=True)
 
 

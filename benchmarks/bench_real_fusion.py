@@ -27,9 +27,9 @@ precision, so the fuser estimates the axial spread), within 5 degrees up to
 the pore's 8-fold symmetry and its flip, and the radial interquartile range
 of the fused ring beside the published super-particle's (each measured on
 the data its registration was fitted to), with the 8-fold azimuthal
-contrast of both (``azimuthal_contrast``: how strongly the spokes show). It
-then registers two random halves of every pore onto the fused model: how
-far apart they end says how loosely one pore's localizations fix its pose.
+contrast of both (``azimuthal_contrast``: how strongly the spokes show), and
+``pose_reproducibility``: how far apart two random halves of every pore end,
+registered onto the fused model, up to the 8-fold symmetry and the flip.
 ``--symmetry 8`` imposes the pores' symmetry on the fused model;
 ``--azimuth-null`` first gives every localization a random azimuth about
 the pore's axis, the null of the contrast (pores without spokes).
@@ -51,7 +51,7 @@ import numpy as np
 
 from _common import REAL, precision_spread
 
-from pcvae_sklearn.fuse import ParticleFuser, frc_resolution
+from pcvae_sklearn.fuse import ParticleFuser, frc_resolution, pose_reproducibility
 from pcvae_sklearn.io import read_fusion_mat
 
 
@@ -123,7 +123,7 @@ def nup107(settings, seeds, azimuth_null=False):
     With ``azimuth_null`` every localization first gets a random azimuth about the published pore's axis (its
     radius and height kept): pores without spokes, the null of the fused model's 8-fold contrast.
     """
-    from bench_fusion import _angle, common_frame, dihedral_3d, ring_spread
+    from bench_fusion import common_frame, dihedral_3d, ring_spread
     from scipy.spatial.transform import Rotation
 
     from pcvae_sklearn import as_particles
@@ -137,7 +137,6 @@ def nup107(settings, seeds, azimuth_null=False):
     which = " (azimuths at random)" if azimuth_null else ""
     print(f"nup107{which}: the published super-particle's ring, radial IQR {ring_spread(p.coords):.2f} nm, "
           f"8-fold azimuthal contrast {azimuthal_contrast(p.coords):.3f}")
-    group = dihedral_3d()
     for seed in seeds:
         rng = np.random.default_rng(seed)
         truth = Rotation.random(p.n_particles, random_state=seed).as_matrix()
@@ -145,20 +144,15 @@ def nup107(settings, seeds, azimuth_null=False):
         t0 = time.perf_counter()
         fuser = ParticleFuser(**{**settings, "random_state": seed}).fit(X)
         fit_s = time.perf_counter() - t0
-        err, frame = common_frame(fuser.rotations_, truth, group)
+        err, frame = common_frame(fuser.rotations_, truth, dihedral_3d())
         fused = as_particles(fuser.super_particle_).coords
         print(f"nup107 seed {seed}: {p.n_particles} pores, fit {fit_s:.1f} s, within 5 degrees of the published poses "
               f"(mod 8 and the flip) {np.mean(err < 5):.1%}, within 10 {np.mean(err < 10):.1%}, median "
               f"{np.median(err):.2f} degrees, axial excess {fuser.axial_excess_:.0f} nm^2, fused ring's radial IQR "
               f"{ring_spread(fused):.2f} nm, 8-fold azimuthal contrast {azimuthal_contrast(fused @ frame):.3f}",
               flush=True)
-        # each pore's two random halves registered onto the fused model: their poses, in the pore's published frame,
-        # differ by a rotation of its symmetry group where its localizations fix the pose
-        halves = [rng.permutation(len(x)) for x in X]
-        first, _ = fuser.register([x[h[: len(h) // 2]] for x, h in zip(X, halves)])
-        second, _ = fuser.register([x[h[len(h) // 2:]] for x, h in zip(X, halves)])
-        between = np.einsum("nba,nbc->nac", second @ truth, first @ truth)
-        apart = _angle(np.einsum("nab,scb->nsac", between, group)).min(axis=1)
+        # each pore's two random halves registered onto the fused model (pose_reproducibility)
+        apart = pose_reproducibility(X, fuser, symmetry=8, mirror=True, random_state=seed).angles
         print(f"nup107 seed {seed}: the two halves of a pore registered onto the fused model lie a median "
               f"{np.median(apart):.1f} degrees apart (mod 8 and the flip), within 5 degrees {np.mean(apart < 5):.1%}",
               flush=True)
