@@ -6,20 +6,13 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 from sklearn.exceptions import NotFittedError
-from test_fuser import ring_particles
+from test_fuser import random_rotations, ring_particles
 
 from pcvae_sklearn.datasets import make_npc_3d
 from pcvae_sklearn.fuse import ParticleFuser, pose_reproducibility
 from pcvae_sklearn.fuse._poses import group_angles
 
 SEEDS = [0, 1, 2]
-
-
-def random_rotations(n, d, rng):
-    if d == 3:
-        return Rotation.random(n, random_state=int(rng.integers(1 << 30))).as_matrix()
-    a = rng.uniform(0, 2 * np.pi, n)
-    return np.stack([np.c_[np.cos(a), -np.sin(a)], np.c_[np.sin(a), np.cos(a)]], 1)
 
 
 def group_angles_reference(rotations, group):

@@ -99,11 +99,9 @@ def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, random_state=
     apart. For independent errors a particle's own pose error is about half
     its halves' angle. The FRC (:func:`frc_resolution`) measures how well
     two fused halves of the particles agree, and two fusions that make the
-    same mistakes agree: on simulated 3D pores at 35 % labelling, fused
-    wrongly, the FRC was about that of a good fusion, but the halves of a
-    pore ended a median 33 degrees apart, against 7 at 60 % labelling
-    (``symmetry=8, mirror=True``; "Other nuisances" in
-    ``docs/choosing_parameters.md``).
+    same mistakes agree: a wrong fusion of sparse 3D pores can have the FRC
+    of a good one while its halves end tens of degrees apart ("Other
+    nuisances" in ``docs/choosing_parameters.md``).
 
     Parameters
     ----------
