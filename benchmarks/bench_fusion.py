@@ -18,6 +18,7 @@ Usage::
     python benchmarks/bench_fusion.py --no-precision-only --simulate '{"dol": 0.35}'   # held-out nuisances
     python benchmarks/bench_fusion.py --no-precision-only --simulate '{"dol": 0.35, "rotation": "z"}' --rotation z
     python benchmarks/bench_fusion.py --no-precision-only --symmetry 8   # the same, 8-fold symmetry imposed
+    python benchmarks/bench_fusion.py --no-precision-only --known-model 50 50   # registered onto a known model
     python benchmarks/bench_fusion.py --no-precision-only --simulated-spread 0   # every localization 8 / 12 nm
     python benchmarks/bench_fusion.py --no-precision-only --simulate '{"mean_blinks": 15}'   # ~300 per pore
     python benchmarks/bench_fusion.py --wang-nup107 [--symmetry 8] # Wang et al.'s simulated Nup107 pores
@@ -183,16 +184,30 @@ def no_precision_3d(args):
                                   outlier_weight=args.outlier_weight,
                                   n_jobs=args.n_jobs, random_state=seed)
             t0 = time.perf_counter()
-            fuser.fit(X)
+            if args.known_model is None:
+                fuser.fit(X)
+                rotations = fuser.rotations_
+            else:  # a model known in advance: fitted on ideal pores, then every pore registered onto it
+                fuser.fit(known_model(*args.known_model))
+                rotations, _ = fuser.register(X)
             dt = time.perf_counter() - t0
-            err = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d())
+            err = errors_3d(rotations, truth["rotation"], dihedral_3d())
             # what a user can see without the truth: how far apart two halves of a pore end
             halves = pose_reproducibility(X, fuser, symmetry=8, mirror=True, random_state=seed).median
             print(f"axial {axial:4.0f} nm, no precision field    seed {seed} n={n3} time {dt:6.1f} s  "
-                  f"<5 deg {np.mean(err < 5):.3f}  median {np.median(err):.1f} deg  flagged {fuser.flagged_.mean():.3f}  "
-                  f"ceiling {ceiling[0]:.3f} / {ceiling[1]:.3f} / {ceiling[2]:.3f}  "
+                  f"<5 deg {np.mean(err < 5):.3f}  median {np.median(err):.1f} deg  "
+                  + (f"flagged {fuser.flagged_.mean():.3f}  " if args.known_model is None else "")
+                  + f"ceiling {ceiling[0]:.3f} / {ceiling[1]:.3f} / {ceiling[2]:.3f}  "
                   f"precision_spread_ {fuser.precision_spread_:.2f}  halves apart {halves:.1f} deg",
                   flush=True)
+
+
+def known_model(radius, height, n=50, seed=100):
+    """Ideal pores of a known geometry to fit a model on: every site labelled, 3 nm precision, no background, seen
+    from the top. The model a user could build from a structure known in advance."""
+    ideal, _ = make_npc_3d(n, radius=radius, height=height, dol=1.0, precision=3.0, background=0.0, rotation="z",
+                           precision_field=False, random_state=seed)
+    return ideal
 
 
 def wang_nup107(args):
@@ -254,6 +269,9 @@ def main(argv=None):
     parser.add_argument("--precision-spread", type=precision_spread, default="auto",
                         help="ParticleFuser(precision_spread=...) for the pores without precision fields "
                              "(--no-precision-only, --wang-nup107)")
+    parser.add_argument("--known-model", type=float, nargs=2, default=None, metavar=("RADIUS", "HEIGHT"),
+                        help="with --no-precision-only: register every pore onto a model fitted on ideal pores of "
+                             "this radius and ring distance (nm) instead of fusing them (the truth: 50 50)")
     parser.add_argument("--wang-nup107", action="store_true",
                         help="only Wang et al.'s simulated Nup107 pores (../shared/data/fusion), ring sharpness")
     args = parser.parse_args(argv)

@@ -322,6 +322,26 @@ def test_transform_registers_new_particles(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS[:2])
+def test_sparse_3d_pores_register_onto_a_known_model(seed):
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    # the user guide's way out for sparse pores under full 3D rotations: a model fitted on ideal pores of the
+    # known geometry, every pore registered onto it (no template learnt from the sparse pores themselves)
+    ideal, _ = make_npc_3d(20, radius=50.0, height=50.0, dol=1.0, precision=3.0, background=0.0, rotation="z",
+                           precision_field=False, random_state=seed)
+    model = ParticleFuser(random_state=seed).fit(ideal)
+    X, truth = make_npc_3d(40, radius=50.0, height=50.0, rotation="3d", dol=0.35, precision=6.0, z_ratio=1.5,
+                           precision_field=False, random_state=seed + 10)
+    rotations, translations = model.register(X)
+    err = errors_3d(rotations, truth["rotation"], dihedral_3d(8))
+    assert np.mean(err < 10) >= 0.8 and np.median(err) < 6, np.round(np.sort(err), 1)
+    # registered onto the model: the pores' sites land on the model's rings
+    reg = as_particles(model.transform(X))
+    radius = np.hypot(reg.coords[:, 0], reg.coords[:, 1])
+    assert abs(np.median(radius[radius < 80]) - 50) < 3
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
 def test_fuser_npc_2d_simulator(seed):
     from pcvae_sklearn.datasets import make_npc_2d
 
