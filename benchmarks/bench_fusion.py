@@ -193,12 +193,13 @@ def no_precision_3d(args):
             dt = time.perf_counter() - t0
             err = errors_3d(rotations, truth["rotation"], dihedral_3d())
             # what a user can see without the truth: how far apart two halves of a pore end
-            halves = pose_reproducibility(X, fuser, symmetry=8, mirror=True, random_state=seed).median
+            halves = pose_reproducibility(X, fuser, symmetry=8, mirror=True, random_state=seed)
             print(f"axial {axial:4.0f} nm, no precision field    seed {seed} n={n3} time {dt:6.1f} s  "
                   f"<5 deg {np.mean(err < 5):.3f}  median {np.median(err):.1f} deg  "
                   + (f"flagged {fuser.flagged_.mean():.3f}  " if args.known_model is None else "")
                   + f"ceiling {ceiling[0]:.3f} / {ceiling[1]:.3f} / {ceiling[2]:.3f}  "
-                  f"precision_spread_ {fuser.precision_spread_:.2f}  halves apart {halves:.1f} deg",
+                  f"precision_spread_ {fuser.precision_spread_:.2f}  halves apart {halves.median:.1f} deg "
+                  f"(twins {halves.twin_median:.1f}, ratio {halves.ratio:.2f})",
                   flush=True)
 
 

@@ -29,7 +29,8 @@ of the fused ring beside the published super-particle's (each measured on
 the data its registration was fitted to), with the 8-fold azimuthal
 contrast of both (``azimuthal_contrast``: how strongly the spokes show), and
 ``pose_reproducibility``: how far apart two random halves of every pore end,
-registered onto the fused model, up to the 8-fold symmetry and the flip.
+registered onto the fused model, up to the 8-fold symmetry and the flip,
+beside the same for their twins drawn from the fused model (the ratio).
 ``--symmetry 8`` imposes the pores' symmetry on the fused model;
 ``--azimuth-null`` first gives every localization a random azimuth about
 the pore's axis, the null of the contrast (pores without spokes).
@@ -152,9 +153,11 @@ def nup107(settings, seeds, azimuth_null=False):
               f"{ring_spread(fused):.2f} nm, 8-fold azimuthal contrast {azimuthal_contrast(fused @ frame):.3f}",
               flush=True)
         # each pore's two random halves registered onto the fused model (pose_reproducibility)
-        apart = pose_reproducibility(X, fuser, symmetry=8, mirror=True, random_state=seed).angles
+        halves = pose_reproducibility(X, fuser, symmetry=8, mirror=True, random_state=seed)
+        apart = halves.angles
         print(f"nup107 seed {seed}: the two halves of a pore registered onto the fused model lie a median "
-              f"{np.median(apart):.1f} degrees apart (mod 8 and the flip), within 5 degrees {np.mean(apart < 5):.1%}",
+              f"{np.median(apart):.1f} degrees apart (mod 8 and the flip), within 5 degrees {np.mean(apart < 5):.1%}; "
+              f"their twins drawn from the model {halves.twin_median:.1f} degrees (ratio {halves.ratio:.2f})",
               flush=True)
 
 

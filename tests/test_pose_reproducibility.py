@@ -9,7 +9,8 @@ from sklearn.exceptions import NotFittedError
 from test_fuser import random_rotations, ring_particles
 
 from pcvae_sklearn.datasets import make_npc_3d
-from pcvae_sklearn.fuse import ParticleFuser, pose_reproducibility
+from pcvae_sklearn import as_particles
+from pcvae_sklearn.fuse import ParticleFuser, model_twins, pose_reproducibility
 from pcvae_sklearn.fuse._poses import group_angles
 
 SEEDS = [0, 1, 2]
@@ -66,6 +67,69 @@ def test_halves_of_a_structure_agree_and_halves_of_noise_do_not(seed):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
+def test_twins_fix_their_poses_as_the_model_allows(seed):
+    X = asymmetric_particles(20, seed)
+    fuser = ParticleFuser(random_state=seed).fit(X)
+    good = pose_reproducibility(X, fuser, random_state=seed)
+    assert good.twin_median < 3.0 and good.ratio < 2.0, good
+    # particles unlike the model (blobs, registered onto the structure's model): their halves end far apart,
+    # their twins (drawn from the model with the blobs' counts) as close as the structure's own
+    rng = np.random.default_rng(seed)
+    blobs = [rng.normal(0, 15, (60, 2)) for _ in range(20)]
+    bad = pose_reproducibility(blobs, fuser, random_state=seed)
+    assert bad.twin_median < 3.0 and bad.ratio > 5.0, bad
+
+
+def fitted_model(d, centres, sigma2, *, axial_excess=0.0, precision_spread=0.0, mode=None):
+    """A ParticleFuser whose fitted model is set by hand: what model_twins reads."""
+    fuser = ParticleFuser()
+    fuser.centres_, fuser.sigma2_, fuser.n_dims_ = np.asarray(centres, dtype=float), float(sigma2), d
+    fuser.axial_excess_, fuser.precision_spread_ = float(axial_excess), float(precision_spread)
+    fuser._mode_ = mode or ("2d" if d == 2 else "3d")
+    return fuser
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_model_twins_lie_on_the_model_turned_by_their_rotations(seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 30, (6, 3))
+    X = [rng.normal(0, 1, (n, 3)) for n in rng.integers(5, 40, 25)]
+    for mode in ("3d", "z"):
+        fuser = fitted_model(3, centres, 1e-10, mode=mode)
+        twins, rotations = model_twins(X, fuser, random_state=seed)
+        assert [len(t) for t in twins] == [len(x) for x in X]
+        for twin, r in zip(as_particles(twins).to_list(), rotations):
+            np.testing.assert_allclose(r.T @ r, np.eye(3), atol=1e-12)
+            back = twin @ r  # every localization back on a centre
+            assert np.sqrt(((back[:, None] - centres[None]) ** 2).sum(-1)).min(axis=1).max() < 1e-3
+        if mode == "z":
+            np.testing.assert_allclose(rotations[:, 2], np.tile([0, 0, 1.0], (25, 1)), atol=1e-12)
+
+
+def test_model_twins_noise_is_the_models_variance():
+    # one centre at the origin: a twin's coordinates are its noise, in its own (observed) frame
+    n, m = 200, 500
+    fuser = fitted_model(3, np.zeros((1, 3)), 16.0, axial_excess=48.0)
+    twins, _ = model_twins([np.zeros((m, 3))] * n, fuser, random_state=0)
+    coords = as_particles(twins).coords
+    np.testing.assert_allclose(coords.var(axis=0), [16.0, 16.0, 64.0], rtol=0.02)
+    # the precision fields add each localization's own variance, and travel along unchanged
+    precision = np.repeat(np.linspace(1.0, 6.0, n), m)
+    with_fields = as_particles([np.zeros((m, 3))] * n).replace(fields={"precision": precision})
+    twins, _ = model_twins(with_fields, fitted_model(3, np.zeros((1, 3)), 16.0), random_state=0)
+    out = as_particles(twins)
+    np.testing.assert_array_equal(out.fields["precision"], precision)
+    np.testing.assert_allclose(out.coords.var(axis=0), 16.0 + np.mean(precision**2), rtol=0.02)
+    # without them, a lognormal scale of mean 1: the same variance, heavier tails
+    twins, _ = model_twins([np.zeros((m, 2))] * n, fitted_model(2, np.zeros((1, 2)), 16.0, precision_spread=0.45),
+                           random_state=0)
+    coords = as_particles(twins).coords
+    np.testing.assert_allclose(coords.var(axis=0), 16.0, rtol=0.03)
+    kurtosis = (coords**4).mean(axis=0) / coords.var(axis=0) ** 2
+    assert np.all(kurtosis > 3.0 * np.exp(4 * 0.45**2) * 0.95), kurtosis  # 3 E[s^4] for a Gaussian scale mixture
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_a_symmetry_counts_turned_copies_as_one_pose(seed):
     X, _ = ring_particles(30, seed, per_site=12, jitter=2.0)
     fuser = ParticleFuser(n_components=16, random_state=seed).fit(X)
@@ -101,9 +165,15 @@ def test_the_split_is_seeded_and_leaves_the_input_alone():
     a = pose_reproducibility(X, fuser, random_state=3)
     b = pose_reproducibility(X, fuser, random_state=3)
     np.testing.assert_array_equal(a.angles, b.angles)
+    np.testing.assert_array_equal(a.twin_angles, b.twin_angles)
     for x, y in zip(X, before):
         np.testing.assert_array_equal(x, y)
-    assert "median=" in repr(a)
+    assert "median=" in repr(a) and "twins" in repr(a)
+    # the particles' split does not depend on the twins
+    alone = pose_reproducibility(X, fuser, twins=False, random_state=3)
+    np.testing.assert_array_equal(alone.angles, a.angles)
+    assert alone.twin_angles is None and np.isnan(alone.twin_median) and np.isnan(alone.ratio)
+    assert "twins" not in repr(alone)
 
 
 def test_particles_too_small_to_split_get_nan_and_are_named():

@@ -9,13 +9,14 @@
   super-particle, from two independently fused halves of the particles;
 - :func:`pose_reproducibility`: how tightly every particle's localizations
   fix its pose, from two random halves of it registered onto the fused
-  model.
+  model, beside the same for twins drawn from that model
+  (:func:`model_twins`).
 """
 
 from ._bins import BinFusion, fuse_bins
 from ._frc import FRCResult, fourier_ring_correlation, frc_resolution
 from ._fuser import ParticleFuser
-from ._poses import PoseReproducibility, pose_reproducibility
+from ._poses import PoseReproducibility, model_twins, pose_reproducibility
 
 __all__ = [
     "ParticleFuser",
@@ -26,4 +27,5 @@ __all__ = [
     "fourier_ring_correlation",
     "pose_reproducibility",
     "PoseReproducibility",
+    "model_twins",
 ]

@@ -1,4 +1,5 @@
-"""How tightly each particle's localizations fix its pose: two random halves registered onto the fused model."""
+"""How tightly each particle's localizations fix its pose: two random halves registered onto the fused model,
+beside the same for twins drawn from that model."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import as_particles
+from .._ragged import Particles, apply_transforms, as_particles, precision_sd
 from ._symmetry import _mismatch, detect_symmetry
 
-__all__ = ["PoseReproducibility", "pose_reproducibility"]
+__all__ = ["PoseReproducibility", "model_twins", "pose_reproducibility"]
 
 #: ``mirror``: the half-turn axes tried across the symmetry axis, per ``1 / order`` of a half-turn; the one whose
 #: half-turn maps the fused centres nearest onto themselves is kept
@@ -22,7 +24,7 @@ _FLIP_STEPS = 32
 
 @dataclass(frozen=True)
 class PoseReproducibility:
-    """The angle between the poses of two random halves of every particle.
+    """The angle between the poses of two random halves of every particle, and of its twin.
 
     Attributes
     ----------
@@ -32,19 +34,39 @@ class PoseReproducibility:
     group : ndarray of shape (g, d, d)
         The rotations of the fused model's frame under which two poses count
         as one (the identity first).
+    twin_angles : ndarray of shape (n_particles,) or None
+        The same for every particle's twin: as many localizations drawn
+        from the fused model (see :func:`model_twins`); None where
+        no twins were drawn.
     """
 
     angles: np.ndarray
     group: np.ndarray
+    twin_angles: np.ndarray | None = None
 
     @property
     def median(self) -> float:
         """Median angle (degrees) over the particles that were split."""
         return float(np.nanmedian(self.angles))
 
+    @property
+    def twin_median(self) -> float:
+        """Median angle (degrees) over the twins; nan where no twins were drawn."""
+        if self.twin_angles is None or not np.isfinite(self.twin_angles).any():
+            return float("nan")
+        return float(np.nanmedian(self.twin_angles))
+
+    @property
+    def ratio(self) -> float:
+        """``median / twin_median``: about 1 where the particles fix their poses as well as the fused model
+        allows; well above 1 where they do not (see :func:`pose_reproducibility`)."""
+        return self.median / self.twin_median if self.twin_median > 0 else float("nan")
+
     def __repr__(self):
         n = int(np.isfinite(self.angles).sum())
-        return f"PoseReproducibility(median={self.median:.2f} degrees over {n} particles, group of {len(self.group)})"
+        twins = "" if self.twin_angles is None else f", twins {self.twin_median:.2f}"
+        return (f"PoseReproducibility(median={self.median:.2f} degrees over {n} particles{twins}, "
+                f"group of {len(self.group)})")
 
 
 def group_angles(rotations: np.ndarray, group: np.ndarray) -> np.ndarray:
@@ -87,8 +109,106 @@ def _symmetry_group(fuser, order: int, mirror: bool) -> np.ndarray:
     return np.concatenate([group, group @ flip])
 
 
-def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, random_state=None) -> PoseReproducibility:
-    """How tightly every particle's localizations fix its pose.
+def model_twins(X, fuser, *, random_state=None):
+    """A twin of every particle, drawn from the fitted model of ``fuser`` at a random pose: the null of a fusion.
+
+    Each twin has as many localizations as its particle, every one at a
+    centre of ``fuser.centres_`` chosen at random (a fully labelled
+    particle of the model) plus Gaussian noise of the model's variance:
+    ``sigma2_``, the axial excess along the twin's own z
+    (``axial_excess_``), and each localization's precision, from the
+    particle's ``precision`` fields where the fuser uses them, else a
+    lognormal scale of spread ``precision_spread_`` (mean 1). The twin is
+    then turned at random (about z only where the fuser rotates about z
+    only). Twins hold no background. They fit the fused model exactly, so
+    whatever they show (how tightly their poses are fixed, how often a
+    registration finds them) is what the model allows; see
+    :func:`pose_reproducibility`.
+
+    Parameters
+    ----------
+    X : awkward array or list of (n_i, d) arrays
+        The particles whose twins are drawn: their numbers of localizations
+        and their fields (every field travels along, row by row).
+    fuser : ParticleFuser
+        Fitted.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    twins : awkward.Array
+        ``n * var * {x, y[, z], <fields>}``.
+    rotations : ndarray of shape (n_particles, d, d)
+        Twin ``i`` is its model points turned by ``rotations[i]``, then
+        noise: ``twins[i] @ rotations[i]`` lies on the model, less the noise.
+    """
+    check_is_fitted(fuser, "centres_")
+    p = as_particles(X, n_dims=fuser.n_dims_)
+    rng = np.random.default_rng(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    twins, rotations = _draw_twins(fuser, p, rng)
+    return twins.to_awkward(), rotations
+
+
+def _draw_twins(fuser, p: Particles, rng: np.random.Generator) -> tuple[Particles, np.ndarray]:
+    """``(twins, rotations)`` of :func:`model_twins`, on packed particles."""
+    d, m = p.n_dims, p.n_localizations
+    centres = fuser.centres_
+    points = centres[rng.integers(len(centres), size=m)]
+    if d == 2 or fuser._mode_ == "z":
+        theta = rng.uniform(0.0, 2.0 * np.pi, p.n_particles)
+        turn = np.zeros((p.n_particles, d, d))
+        turn[:, 0, 0] = turn[:, 1, 1] = np.cos(theta)
+        turn[:, 1, 0] = np.sin(theta)
+        turn[:, 0, 1] = -turn[:, 1, 0]
+        if d == 3:
+            turn[:, 2, 2] = 1.0
+    else:
+        turn = Rotation.random(p.n_particles, random_state=rng).as_matrix()
+    coords = apply_transforms(points, turn, np.zeros((p.n_particles, d)), p.lengths)
+    var = np.full((m, d), float(fuser.sigma2_))
+    if d == 3:
+        var[:, 2] += fuser.axial_excess_  # along each particle's own (observed) z
+    sd = precision_sd(p) if fuser.use_precision else None
+    if sd is not None:
+        var += sd**2
+    elif fuser.precision_spread_ > 0:
+        # log s ~ N(-spread^2, spread^2): the scale s^2 of the variance has mean 1 (see _scale)
+        spread = fuser.precision_spread_
+        var *= np.exp(2.0 * (spread * rng.standard_normal(m) - spread**2))[:, None]
+    return p.replace(coords=coords + rng.standard_normal((m, d)) * np.sqrt(var)), turn
+
+
+def _halves_angles(p: Particles, fuser, group: np.ndarray, rng, warn: bool) -> np.ndarray:
+    """Angle (degrees, up to ``group``) between the poses of two random halves of every particle; nan where a
+    particle has too few localizations to split (with a warning naming them where ``warn``)."""
+    # a random rank of every localization within its particle; the lower half of the ranks is the first half
+    keys = rng.random_sample(p.n_localizations)
+    index = p.particle_index()
+    order_rows = np.lexsort((keys, index))
+    rank = np.empty(p.n_localizations, dtype=np.int64)
+    rank[order_rows] = np.arange(p.n_localizations) - np.repeat(p.offsets[:-1], p.lengths)
+    first = rank < np.repeat(p.lengths // 2, p.lengths)
+    enough = p.lengths >= 2 * p.n_dims
+    angles = np.full(p.n_particles, np.nan)
+    if warn and not enough.all():
+        small = np.flatnonzero(~enough)
+        names = ", ".join(p.name(i) for i in small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
+        warnings.warn(f"{names}: fewer than {2 * p.n_dims} localizations, too few to split into two halves that "
+                      "each fix a pose; their angle is nan.", UserWarning, stacklevel=3)
+    if not enough.any():
+        return angles
+    kept = p.take(enough)
+    first = first[np.repeat(enough, p.lengths)]
+    first_poses, _ = fuser.register(kept.take_rows(first))
+    second_poses, _ = fuser.register(kept.take_rows(~first))
+    between = np.einsum("nab,ncb->nac", first_poses, second_poses)
+    angles[enough] = group_angles(between, group)
+    return angles
+
+
+def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, twins=True,
+                         random_state=None) -> PoseReproducibility:
+    """How tightly every particle's localizations fix its pose, against how tightly the fused model allows.
 
     The localizations of every particle are split at random into two
     halves; each half is registered onto the fitted model on its own
@@ -102,6 +222,20 @@ def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, random_state=
     same mistakes agree: a wrong fusion of sparse 3D pores can have the FRC
     of a good one while its halves end tens of degrees apart ("Other
     nuisances" in ``docs/choosing_parameters.md``).
+
+    How close is close depends on the structure and on how many
+    localizations a particle has. So the same is measured on twins (the
+    null): every particle's twin has as many localizations, drawn from the
+    fused model itself with every centre equally likely (its centres,
+    variance, axial spread and the particle's own precisions; see
+    :func:`model_twins`), at a random pose. The twins fix their poses as
+    well as the model allows. ``ratio`` (the particles' median over the
+    twins') near 1 says the particles do too; above 1 says they do not,
+    and reads the sum of why: registered in wrong poses, or unlike the
+    model (fewer sites labelled, background, errors shared by a site's
+    localizations, particles that differ from one another). "Other
+    nuisances" in ``docs/choosing_parameters.md`` gives it beside the
+    poses' errors: it grows as the fusion's share of right poses falls.
 
     Parameters
     ----------
@@ -120,13 +254,17 @@ def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, random_state=
         3D only, with a symmetry: poses turned upside down (by a half-turn
         across the symmetry axis) also count as one, as for a pore's two
         rings.
+    twins : bool, default=True
+        Also measure every particle's twin (twice the time). ``False``
+        leaves ``twin_angles`` None.
     random_state : int, RandomState instance or None, default=None
-        Seeds the split.
+        Seeds the split and the twins.
 
     Returns
     -------
     PoseReproducibility
-        ``angles`` per particle (degrees) and their ``median``.
+        ``angles`` per particle (degrees), their ``median``, the twins'
+        ``twin_angles`` and ``twin_median``, and ``ratio``.
 
     Examples
     --------
@@ -140,8 +278,9 @@ def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, random_state=
     ...     locs = np.repeat(sites, 15, axis=0) + rng.normal(0, 2, (60, 2))
     ...     particles.append(locs @ np.array([[c, -s], [s, c]]).T)
     >>> fuser = ParticleFuser(random_state=0).fit(particles)
-    >>> bool(pose_reproducibility(particles, fuser, random_state=0).median < 5)
-    True
+    >>> result = pose_reproducibility(particles, fuser, random_state=0)
+    >>> bool(result.median < 5), bool(result.ratio < 2)
+    (True, True)
     """
     check_is_fitted(fuser, "centres_")
     p = as_particles(X, n_dims=fuser.n_dims_)
@@ -150,26 +289,9 @@ def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, random_state=
     order = int(symmetry) if symmetry is not None else int(getattr(fuser, "symmetry", None) or 1)
     group = _symmetry_group(fuser, order, bool(mirror))
     rng = check_random_state(random_state)
-    # a random rank of every localization within its particle; the lower half of the ranks is the first half
-    keys = rng.random_sample(p.n_localizations)
-    index = p.particle_index()
-    order_rows = np.lexsort((keys, index))
-    rank = np.empty(p.n_localizations, dtype=np.int64)
-    rank[order_rows] = np.arange(p.n_localizations) - np.repeat(p.offsets[:-1], p.lengths)
-    first = rank < np.repeat(p.lengths // 2, p.lengths)
-    enough = p.lengths >= 2 * p.n_dims
-    angles = np.full(p.n_particles, np.nan)
-    if not enough.all():
-        small = np.flatnonzero(~enough)
-        names = ", ".join(p.name(i) for i in small[:5]) + (f" and {len(small) - 5} more" if len(small) > 5 else "")
-        warnings.warn(f"{names}: fewer than {2 * p.n_dims} localizations, too few to split into two halves that "
-                      "each fix a pose; their angle is nan.", UserWarning, stacklevel=2)
-    if not enough.any():
-        return PoseReproducibility(angles, group)
-    kept = p.take(enough)
-    first = first[np.repeat(enough, p.lengths)]
-    first_poses, _ = fuser.register(kept.take_rows(first))
-    second_poses, _ = fuser.register(kept.take_rows(~first))
-    between = np.einsum("nab,ncb->nac", first_poses, second_poses)
-    angles[enough] = group_angles(between, group)
-    return PoseReproducibility(angles, group)
+    angles = _halves_angles(p, fuser, group, rng, warn=True)
+    twin_angles = None
+    if twins:
+        twin_rng = np.random.default_rng(rng.randint(np.iinfo(np.int32).max))
+        twin_angles = _halves_angles(_draw_twins(fuser, p, twin_rng)[0], fuser, group, rng, warn=False)
+    return PoseReproducibility(angles, group, twin_angles)
