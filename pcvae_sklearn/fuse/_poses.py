@@ -235,7 +235,7 @@ def pose_reproducibility(X, fuser, *, symmetry=None, mirror=False, twins=True,
     model (fewer sites labelled, background, errors shared by a site's
     localizations, particles that differ from one another). "Other
     nuisances" in ``docs/choosing_parameters.md`` gives it beside the
-    poses' errors: it grows as the fusion's share of right poses falls.
+    poses' errors: it grows, roughly, as the share of right poses falls.
 
     Parameters
     ----------
