@@ -9,6 +9,9 @@ for each prints:
   than 3.5 robust standard deviations below the median);
 * the FRC resolution of the super-particle from two independently fused
   halves (``frc_resolution``), and its time;
+* how far apart two random halves of a pick end, registered onto the fused
+  model, beside the same for their twins drawn from it
+  (``pose_reproducibility``: median angles in degrees and their ratio);
 * with ``--figure DIR``, a rendering of the raw picks (centred, unregistered)
   next to the fused super-particle, written to ``DIR/<name>_fusion.png``.
 
@@ -19,8 +22,9 @@ registration of these origami.
 With ``--gp210`` it fuses instead the 304 registered real gp210 pores of
 ``fig4e_304_2D_gp210.mat``, each turned at random and shifted by up to 20
 nm, and prints how many poses lie within 5 degrees (mod the 8-fold
-symmetry) of the published registration that they came from, and the FRC
-resolution of their fusion (``--skip-frc`` to leave it out). With
+symmetry) of the published registration that they came from, the FRC
+resolution of their fusion (``--skip-frc`` to leave it out), and the halves
+and their twins (mod 8). With
 ``--nup107`` the same for the 306 registered real 3D Nup107 pores of
 ``fig5k_306_3DNUP_PAINT.mat``, turned at random in 3D (they carry no
 precision, so the fuser estimates the axial spread), within 5 degrees up to
@@ -102,9 +106,11 @@ def gp210(settings, frc=True):
     if frc:
         unseeded = {k: v for k, v in settings.items() if k != "random_state"}
         resolution = frc_resolution(X, ParticleFuser(**unseeded), random_state=0).resolution
+    halves = pose_reproducibility(X, fuser, symmetry=8, random_state=0)
     print(f"gp210: {p.n_particles} pores, fit {fit_s:.1f} s, within 5 degrees of the published poses (mod 8) "
           f"{np.mean(err < 5):.1%}, median {np.median(err):.2f} degrees, objective {fuser.objective_:.4f}, "
-          f"FRC {resolution:.2f} nm")
+          f"FRC {resolution:.2f} nm; two halves of a pore apart {halves.median:.1f} degrees (mod 8), their twins' "
+          f"{halves.twin_median:.1f} (ratio {halves.ratio:.2f})")
 
 
 def azimuthal_contrast(coords, fold=8):
@@ -192,7 +198,7 @@ def main(argv=None):
     if args.nup107:
         nup107(settings, args.seeds, args.azimuth_null)
         return
-    print("file                      picks  fit_s  flagged   FRC_nm  frc_s")
+    print("file                      picks  fit_s  flagged   FRC_nm  frc_s  halves_deg  twins_deg  ratio")
     for name in args.files:
         X = read_fusion_mat(REAL / name, pixel_size=130.0)
         t0 = time.perf_counter()
@@ -204,7 +210,9 @@ def main(argv=None):
             halves = ParticleFuser(n_components=args.n_components, outlier_weight=args.outlier_weight)
             frc = frc_resolution(X, halves, random_state=0).resolution
             frc_s = time.perf_counter() - t0
-        print(f"{name:24s} {len(X):6d} {fit_s:6.1f}  {fuser.flagged_.mean():6.1%}  {frc:7.2f} {frc_s:6.1f}", flush=True)
+        halves = pose_reproducibility(X, fuser, random_state=0)  # the logo has no symmetry
+        print(f"{name:24s} {len(X):6d} {fit_s:6.1f}  {fuser.flagged_.mean():6.1%}  {frc:7.2f} {frc_s:6.1f}  "
+              f"{halves.median:10.1f}  {halves.twin_median:9.1f}  {halves.ratio:5.2f}", flush=True)
         if args.figure:
             args.figure.mkdir(parents=True, exist_ok=True)
             title = f"{name}: {len(X)} picks, {fuser.flagged_.sum()} flagged, FRC {frc:.1f} nm"
