@@ -39,7 +39,7 @@ beside the same for their twins drawn from the fused model (the ratio).
 ``--azimuth-null`` first gives every localization a random azimuth about
 the pore's axis, the null of the contrast (pores without spokes).
 
-    python benchmarks/bench_real_fusion.py                       # both files (~8 min on 2 cores)
+    python benchmarks/bench_real_fusion.py                       # both files (about 10 min on 2 cores)
     python benchmarks/bench_real_fusion.py --files tud_dol30.mat --figure docs/images/real
     python benchmarks/bench_real_fusion.py --gp210 --no-search-shifts
     python benchmarks/bench_real_fusion.py --nup107 --symmetry 8
@@ -210,9 +210,9 @@ def main(argv=None):
             halves = ParticleFuser(n_components=args.n_components, outlier_weight=args.outlier_weight)
             frc = frc_resolution(X, halves, random_state=0).resolution
             frc_s = time.perf_counter() - t0
-        halves = pose_reproducibility(X, fuser, random_state=0)  # the logo has no symmetry
+        repro = pose_reproducibility(X, fuser, random_state=0)  # the logo has no symmetry
         print(f"{name:24s} {len(X):6d} {fit_s:6.1f}  {fuser.flagged_.mean():6.1%}  {frc:7.2f} {frc_s:6.1f}  "
-              f"{halves.median:10.1f}  {halves.twin_median:9.1f}  {halves.ratio:5.2f}", flush=True)
+              f"{repro.median:10.1f}  {repro.twin_median:9.1f}  {repro.ratio:5.2f}", flush=True)
         if args.figure:
             args.figure.mkdir(parents=True, exist_ok=True)
             title = f"{name}: {len(X)} picks, {fuser.flagged_.sum()} flagged, FRC {frc:.1f} nm"
