@@ -13,6 +13,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._ragged import Particles, apply_transforms, as_particles, precision_sd
+from ..datasets._common import rotations_2d, rotations_z
 from ._symmetry import _mismatch, detect_symmetry
 
 __all__ = ["PoseReproducibility", "model_twins", "pose_reproducibility"]
@@ -156,12 +157,7 @@ def _draw_twins(fuser, p: Particles, rng: np.random.Generator) -> tuple[Particle
     points = centres[rng.integers(len(centres), size=m)]
     if d == 2 or fuser._mode_ == "z":
         theta = rng.uniform(0.0, 2.0 * np.pi, p.n_particles)
-        turn = np.zeros((p.n_particles, d, d))
-        turn[:, 0, 0] = turn[:, 1, 1] = np.cos(theta)
-        turn[:, 1, 0] = np.sin(theta)
-        turn[:, 0, 1] = -turn[:, 1, 0]
-        if d == 3:
-            turn[:, 2, 2] = 1.0
+        turn = rotations_2d(theta) if d == 2 else rotations_z(theta)
     else:
         turn = Rotation.random(p.n_particles, random_state=rng).as_matrix()
     coords = apply_transforms(points, turn, np.zeros((p.n_particles, d)), p.lengths)
