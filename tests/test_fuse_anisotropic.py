@@ -382,3 +382,37 @@ def test_axial_excess_about_z_is_estimated_along_the_common_z():
     turn = np.arctan2(R[:, 1, 0], R[:, 0, 0]) - np.arctan2(fuser.rotations_[:5, 1, 0], fuser.rotations_[:5, 0, 0])
     off = np.degrees(np.angle(np.exp(8j * turn))) / 8  # the pore's 8-fold symmetry
     assert np.abs(off).max() < 2, off
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_axial_excess_is_estimated_where_the_file_has_no_axial_precision(seed):
+    """A lateral ``precision`` but no ``precision_z``: the axial spread is estimated on top of the lateral one."""
+    from pcvae_sklearn.fuse import ParticleFuser
+
+    X, _ = _pores(seed, z_ratio=4.0, precision_field=True)  # 5 nm lateral, 20 nm axial: 375 nm^2 more along z
+    assert {"precision", "precision_z"} <= set(X.fields)
+    lateral = X[[f for f in X.fields if f != "precision_z"]]
+    fuser = ParticleFuser(n_restarts=1, random_state=seed).fit(lateral)
+    assert 150.0 < fuser.axial_excess_ < 800.0, fuser.axial_excess_
+    # the lateral precision is still used: the shared variance holds the rest, not the whole 25 nm^2 again
+    plain = ParticleFuser(n_restarts=1, use_precision=False, random_state=seed).fit(lateral)
+    assert fuser.sigma2_ < plain.sigma2_ - 10.0, (fuser.sigma2_, plain.sigma2_)
+    iso = _pores(seed, z_ratio=1.0, precision_field=True)[0]
+    iso = ParticleFuser(n_restarts=1, random_state=seed).fit(iso[[f for f in iso.fields if f != "precision_z"]])
+    assert iso.axial_excess_ <= 1.0 * (iso.sigma2_ + 25.0)  # isotropic data: at most a grid step
+
+
+def test_register_uses_the_axial_excess_over_the_lateral_precision():
+    """``register`` adds the fitted axial excess on top of each localization's lateral precision."""
+    from test_fuser import dihedral_3d, errors_3d
+
+    from pcvae_sklearn.fuse import ParticleFuser
+
+    X, truth = _pores(0, z_ratio=4.0, precision_field=True)
+    lateral = X[[f for f in X.fields if f != "precision_z"]]
+    fuser = ParticleFuser(n_restarts=1, random_state=0).fit(lateral)
+    assert fuser.axial_excess_ > 0
+    fitted = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d(8))
+    R, _ = fuser.register(lateral[:10])
+    err = errors_3d(R, truth["rotation"][:10], dihedral_3d(8))
+    assert np.median(err) < 5.0, (err, fitted[:10])

@@ -76,9 +76,14 @@ def test_missing_precisions_are_never_assumed():
     lateral_only = with_precisions(rings3, lambda i, n: np.full(n, 5.0))
     with pytest.raises(ValueError, match="no 'precision_z' field.*axial precision"):
         PointCloudVAE(**TINY_VAE, precision_weighted=True).fit(lateral_only)
-    # "auto" (the default) falls back to the Euclidean distance, and says so in reference_precision_
+    # "auto" (the default) falls back to the Euclidean distance, and says so in reference_precision_; where
+    # the user gave a lateral precision that it leaves unused, with a warning
     for X in (rings2, lateral_only):
-        auto = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            auto = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+        said = [str(w.message) for w in caught if "no 'precision_z'" in str(w.message)]
+        assert len(said) == (X is lateral_only), said
         assert auto.reference_precision_ is None
         np.testing.assert_array_equal(auto.transform(X),
                                       PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=False).fit(X).transform(X))

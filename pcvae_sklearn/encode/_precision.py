@@ -43,6 +43,14 @@ def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, req
     missing = [name for name in needed if name not in p.fields]
     if missing:
         if auto and not required:
+            if missing == ["precision_z"]:
+                warnings.warn(
+                    "X has a 'precision' field but no 'precision_z': the axial precision of these 3D particles is "
+                    "unknown and none is assumed, so this fit uses the Euclidean distance. Add the axial precision "
+                    "as 'precision_z', or set precision_weighted=False to silence this.",
+                    UserWarning,
+                    stacklevel=5,
+                )
             return None, None
         raise ValueError(
             f"{why} needs every localization's precision, but X has no {' or '.join(repr(m) for m in missing)} "

@@ -108,6 +108,11 @@ def _loc_variance(p: Particles, use_precision: bool, mode: str):
     return var, own_var
 
 
+def _lateral_only(p: Particles, use_precision: bool) -> bool:
+    """3D particles with a lateral ``precision`` but no ``precision_z``: their axial precision is unknown."""
+    return bool(use_precision and p.n_dims == 3 and "precision" in p.fields and "precision_z" not in p.fields)
+
+
 def _optical_axis_alignment(rotations: np.ndarray) -> np.ndarray:
     """The smallest rotation turning the particles' mean registered optical axis onto ``e_z``.
 
@@ -285,7 +290,7 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         ``register`` and ``transform`` work the same way.
     use_precision : bool, default=True
         Add each localization's precision (field ``precision``, nm; in 3D
-        ``precision_z`` for the z axis, else ``precision``) to the variance.
+        ``precision_z`` for the z axis) to the variance.
         Under full 3D rotations the axial precision is fixed in each
         particle's own (observed) frame and turns with the particle: the EM
         then uses every localization's full covariance in the common frame
@@ -293,10 +298,11 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         steps); only the coarse orientation search uses the mean variance over
         the three axes ("The orientation search under full 3D rotations" in
         ``docs/choosing_parameters.md``).
-        Without a ``precision`` field in 3D the axial spread is not assumed
-        equal to the lateral one: after the restarts, an axial variance
-        along each particle's own z on top of the shared one is chosen by
-        likelihood and used for the rest of the fit (``axial_excess_``).
+        Without a ``precision`` field in 3D, or with one but no
+        ``precision_z``, the axial spread is not assumed equal to the
+        lateral one: after the restarts, an axial variance along each
+        particle's own z on top of the lateral one is chosen by likelihood
+        and used for the rest of the fit (``axial_excess_``).
     precision_spread : "auto" or float >= 0, default="auto"
         Without a ``precision`` field the localizations' precisions are
         unknown, but they are not all the same: each localization's variance
@@ -328,7 +334,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         all particles, registered, as one particle (so that estimators taking
         particles accept it as is); the field ``particle`` (int64) says which
         input particle a localization came from (unless the input already
-        had a field of that name).
+        had a field of that name): an index into ``X``, whose
+        ``particle_id`` field holds the file's ids where a reader made it.
     centres_ : ndarray of shape (n_components, n_dims)
         The Gaussian centres, in the output frame.
     sigma2_ : float
@@ -346,12 +353,13 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
     n_dims_ : int
         2 or 3.
     axial_excess_ : float
-        3D particles without a precision field: the variance (nm^2) that
-        the optical axis adds to every localization, along its own
-        particle's z (the common z with ``rotation="z"``), on top of the
-        shared variance: the value of highest likelihood among 0 to 4 times
-        the isotropic fit's shared variance. 0.0 where isotropy fits best,
-        or where the particles carry precisions or are 2D.
+        3D particles without an axial precision (no ``precision_z``): the
+        variance (nm^2) that the optical axis adds to every localization,
+        along its own particle's z (the common z with ``rotation="z"``), on
+        top of the shared variance and the lateral precision's: the value of
+        highest likelihood among 0 to 4 times the isotropic fit's variance
+        per localization. 0.0 where isotropy fits best, or where the
+        particles carry ``precision_z`` or are 2D.
     precision_spread_ : float
         Without a ``precision`` field: the log-standard deviation of the
         localizations' unknown precisions under which the poses were last
@@ -583,13 +591,16 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         self._log(logging.INFO, "kept restart %d of %d (objective %.5f)", int(np.argmax(objectives)), len(states), best.objective)
         excess = 0.0
         unknown_precision = own_var is None and not loc_var.any()
-        if mode != "2d" and unknown_precision:
-            # no precision field: the axial spread is estimated from the data, never assumed equal to the lateral
+        lateral_only = _lateral_only(p, self.use_precision)
+        if mode != "2d" and (unknown_precision or lateral_only):
+            # no axial precision: the axial spread is estimated from the data, never assumed equal to the lateral
+            lateral, full_lateral = (loc_var[:, 0], full_var[:, 0]) if lateral_only else (None, None)
             excess, best = _estimate_axial_excess(src, offsets, best, mixture, mode=mode, max_iter=self.max_iter,
-                                                  tol=self.tol, floor=1e-6 * radius**2)
+                                                  tol=self.tol, floor=1e-6 * radius**2, lateral=lateral)
             if excess > 0:
-                loc_var, variances = _excess_variances(excess, len(src), offsets, mode)
-                full_var, full_variances = _excess_variances(excess, p.n_localizations, p.offsets, mode)
+                loc_var, variances = _excess_variances(excess, len(src), offsets, mode, lateral)
+                full_var, full_variances = _excess_variances(excess, p.n_localizations, p.offsets, mode,
+                                                             full_lateral)
             self._log(logging.INFO, "axial excess variance estimated from the data: %.3g nm^2", excess)
         symmetry = None
         if self.symmetry is not None:
@@ -690,8 +701,10 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         loc_var, own_var = _loc_variance(p, self.use_precision, mode)
         variances = _em_variances(loc_var, own_var, mode, p.offsets)
         unknown_precision = own_var is None and not loc_var.any()
-        if self.axial_excess_ > 0 and unknown_precision:
-            loc_var, variances = _excess_variances(self.axial_excess_, p.n_localizations, p.offsets, mode)
+        lateral_only = _lateral_only(p, self.use_precision)
+        if self.axial_excess_ > 0 and (unknown_precision or lateral_only):
+            loc_var, variances = _excess_variances(self.axial_excess_, p.n_localizations, p.offsets, mode,
+                                                   loc_var[:, 0] if lateral_only else None)
         n, d = p.n_particles, p.n_dims
         state = EMState(
             rotations=np.broadcast_to(np.eye(d), (n, d, d)).copy(),

@@ -34,42 +34,46 @@ _ANNEAL = None
 _AXIAL_EXCESS_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 
 
-def _estimate_axial_excess(src, offsets, state, mixture, *, mode, max_iter, tol, floor):
-    """Without precision fields in 3D: the axial excess variance of highest likelihood.
+def _estimate_axial_excess(src, offsets, state, mixture, *, mode, max_iter, tol, floor, lateral=None):
+    """Without an axial precision in 3D: the axial excess variance of highest likelihood.
 
     The optical axis usually spreads localizations more than the lateral
     axes, along each particle's own z. Every value of ``_AXIAL_EXCESS_GRID``
-    times the shared variance of the isotropic fit ``state`` is tried as an
-    own-frame axial variance on top of the shared one: EM (centres, shared
-    variance and poses) runs from ``state`` under it, and the value of
-    highest log-likelihood is kept (0 where isotropic fits best). The
-    spread of the residuals is no estimate here: the centres move along z to
-    absorb it, and it came out at a tenth of the truth on simulated pores.
-    Returns ``(excess, state)``, the state refitted under the chosen value.
+    times the isotropic fit's variance per localization (the shared
+    variance of ``state``, plus the mean of ``lateral``, each localization's
+    lateral precision variance where the file gives one but no
+    ``precision_z``) is tried as an own-frame axial variance on top of it:
+    EM (centres, shared variance and poses) runs from ``state`` under it,
+    and the value of highest log-likelihood is kept (0 where isotropic fits
+    best). The spread of the residuals is no estimate here: the centres move
+    along z to absorb it, and it came out at a tenth of the truth on
+    simulated pores. Returns ``(excess, state)``, the state refitted under
+    the chosen value.
     """
     best_excess, best_state = 0.0, state
+    unit = state.sigma2 + (0.0 if lateral is None else float(np.mean(lateral)))
     for factor in _AXIAL_EXCESS_GRID[1:]:
-        excess = factor * state.sigma2
-        _, variances = _excess_variances(excess, len(src), offsets, mode)
+        excess = factor * unit
+        _, variances = _excess_variances(excess, len(src), offsets, mode, lateral)
         out = run_em(src, offsets, state, mixture, variances, max_iter=max_iter, tol=tol, floor=floor)
         if out.objective > best_state.objective:
             best_excess, best_state = excess, out
     return best_excess, best_state
 
 
-def _excess_variances(excess, m, offsets, mode):
+def _excess_variances(excess, m, offsets, mode, lateral=None):
     """``(loc_var, variances)`` of an axial excess variance along every particle's own z.
 
+    ``lateral`` (m,): each localization's lateral precision variance, on
+    every axis (the file gives no axial one), under the excess; None: none.
     With ``mode="z"`` the particles turn about the common z only, which is
     then everyone's own z: the excess is a common-frame variance.
     """
+    own_var = np.zeros((m, 3)) if lateral is None else np.repeat(np.asarray(lateral, float)[:, None], 3, axis=1)
+    own_var[:, 2] += excess
     if mode == "z":
-        loc_var = np.zeros((m, 3))
-        loc_var[:, 2] = excess
-        return loc_var, CommonFrameVariances(loc_var, "z")
-    own_var = np.zeros((m, 3))
-    own_var[:, 2] = excess
-    return np.full((m, 3), excess / 3.0), OwnFrameVariances(own_var, offsets)
+        return own_var, CommonFrameVariances(own_var, "z")
+    return np.repeat(own_var.mean(axis=1, keepdims=True), 3, axis=1), OwnFrameVariances(own_var, offsets)
 
 
 def _at_most(src, loc_var, variances, offsets, max_points, rng):
