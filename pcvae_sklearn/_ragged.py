@@ -14,6 +14,7 @@ Nothing the user passed is modified: coordinates are always copied.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -273,7 +274,9 @@ def precision_sd(p: Particles, hint: str = PRECISION_HINT) -> np.ndarray | None:
     """Per-localization, per-axis precision (m, d) in nm from the ``precision`` / ``precision_z`` fields.
 
     ``precision`` is the lateral one; ``precision_z``, where a 3D particle
-    has it, the axial one (otherwise the lateral one stands for z too).
+    has it, the axial one. Without it the lateral one is given for z too,
+    as the least the axial precision can be: a caller that models z must
+    say so or estimate the rest (``ParticleFuser`` fits ``axial_excess_``).
     None where there is no ``precision`` field: nothing is assumed. A
     negative or non-finite value is a ``ValueError`` naming the particle and
     the localization, followed by ``hint``.
@@ -490,12 +493,23 @@ def _as_float_coords(a, i):
     if _is_awkward(a):
         return _awkward_particle(a, i)
     if hasattr(a, "to_numpy") and hasattr(a, "columns"):  # a pandas DataFrame
+        _reject_case_variants(list(a.columns), f"particle {i}")
         cols = [c for c in _COORD_NAMES if c in a.columns]
-        if cols and cols[:2] != ["x", "y"]:
-            raise ValueError(f"particle {i} is a DataFrame with columns {list(a.columns)}: {cols} but no x and y.")
-        a = a[cols].to_numpy() if len(cols) >= 2 else a.to_numpy()
-    arr = np.asarray(a)
+        if cols[:2] != ["x", "y"]:
+            raise ValueError(
+                f"particle {i} is a DataFrame with columns {list(a.columns)} but no x and y: name the coordinate "
+                "columns x, y[, z] (nm); the other columns travel along as fields."
+            )
+        a = a[cols].to_numpy()
+    try:
+        arr = np.asarray(a)
+    except ValueError as exc:  # nested lists of unequal lengths
+        raise ValueError(
+            f"particle {i} cannot be read as an (n_i, 2) or (n_i, 3) array: its localizations do not all have the "
+            f"same number of coordinates ({exc})."
+        ) from None
     if arr.dtype.names is not None:  # structured array with x, y[, z]
+        _reject_case_variants(list(arr.dtype.names), f"particle {i}")
         names = [c for c in _COORD_NAMES if c in arr.dtype.names]
         if names[:2] != ["x", "y"]:  # z without y is not a 2D particle
             raise ValueError(f"particle {i} is a structured array without x and y fields (fields: {arr.dtype.names}).")
@@ -526,6 +540,7 @@ def _awkward_particle(a, i):
         raise ValueError(f"particle {i} is a single awkward record, not a list of localizations.")
     fields = ak.fields(a)
     if fields:
+        _reject_case_variants(fields, f"particle {i}")
         names = [c for c in _COORD_NAMES if c in fields]
         if names[:2] != ["x", "y"]:
             raise ValueError(f"particle {i} has fields {fields} but no x and y.")
@@ -555,6 +570,7 @@ def _from_awkward(X) -> Particles:
     ndim = X.ndim
     fields = ak.fields(X)
     if fields:
+        _reject_case_variants(fields, "X")
         names = [c for c in _COORD_NAMES if c in fields]
         if names[:2] != ["x", "y"]:
             raise ValueError(f"the awkward array's records have fields {fields}; particles need at least x and y (nm).")
@@ -578,7 +594,7 @@ def _from_awkward(X) -> Particles:
             flat_rec = ak.flatten(X, axis=1)
             flat = {f: flat_rec[f] for f in fields}
             flatten = lambda v: v  # noqa: E731
-        coords_cols, extra = [], {}
+        coords_cols, extra, left_out = [], {}, []
         offsets = _offsets(lengths)
         for f in fields:
             col = flatten(flat[f])
@@ -586,22 +602,31 @@ def _from_awkward(X) -> Particles:
             if col.ndim != 1:
                 if f in names:
                     raise ValueError(f"{where} is nested ({col.type}); coordinates must be one number per localization.")
-                continue  # a nested extra field cannot travel per localization; skip it
+                left_out.append(f)  # a nested extra field cannot travel per localization
+                continue
             try:
                 values = ak.to_numpy(col, allow_missing=False)
             except (ValueError, TypeError):
+                missing = np.asarray(ak.fill_none(ak.is_none(col), False), dtype=bool)
                 if f in names:
-                    missing = np.asarray(ak.is_none(col))
                     bad_row = int(np.flatnonzero(missing)[0])
                     i, j = locate(offsets, bad_row)
                     raise ValueError(f"particle {i}: coordinate {f!r} is missing (None) at localization {j}.") from None
-                continue
+                values = _missing_as_nan(col, missing, f, offsets)
+                if values is None:
+                    left_out.append(f)
+                    continue
             if f in names:
                 if values.dtype.kind not in "iuf":
                     raise TypeError(f"{where} has dtype {values.dtype}; coordinates must be numbers.")
                 coords_cols.append(values)
             elif values.dtype.kind in "iufb":
                 extra[f] = np.array(values)
+            elif f == PARTICLE_ID and values.dtype.kind in "US":  # the readers' text ids ('p1', a file name)
+                extra[f] = values.astype(str)
+            else:
+                left_out.append(f)
+        _warn_left_out(left_out)
         coords = np.stack(coords_cols, axis=-1).astype(np.float64) if coords_cols else np.empty((0, len(names)))
         if coords.shape[0] == 0:
             coords = coords.reshape(0, len(names))
@@ -630,10 +655,60 @@ def _from_awkward(X) -> Particles:
             f"particle {i}: localization {j} has {widths[bad_row]} coordinates but others have {widths[0]}; "
             "a mix of 2D and 3D localizations is not allowed."
         )
+    if len(widths) and widths[0] not in (2, 3):
+        i = int(np.flatnonzero(lengths)[0])
+        raise ValueError(
+            f"particle {i} has {widths[0]} coordinate columns; particles must have 2 (x, y) or 3 (x, y, z) columns, in nm."
+        )
     coords = _ak_to_numpy(flat, "X") if len(widths) else np.empty((0, 2))
     if coords.ndim != 2:
         raise ValueError(f"the awkward array has type {X.type}; expected n * var * d numbers.")
     return _checked(Particles(coords=np.array(coords, dtype=np.float64), offsets=offsets))
+
+
+def _reject_case_variants(names, where: str) -> None:
+    """Refuse a field or column named like a coordinate in other letters (``X``, ``Z``): never read as 2D or 3D by chance."""
+    present = {str(n) for n in names}
+    for c in _COORD_NAMES:
+        variants = sorted(n for n in present if n.lower() == c and n != c)
+        if variants and c not in present:
+            raise ValueError(
+                f"{where} has a field {variants[0]!r}, but coordinates must be named {', '.join(_COORD_NAMES)} "
+                f"(lower case, nm): rename {variants[0]!r} to {c!r}, or drop it, so that no coordinate is taken "
+                "for another field or left out."
+            )
+
+
+def _missing_as_nan(col, missing, name, offsets, first_particle=0):
+    """A numeric extra field with missing (None) values as float64 with NaN there, with a warning; None otherwise."""
+    import awkward as ak
+
+    try:
+        values = ak.to_numpy(ak.fill_none(col, np.nan), allow_missing=False)
+    except (ValueError, TypeError):
+        return None
+    if values.dtype.kind not in "iuf":
+        return None
+    i, j = locate(offsets, int(np.flatnonzero(missing)[0]))
+    warnings.warn(
+        f"field {name!r} is missing (None) at {int(missing.sum())} localization(s), the first in particle "
+        f"{first_particle + i} at "
+        f"localization {j}; they are kept as NaN.",
+        UserWarning,
+        stacklevel=4,
+    )
+    return values.astype(np.float64)
+
+
+def _warn_left_out(names) -> None:
+    """Say which of the user's fields cannot travel with the localizations (text, nested lists)."""
+    if names:
+        warnings.warn(
+            f"field(s) {', '.join(repr(n) for n in names)} are not one number per localization (text or nested "
+            "lists) and are left out of the particles; the input itself is unchanged.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _reject_missing(X) -> None:
@@ -670,7 +745,82 @@ def _offsets(lengths):
     return offsets
 
 
+def _record_fields(a, i) -> tuple[dict, list]:
+    """The extra numeric fields of one particle given as records (DataFrame, structured or awkward array).
+
+    Returns ``(fields, left_out)``: one 1-D array per field, and the names
+    of the fields that cannot travel per localization (text, nested lists).
+    """
+    fields, left_out = {}, []
+    if hasattr(a, "to_numpy") and hasattr(a, "columns"):  # a pandas DataFrame
+        for c in a.columns:
+            if c in _COORD_NAMES:
+                continue
+            values = np.asarray(a[c].to_numpy())
+            if values.dtype.kind in "iufb":
+                fields[str(c)] = values.copy()
+            elif c == PARTICLE_ID:  # the readers' text ids
+                fields[c] = values.astype(str)
+            elif values.dtype == object:
+                try:
+                    fields[str(c)] = values.astype(np.float64)
+                except (TypeError, ValueError):
+                    left_out.append(str(c))
+            else:
+                left_out.append(str(c))
+    elif isinstance(a, np.ndarray) and a.dtype.names is not None:
+        for c in a.dtype.names:
+            if c in _COORD_NAMES:
+                continue
+            values = np.asarray(a[c])
+            if values.ndim == 1 and values.dtype.kind in "iufb":
+                fields[c] = values.copy()
+            else:
+                left_out.append(c)
+    elif _is_awkward(a):
+        import awkward as ak
+
+        for c in ak.fields(a):
+            if c in _COORD_NAMES:
+                continue
+            col = a[c]
+            try:
+                values = ak.to_numpy(col, allow_missing=False) if col.ndim == 1 else None
+            except (ValueError, TypeError):
+                missing = np.asarray(ak.fill_none(ak.is_none(col), False), dtype=bool)
+                values = _missing_as_nan(col, missing, c, np.array([0, len(col)]), first_particle=i)
+            if values is not None and values.ndim == 1 and values.dtype.kind in "iufb":
+                fields[c] = np.array(values)
+            elif values is not None and values.ndim == 1 and c == PARTICLE_ID and values.dtype.kind in "US":
+                fields[c] = values.astype(str)
+            else:
+                left_out.append(c)
+    return fields, left_out
+
+
+def _carried_fields(extras, lengths) -> tuple[dict, np.ndarray | None]:
+    """One array per field that every particle of a list carries, and the readers' particle ids if there."""
+    names = [f for f in extras[0][0] if all(f in e for e, _ in extras)]
+    partial = sorted({f for e, _ in extras for f in e} - set(names))
+    left_out = sorted({f for _, out in extras for f in out})
+    _warn_left_out(left_out)
+    if partial:
+        first = next(i for i, (e, _) in enumerate(extras) if partial[0] not in e)
+        warnings.warn(
+            f"field(s) {', '.join(repr(f) for f in partial)} are not in every particle (particle {first} has no "
+            f"{partial[0]!r}) and are left out of the particles; the input itself is unchanged.",
+            UserWarning,
+            stacklevel=4,
+        )
+    fields = {f: np.concatenate([e[f] for e, _ in extras]) for f in names}
+    ids = None
+    if PARTICLE_ID in fields and len(lengths) and (lengths > 0).all():
+        ids = fields.pop(PARTICLE_ID)[_offsets(lengths)[:-1]]
+    return fields, ids
+
+
 def _from_sequence(X) -> Particles:
+    X = list(X)
     arrays = [_as_float_coords(a, i) for i, a in enumerate(X)]
     if not arrays:
         raise ValueError("X holds no particles.")
@@ -691,7 +841,8 @@ def _from_sequence(X) -> Particles:
     coords = np.concatenate(arrays, axis=0).astype(np.float64, copy=False)
     if coords is arrays[0] or np.shares_memory(coords, arrays[0]):
         coords = coords.copy()
-    return _checked(Particles(coords=coords, offsets=_offsets(lengths)))
+    fields, ids = _carried_fields([_record_fields(a, i) for i, a in enumerate(X)], lengths)
+    return _checked(Particles(coords=coords, offsets=_offsets(lengths), fields=fields, ids=ids))
 
 
 def _checked(p: Particles, freeze: bool = True) -> Particles:
@@ -733,7 +884,9 @@ def as_particles(X, *, min_particles: int = 1, n_dims: int | None = None, what: 
         - a list / tuple / object ndarray of ``(n_i, d)`` array-likes (this is
           also what scikit-learn's cross-validation passes for each fold;
           elements may be awkward arrays, numpy structured arrays with x, y[, z]
-          fields or DataFrames with x, y[, z] columns);
+          fields or DataFrames with x, y[, z] columns, whose other numeric
+          fields every particle carries travel along, as in an awkward array;
+          a field left out is named in a ``UserWarning``);
         - a regular numeric ndarray of shape ``(n_particles, n_points, d)``;
         - a :class:`Particles` (returned as is).
     min_particles : int, default=1

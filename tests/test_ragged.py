@@ -61,6 +61,73 @@ def test_extra_fields_travel():
     assert ak.to_list(back) == ak.to_list(arr)
 
 
+def test_fields_travel_in_lists_of_records_as_in_awkward_arrays():
+    """A CV fold of awkward records, a list of DataFrames or structured arrays: the same fields as the awkward array."""
+    pd = pytest.importorskip("pandas")
+    flat = np.arange(12.0).reshape(6, 2)
+    arr = ak.unflatten(ak.zip({"x": flat[:, 0], "y": flat[:, 1], "precision": np.arange(6.0), "frame": np.arange(6)}),
+                       [2, 4])
+    frames = [pd.DataFrame(ak.to_list(a)) for a in arr]
+    structured = [np.array([tuple(r.values()) for r in ak.to_list(a)],
+                           dtype=[("x", "f8"), ("y", "f8"), ("precision", "f8"), ("frame", "i8")]) for a in arr]
+    want = as_particles(arr)
+    for name, X in {"cv fold": list(arr), "DataFrames": frames, "structured": structured}.items():
+        p = as_particles(X)
+        assert set(p.fields) == {"precision", "frame"}, name
+        for f in p.fields:
+            np.testing.assert_array_equal(p.fields[f], want.fields[f], err_msg=f"{name}: {f}")
+    # readers' particle ids travel as ids
+    ids = ak.unflatten(ak.zip({"x": flat[:, 0], "y": flat[:, 1], "particle_id": np.repeat([7, 9], [2, 4])}), [2, 4])
+    np.testing.assert_array_equal(as_particles(list(ids)).ids, [7, 9])
+    text = ak.unflatten(ak.zip({"x": flat[:, 0], "y": flat[:, 1], "particle_id": np.repeat(["a", "b"], [2, 4])}),
+                        [2, 4])
+    for X in (text, list(text), [pd.DataFrame(ak.to_list(a)) for a in text]):
+        p = as_particles(X)
+        assert p.ids.tolist() == ["a", "b"] and p.fields == {} and p.name(1) == "particle 1 (id 'b')"
+    assert ak.to_list(as_particles(text).to_awkward()) == ak.to_list(text)
+
+
+def test_fields_that_cannot_travel_are_named():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [3.0, 1.0, 2.0], "precision": [1.0, 2.0, 3.0],
+                          "label": ["a", "b", "c"]})
+    with pytest.warns(UserWarning, match="'label' are not one number per localization"):
+        p = as_particles([frame, frame])
+    assert set(p.fields) == {"precision"} and list(frame.columns) == ["x", "y", "precision", "label"]
+    text = ak.Array([[{"x": 1.0, "y": 2.0, "label": "a"}, {"x": 2.0, "y": 1.0, "label": "b"}]])
+    with pytest.warns(UserWarning, match="'label' are not one number per localization"):
+        assert as_particles(text).fields == {}
+    with pytest.warns(UserWarning, match="'precision' are not in every particle \\(particle 1 has no 'precision'\\)"):
+        assert as_particles([frame[["x", "y", "precision"]], frame[["x", "y"]]]).fields == {}
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_missing_field_values_are_kept_as_nan_and_named(as_list):
+    """One None in a precision field neither drops the field nor passes unseen."""
+    X = ak.Array([[{"x": 1.0, "y": 2.0, "precision": 1.0}, {"x": 2.0, "y": 1.0, "precision": 2.0}],
+                  [{"x": 1.0, "y": 2.0, "precision": 3.0}, {"x": 2.0, "y": 1.0, "precision": None}]])
+    with pytest.warns(UserWarning, match="'precision' is missing \\(None\\) at 1 localization\\(s\\), the first in "
+                      "particle 1 at localization 1; they are kept as NaN"):
+        p = as_particles(list(X) if as_list else X)
+    np.testing.assert_array_equal(p.fields["precision"], [1.0, 2.0, 3.0, np.nan])
+
+
+@pytest.mark.parametrize("name", ["X", "Z"])
+def test_coordinates_named_in_other_letters_are_refused(name):
+    """A 'Z' beside x and y would otherwise make a 3D particle 2D; DataFrames without x and y are never read whole."""
+    pd = pytest.importorskip("pandas")
+    cols = {"x": [1.0, 2.0], "y": [2.0, 1.0], name: [3.0, 4.0]}
+    cols.pop(name.lower(), None)
+    if name == "X":
+        cols["y"] = [2.0, 1.0]
+    rec = ak.Array([[dict(zip(cols, v)) for v in zip(*cols.values())]])
+    for X in (rec, list(rec), [pd.DataFrame(cols)]):
+        with pytest.raises(ValueError, match=f"field {name!r}, but coordinates must be named x, y, z"):
+            as_particles(X)
+    with pytest.raises(ValueError, match="DataFrame with columns \\['frame', 'x_nm', 'y_nm'\\] but no x and y"):
+        as_particles([pd.DataFrame({"frame": [1, 2], "x_nm": [1.0, 2.0], "y_nm": [2.0, 1.0]})])
+
+
 def test_input_is_never_modified():
     parts = _random_ragged(1)
     before = [a.copy() for a in parts]
@@ -349,3 +416,10 @@ def test_check_particle_labels():
         check_particle_labels([0, 1], 3)
     with pytest.raises(ValueError, match="NaN or inf"):
         check_particle_labels([0.0, np.nan], 2)
+
+
+def test_column_counts_and_ragged_localizations_name_the_particle():
+    with pytest.raises(ValueError, match="particle 0 has 4 coordinate columns"):
+        as_particles(ak.Array([[[1.0, 2, 3, 4], [2.0, 3, 4, 5]]]))
+    with pytest.raises(ValueError, match="particle 0 cannot be read as an .* same number of coordinates"):
+        as_particles([[[1, 2], [3, 4, 5]], [[5, 6]]])
