@@ -8,6 +8,7 @@ import logging
 import platform
 import re
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -25,10 +26,10 @@ variational auto-encoder (PC-VAE, Haghparast, Zhang et al., Sci. Rep. 2025).
                              run the whole workflow on them
   pcvae run FILE --out DIR   the same on your picked localizations
 
-Both fit the PC-VAE, bin the particles along the latent dimension that tracks
-the per-particle estimate (radius or height), fuse every bin into a
-super-particle and write tables, figures (with matplotlib) and report.html
-to DIR. 'pcvae demo --help' and 'pcvae run --help' list the options.
+Both fit the PC-VAE, bin the particles along the direction in the latent
+space that predicts the per-particle estimate (radius or height), fuse every
+bin into a super-particle, test the trend against matched homogeneous twins
+and write tables, figures (with matplotlib) and report.html to DIR. 'pcvae demo --help' and 'pcvae run --help' list the options.
 """
 
 # Python keywords in library messages, and the flags that set them here. Names
@@ -90,8 +91,8 @@ def _add_model_options(ap):
                         "estimate best is binned")
     g.add_argument("--unmix-components", type=int, default=None, metavar="K",
                    help="unmix the K principal directions of the latent (LatentUnmixer's n_components); default 4 "
-                        "with --unmix both, and with --unmix yes the active dimensions, which with the default "
-                        "latent batch norm are all of them")
+                        "with --unmix both, and with --unmix yes the active dimensions (those whose values vary "
+                        "most)")
     g.add_argument("--no-fusion", action="store_true", help="skip per-bin particle fusion")
     g.add_argument("--symmetry", type=int, default=None, metavar="N",
                    help="impose an N-fold rotational symmetry on every fused super-particle, the null's template "
@@ -103,8 +104,9 @@ def _add_model_options(ap):
     g.add_argument("--n-null", type=int, default=19, metavar="R",
                    help="twin replicates of the null (default 19, at least 5)")
     g.add_argument("--stability-seeds", type=int, default=2, metavar="K",
-                   help="also fit K-1 other seeds and bin only along an axis that comes back in all of them "
-                        "(|Spearman| >= 0.9 between every pair); each seed costs one more fit (default 2; 1: off)")
+                   help="also fit K-1 other seeds and check that the binned axis (the direction, or with --axis "
+                        "single the one axis) comes back in all of them (|Spearman| >= 0.9 between every pair); "
+                        "each seed costs one more fit (default 2; 1: off)")
     g.add_argument("--n-jobs", type=int, default=None, help="bins fused in parallel")
     g = ap.add_argument_group("figures and report")
     g.add_argument("--no-figures", action="store_true", help="write the tables and report.html without figures")
@@ -131,6 +133,8 @@ def _parser():
     run.add_argument("input", type=Path, metavar="FILE", help="localization file or folder")
     g = run.add_argument_group("reading the file")
     g.add_argument("--format", default=None, choices=FORMATS, help="skip format detection and use this reader")
+    g.add_argument("--sep", default=None, metavar="CHAR",
+                   help="column separator of a CSV file whose columns are not separated by commas (';', say)")
     g.add_argument("--pixel-size", type=float, default=None, metavar="NM",
                    help="camera pixel size in nm, for files whose coordinates are in pixels")
     g.add_argument("--particle-column", default=None, metavar="NAME",
@@ -512,9 +516,16 @@ def _read(args):
             raise ValueError(f"--picks {args.picks}: expected 2 columns (x, y in nm); found {options['picks'].shape[1]}.")
     if args.pick_radius is not None:
         options["pick_radius"] = args.pick_radius
-    particles = read_particles(args.input, format=args.format, **options)
-    fmt = args.format or sniff_format(args.input)
-    reading = {"format": fmt if args.format else f"{fmt} (detected)", **{k: v for k, v in options.items() if k != "picks"}}
+    fmt = args.format
+    if args.sep is not None:
+        if args.format not in (None, "csv"):
+            raise ValueError(f"--sep is for CSV files; the {args.format!r} reader does not take it.")
+        options["sep"] = args.sep.encode().decode("unicode_escape")  # "\t" typed on the command line is a tab
+        fmt = "csv"
+    particles = read_particles(args.input, format=fmt, **options)
+    fmt = fmt or sniff_format(args.input)
+    reading = {"format": fmt if args.format or args.sep else f"{fmt} (detected)",
+               **{k: v for k, v in options.items() if k != "picks"}}
     if fmt == "picasso" and args.pixel_size is None:
         reading["pixel_size"] = f"{picasso_pixel_size(Path(args.input)):g} (from the Picasso YAML sidecar)"
     if args.picks is not None:
@@ -525,7 +536,12 @@ def _read(args):
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     logging.getLogger("pcvae_sklearn").addHandler(logging.NullHandler())
+    if args.out.exists() and not args.out.is_dir():
+        print(f"pcvae: error: --out {args.out} is a file; name a folder (it is created if it does not exist).",
+              file=sys.stderr)
+        return 2
     created = not args.out.exists()
+    previous = _exit_on_sigterm()
     try:
         if args.command == "demo":
             from .datasets import make_npc_2d
@@ -541,6 +557,22 @@ def main(argv=None) -> int:
     finally:
         if created and args.out.exists() and not (args.out / "report.html").exists():
             shutil.rmtree(args.out)  # a failed run leaves nothing behind (the folder was made by this run)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm():
+    """Make SIGTERM (a killed job, a closed session) end the run like an error, so that its folder is removed.
+
+    Returns the handler it replaced, or None where none could be set (not the main thread).
+    """
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # signal handlers can only be set from the main thread
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
 """The ``pcvae`` command line as a newcomer meets it: help, flags, small and odd inputs, outputs."""
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -97,6 +98,35 @@ def test_an_option_the_reader_does_not_take_is_named(tmp_path, capsys):
     rc = main(["run", str(path), "--pixel-size", "130", "--out", str(tmp_path / "o"), *FAST])
     err = capsys.readouterr().err
     assert rc == 2 and "'parquet'" in err and "--pixel-size" in err
+
+
+def test_out_that_is_a_file_and_an_unused_pixel_size_are_named(tmp_path, capsys):
+    path = tmp_path / "locs.csv"
+    pd.DataFrame({"x": np.arange(50.0), "y": np.arange(50.0), "particle": np.repeat(np.arange(5), 10)}).to_csv(
+        path, index=False)
+    (tmp_path / "afile").write_text("keep me")
+    assert main(["run", str(path), "--out", str(tmp_path / "afile"), *FAST]) == 2
+    assert "is a file; name a folder" in capsys.readouterr().err and (tmp_path / "afile").read_text() == "keep me"
+    # columns without a unit are nm: a pixel size would convert nothing, so it is refused, not recorded
+    assert main(["run", str(path), "--pixel-size", "100", "--out", str(tmp_path / "o"), *FAST]) == 2
+    assert "no column is in camera pixels" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_semicolon_separated_csv_is_read_with_sep(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "locs.csv"
+    angles = rng.uniform(0, 2 * np.pi, (8, 40))
+    frame = pd.DataFrame({"x": (50 * np.cos(angles)).ravel(), "y": (50 * np.sin(angles)).ravel(),
+                          "particle": np.repeat(np.arange(8), 40)})
+    frame.to_csv(path, index=False, sep=";")
+    assert main(["run", str(path), "--out", str(tmp_path / "o"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert "separated by semicolons" in err and "--sep ';'" in err
+    out = tmp_path / "o"
+    rc = main(["run", str(path), "--sep", ";", "--n-bins", "2", "--no-fusion", "--out", str(out), *FAST])
+    assert rc == 0, capsys.readouterr().err
+    assert len(pd.read_csv(out / "latents.csv")) == 8
+    assert json.loads((out / "settings.json").read_text())["reading"]["sep"] == ";"
 
 
 def test_picks_file_and_radius_pick_the_particles(tmp_path, capsys):
@@ -212,3 +242,22 @@ def test_nine_real_picks_get_guidance(tmp_path, capsys):
 
 def test_tiny_vae_params_still_build():  # the helpers used above stay valid
     assert PointCloudVAE(**TINY_VAE).latent_dim == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM ends a process at once on Windows")
+def test_a_terminated_run_leaves_no_folder(tmp_path):
+    """A run killed with SIGTERM (a job stopped, a session closed) cleans up like a failed one."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "o"
+    proc = subprocess.Popen([sys.executable, "-m", "pcvae_sklearn.cli", "demo", "--n-particles", "200", "--out",
+                             str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert out.exists(), proc.stderr.read().decode()  # the run had started writing
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 128 + signal.SIGTERM
+    assert not out.exists()

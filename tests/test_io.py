@@ -539,9 +539,20 @@ def test_single_csv_and_dataframe(tmp_path, seed):
                        "intensity": truth["photons"], "frame": truth["frame"], "cell": truth["particle_id"],
                        "label": ["a"] * len(truth["x"])})
     before = df.copy()
-    particles = read_dataframe(df, particle_column="cell")
+    with pytest.warns(UserWarning, match=r"column\(s\) 'label' \(first: 'a'\) hold values that are not numbers"):
+        particles = read_dataframe(df, particle_column="cell")
     pd.testing.assert_frame_equal(df, before)  # input not modified
-    assert "label" not in ak.fields(particles)  # non-numeric columns are left out
+    assert "label" not in ak.fields(particles)  # non-numeric columns are left out, with a warning
+    # a number column with a text marker is named, not dropped unseen; a pixel size nothing uses is refused
+    marked = df.drop(columns="label").assign(uncertainty=lambda d: d["uncertainty"].astype(object))
+    marked.loc[3, "uncertainty"] = "n/a"
+    with pytest.warns(UserWarning, match=r"'uncertainty' \(first: 'n/a'\)"):
+        assert "precision" not in ak.fields(read_dataframe(marked, particle_column="cell"))
+    with pytest.raises(ValueError, match=r"pixel_size=100 was given, but no column is in camera pixels"):
+        read_dataframe(df.drop(columns="label"), particle_column="cell", pixel_size=100)
+    # a column named index that is no written-out row count is the user's: it travels
+    kept = read_dataframe(df.drop(columns="label").assign(index=lambda d: d["frame"] * 2), particle_column="cell")
+    assert "index" in ak.fields(kept)
     assert_matches_truth(particles, truth, rtol=1e-9, atol=1e-6)
     path = tmp_path / "locs.csv"
     df.to_csv(path, index=False)

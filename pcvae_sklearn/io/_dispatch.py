@@ -97,6 +97,12 @@ def sniff_format(path) -> str:
         names = {name.lower() for name, _ in parsed}
         if {"x", "y"} <= names:
             return "csv"
+    for sep, name in ((";", "semicolons"), ("\t", "tabs")):
+        if sep in first and "," not in first:
+            raise ValueError(
+                f"cannot tell the format of {describe(path)}: its columns look separated by {name}. Read it with "
+                f"format='csv', sep={sep!r} (command line: --sep {sep!r}). (Its first line is {first[:80]!r}.)"
+            )
     raise ValueError(
         f"cannot tell the format of {describe(path)}; pass format= one of {', '.join(FORMATS)}. "
         f"(Its first line is {first[:80]!r}.)"

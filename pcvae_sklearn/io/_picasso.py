@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -171,7 +172,8 @@ def read_picasso(path, *, pixel_size=None, particle_column="group", picks=None, 
             continue
         col = locs[name]
         if col.dtype.kind not in "iufb":
-            logger.info("%s: column %r is not numeric and is left out", describe(path), name)
+            warnings.warn(f"{describe(path)}: column {name!r} is not numeric ({col.dtype}) and is left out of the "
+                          "particles; the file is unchanged.", UserWarning, stacklevel=3)
             continue
         if name in _PIXEL_FIELDS:
             columns[_PIXEL_FIELDS[name]] = col.astype(np.float64) * px

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 
 from ._common import (
     OTHER_UNITS,
     PARTICLE_COLUMNS,
+    PIXEL_UNITS,
     build_particles,
     canonical,
     check_pixel_size,
@@ -44,6 +46,22 @@ def _find_particle_column(source, headers, particle_column):
     for candidate in PARTICLE_COLUMNS:
         if candidate in names:
             return names.index(candidate)
+    return None
+
+
+def _counts_rows(values) -> bool:
+    """Whether a column holds 0, 1, 2, ...: a DataFrame's index written out with it."""
+    values = np.asarray(values)
+    return values.dtype.kind in "iu" and np.array_equal(values, np.arange(len(values)))
+
+
+def _first_non_number(values):
+    """The first of ``values`` that does not read as a number (a text marker such as 'n/a', say)."""
+    for v in np.asarray(values, dtype=object).ravel():
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return v
     return None
 
 
@@ -84,11 +102,13 @@ def particles_from_table(
         pidx = None
 
     columns: dict[str, np.ndarray] = {}
+    in_pixels = 0
+    not_numbers = []
     for i, header in enumerate(headers):
         if i == pidx:
             continue
         name, unit = split_unit(header)
-        if name == "" or sanitise(name) in ("unnamed_0", "index"):
+        if name == "" or sanitise(name) == "unnamed_0" or (sanitise(name) == "index" and _counts_rows(raw[header])):
             continue  # a written-out DataFrame index
         key = canonical(name)
         values = np.asarray(raw[header])
@@ -103,12 +123,13 @@ def particles_from_table(
         if values is None:
             if key in ("x", "y", "z"):
                 raise ValueError(f"{describe(source)}: coordinate column {header!r} does not hold numbers.")
-            logger.info("%s: column %r is not numeric and is left out", describe(source), header)
+            not_numbers.append(f"{header!r} (first: {_first_non_number(raw[header])!r})")
             continue
         if unit is None and key in ("x", "y", "z") and default_unit is not None:
             unit = default_unit
         if key in _LENGTH_COLUMNS or is_length_unit(unit):
             factor = length_factor(unit, pixel_size=pixel_size, source=source, column=header)
+            in_pixels += unit is not None and unit.strip().lower() in PIXEL_UNITS
             if factor != 1.0:
                 values = values.astype(np.float64) * factor
         elif unit is not None and unit.strip().lower() not in OTHER_UNITS:
@@ -122,6 +143,19 @@ def particles_from_table(
                 key, k = f"{base}_{k}", k + 1
         columns[key] = values
 
+    if not_numbers:
+        warnings.warn(
+            f"{describe(source)}: column(s) {', '.join(not_numbers)} hold values that are not numbers and are left "
+            "out of the particles; the file is unchanged.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if pixel_size is not None and not in_pixels:
+        raise ValueError(
+            f"{describe(source)}: pixel_size={pixel_size:g} was given, but no column is in camera pixels (columns "
+            f"{headers}); columns without a unit are read as nm. If the coordinates are in pixels, name the columns "
+            "with their unit ('x [px]', 'y [px]'); if they are in nm, leave out the pixel size."
+        )
     missing = [c for c in ("x", "y") if c not in columns]
     if missing:
         raise ValueError(
