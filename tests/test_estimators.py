@@ -361,6 +361,29 @@ def test_ring_fit_without_precision_assumes_none():
     assert abs(plain - 50.0 - 36.0 / 100.0) < 0.25  # biased up by s**2 / (2 R)
 
 
+def test_ring_fit_names_a_precision_too_large_for_the_ring():
+    """Coordinates in camera pixels with precisions in nm: no ring is resolved, and the fit says so."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    pts = ring(rng, 50.0, 300, noise=6.0)
+    good = with_precision([pts, pts], [np.full(300, 6.0)] * 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RadiusEstimator().fit_transform(good)
+    pixels = with_precision([pts, pts / 130.0], [np.full(300, 6.0)] * 2)
+    with pytest.warns(UserWarning, match=r"1 of 2 particles \(the first particle 1, .*precision 6 nm\).*both in nm"):
+        RadiusEstimator().fit_transform(pixels)
+
+
+@pytest.mark.parametrize("estimator", [RadiusEstimator(), RadiusEstimator(method="mean"), HeightEstimator()])
+def test_estimates_that_overflow_are_refused(estimator):
+    rng = np.random.default_rng(0)
+    X = [rng.normal(size=(15, 3)) * 1e160 for _ in range(3)]
+    with pytest.raises(ValueError, match=r"particle 0: the (radius|height) estimate is not finite .* Check the units"):
+        estimator.fit_transform(X)
+
+
 def test_ring_fit_rejects_a_bad_precision():
     pts = ring(np.random.default_rng(0), 50.0, 20)
     bad = np.full(20, 5.0)

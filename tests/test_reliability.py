@@ -420,8 +420,11 @@ def test_warm_start_continues_after_a_change_of_the_loss_only(rings):
     assert len(vae.history_) == 2 and "fourth_moment" not in vae.history_[-1]
 
 
-def test_warm_start_refuses_other_dimensionality(rings, rings3d):
-    vae = PointCloudVAE(**TINY_VAE, random_state=0, warm_start=True).fit(rings)
+@pytest.mark.parametrize("architecture", ["tiny", None])
+def test_warm_start_refuses_other_dimensionality(rings, rings3d, architecture):
+    """Named as such, also where the automatic network (architecture=None) differs between 2D and 3D."""
+    params = TINY_VAE if architecture == "tiny" else {**TINY_VAE, "architecture": None}
+    vae = PointCloudVAE(**params, random_state=0, warm_start=True).fit(rings)
     with pytest.raises(ValueError, match="3D particles, but the model to continue was fitted on 2D"):
         vae.set_params(n_epochs=2).fit(rings3d)
 
@@ -563,6 +566,10 @@ def test_fit_on_overflowing_spread_is_a_clear_error():
     X = [np.array([[0.0, 0.0], [1e200, 0.0]]), np.array([[0.0, 0.0], [0.0, -1e200]])]
     with pytest.raises(ValueError, match="overflows float64"):
         PointCloudVAE(**TINY_VAE).fit(X)
+    from pcvae_sklearn.fuse import ParticleFuser
+
+    with pytest.raises(ValueError, match="overflows float64 .*check the units"):
+        ParticleFuser(n_restarts=1).fit(X)
 
 
 # ------------------------------------------------------------------ determinism

@@ -521,3 +521,19 @@ def test_a_far_localization_leaves_the_latent_where_it_was(fitted, rings):
     assert refit.outlier_fraction_ == pytest.approx(len(rings) / sum(len(a) for a in far))
     np.testing.assert_allclose(refit.transform(far), fitted.transform(rings), rtol=0, atol=1e-5)
     assert refit.scale_ == fitted.scale_
+
+
+def test_transform_warns_for_particles_far_outside_the_fitted_scale():
+    """Particles in other units than the fit's (um for nm, say) are encoded, with a warning naming both scales."""
+    import warnings
+
+    X, _ = ragged_rings(16, seed=0)
+    vae = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vae.transform(X)
+        vae.transform([a * 3.0 for a in X])  # a 3x larger structure is data, not a unit error
+    assert not [w for w in caught if "RMS radius" in str(w.message)]
+    for factor, said in ((1e3, r"1(\.\d+)?e\+03 times"), (1e-3, r"0\.001\d* times")):
+        with pytest.warns(UserWarning, match=said + " the scale of the data the model was fitted on"):
+            vae.transform([a * factor for a in X])

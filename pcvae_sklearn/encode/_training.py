@@ -227,16 +227,16 @@ def resumed_run(est, p: Particles, module_config: dict, device, from_file: bool 
         report(est.verbose, f"[PointCloudVAE] resuming from {est.checkpoint_path} after epoch {len(source.history_)}")
     else:
         return None
+    if p.n_dims != source.n_features_in_:  # first: the other dimensionality also changes the automatic network
+        raise ValueError(
+            f"X holds {p.n_dims}D particles, but the model to continue was fitted on {source.n_features_in_}D particles."
+        )
     saved = source.module_.config
     changed = [f"{k}: {saved[k]} -> {module_config[k]}" for k in MODULE_KEYS + ("latent_dim",) if saved[k] != module_config[k]]
     if changed:
         raise ValueError(
             "warm_start cannot continue a model whose architecture changed (" + "; ".join(changed) + "); "
             "set warm_start=False to train a new model."
-        )
-    if p.n_dims != source.n_features_in_:
-        raise ValueError(
-            f"X holds {p.n_dims}D particles, but the model to continue was fitted on {source.n_features_in_}D particles."
         )
     module = copy.deepcopy(source.module_).to(device)  # the fitted model stays as it is until the fit succeeds
     state = getattr(source, "_training_state", None)

@@ -486,6 +486,16 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
                 f"{p.name(i)} has a localization too far from its centre to encode ({p.coords[row].tolist()} nm; "
                 f"the model's scale is {self.scale_:.3g} nm); check the coordinates' units (nm expected)."
             )
+        # the fitted data have an RMS radius of 1 in these units (scale_): far from it, latents are extrapolations
+        rms = float(np.sqrt(np.mean((coords.astype(np.float64) ** 2).sum(axis=1)))) if len(coords) else 1.0
+        if rms > 0 and not 0.1 <= rms <= 10.0:  # (no spread at all says nothing of the units)
+            warnings.warn(
+                f"these particles' RMS radius is {rms * self.scale_:.3g} nm, {rms:.3g} times the scale of the data "
+                f"the model was fitted on ({self.scale_:.3g} nm): check their units (nm expected). Latents of "
+                "particles far outside the fitted scale are extrapolations.",
+                UserWarning,
+                stacklevel=4,
+            )
         return coords
 
     # ------------------------------------------------------------ fitting

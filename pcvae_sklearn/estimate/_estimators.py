@@ -144,7 +144,8 @@ class ParticleEstimator(TransformerMixin, BaseEstimator):
             Column 0 is the estimate, column 1 its precision, both in nm.
         """
         check_is_fitted(self)
-        return self._estimate(self._particles(X, reset=False))
+        p = self._particles(X, reset=False)
+        return self._finite(p, lambda: self._estimate(p))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
@@ -164,7 +165,22 @@ class ParticleEstimator(TransformerMixin, BaseEstimator):
             Column 0 is the estimate, column 1 its precision, both in nm.
         """
         p = self._particles(X, reset=True)
-        return self._estimate(p, self._fit(p))
+        return self._finite(p, lambda: self._estimate(p, self._fit(p)))
+
+    def _finite(self, p: Particles, estimate) -> np.ndarray:
+        """``estimate()``, refused where it comes out NaN or infinite (coordinates whose squares overflow)."""
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out = estimate()
+        bad = ~np.isfinite(out).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            span = float(np.abs(p.particle(i)).max())
+            why = ", beyond what double precision squares" if span > 1e100 else ""
+            raise ValueError(
+                f"{p.name(i)}: the {self._quantity} estimate is not finite ({out[i].tolist()}); its coordinates reach "
+                f"{span:.3g} nm{why}. Check the units (nm expected)."
+            )
+        return out
 
     def get_feature_names_out(self, input_features=None):
         """Names of the two output columns.

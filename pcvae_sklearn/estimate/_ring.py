@@ -30,6 +30,8 @@ other's): the tighter ring.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .._ragged import Particles
@@ -104,6 +106,17 @@ def ring_fit(p: Particles, *, n_iter: int = 4, lateral_sd=None):
     spread = np.sqrt(np.maximum(p.segment_sum(weights * (dist - np.repeat(radius, lengths)) ** 2) / wsum, 0.0))
     if lateral_sd is not None:
         s2 = p.segment_sum(weights * np.asarray(lateral_sd, dtype=np.float64) ** 2) / wsum
+        unresolved = radius**2 < 2.0 * s2
+        if unresolved.any():
+            i = int(np.flatnonzero(unresolved)[0])
+            warnings.warn(
+                f"{int(unresolved.sum())} of {p.n_particles} particles (the first {p.name(i)}, mean distance "
+                f"{radius[i]:.3g} nm from its centre, precision {np.sqrt(s2[i]):.3g} nm) have a precision too large "
+                "for any ring of that size: their radius is the noise's, not a structure's. Check that the precision "
+                "field and the coordinates are both in nm.",
+                UserWarning,
+                stacklevel=4,
+            )
         radius = 0.5 * (radius + np.sqrt(np.maximum(radius**2 - 2.0 * s2, 0.0)))
     return radius, spread, wsum, centres, weights
 

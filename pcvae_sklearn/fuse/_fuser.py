@@ -542,7 +542,13 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         src = p.coords - np.repeat(centroids, p.lengths, axis=0)
         loc_var, own_var = _loc_variance(p, self.use_precision, mode)
         variances = _em_variances(loc_var, own_var, mode, p.offsets)
-        radius = float(np.sqrt((src**2).sum(axis=1).mean()))
+        with np.errstate(over="ignore"):
+            radius = float(np.sqrt((src**2).sum(axis=1).mean()))
+        if not np.isfinite(radius):
+            raise ValueError(
+                f"the particles' spread about their centroids overflows float64 (coordinates up to "
+                f"{float(np.abs(p.coords).max()):.3g} nm); check the units (nm expected)."
+            )
         if radius == 0.0:
             raise ValueError("every particle is a single point (or all localizations coincide); nothing to register.")
         undetermined = undetermined_rotations(p, src)
