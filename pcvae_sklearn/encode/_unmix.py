@@ -65,8 +65,9 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
     independent factors during training (its ``decorrelation`` and
     ``kurtosis`` penalties); this is the same idea after the fit, and
     ``n_components=4`` still finds a 3D pore's ring distance more often than
-    the raw axes do (see Notes). Since those latents have unit variance in
-    every dimension, pass ``n_components`` for them.
+    the raw axes do (see Notes). Their batch norm gives every dimension
+    about unit variance over a training batch, so which dimensions vary
+    least says little there: pass ``n_components`` for them.
 
     Use it after :class:`PointCloudVAE` in a Pipeline, before
     :class:`LatentBinner` or the scorers, when more than one parameter is
@@ -79,10 +80,12 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
     activity_threshold : float in [0, 1), default=0.05
         A latent dimension is active when the variance of its values over the
         particles is at least this fraction of the largest one. Used when
-        ``n_components`` is None. Latents of :class:`PointCloudVAE` with its
-        default latent batch norm have unit variance in every dimension, so
-        all count as active (a warning says so); use ``n_components`` for
-        them.
+        ``n_components`` is None. :class:`PointCloudVAE`'s default latent
+        batch norm gives every dimension about unit variance in training;
+        after ``transform``'s average over angles, the dimensions that
+        follow a particle's angle shrink, so the active ones are those
+        that do not (a warning says so where all vary about equally). Use
+        ``n_components`` for them.
     n_components : int or None, default=None
         None: one independent component per active latent dimension. An
         integer k: FastICA on the k principal directions of all the latent
@@ -210,8 +213,8 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
                 warnings.warn(
                     f"all {Z.shape[1]} latent dimensions vary about equally (variance {var.min():.3g}-{var.max():.3g}), "
                     "so none counts as collapsed and all are unmixed. PointCloudVAE's latent batch norm (the default) "
-                    "gives every dimension unit variance: pass n_components (4 for 3D pores) to unmix the top principal "
-                    "directions instead.",
+                    "gives every dimension about unit variance: pass n_components (4 for 3D pores) to unmix the top "
+                    "principal directions instead.",
                     UserWarning,
                     stacklevel=2,
                 )
