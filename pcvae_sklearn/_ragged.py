@@ -495,12 +495,15 @@ def _as_float_coords(a, i):
     if hasattr(a, "to_numpy") and hasattr(a, "columns"):  # a pandas DataFrame
         _reject_case_variants(list(a.columns), f"particle {i}")
         cols = [c for c in _COORD_NAMES if c in a.columns]
-        if cols[:2] != ["x", "y"]:
+        if list(a.columns) == list(range(a.shape[1])):  # unnamed columns: a DataFrame made of an array
+            a = a.to_numpy()
+        elif cols[:2] != ["x", "y"]:
             raise ValueError(
                 f"particle {i} is a DataFrame with columns {list(a.columns)} but no x and y: name the coordinate "
                 "columns x, y[, z] (nm); the other columns travel along as fields."
             )
-        a = a[cols].to_numpy()
+        else:
+            a = a[cols].to_numpy()
     try:
         arr = np.asarray(a)
     except ValueError as exc:  # nested lists of unequal lengths
@@ -692,8 +695,7 @@ def _missing_as_nan(col, missing, name, offsets, first_particle=0):
     i, j = locate(offsets, int(np.flatnonzero(missing)[0]))
     warnings.warn(
         f"field {name!r} is missing (None) at {int(missing.sum())} localization(s), the first in particle "
-        f"{first_particle + i} at "
-        f"localization {j}; they are kept as NaN.",
+        f"{first_particle + i} at localization {j}; they are kept as NaN.",
         UserWarning,
         stacklevel=4,
     )

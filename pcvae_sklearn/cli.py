@@ -29,7 +29,8 @@ variational auto-encoder (PC-VAE, Haghparast, Zhang et al., Sci. Rep. 2025).
 Both fit the PC-VAE, bin the particles along the direction in the latent
 space that predicts the per-particle estimate (radius or height), fuse every
 bin into a super-particle, test the trend against matched homogeneous twins
-and write tables, figures (with matplotlib) and report.html to DIR. 'pcvae demo --help' and 'pcvae run --help' list the options.
+and write tables, figures (with matplotlib) and report.html to DIR.
+'pcvae demo --help' and 'pcvae run --help' list the options.
 """
 
 # Python keywords in library messages, and the flags that set them here. Names

@@ -126,6 +126,9 @@ def test_coordinates_named_in_other_letters_are_refused(name):
             as_particles(X)
     with pytest.raises(ValueError, match="DataFrame with columns \\['frame', 'x_nm', 'y_nm'\\] but no x and y"):
         as_particles([pd.DataFrame({"frame": [1, 2], "x_nm": [1.0, 2.0], "y_nm": [2.0, 1.0]})])
+    # a DataFrame made of an array (unnamed columns 0, 1[, 2]) is that array
+    arr = np.array([[1.0, 2.0], [2.0, 1.0]])
+    np.testing.assert_array_equal(as_particles([pd.DataFrame(arr)]).coords, arr)
 
 
 def test_input_is_never_modified():
