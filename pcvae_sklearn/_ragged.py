@@ -821,8 +821,24 @@ def _carried_fields(extras, lengths) -> tuple[dict, np.ndarray | None]:
     return fields, ids
 
 
+def _unzipped_record(a, i):
+    """A particle given as one awkward record of lists ``{x: [...], y: [...], ...}`` (a cross-validation fold of
+    an ``n * {x: var * float, ...}`` array holds these) as a list of records; anything else as it is."""
+    import awkward as ak
+
+    if not (_is_awkward(a) and isinstance(a, ak.Record)):
+        return a
+    fields = ak.fields(a)
+    if not fields or not all(isinstance(a[f], ak.Array) and a[f].ndim == 1 for f in fields):
+        return a
+    lengths = {f: len(a[f]) for f in fields}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"particle {i} is a record of lists of unequal lengths ({lengths}).")
+    return ak.zip({f: a[f] for f in fields})
+
+
 def _from_sequence(X) -> Particles:
-    X = list(X)
+    X = [_unzipped_record(a, i) for i, a in enumerate(X)]
     arrays = [_as_float_coords(a, i) for i, a in enumerate(X)]
     if not arrays:
         raise ValueError("X holds no particles.")

@@ -199,3 +199,21 @@ def test_the_precision_floor_persists(tmp_path):
     assert back.precision_floor_ == vae.precision_floor_
     np.testing.assert_array_equal(back.reconstruction_error(X), vae.reconstruction_error(X))
     assert PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=False).fit(X).precision_floor_ is None
+
+
+@pytest.mark.parametrize("setting", [True, "auto"])
+def test_cross_validation_folds_keep_the_precision(setting):
+    """sklearn hands each fold over as a list of awkward records: their precision must travel, or "auto" would
+    select models with the Euclidean distance and refit the winner with precisions (True would fail)."""
+    from sklearn.model_selection import GridSearchCV, cross_validate
+
+    rings, _ = ragged_rings(12, seed=3)
+    X = with_precisions(rings, lambda i, n: np.random.default_rng(i).uniform(3.0, 9.0, n))
+    cv = cross_validate(PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=setting), X, cv=3,
+                        return_estimator=True)
+    full = PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=setting).fit(X)
+    assert full.reference_precision_ is not None
+    assert all(est.reference_precision_ is not None for est in cv["estimator"])
+    search = GridSearchCV(PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=setting), {"beta": [0.5, 1.0]},
+                          cv=3).fit(X)
+    assert np.isfinite(search.best_score_)

@@ -34,6 +34,8 @@ def test_all_forms_agree(seed, n_dims):
         "list of lists": [a.tolist() for a in parts],
         "list of float32": [a.astype(np.float32) for a in parts],
         "cv fold of awkward": list(ak.unflatten(ak.zip({c: flat[:, k] for k, c in enumerate(names)}), lengths)),
+        "cv fold of awkward record of lists": list(
+            ak.zip({c: ak.unflatten(flat[:, k], lengths) for k, c in enumerate(names)}, depth_limit=1)),
     }
     for name, X in forms.items():
         p = as_particles(X)
