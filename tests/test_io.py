@@ -567,6 +567,11 @@ def test_single_csv_and_dataframe(tmp_path, seed):
     # string ids, auto-detected "particle" column, n_dims=2 drops z
     df2 = df.rename(columns={"cell": "particle"}).assign(particle=lambda d: "p" + d["particle"].astype(str))
     p2 = read_particles(df2, n_dims=2)
+    # a missing text id is an error, as a missing number is, never a particle of its own ('nan', '')
+    for missing in (None, np.nan, ""):
+        gap = df2.assign(particle=lambda d: d["particle"].where(d.index != 5, missing))
+        with pytest.raises(ValueError, match="particle id is missing .* the first at row 5"):
+            read_particles(gap)
     assert "z" not in ak.fields(p2)
     assert sorted(particle_ids(p2).tolist()) == sorted({f"p{i}" for i in truth["particle_id"]})
     assert_parquet_round_trip(p2, tmp_path, "strings.parquet")

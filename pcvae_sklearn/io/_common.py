@@ -342,7 +342,18 @@ def build_particles(source, columns: dict, particle_id, *, n_dims: int | None = 
             )
         if (ids == np.round(ids)).all():
             ids = ids.astype(np.int64)
-    elif ids.dtype == object:
+    elif ids.dtype == object or ids.dtype.kind in "US":
+        # a text id that is missing: None / NaN in a DataFrame, an empty cell in a CSV
+        if ids.dtype == object:
+            bad = np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) or str(v).strip() == ""
+                            for v in ids.tolist()], dtype=bool)
+        else:
+            bad = np.char.strip(ids.astype(str)) == ""
+        if bad.any():
+            raise ValueError(
+                f"{describe(source)}: the particle id is missing (empty) for {int(bad.sum())} localization(s), the "
+                f"first at row {int(np.flatnonzero(bad)[0])}."
+            )
         ids = ids.astype(str)
     # group: stable argsort, skipped when the ids are already in order
     if ids.dtype.kind in "iu" and n > 1 and (ids[1:] >= ids[:-1]).all():
