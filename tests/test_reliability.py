@@ -435,6 +435,24 @@ def test_warm_start_without_model_or_checkpoint_starts_fresh(rings, tmp_path):
     np.testing.assert_array_equal(a.transform(rings), b.transform(rings))
 
 
+def test_a_checkpoint_resumes_only_the_fit_that_wrote_it(rings, tmp_path):
+    """In GridSearchCV every clone would otherwise resume the first fold's file and train nothing."""
+    from sklearn.model_selection import GridSearchCV
+
+    path = tmp_path / "run.pt"
+    params = dict(**{**TINY_VAE, "n_epochs": 2}, random_state=0, warm_start=True, checkpoint_path=path)
+    PointCloudVAE(**params).fit(rings)
+    with pytest.raises(ValueError, match="run.pt holds a fit on other particles .* its own checkpoint_path"):
+        PointCloudVAE(**params).fit(rings[:-1])
+    moved = [a + 1.0 for a in rings]  # as many particles, other coordinates
+    with pytest.raises(ValueError, match="holds a fit on other particles"):
+        PointCloudVAE(**params).fit(moved)
+    resumed = PointCloudVAE(**{**params, "n_epochs": 3}).fit(rings)  # the same particles: it resumes
+    assert len(resumed.history_) == 3
+    with pytest.raises(ValueError, match="holds a fit on other particles"):
+        GridSearchCV(PointCloudVAE(**params), {"beta": [1e-3, 0.5]}, cv=2, error_score="raise").fit(rings)
+
+
 def test_fit_without_warm_start_ignores_an_existing_checkpoint(rings, tmp_path):
     path = tmp_path / "run.pt"
     PointCloudVAE(**TINY_VAE, random_state=1, checkpoint_path=path).fit(rings)

@@ -10,6 +10,7 @@ experiment changes it by overriding ``PointCloudVAE._loss``, which calls it.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import math
 import sys
@@ -77,6 +78,7 @@ class TrainingRun:
     outlier_fraction: float = 0.0
     reference_precision: float | None = None
     precision_floor: tuple | None = None
+    data_digest: str | None = None
 
     @property
     def device(self) -> torch.device:
@@ -105,6 +107,7 @@ class TrainingRun:
             "warmup": self.warmup,
             "validation": self.validation,
             "n_particles": self.n_particles,
+            "data_digest": self.data_digest,
             "best_validation": self.best_validation,
             "n_no_improvement": self.n_no_improvement,
         }
@@ -215,7 +218,15 @@ def new_run(est, p: Particles, centred: np.ndarray, module_config: dict, device)
         scale=scale,
         n_features=p.n_dims,
         n_particles=p.n_particles,
+        data_digest=data_digest(p),
     )
+
+
+def data_digest(p: Particles) -> str:
+    """A fingerprint of the particles a run trains on: their sizes and coordinates."""
+    h = hashlib.sha1(np.ascontiguousarray(p.offsets, dtype=np.int64).tobytes())
+    h.update(np.ascontiguousarray(p.coords, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
 def resumed_run(est, p: Particles, module_config: dict, device, from_file: bool = True) -> TrainingRun | None:
@@ -224,6 +235,15 @@ def resumed_run(est, p: Particles, module_config: dict, device, from_file: bool 
         source = est
     elif from_file and est.checkpoint_path is not None and Path(est.checkpoint_path).exists():
         source = type(est).load(est.checkpoint_path, device=str(device))
+        written = (getattr(source, "_training_state", None) or {}).get("data_digest")
+        if written is not None and written != data_digest(p):
+            raise ValueError(
+                f"checkpoint_path {est.checkpoint_path} holds a fit on other particles (it trained on "
+                f"{source._training_state['n_particles']} particles; these are {p.n_particles}, or as many with other "
+                "coordinates). A checkpoint resumes only the fit that wrote it: give every fit its own checkpoint_path "
+                "(in GridSearchCV and cross-validation every fold of every candidate is a fit), remove the file, or "
+                "set warm_start=False."
+            )
         report(est.verbose, f"[PointCloudVAE] resuming from {est.checkpoint_path} after epoch {len(source.history_)}")
     else:
         return None
@@ -270,6 +290,7 @@ def resumed_run(est, p: Particles, module_config: dict, device, from_file: bool 
         step=int(source.n_steps_),
         reference_precision=getattr(source, "reference_precision_", None),
         precision_floor=getattr(source, "precision_floor_", None),
+        data_digest=data_digest(p),
     )
     if state is not None:
         run.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
