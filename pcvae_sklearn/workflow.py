@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.stats import spearmanr
+from sklearn import config_context
 from sklearn.base import clone
 
 from ._diagnostics import check_bins, precision_caveat, workflow_warnings
@@ -197,7 +198,9 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     X : particles
         Anything :func:`pcvae_sklearn.as_particles` accepts.
     vae : PointCloudVAE, optional
-        An unfitted estimator to use; ``PointCloudVAE(random_state=random_state)`` by default.
+        The encoder's settings: it is cloned and the clone fitted
+        (``result.vae``); ``PointCloudVAE(random_state=random_state)`` by
+        default.
     estimate : {"radius", "height", "tetrahedron", "pore"}, default="radius"
         The model-based estimate used to pick the dimension and to describe
         each bin.
@@ -295,6 +298,18 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     UserWarning
         For each doubtful finding, also listed in ``WorkflowResult.warnings``.
     """
+    # every step works on arrays, also where the caller set sklearn's transform_output="pandas"
+    with config_context(transform_output="default"):
+        return _analyse(X, vae=vae, estimate=estimate, n_bins=n_bins, dimension=dimension, fuse=fuse, fuser=fuser,
+                        n_jobs=n_jobs, random_state=random_state, axis=axis, unmix=unmix,
+                        unmix_components=unmix_components, null=null, n_null=n_null, alpha=alpha,
+                        null_fuser=null_fuser, n_bootstrap=n_bootstrap, n_seeds=n_seeds)
+
+
+def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
+             random_state=None, axis="direction", unmix="both", unmix_components=None, null=True, n_null=19,
+             alpha=0.01, null_fuser=None, n_bootstrap=1000, n_seeds=2):
+    """:func:`analyse` under scikit-learn's default output configuration."""
     import pandas as pd
 
     if axis not in ("direction", "single"):
@@ -329,12 +344,12 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     precision_sd(p, "; the encoder, the estimate and the null all use the precision field: correct those values, or "
                     "drop the field to analyse without precisions.")
     t = time.perf_counter()
-    E = est.fit_transform(p)
+    E = np.asarray(est.fit_transform(p))  # an array also under sklearn's set_config(transform_output="pandas")
     name = str(est.get_feature_names_out()[0])
     seconds["estimate_and_bin"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    vae = PointCloudVAE(random_state=random_state) if vae is None else vae
+    vae = PointCloudVAE(random_state=random_state) if vae is None else clone(vae)  # the caller's stays as it is
     Z = vae.fit(p).transform(p)
     unmixer = None
     names = vae.get_feature_names_out()
@@ -438,7 +453,7 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
                                       fuser=null_fuser, feature_names=names, random_state=random_state, **given)
         rows["null_low"], rows["null_high"] = null_result.null_low, null_result.null_high
         heterogeneity = null_result.to_dict()
-        heterogeneity["reproducibility"] = None
+        heterogeneity["reproducibility"] = heterogeneity["choice_agreement"] = None
         if on_direction and stability is not None:
             heterogeneity["reproducibility"] = heterogeneity["choice_agreement"] = agreement
             if agreement < stability.threshold:

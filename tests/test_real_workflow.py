@@ -60,7 +60,7 @@ def test_analyse_on_real_3d_nup107_pores():
     # turned about the optical axis only: the null's template need not search 3D rotations
     result = analyse(pores, vae=vae, estimate="pore", n_bins=4, fuse=False, n_null=5, random_state=0,
                      null_fuser=ParticleFuser(rotation="z", n_restarts=1))
-    assert vae.outlier_fraction_ == 0.0
+    assert result.vae.outlier_fraction_ == 0.0
     table = result.bin_table
     assert len(table) == 4 and table["ci_low"].le(table["ci_high"]).all()
     lo, hi = 40, 90  # Nup107: rings about 65 nm apart

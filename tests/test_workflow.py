@@ -59,6 +59,27 @@ def test_analyse_without_fusion_and_fixed_dimension(npc, tmp_path):
     assert "dimension 1 (pcvae1), as given" in text and "tracks the estimate best" not in text
 
 
+def test_analyse_leaves_the_callers_encoder_and_pandas_output_alone(npc):
+    """sklearn's contracts: a function clones the estimator it is given; transform_output="pandas" is honoured by
+    estimators but must not break the workflow, which works on arrays."""
+    import sklearn
+
+    X, _ = npc
+    vae = PointCloudVAE(**TINY_VAE, random_state=0)
+    fast = dict(n_bins=3, fuse=False, n_null=5, n_bootstrap=10, n_seeds=1, random_state=0)
+    first = analyse(X, vae=vae, **fast)
+    assert not hasattr(vae, "module_") and first.vae is not vae
+    Z = first.vae.transform(X)
+    second = analyse(X[:40], vae=vae, **fast)
+    assert second.vae is not first.vae
+    np.testing.assert_array_equal(first.vae.transform(X), Z)  # an earlier result keeps its model
+    assert first.heterogeneity["choice_agreement"] is None  # the documented key, also with one seed
+    with sklearn.config_context(transform_output="pandas"):
+        under_pandas = analyse(X, vae=vae, **fast)
+    assert isinstance(under_pandas.latents, np.ndarray)
+    np.testing.assert_allclose(under_pandas.latents, first.latents)
+
+
 def test_analyse_with_unmixed_axes(npc):
     X, _ = npc
     vae = PointCloudVAE(**{**TINY_VAE, "latent_dim": 3}, random_state=0)
