@@ -344,7 +344,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
     precision_sd(p, "; the encoder, the estimate and the null all use the precision field: correct those values, or "
                     "drop the field to analyse without precisions.")
     t = time.perf_counter()
-    E = np.asarray(est.fit_transform(p))  # an array also under sklearn's set_config(transform_output="pandas")
+    E = est.fit_transform(p)
     name = str(est.get_feature_names_out()[0])
     seconds["estimate_and_bin"] = time.perf_counter() - t
 
