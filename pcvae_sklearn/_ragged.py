@@ -518,6 +518,9 @@ def _as_float_coords(a, i):
             raise ValueError(f"particle {i} is a structured array without x and y fields (fields: {arr.dtype.names}).")
         arr = np.stack([np.asarray(arr[c]) for c in names], axis=-1)
     if arr.dtype == object:
+        text = next((v for v in arr.ravel() if isinstance(v, (str, bytes))), None)
+        if text is not None:  # as a string array is refused: text is never read as a coordinate
+            raise TypeError(f"particle {i} holds text ({text!r}); coordinates must be numbers.")
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:

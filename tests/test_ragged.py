@@ -128,6 +128,9 @@ def test_coordinates_named_in_other_letters_are_refused(name):
             as_particles(X)
     with pytest.raises(ValueError, match="DataFrame with columns \\['frame', 'x_nm', 'y_nm'\\] but no x and y"):
         as_particles([pd.DataFrame({"frame": [1, 2], "x_nm": [1.0, 2.0], "y_nm": [2.0, 1.0]})])
+    # numbers written as text are refused in a DataFrame as in an array
+    with pytest.raises(TypeError, match="particle 0 holds text"):
+        as_particles([pd.DataFrame({"x": ["1", "2"], "y": ["2", "1"]})])
     # a DataFrame made of an array (unnamed columns 0, 1[, 2]) is that array
     arr = np.array([[1.0, 2.0], [2.0, 1.0]])
     np.testing.assert_array_equal(as_particles([pd.DataFrame(arr)]).coords, arr)
@@ -282,6 +285,7 @@ BAD_INPUT = [
     ([np.ones((3, 1))], ValueError, "particle 0 has 1 coordinate columns"),
     ([np.ones(3)], ValueError, r"particle 0 has shape \(3,\)"),
     ([np.array([["a", "b"]])], TypeError, "particle 0 has dtype"),
+    ([np.ones((2, 2)), np.array([[1.0, "2"]], dtype=object)], TypeError, r"particle 1 holds text \('2'\)"),
     ([np.ones((2, 2)), None], TypeError, "particle 1 is None"),
     ([np.ones((2, 2)), "abc"], TypeError, "particle 1 is a string"),
     ([], ValueError, "no particles"),
