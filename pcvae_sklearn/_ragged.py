@@ -521,6 +521,11 @@ def _as_float_coords(a, i):
         text = next((v for v in arr.ravel() if isinstance(v, (str, bytes))), None)
         if text is not None:  # as a string array is refused: text is never read as a coordinate
             raise TypeError(f"particle {i} holds text ({text!r}); coordinates must be numbers.")
+        flat = arr.ravel()
+        missing = [k for k, v in enumerate(flat) if v is None or type(v).__name__ == "NAType"]  # pandas' NA
+        if missing:
+            j = missing[0] // arr.shape[-1] if arr.ndim == 2 else missing[0]
+            raise ValueError(f"particle {i} has a missing (None / NA) coordinate at localization {j}.")
         try:
             arr = arr.astype(np.float64)
         except (TypeError, ValueError) as exc:

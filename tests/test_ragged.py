@@ -131,6 +131,9 @@ def test_coordinates_named_in_other_letters_are_refused(name):
     # numbers written as text are refused in a DataFrame as in an array
     with pytest.raises(TypeError, match="particle 0 holds text"):
         as_particles([pd.DataFrame({"x": ["1", "2"], "y": ["2", "1"]})])
+    # a missing value in a nullable column is named as missing, not as "not a number"
+    with pytest.raises(ValueError, match="particle 0 has a missing \\(None / NA\\) coordinate at localization 1"):
+        as_particles([pd.DataFrame({"x": pd.array([1, None, 3], dtype="Int64"), "y": [2.0, 1.0, 0.0]})])
     # a DataFrame made of an array (unnamed columns 0, 1[, 2]) is that array
     arr = np.array([[1.0, 2.0], [2.0, 1.0]])
     np.testing.assert_array_equal(as_particles([pd.DataFrame(arr)]).coords, arr)
