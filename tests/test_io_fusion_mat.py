@@ -142,6 +142,10 @@ SIGMA_KINDS = {
 }
 
 
+#: the pixel size each layout takes: the particles layout needs one, a cell of arrays (nm) refuses it
+PIXELS = {"particles": {"pixel_size": 100}, "Superparticle": {}}
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("version", ["v5", "v7.3"])
 @pytest.mark.parametrize("n_dims,sigma_kind", [(d, k) for d in (2, 3) for k in SIGMA_KINDS[d]])
@@ -243,7 +247,9 @@ def test_cell_of_arrays_is_read_in_nm(tmp_path, seed, version, n_dims, name):
     WRITERS[version](path, {name: Cell([p.T for p in points], (len(points), 1))})
     assert sniff_format(path) == "fusion_mat"
     check_particles(read_particles(path), points, scale=1.0)
-    check_particles(read_particles(path, pixel_size=0.5), points, scale=0.5)
+    check_particles(read_particles(path, pixel_size=1), points, scale=1.0)
+    with pytest.raises(ValueError, match=r"cell of arrays, which holds nm .* pixel_size=130 was given"):
+        read_particles(path, pixel_size=130)  # never nm multiplied by a camera pixel in silence
     if n_dims == 3:
         flat = read_particles(path, n_dims=2)
         assert flat.fields == ["x", "y", "particle_id"]
@@ -335,7 +341,7 @@ def test_empty_particle_is_named(tmp_path, version, layout):
     path = tmp_path / "e.mat"
     WRITERS[version](path, {layout: value})
     with pytest.raises(ValueError, match=r"e\.mat': particle 2 \(0-based; cell element \{3\} in MATLAB\) of '" + layout + r"' is empty"):
-        read_particles(path, pixel_size=100)
+        read_particles(path, **PIXELS[layout])
 
 
 @pytest.mark.parametrize("version", ["v5", "v7.3"])
@@ -349,7 +355,7 @@ def test_nan_coordinates_name_the_particle(tmp_path, version, layout, bad):
     WRITERS[version](path, {layout: value})
     with pytest.raises(ValueError, match=r"n\.mat': particle 1 \(0-based; cell element \{2\} in MATLAB\) has 1 "
                        r"localization\(s\) with NaN or infinite coordinates, the first at row 3"):
-        read_particles(path, pixel_size=100)
+        read_particles(path, **PIXELS[layout])
 
 
 @pytest.mark.parametrize("version", ["v5", "v7.3"])

@@ -550,8 +550,8 @@ def read_fusion_mat(path, *, pixel_size=None, variable=None, n_dims=None):
         A ``.mat`` file, MATLAB v5 (``save``) or v7.3 (``save -v7.3``).
     pixel_size : float, optional
         nm per camera pixel; multiplies the coordinates and the
-        precisions. Required for the ``particles`` layout; for a cell of
-        arrays (nm) it defaults to 1.
+        precisions. Required for the ``particles`` layout; a cell of
+        arrays holds nm, and any other value than 1 is an error there.
     variable : str, optional
         The variable that holds the particles. By default ``particles`` or
         ``Superparticle``, else the only cell or struct in the file.
@@ -644,6 +644,12 @@ def read_fusion_mat(path, *, pixel_size=None, variable=None, n_dims=None):
     node = _v5_load(path, name) if version == "v5" else _h5_load(path, name)
     items = _as_list_of_particles(path, name, node)
     if all(isinstance(item, np.ndarray) for item in items):
+        if pixel_size not in (None, 1.0):
+            raise ValueError(
+                f"{describe(path)}: {name!r} is a cell of arrays, which holds nm (JRMPC's Superparticle), but "
+                f"pixel_size={pixel_size:g} was given: it would multiply nm by {pixel_size:g}. Leave out pixel_size "
+                "(command line: --pixel-size); convert the values first if this file holds another unit."
+            )
         columns, counts = _read_array_particles(path, name, items, pixel_size)
     elif isinstance(items[0], _Struct) or isinstance(node, _Struct):
         columns, counts = _read_struct_particles(path, name, items, pixel_size)
