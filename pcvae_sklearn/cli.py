@@ -45,6 +45,11 @@ _FLAGS = {
     "learning_rate": "--learning-rate",
     "picks=": "--picks",
     "format=": "--format",
+    "unmix_components": "--unmix-components",
+    "latent_dim": "--latent-dim",
+    "unmix=": "--unmix",
+    "device=": "--device",
+    "sep=": "--sep",
 }
 
 
@@ -54,6 +59,7 @@ UNMIX = {"no": False, "yes": True, "both": "both"}
 
 def for_command_line(message: str) -> str:
     """A library message with its Python keywords (``n_bins``, ``pixel_size=``, ...) as this command's flags."""
+    message = re.sub(r" \(command line: [^)]*\)", "", message)  # the flag is what the message now names itself
     for name, flag in _FLAGS.items():
         if name.endswith("="):
             message = re.sub(rf"\b{re.escape(name)}", flag + " ", message)
@@ -492,9 +498,10 @@ def _print_summary(res, truth, seconds, out, cautions=()):
         print("\nWarnings (also in report.html):")
         for message in cautions:
             print(f"  - {message}")
-    unmixer = ", unmixer.npz" if res.unmixer is not None else ""
-    print(f"\nDone in {seconds:.0f} s; results in {out}/ (report.html, latents.csv, correlations.csv, bins.csv, "
-          f"super_particles.parquet, model.pt{unmixer}, settings.json, *.png)")
+    names = ["report.html", "latents.csv", "correlations.csv", "bins.csv", "super_particles.parquet", "model.pt",
+             "unmixer.npz", "settings.json"]
+    written = [n for n in names if (out / n).exists()] + (["*.png"] if any(out.glob("*.png")) else [])
+    print(f"\nDone in {seconds:.0f} s; results in {out}/ ({', '.join(written)})")
 
 
 def _read(args):
@@ -540,6 +547,12 @@ def main(argv=None) -> int:
     if args.out.exists() and not args.out.is_dir():
         print(f"pcvae: error: --out {args.out} is a file; name a folder (it is created if it does not exist).",
               file=sys.stderr)
+        return 2
+    if args.out.is_dir() and any(args.out.iterdir()):
+        held = sorted(p.name for p in args.out.iterdir())
+        print(f"pcvae: error: --out {args.out} already holds files ({', '.join(held[:3])}"
+              f"{', ...' if len(held) > 3 else ''}); a run writes into a new or empty folder, so that no file of an "
+              "earlier run passes for one of this run. Choose another --out, or empty that folder.", file=sys.stderr)
         return 2
     created = not args.out.exists()
     previous = _exit_on_sigterm()

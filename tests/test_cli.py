@@ -45,6 +45,8 @@ def test_help_is_plain_text_with_the_real_defaults(capsys):
          "pass --particle-column <name>, or --picks <centres> and --pick-radius <nm>."),
         ("cannot tell the format of file 'a.txt'; pass format= one of csv", "cannot tell the format of file 'a.txt'; pass --format  one of csv"),
         ("the file has no picks: none", "the file has no picks: none"),
+        ("pass pixel_size=<nm> (command line: --pixel-size <nm>), or pixel_size=1", "pass --pixel-size <nm>, or --pixel-size 1"),
+        ("unmix_components from 1 to latent_dim=8; use device='cpu'", "--unmix-components from 1 to --latent-dim 8; use --device 'cpu'"),
     ],
 )
 def test_messages_name_the_flags_not_the_keywords(message, expected):
@@ -64,9 +66,18 @@ def test_too_few_particles_says_the_rule_and_the_flag_and_leaves_nothing(tmp_pat
 def test_a_failed_run_keeps_an_existing_folder(tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
+    assert main(["demo", "--out", str(out), "--n-particles", "9", *FAST]) == 2
+    assert out.is_dir()  # the user's (empty) folder, not this run's to remove
+
+
+def test_a_folder_holding_files_is_refused_and_kept(tmp_path, capsys):
+    """No file of an earlier run may pass for one of this run (a stale figure beside new tables)."""
+    out = tmp_path / "mine"
+    out.mkdir()
     (out / "keep.txt").write_text("user data")
     assert main(["demo", "--out", str(out), "--n-particles", "9", *FAST]) == 2
-    assert (out / "keep.txt").read_text() == "user data"
+    assert "already holds files (keep.txt)" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "user data" and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
 
 @pytest.mark.parametrize("n_particles, n_bins", [(3, 2), (39, 20), (1, 2)])
@@ -140,6 +151,8 @@ def test_picks_file_and_radius_pick_the_particles(tmp_path, capsys):
     rc = main(["run", str(path), "--picks", str(tmp_path / "picks.csv"), "--pick-radius", "100", "--n-bins", "3",
                "--no-fusion", "--out", str(out), *FAST])
     assert rc == 0, capsys.readouterr().err
+    done = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Done in"))
+    assert "latents.csv" in done and "super_particles.parquet" not in done and "*.png" not in done  # --no-fusion, -figures
     assert len(pd.read_csv(out / "latents.csv")) == 12
     reading = json.loads((out / "settings.json").read_text())["reading"]
     assert reading["pick_radius"] == 100 and "12 pick centres" in reading["picks"]
