@@ -487,9 +487,14 @@ def _print_summary(res, truth, seconds, out, cautions=()):
             print(f"  {line}")
     if res.heterogeneity is not None:
         h = res.heterogeneity
-        print(f"\nMatched null ({h['n_replicates']} sets of homogeneous twins): the median {quantity} rises by "
-              f"{h['rise']:.2f} nm from bin 1 to bin {len(res.bin_table)}; the twins' by {h['null_rise_mean']:.2f} "
-              f"± {h['null_rise_sd']:.2f} nm; a rise above {h['detectable_rise']:.2f} nm would be called.")
+        from .validate._trend import _digits
+
+        n = len(res.bin_table)
+        digits = _digits(h["rise"], h["detectable_rise"], 2)  # enough to tell the rise from the one called
+        print(f"\nMatched null ({h['n_replicates']} sets of homogeneous twins): the line fitted to the bins' median "
+              f"{quantity} rises by {h['rise']:.{digits}f} nm over the {n} bins (its slope times {n - 1}); the "
+              f"twins' by {h['null_rise_mean']:.2f} ± {h['null_rise_sd']:.2f} nm; a rise above "
+              f"{h['detectable_rise']:.{digits}f} nm would be called.")
         print(f"Verdict: {h['verdict']}")
     else:
         print("\nVerdict: none (the null was skipped, --no-null): the per-bin trend alone cannot tell heterogeneity "

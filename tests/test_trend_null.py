@@ -287,3 +287,22 @@ def test_cli_prints_and_records_the_verdict_and_skips_with_no_null(tmp_path, cap
     assert "null_low" not in (out / "bins.csv").read_text()
     assert main(["demo", "--out", str(tmp_path / "c"), "--n-null", "2", *fast]) == 2
     assert "--n-null must be an integer of at least 5" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_printed_figures_never_read_as_their_threshold(seed):
+    """A p of 0.01006 against alpha 0.01 (a rise of 7.0398 against 7.0413) must not print as the same number."""
+    from pcvae_sklearn.validate._trend import _digits, _format_p
+
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        alpha = float(rng.choice([0.01, 0.05, 0.001]))
+        p = alpha + float(rng.choice([-1, 1])) * 10.0 ** rng.uniform(-7, -3)
+        if p >= 1e-3 and abs(p - alpha) >= 1e-6:
+            assert float(_format_p(p, alpha)) != alpha, (p, alpha, _format_p(p, alpha))
+        a, b = float(rng.uniform(0, 20)), float(rng.uniform(0, 20))
+        b = a + (b - a) * 10.0 ** rng.uniform(-6, 0)
+        k = _digits(a, b, 1)
+        if abs(a - b) >= 1e-5:
+            assert f"{a:.{k}f}" != f"{b:.{k}f}", (a, b, k)
+    assert _format_p(0.0123) == "0.012" and _format_p(0.01006, 0.01) == "0.0101" and _digits(7.0398, 7.0413, 1) == 3

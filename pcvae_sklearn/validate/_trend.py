@@ -154,8 +154,18 @@ def _rise(curves):
     return (curves - curves.mean(axis=1, keepdims=True)) @ x / (x @ x) * (n_bins - 1)
 
 
-def _format_p(p):
-    return f"{p:.3f}" if p >= 1e-3 else f"{p:.1e}"
+def _format_p(p, alpha=None):
+    """``p`` with 3 decimals, or more where those would print it as ``alpha``, the level it is compared with."""
+    if p < 1e-3:
+        return f"{p:.1e}"
+    return f"{p:.{_digits(p, alpha, 3)}f}"
+
+
+def _digits(a, b, digits):
+    """The decimals, from ``digits`` up to 6, that print ``a`` apart from ``b`` (None: ``digits``)."""
+    while b is not None and a != b and digits < 6 and f"{a:.{digits}f}" == f"{b:.{digits}f}":
+        digits += 1
+    return digits
 
 
 @dataclass
@@ -412,12 +422,14 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     feature = str(est.get_feature_names_out()[0])
     quantity = quantity_name(feature)
     if detected:
-        verdict = f"{quantity} varies along {name} beyond what labelling and noise produce (p = {_format_p(p_value)})"
+        verdict = (f"{quantity} varies along {name} beyond what labelling and noise produce "
+                   f"(p = {_format_p(p_value, alpha)})")
     else:
         unit = " nm" if feature.endswith("_nm") else ""
-        verdict = (f"no heterogeneity beyond the matched null (p = {_format_p(p_value)}): the median {quantity} "
-                   f"rises {rise:.1f}{unit} across the bins, and only a rise above {detectable:.1f}{unit} would "
-                   "have been called")
+        k = _digits(rise, detectable, 1)
+        verdict = (f"no heterogeneity beyond the matched null (p = {_format_p(p_value, alpha)}): the median "
+                   f"{quantity} rises {rise:.{k}f}{unit} across the bins, and only a rise above {detectable:.{k}f}{unit} "
+                   "would have been called")
     logger.info("trend_null_test: %s", verdict)
     return TrendNullResult(
         detected=detected, p_value=p_value, p_value_rank=p_rank, alpha=float(alpha), dimension=axis.dimension,
