@@ -20,6 +20,8 @@ MAX_CENTRAL_FRACTION_OF_RINGS = 0.06
 # a median RMS radius (nm) of the particles below this is below any structure localization microscopy resolves:
 # coordinates in camera pixels (a 50 nm pore is 0.4 pixels of 130 nm) or micrometres, not nm
 MIN_SPREAD_NM = 2.0
+# ... and above this, in Angstrom or scaled twice (a 50 nm pore times a 130 nm pixel is 6500 nm)
+MAX_SPREAD_NM = 2000.0
 
 
 def check_bins(n_particles: int, n_bins) -> None:
@@ -123,6 +125,12 @@ def workflow_warnings(p: Particles, *, vae, n_bins: int, estimate_name: str) -> 
             f"the particles' median RMS radius is {spread:.3g} nm, below any structure localization microscopy "
             "resolves: are the coordinates in camera pixels or micrometres? Everything here expects nm, and every "
             "figure in nm is then wrong (read_particles converts camera pixels with pixel_size=...)."
+        )
+    elif spread > MAX_SPREAD_NM:
+        out.append(
+            f"the particles' median RMS radius is {spread:.3g} nm, far larger than the structures particle "
+            "averaging is for (tens to hundreds of nm): are the coordinates in Angstrom, or were nm multiplied by a "
+            "pixel size? Everything here expects nm, and every figure in nm is then wrong."
         )
     if estimate_name.startswith("radius"):
         frac = float(np.median(central_fraction(p)))

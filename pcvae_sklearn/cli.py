@@ -271,7 +271,7 @@ def _run(args, particles, truth=None, source="", reading=None):
             n_seeds=args.stability_seeds,
         )
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
-    cautions = [for_command_line(w) for w in res.warnings]
+    cautions = [_with_pixel_size(for_command_line(w), getattr(args, "pixel_size", None)) for w in res.warnings]
     for message in cautions:
         print(f"pcvae: warning: {message}", file=sys.stderr, flush=True)
     import pandas as pd
@@ -456,6 +456,14 @@ def _matplotlib_version():
     except ImportError:
         return "not installed"
     return matplotlib.__version__
+
+
+def _with_pixel_size(message: str, pixel_size) -> str:
+    """A units warning that also names the --pixel-size the user gave (nm per pixel: 130, not 0.13)."""
+    if pixel_size is None or "median RMS radius" not in message:
+        return message
+    return (f"{message} --pixel-size {pixel_size:g} was given: it is nm per camera pixel (130 for a 130 nm pixel, "
+            "not 0.13), and files in nm need none.")
 
 
 def _print_summary(res, truth, seconds, out, cautions=()):

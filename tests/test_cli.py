@@ -209,6 +209,17 @@ def test_coordinates_that_look_like_pixels_are_reported():
     assert not any("camera pixels" in w for w in workflow_warnings(p, vae=PointCloudVAE(), n_bins=4,
                                                                    estimate_name="radius_nm"))
     assert "--pixel-size" in for_command_line(next(w for w in found if "camera pixels" in w))
+    # nm multiplied by a pixel size: far too large, also said
+    scaled = p.replace(coords=p.coords * 130.0)
+    big = workflow_warnings(scaled, vae=PointCloudVAE(), n_bins=4, estimate_name="radius_nm")
+    assert any("far larger than the structures" in w for w in big), big
+    assert not any("far larger" in w for w in workflow_warnings(p, vae=PointCloudVAE(), n_bins=4,
+                                                                estimate_name="radius_nm"))
+    # a pixel size the user gave is named beside the units warning (0.13 typed for 130 nm)
+    from pcvae_sklearn.cli import _with_pixel_size
+
+    said = _with_pixel_size(for_command_line(next(w for w in found if "camera pixels" in w)), 0.13)
+    assert "--pixel-size 0.13 was given: it is nm per camera pixel" in said
 
 
 def test_non_finite_loss_is_reported():
