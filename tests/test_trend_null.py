@@ -254,7 +254,11 @@ def test_displays_draw_band_and_intervals(result):
 
     try:
         row = BinRowDisplay.from_results(result).plot()
-        assert row.profile_ax_ is not None and result.heterogeneity["verdict"] in row.ax_.get_title()
+        title = row.ax_.get_title()
+        assert row.profile_ax_ is not None and result.heterogeneity["verdict"] in title.replace("\n", " ")
+        # the verdict is wrapped to the figure's width, not clipped at its edges
+        chars = max(40, int(row.figure_.get_figwidth() * 72 / (0.6 * 9)))
+        assert all(len(line) <= chars for line in title.splitlines()[1:]), title
         assert any(isinstance(c, PolyCollection) for c in row.profile_ax_.collections)  # the shaded band
         labels = row.profile_ax_.get_legend_handles_labels()[1]
         assert any("bootstrap" in s for s in labels) and any("localization-level" in s for s in labels)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from .._ragged import as_particles
@@ -370,8 +372,10 @@ class BinRowDisplay(_Display):
         ax.tick_params(length=0)
         ax.set_xlabel(f"bin along {self.feature_name}, {_pretty(self.estimate_name)} ± precision", fontsize=8)
         flagged = "" if self.n_flagged is None else f"; {int(self.n_flagged.sum())} particle(s) flagged by their bin's fusion"
+        # the verdict wrapped to the figure's width (9 pt characters are about 0.6 x 9 pt wide)
+        chars = max(40, int(ax.figure.get_figwidth() * 72 / (0.6 * 9)))
         ax.set_title(f"super-particles of the {n} bins along {self.feature_name}{flagged}"
-                     + (f"\n{self.verdict}" if self.verdict else ""), fontsize=9)
+                     + (f"\n{textwrap.fill(self.verdict, chars)}" if self.verdict else ""), fontsize=9)
         if self.profile_ax_ is not None:
             pa = self.profile_ax_
             _draw_trend(pa, self.trend, super_estimates=self.estimates, super_precisions=self.precisions)
