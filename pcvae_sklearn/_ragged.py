@@ -14,10 +14,23 @@ Nothing the user passed is modified: coordinates are always copied.
 from __future__ import annotations
 
 import numbers
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ._records import (
+    _COORD_NAMES,
+    PARTICLE_ID,
+    _is_awkward,
+    _offsets,
+    carried_fields,
+    extra_values,
+    locate,
+    record_fields,
+    reject_case_variants,
+    unzipped_record,
+    warn_left_out,
+)
 
 __all__ = [
     "Particles",
@@ -31,9 +44,6 @@ __all__ = [
     "precision_sd",
 ]
 
-_COORD_NAMES = ("x", "y", "z")
-# per-localization field with which pcvae_sklearn.io tags each particle's id
-PARTICLE_ID = "particle_id"
 # a localization farther than this many times its particle's median distance from the
 # (trimmed) centre is an outlier: three times the median keeps the whole of a pore, an
 # origami or a tetrahedron together with the background of its pick
@@ -459,9 +469,6 @@ def _is_sparse(obj) -> bool:
     return sp.issparse(obj)
 
 
-def _is_awkward(obj) -> bool:
-    mod = type(obj).__module__
-    return mod.startswith("awkward") and type(obj).__name__ in {"Array", "Record"}
 
 
 def _reject_obvious(X, what="X"):
@@ -493,7 +500,7 @@ def _as_float_coords(a, i):
     if _is_awkward(a):
         return _awkward_particle(a, i)
     if hasattr(a, "to_numpy") and hasattr(a, "columns"):  # a pandas DataFrame
-        _reject_case_variants(list(a.columns), f"particle {i}")
+        reject_case_variants(list(a.columns), f"particle {i}")
         cols = [c for c in _COORD_NAMES if c in a.columns]
         if list(a.columns) == list(range(a.shape[1])):  # unnamed columns: a DataFrame made of an array
             a = a.to_numpy()
@@ -512,7 +519,7 @@ def _as_float_coords(a, i):
             f"same number of coordinates ({exc})."
         ) from None
     if arr.dtype.names is not None:  # structured array with x, y[, z]
-        _reject_case_variants(list(arr.dtype.names), f"particle {i}")
+        reject_case_variants(list(arr.dtype.names), f"particle {i}")
         names = [c for c in _COORD_NAMES if c in arr.dtype.names]
         if names[:2] != ["x", "y"]:  # z without y is not a 2D particle
             raise ValueError(f"particle {i} is a structured array without x and y fields (fields: {arr.dtype.names}).")
@@ -551,7 +558,7 @@ def _awkward_particle(a, i):
         raise ValueError(f"particle {i} is a single awkward record, not a list of localizations.")
     fields = ak.fields(a)
     if fields:
-        _reject_case_variants(fields, f"particle {i}")
+        reject_case_variants(fields, f"particle {i}")
         names = [c for c in _COORD_NAMES if c in fields]
         if names[:2] != ["x", "y"]:
             raise ValueError(f"particle {i} has fields {fields} but no x and y.")
@@ -581,7 +588,7 @@ def _from_awkward(X) -> Particles:
     ndim = X.ndim
     fields = ak.fields(X)
     if fields:
-        _reject_case_variants(fields, "X")
+        reject_case_variants(fields, "X")
         names = [c for c in _COORD_NAMES if c in fields]
         if names[:2] != ["x", "y"]:
             raise ValueError(f"the awkward array's records have fields {fields}; particles need at least x and y (nm).")
@@ -609,35 +616,26 @@ def _from_awkward(X) -> Particles:
         offsets = _offsets(lengths)
         for f in fields:
             col = flatten(flat[f])
+            if f not in names:
+                values = extra_values(col, f, offsets)
+                if values is None:
+                    left_out.append(f)
+                else:
+                    extra[f] = values
+                continue
             where = f"field {f!r}"
             if col.ndim != 1:
-                if f in names:
-                    raise ValueError(f"{where} is nested ({col.type}); coordinates must be one number per localization.")
-                left_out.append(f)  # a nested extra field cannot travel per localization
-                continue
+                raise ValueError(f"{where} is nested ({col.type}); coordinates must be one number per localization.")
             try:
                 values = ak.to_numpy(col, allow_missing=False)
             except (ValueError, TypeError):
                 missing = np.asarray(ak.fill_none(ak.is_none(col), False), dtype=bool)
-                if f in names:
-                    bad_row = int(np.flatnonzero(missing)[0])
-                    i, j = locate(offsets, bad_row)
-                    raise ValueError(f"particle {i}: coordinate {f!r} is missing (None) at localization {j}.") from None
-                values = _missing_as_nan(col, missing, f, offsets)
-                if values is None:
-                    left_out.append(f)
-                    continue
-            if f in names:
-                if values.dtype.kind not in "iuf":
-                    raise TypeError(f"{where} has dtype {values.dtype}; coordinates must be numbers.")
-                coords_cols.append(values)
-            elif values.dtype.kind in "iufb":
-                extra[f] = np.array(values)
-            elif f == PARTICLE_ID and values.dtype.kind in "US":  # the readers' text ids ('p1', a file name)
-                extra[f] = values.astype(str)
-            else:
-                left_out.append(f)
-        _warn_left_out(left_out)
+                i, j = locate(offsets, int(np.flatnonzero(missing)[0]))
+                raise ValueError(f"particle {i}: coordinate {f!r} is missing (None) at localization {j}.") from None
+            if values.dtype.kind not in "iuf":
+                raise TypeError(f"{where} has dtype {values.dtype}; coordinates must be numbers.")
+            coords_cols.append(values)
+        warn_left_out(left_out)
         coords = np.stack(coords_cols, axis=-1).astype(np.float64) if coords_cols else np.empty((0, len(names)))
         if coords.shape[0] == 0:
             coords = coords.reshape(0, len(names))
@@ -677,48 +675,10 @@ def _from_awkward(X) -> Particles:
     return _checked(Particles(coords=np.array(coords, dtype=np.float64), offsets=offsets))
 
 
-def _reject_case_variants(names, where: str) -> None:
-    """Refuse a field or column named like a coordinate in other letters (``X``, ``Z``): never read as 2D or 3D by chance."""
-    present = {str(n) for n in names}
-    for c in _COORD_NAMES:
-        variants = sorted(n for n in present if n.lower() == c and n != c)
-        if variants and c not in present:
-            raise ValueError(
-                f"{where} has a field {variants[0]!r}, but coordinates must be named {', '.join(_COORD_NAMES)} "
-                f"(lower case, nm): rename {variants[0]!r} to {c!r}, or drop it, so that no coordinate is taken "
-                "for another field or left out."
-            )
 
 
-def _missing_as_nan(col, missing, name, offsets, first_particle=0):
-    """A numeric extra field with missing (None) values as float64 with NaN there, with a warning; None otherwise."""
-    import awkward as ak
-
-    try:
-        values = ak.to_numpy(ak.fill_none(col, np.nan), allow_missing=False)
-    except (ValueError, TypeError):
-        return None
-    if values.dtype.kind not in "iuf":
-        return None
-    i, j = locate(offsets, int(np.flatnonzero(missing)[0]))
-    warnings.warn(
-        f"field {name!r} is missing (None) at {int(missing.sum())} localization(s), the first in particle "
-        f"{first_particle + i} at localization {j}; they are kept as NaN.",
-        UserWarning,
-        stacklevel=4,
-    )
-    return values.astype(np.float64)
 
 
-def _warn_left_out(names) -> None:
-    """Say which of the user's fields cannot travel with the localizations (text, nested lists)."""
-    if names:
-        warnings.warn(
-            f"field(s) {', '.join(repr(n) for n in names)} are not one number per localization (text or nested "
-            "lists) and are left out of the particles; the input itself is unchanged.",
-            UserWarning,
-            stacklevel=4,
-        )
 
 
 def _reject_missing(X) -> None:
@@ -743,110 +703,12 @@ def _reject_missing(X) -> None:
             raise ValueError(f"particle {i} {what[level]}{more}; every particle must be a list of localizations with numbers.")
 
 
-def locate(offsets: np.ndarray, row: int) -> tuple[int, int]:
-    """``(particle, localization within it)`` of the flat row ``row`` of particles cut at ``offsets``."""
-    i = int(np.searchsorted(offsets, row, side="right") - 1)
-    return i, int(row - offsets[i])
 
 
-def _offsets(lengths):
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets
-
-
-def _record_fields(a, i) -> tuple[dict, list]:
-    """The extra numeric fields of one particle given as records (DataFrame, structured or awkward array).
-
-    Returns ``(fields, left_out)``: one 1-D array per field, and the names
-    of the fields that cannot travel per localization (text, nested lists).
-    """
-    fields, left_out = {}, []
-    if hasattr(a, "to_numpy") and hasattr(a, "columns"):  # a pandas DataFrame
-        for c in a.columns:
-            if c in _COORD_NAMES:
-                continue
-            values = np.asarray(a[c].to_numpy())
-            if values.dtype.kind in "iufb":
-                fields[str(c)] = values.copy()
-            elif c == PARTICLE_ID:  # the readers' text ids
-                fields[c] = values.astype(str)
-            elif values.dtype == object:
-                try:
-                    fields[str(c)] = values.astype(np.float64)
-                except (TypeError, ValueError):
-                    left_out.append(str(c))
-            else:
-                left_out.append(str(c))
-    elif isinstance(a, np.ndarray) and a.dtype.names is not None:
-        for c in a.dtype.names:
-            if c in _COORD_NAMES:
-                continue
-            values = np.asarray(a[c])
-            if values.ndim == 1 and values.dtype.kind in "iufb":
-                fields[c] = values.copy()
-            else:
-                left_out.append(c)
-    elif _is_awkward(a):
-        import awkward as ak
-
-        for c in ak.fields(a):
-            if c in _COORD_NAMES:
-                continue
-            col = a[c]
-            try:
-                values = ak.to_numpy(col, allow_missing=False) if col.ndim == 1 else None
-            except (ValueError, TypeError):
-                missing = np.asarray(ak.fill_none(ak.is_none(col), False), dtype=bool)
-                values = _missing_as_nan(col, missing, c, np.array([0, len(col)]), first_particle=i)
-            if values is not None and values.ndim == 1 and values.dtype.kind in "iufb":
-                fields[c] = np.array(values)
-            elif values is not None and values.ndim == 1 and c == PARTICLE_ID and values.dtype.kind in "US":
-                fields[c] = values.astype(str)
-            else:
-                left_out.append(c)
-    return fields, left_out
-
-
-def _carried_fields(extras, lengths) -> tuple[dict, np.ndarray | None]:
-    """One array per field that every particle of a list carries, and the readers' particle ids if there."""
-    names = [f for f in extras[0][0] if all(f in e for e, _ in extras)]
-    partial = sorted({f for e, _ in extras for f in e} - set(names))
-    left_out = sorted({f for _, out in extras for f in out})
-    _warn_left_out(left_out)
-    if partial:
-        first = next(i for i, (e, _) in enumerate(extras) if partial[0] not in e)
-        warnings.warn(
-            f"field(s) {', '.join(repr(f) for f in partial)} are not in every particle (particle {first} has no "
-            f"{partial[0]!r}) and are left out of the particles; the input itself is unchanged.",
-            UserWarning,
-            stacklevel=4,
-        )
-    fields = {f: np.concatenate([e[f] for e, _ in extras]) for f in names}
-    ids = None
-    if PARTICLE_ID in fields and len(lengths) and (lengths > 0).all():
-        ids = fields.pop(PARTICLE_ID)[_offsets(lengths)[:-1]]
-    return fields, ids
-
-
-def _unzipped_record(a, i):
-    """A particle given as one awkward record of lists ``{x: [...], y: [...], ...}`` (a cross-validation fold of
-    an ``n * {x: var * float, ...}`` array holds these) as a list of records; anything else as it is."""
-    import awkward as ak
-
-    if not (_is_awkward(a) and isinstance(a, ak.Record)):
-        return a
-    fields = ak.fields(a)
-    if not fields or not all(isinstance(a[f], ak.Array) and a[f].ndim == 1 for f in fields):
-        return a
-    lengths = {f: len(a[f]) for f in fields}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"particle {i} is a record of lists of unequal lengths ({lengths}).")
-    return ak.zip({f: a[f] for f in fields})
 
 
 def _from_sequence(X) -> Particles:
-    X = [_unzipped_record(a, i) for i, a in enumerate(X)]
+    X = [unzipped_record(a, i) for i, a in enumerate(X)]
     arrays = [_as_float_coords(a, i) for i, a in enumerate(X)]
     if not arrays:
         raise ValueError("X holds no particles.")
@@ -867,7 +729,7 @@ def _from_sequence(X) -> Particles:
     coords = np.concatenate(arrays, axis=0).astype(np.float64, copy=False)
     if coords is arrays[0] or np.shares_memory(coords, arrays[0]):
         coords = coords.copy()
-    fields, ids = _carried_fields([_record_fields(a, i) for i, a in enumerate(X)], lengths)
+    fields, ids = carried_fields([record_fields(a, i) for i, a in enumerate(X)], lengths)
     return _checked(Particles(coords=coords, offsets=_offsets(lengths), fields=fields, ids=ids))
 
 
