@@ -335,7 +335,7 @@ def _run(args, particles, truth=None, source="", reading=None):
 
     write_report(out / "report.html", res, figures=figures, settings=settings, note=note,
                  truth_summary=_truth_summary(res, truth), warnings=cautions)
-    _print_summary(res, truth, time.perf_counter() - t0, out, cautions)
+    _print_summary(res, truth, time.perf_counter() - t0, out, cautions, estimate=args.estimate)
     if note:
         print(f"Note: {note}")
     return 0
@@ -466,29 +466,35 @@ def _with_pixel_size(message: str, pixel_size) -> str:
             "not 0.13), and files in nm need none.")
 
 
-def _print_summary(res, truth, seconds, out, cautions=()):
-    import pandas as pd
+def _fixed_table(frame) -> str:
+    """A table as printed: three decimals everywhere (pandas' own format turns a whole column to 1e-05 notation
+    for one tiny value)."""
+    return frame.to_string(index=False, float_format="{:.3f}".format)
+
+
+def _print_summary(res, truth, seconds, out, cautions=(), estimate=None):
     from scipy.stats import spearmanr
 
     from .estimate._names import quantity_name
 
     quantity = quantity_name(res.estimate_name)
+    if estimate == "pore":  # HeightEstimator's height of a pore: the distance between its two rings
+        quantity = "ring distance (height)"
     rho = res.correlations["spearman_rho"].to_numpy()
-    with pd.option_context("display.width", 120, "display.max_columns", 20, "display.precision", 3):
-        print(f"Correlation of every latent dimension with the per-particle {quantity} estimate:")
-        print(res.correlations[["latent", "estimate", "pearson_r", "spearman_rho"]].to_string(index=False))
-        print()
-        flipped = " Its sign was flipped (orientation -1) so that" if res.orientation < 0 else " Oriented so that"
-        print(f"{_binned(res, quantity, rho)}{flipped} the estimate grows from bin 1 to bin {len(res.bin_table)}."
-              f"{_second_choice(res)}")
-        print(res.bin_table.to_string(index=False))
+    print(f"Correlation of every latent dimension with the per-particle {quantity} estimate:")
+    print(_fixed_table(res.correlations[["latent", "estimate", "pearson_r", "spearman_rho"]]))
+    print()
+    flipped = " Its sign was flipped (orientation -1) so that" if res.orientation < 0 else " Oriented so that"
+    print(f"{_binned(res, quantity, rho)}{flipped} the estimate grows from bin 1 to bin {len(res.bin_table)}."
+          f"{_second_choice(res)}")
+    print(_fixed_table(res.bin_table))
     for name, best, rho_best, rho_binned in _truth_rows(res, truth):
         print(f"\nAgainst the TRUE {name} (known in simulations only): dimension {best} tracks it best "
               f"(|Spearman| {rho_best:.3f}); the binned dimension {res.dimension} gives {rho_binned:.3f}.")
     col = [c for c in res.bin_table.columns if c.startswith("super_particle_") and "precision" not in c]
     if col:
         rho_bins = spearmanr(res.bin_table["bin"], res.bin_table[col[0]])[0]
-        print(f"Spearman of the bin number with the super-particle {col[0][len('super_particle_'):]}: {rho_bins:+.3f}")
+        print(f"Spearman of the bin number with the super-particle's {quantity}: {rho_bins:+.3f}")
     if res.stability is not None:
         print(f"\nAxes across {len(res.stability.seeds)} seeds:")
         for line in res.stability.describe():

@@ -285,3 +285,26 @@ def test_a_terminated_run_leaves_no_folder(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 128 + signal.SIGTERM
     assert not out.exists()
+
+
+def test_a_pore_run_names_the_ring_distance_and_prints_fixed_point(tmp_path, capsys):
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    X, _ = make_npc_3d(24, random_state=0)
+    rows = [pd.DataFrame({"particle": i, "x": np.asarray(p.x), "y": np.asarray(p.y), "z": np.asarray(p.z)})
+            for i, p in enumerate(X)]
+    path = tmp_path / "pores.csv"
+    pd.concat(rows).to_csv(path, index=False)
+    rc = main(["run", str(path), "--estimate", "pore", "--n-bins", "3", "--no-fusion", "--no-null",
+               "--particle-column", "particle", "--out", str(tmp_path / "out"), *FAST])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "per-particle ring distance (height) estimate" in captured.out
+    assert "e-0" not in captured.out.split("Binned along")[0]  # no column in scientific notation
+
+
+def test_summary_tables_stay_in_fixed_point():
+    from pcvae_sklearn.cli import _fixed_table
+
+    text = _fixed_table(pd.DataFrame({"latent": ["a", "b"], "pearson_r": [1.2e-5, 0.5]}))
+    assert "0.000" in text and "0.500" in text and "e-05" not in text

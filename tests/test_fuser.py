@@ -321,6 +321,25 @@ def test_transform_registers_new_particles(seed):
     assert "precision" in ft.fields
 
 
+def test_pipeline_with_pandas_output_keeps_particles_ragged():
+    """Pipeline.set_output sets every step: the fuser accepts it, and only the table at the end is a DataFrame."""
+    import awkward as ak
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+
+    from pcvae_sklearn.estimate import RadiusEstimator
+
+    X, _ = ring_particles(12, 0)
+    pipe = make_pipeline(ParticleFuser(n_restarts=1, random_state=0), RadiusEstimator()).set_output(transform="pandas")
+    table = pipe.fit_transform(X)
+    assert isinstance(table, pd.DataFrame) and list(table.columns) == ["radius_nm", "radius_precision_nm"]
+    reference = RadiusEstimator().fit_transform(ParticleFuser(n_restarts=1, random_state=0).fit_transform(X))
+    np.testing.assert_allclose(table.to_numpy(), reference, rtol=1e-9)
+    assert isinstance(pipe[0].transform(X), ak.Array)
+    with pytest.raises(ValueError, match="'default', 'pandas', 'polars'"):
+        ParticleFuser().set_output(transform="arrow")
+
+
 @pytest.mark.parametrize("seed", SEEDS[:2])
 def test_sparse_3d_pores_register_onto_a_known_model(seed):
     from pcvae_sklearn.datasets import make_npc_3d

@@ -783,6 +783,29 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         registered = apply_transforms(p.coords, self.rotations_, self.translations_, p.lengths)
         return p.replace(coords=registered).to_awkward()
 
+    def set_output(self, *, transform=None):
+        """Accept a Pipeline's output setting; the particles stay ragged.
+
+        The registered particles are ragged (a list of localizations per
+        particle), not a table, so ``transform`` and ``fit_transform`` return
+        awkward arrays under every setting. ``Pipeline.set_output`` sets every
+        step: with ``transform="pandas"`` the steps after the fuser that make
+        tables (:class:`~pcvae_sklearn.estimate.RadiusEstimator`) return
+        DataFrames.
+
+        Parameters
+        ----------
+        transform : {"default", "pandas", "polars"} or None, default=None
+            Accepted and checked; it changes nothing here.
+
+        Returns
+        -------
+        self : ParticleFuser
+        """
+        if transform not in (None, "default", "pandas", "polars"):
+            raise ValueError(f"transform must be 'default', 'pandas', 'polars' or None; got {transform!r}.")
+        return self
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
