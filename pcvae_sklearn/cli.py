@@ -50,6 +50,7 @@ _FLAGS = {
     "unmix=": "--unmix",
     "device=": "--device",
     "sep=": "--sep",
+    "unit=": "--unit",
 }
 
 
@@ -61,10 +62,10 @@ def for_command_line(message: str) -> str:
     """A library message with its Python keywords (``n_bins``, ``pixel_size=``, ...) as this command's flags."""
     message = re.sub(r" \(command line: [^)]*\)", "", message)  # the flag is what the message now names itself
     for name, flag in _FLAGS.items():
-        if name.endswith("="):
-            message = re.sub(rf"\b{re.escape(name)}", flag + " ", message)
-        else:
-            message = re.sub(rf"\b{name}=", flag + " ", message)
+        keyword = re.escape(name if name.endswith("=") else name + "=")
+        message = re.sub(rf"\b{keyword}(?=[\s,.;:)]|$)", flag, message)  # named alone: "takes no unit= option"
+        message = re.sub(rf"\b{keyword}", flag + " ", message)  # with a value: "pixel_size=<nm per pixel>"
+        if not name.endswith("="):
             message = re.sub(rf"\b{name}\b", flag, message)
     return message
 
@@ -144,6 +145,9 @@ def _parser():
                    help="column separator of a CSV file whose columns are not separated by commas (';', say)")
     g.add_argument("--pixel-size", type=float, default=None, metavar="NM",
                    help="camera pixel size in nm, for files whose coordinates are in pixels")
+    g.add_argument("--unit", default=None, metavar="UNIT",
+                   help="unit of a CSV's coordinate and precision columns whose header names none: nm (the default), "
+                        "um, or px with --pixel-size (for a simulation's units of 100 nm: --unit px --pixel-size 100)")
     g.add_argument("--particle-column", default=None, metavar="NAME",
                    help="the column that numbers the particles (Picasso: group)")
     g.add_argument("--picks", type=Path, default=None, metavar="CSV",
@@ -532,6 +536,8 @@ def _read(args):
         if not args.pixel_size > 0:
             raise ValueError(f"--pixel-size must be positive (nm per camera pixel); got {args.pixel_size}.")
         options["pixel_size"] = args.pixel_size
+    if args.unit is not None:
+        options["unit"] = args.unit
     if args.particle_column is not None:
         options["particle_column"] = args.particle_column
     if args.picks is not None:

@@ -39,11 +39,13 @@ def test_help_is_plain_text_with_the_real_defaults(capsys):
 @pytest.mark.parametrize(
     "message, expected",
     [
-        ("pass pixel_size= (or pixel_size=)", "pass --pixel-size  (or --pixel-size )"),
+        ("pass pixel_size= (or pixel_size=)", "pass --pixel-size (or --pixel-size)"),
+        ("which takes no unit= option (its options: n_dims=, pixel_size=, variable=).",
+         "which takes no --unit option (its options: n_dims=, --pixel-size, variable=)."),
         ("lower n_bins to 4 or fewer", "lower --n-bins to 4 or fewer"),
         ("pass particle_column=<name>, or picks=<centres> and pick_radius=<nm>.",
          "pass --particle-column <name>, or --picks <centres> and --pick-radius <nm>."),
-        ("cannot tell the format of file 'a.txt'; pass format= one of csv", "cannot tell the format of file 'a.txt'; pass --format  one of csv"),
+        ("cannot tell the format of file 'a.txt'; pass format= one of csv", "cannot tell the format of file 'a.txt'; pass --format one of csv"),
         ("the file has no picks: none", "the file has no picks: none"),
         ("pass pixel_size=<nm> (command line: --pixel-size <nm>), or pixel_size=1", "pass --pixel-size <nm>, or --pixel-size 1"),
         ("unmix_components from 1 to latent_dim=8; use device='cpu'", "--unmix-components from 1 to --latent-dim 8; use --device 'cpu'"),

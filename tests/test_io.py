@@ -502,6 +502,42 @@ def test_csv_folder(tmp_path, seed, n_dims):
     assert_parquet_round_trip(particles, tmp_path)
 
 
+@pytest.mark.parametrize("seed", SEEDS[:3])
+@pytest.mark.parametrize("unit,pixel_size,factor", [("px", 100.0, 100.0), ("um", None, 1000.0), ("nm", None, 1.0)])
+def test_unit_of_columns_without_one(tmp_path, seed, unit, pixel_size, factor):
+    """unit= scales every length column whose header names no unit (coordinates and precisions), nothing else."""
+    truth, _, _ = make_truth(seed, n_dims=3, n_particles=4)
+    scaled = {k: (v / factor if k in ("x", "y", "z", "precision") else v) for k, v in truth.items()}
+    folder = tmp_path / "particles"
+    write_csv_folder(folder, scaled)
+    options = {"unit": unit} | ({} if pixel_size is None else {"pixel_size": pixel_size})
+    particles = read_csv_folder(folder, **options)
+    assert_matches_truth(particles, truth, fields=("precision",), rtol=1e-9)
+    assert ak.array_equal(read_particles(folder, **options), particles)
+    frame = pd.DataFrame({c: scaled[c] for c in ("x", "y", "z", "precision", "photons", "particle_id")})
+    from_frame = read_dataframe(frame, **options)
+    assert_matches_truth(from_frame, truth, fields=("precision", "photons"), rtol=1e-9)  # photons untouched
+    path = tmp_path / "all.csv"
+    frame.rename(columns={"z": "z [nm]"}).assign(**{"z [nm]": truth["z"]}).to_csv(path, index=False)
+    assert_matches_truth(read_csv(path, **options), truth, fields=("precision", "photons"), rtol=1e-9)  # z's own unit
+
+
+def test_unit_errors_name_the_problem(tmp_path):
+    truth, _, _ = make_truth(0, n_particles=3)
+    frame = pd.DataFrame({c: truth[c] for c in ("x", "y", "precision", "particle_id")})
+    with pytest.raises(ValueError, match=r"unit='parsec' is not a length unit.*'px'"):
+        read_dataframe(frame, unit="parsec")
+    with pytest.raises(ValueError, match=r"column 'x' is in camera pixels.*pixel_size="):
+        read_dataframe(frame, unit="px")
+    with pytest.raises(ValueError, match=r"no column is in camera pixels.*pass unit='px'"):
+        read_dataframe(frame, pixel_size=130.0)
+    named = frame.rename(columns={"x": "x [nm]", "y": "y [nm]", "precision": "precision [nm]"})
+    with pytest.raises(ValueError, match=r"unit='um' was given, but every length column names its own unit"):
+        read_dataframe(named, unit="um")
+    with pytest.raises(ValueError, match=r"read as 'picasso', which takes no unit= option"):
+        read_particles(tmp_path / "x.hdf5", format="picasso", unit="px")
+
+
 def test_csv_folder_bad(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()

@@ -72,7 +72,8 @@ def read_columns(path: Path, headers: list[str], sep: str = ",") -> dict:
     return out
 
 
-def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixel_size=None, sep=",", n_dims=None):
+def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixel_size=None, unit=None, sep=",",
+             n_dims=None):
     """Read particles from one CSV with a particle id column.
 
     Parameters
@@ -81,7 +82,7 @@ def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixel_
         A CSV file with a header line. Coordinates in columns ``x``, ``y``
         [, ``z``]; a unit may be given in the header (``x [nm]``, ``x [um]``,
         ``x [px]``, ``x_nm``); without one, coordinates are taken to be in
-        nm.
+        nm, or in ``unit``.
     particle_column : str, optional
         The column holding the particle id. By default the first of
         ``particle_id``, ``particle``, ``group``, ``pick``, ``site``,
@@ -93,6 +94,12 @@ def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixel_
         Radius of the picks in nm.
     pixel_size : float, optional
         nm per camera pixel, needed only for columns in pixels.
+    unit : str, optional
+        The unit of the length columns (``x``, ``y``, ``z`` and the
+        precisions) whose header names none: ``"nm"`` (the default),
+        ``"um"``, ``"px"`` (with ``pixel_size``), ... A header's own unit
+        (``x [px]``) wins. For coordinates in another unit (a simulation's
+        units of 100 nm) pass ``unit="px", pixel_size=100``.
     sep : str, default=","
         Column separator.
     n_dims : {2, 3}, optional
@@ -117,7 +124,8 @@ def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixel_
         raise ValueError(f"{describe(path)} has no header line; the first line must name the columns (x, y[, z], ...).")
     raw = read_columns(path, headers, sep)
     return particles_from_table(
-        path, raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixel_size=pixel_size, n_dims=n_dims
+        path, raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixel_size=pixel_size,
+        unit=unit, n_dims=n_dims
     )
 
 
@@ -196,7 +204,7 @@ def _file_ids(files):
     return np.asarray([f.stem for f in files])
 
 
-def read_csv_folder(path, *, pattern="*.csv", pixel_size=None, n_dims=None):
+def read_csv_folder(path, *, pattern="*.csv", pixel_size=None, unit=None, n_dims=None):
     """Read a folder that holds one CSV per particle.
 
     This is the layout of the PC-VAE reference implementation:
@@ -213,6 +221,12 @@ def read_csv_folder(path, *, pattern="*.csv", pixel_size=None, n_dims=None):
         Which files in it to read (glob pattern); default ``"*.csv"``.
     pixel_size : float, optional
         nm per pixel, for columns with a ``px`` unit.
+    unit : str, optional
+        The unit of the length columns (``x``, ``y``, ``z`` and the
+        precisions) whose header names none: ``"nm"`` (the default),
+        ``"um"``, ``"px"`` (with ``pixel_size``), ... A header's own unit
+        (``x [px]``) wins. For coordinates in another unit (a simulation's
+        units of 100 nm) pass ``unit="px", pixel_size=100``.
     n_dims : {2, 3}, optional
 
     Returns
@@ -249,10 +263,10 @@ def read_csv_folder(path, *, pattern="*.csv", pixel_size=None, n_dims=None):
             raise ValueError(f"{describe(f)} has no localizations (only a header line).")
         parts.append(cols)
     raw = {h: np.concatenate([p[h] for p in parts]) for h in parts[0]}
-    return particles_from_table(folder, raw, ids=np.repeat(ids, counts), pixel_size=pixel_size, n_dims=n_dims)
+    return particles_from_table(folder, raw, ids=np.repeat(ids, counts), pixel_size=pixel_size, unit=unit, n_dims=n_dims)
 
 
-def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pixel_size=None, n_dims=None):
+def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pixel_size=None, unit=None, n_dims=None):
     """Read particles from a pandas DataFrame with a particle id column.
 
     Parameters
@@ -263,7 +277,7 @@ def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pi
     particle_column : str, optional
         The particle id column; by default the first of ``particle_id``,
         ``particle``, ``group``, ``pick``, ``site``, ``cluster_id``.
-    picks, pick_radius, pixel_size, n_dims
+    picks, pick_radius, pixel_size, unit, n_dims
         As in :func:`read_csv`.
 
     Returns
@@ -293,5 +307,6 @@ def read_dataframe(df, *, particle_column=None, picks=None, pick_radius=None, pi
     if particle_column is not None:
         particle_column = str(particle_column)
     return particles_from_table(
-        "DataFrame", raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixel_size=pixel_size, n_dims=n_dims
+        "DataFrame", raw, particle_column=particle_column, picks=picks, pick_radius=pick_radius, pixel_size=pixel_size,
+        unit=unit, n_dims=n_dims
     )

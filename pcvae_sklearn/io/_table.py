@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from ._common import (
+    LENGTH_UNITS,
     OTHER_UNITS,
     PARTICLE_COLUMNS,
     PIXEL_UNITS,
@@ -75,13 +76,13 @@ def particles_from_table(
     pixel_size=None,
     n_dims=None,
     ids=None,
-    default_unit: str | None = None,
+    unit: str | None = None,
 ):
     """Turn raw columns ``{header: values}`` into particles.
 
     Headers may carry a unit (``"x [nm]"``, ``"x_nm"``, ``"x [px]"``); columns
-    with a length unit are converted to nm. Coordinates without a unit are
-    taken to be in ``default_unit`` (nm when None).
+    with a length unit are converted to nm. Length columns (coordinates,
+    precisions) without a unit are taken to be in ``unit`` (nm when None).
 
     ``ids`` (one per row) overrides ``particle_column`` and ``picks``: the CSV
     folder reader knows each row's particle from its file.
@@ -89,6 +90,12 @@ def particles_from_table(
     headers = list(raw)
     if pixel_size is not None:
         pixel_size = check_pixel_size(pixel_size, source)
+    if unit is not None and not (isinstance(unit, str) and is_length_unit(unit)):
+        raise ValueError(
+            f"{describe(source)}: unit={unit!r} is not a length unit the readers know; known units: "
+            f"{sorted(set(LENGTH_UNITS) | PIXEL_UNITS)}."
+        )
+    unit_used = False
     if ids is None:
         pidx = _find_particle_column(source, headers, particle_column)
         if pidx is not None and picks is not None:
@@ -107,7 +114,7 @@ def particles_from_table(
     for i, header in enumerate(headers):
         if i == pidx:
             continue
-        name, unit = split_unit(header)
+        name, unit_of_header = split_unit(header)
         if name == "" or sanitise(name) == "unnamed_0" or (sanitise(name) == "index" and _counts_rows(raw[header])):
             continue  # a written-out DataFrame index
         key = canonical(name)
@@ -125,15 +132,15 @@ def particles_from_table(
                 raise ValueError(f"{describe(source)}: coordinate column {header!r} does not hold numbers.")
             not_numbers.append(f"{header!r} (first: {_first_non_number(raw[header])!r})")
             continue
-        if unit is None and key in ("x", "y", "z") and default_unit is not None:
-            unit = default_unit
-        if key in _LENGTH_COLUMNS or is_length_unit(unit):
-            factor = length_factor(unit, pixel_size=pixel_size, source=source, column=header)
-            in_pixels += unit is not None and unit.strip().lower() in PIXEL_UNITS
+        if unit_of_header is None and key in _LENGTH_COLUMNS and unit is not None:
+            unit_of_header, unit_used = unit, True
+        if key in _LENGTH_COLUMNS or is_length_unit(unit_of_header):
+            factor = length_factor(unit_of_header, pixel_size=pixel_size, source=source, column=header)
+            in_pixels += unit_of_header is not None and unit_of_header.strip().lower() in PIXEL_UNITS
             if factor != 1.0:
                 values = values.astype(np.float64) * factor
-        elif unit is not None and unit.strip().lower() not in OTHER_UNITS:
-            logger.info("%s: column %r has unit %r, carried along unchanged", describe(source), header, unit)
+        elif unit_of_header is not None and unit_of_header.strip().lower() not in OTHER_UNITS:
+            logger.info("%s: column %r has unit %r, carried along unchanged", describe(source), header, unit_of_header)
         if key == "frame" and values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
             values = values.astype(np.int64)
         if key in columns:  # two columns map to one name: keep both, the later one under its own name
@@ -150,11 +157,16 @@ def particles_from_table(
             UserWarning,
             stacklevel=3,
         )
+    if unit is not None and not unit_used:
+        raise ValueError(
+            f"{describe(source)}: unit={unit!r} was given, but every length column names its own unit (columns "
+            f"{headers}); leave out the unit."
+        )
     if pixel_size is not None and not in_pixels:
         raise ValueError(
             f"{describe(source)}: pixel_size={pixel_size:g} was given, but no column is in camera pixels (columns "
-            f"{headers}); columns without a unit are read as nm. If the coordinates are in pixels, name the columns "
-            "with their unit ('x [px]', 'y [px]'); if they are in nm, leave out the pixel size."
+            f"{headers}); columns without a unit are read as nm. If the coordinates are in pixels, pass unit='px' "
+            "or name the columns with their unit ('x [px]', 'y [px]'); if they are in nm, leave out the pixel size."
         )
     missing = [c for c in ("x", "y") if c not in columns]
     if missing:
