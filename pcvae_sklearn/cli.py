@@ -51,6 +51,7 @@ _FLAGS = {
     "device=": "--device",
     "sep=": "--sep",
     "unit=": "--unit",
+    "structure=": "--estimate",
 }
 
 

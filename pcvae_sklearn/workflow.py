@@ -95,8 +95,10 @@ class WorkflowResult:
         step ``"unmixed"``).
     warnings : list of str
         What the run found doubtful (few particles per bin, a diverging
-        epoch, particles that are not rings for a radius, ...); each was
-        also issued as a :class:`UserWarning`.
+        epoch, particles that are not rings for a radius, ...), and what
+        its steps warned of (an estimator's doubt about the structure, a
+        field left out, ...); each once, also issued as a
+        :class:`UserWarning` when the run ends.
     heterogeneity : dict or None
         The null's verdict (None with ``null=False``): ``detected`` (bool),
         ``p_value``, ``dimension``, ``verdict`` (one line), and ``rise``,
@@ -296,14 +298,27 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
     Warns
     -----
     UserWarning
-        For each doubtful finding, also listed in ``WorkflowResult.warnings``.
+        For each doubtful finding, the run's own and its steps', once each
+        when the run ends, also listed in ``WorkflowResult.warnings``.
     """
-    # every step works on arrays, also where the caller set sklearn's transform_output="pandas"
-    with config_context(transform_output="default"):
-        return _analyse(X, vae=vae, estimate=estimate, n_bins=n_bins, dimension=dimension, fuse=fuse, fuser=fuser,
-                        n_jobs=n_jobs, random_state=random_state, axis=axis, unmix=unmix,
-                        unmix_components=unmix_components, null=null, n_null=n_null, alpha=alpha,
-                        null_fuser=null_fuser, n_bootstrap=n_bootstrap, n_seeds=n_seeds)
+    # every step works on arrays, also where the caller set sklearn's transform_output="pandas"; what the steps
+    # warn of (an estimator's doubt about the structure, a field left out, ...) joins the run's own findings, so
+    # that result.warnings, the report and `pcvae run` hold all of it
+    with config_context(transform_output="default"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _analyse(X, vae=vae, estimate=estimate, n_bins=n_bins, dimension=dimension, fuse=fuse, fuser=fuser,
+                          n_jobs=n_jobs, random_state=random_state, axis=axis, unmix=unmix,
+                          unmix_components=unmix_components, null=null, n_null=n_null, alpha=alpha,
+                          null_fuser=null_fuser, n_bootstrap=n_bootstrap, n_seeds=n_seeds)
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            if str(w.message) not in result.warnings:  # once, though every seed's fit may say it again
+                result.warnings.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for message in result.warnings:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return result
 
 
 def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=True, fuser=None, n_jobs=None,
@@ -480,8 +495,6 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
         seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)
     found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name) + found
-    for message in found:
-        warnings.warn(message, UserWarning, stacklevel=2)
     return WorkflowResult(
         vae=vae,
         latents=Z,

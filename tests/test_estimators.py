@@ -770,3 +770,21 @@ def test_auto_structure_warns_on_particles_rotated_out_of_the_plane(seed):
         for name in ("tetra_tilt", "npc3d_tilt", "npc3d_axial20"):
             X, _ = datasets.make_scenario(name, 100, random_state=seed)
             HeightEstimator().fit(X)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_explicit_tetrahedron_warns_on_particles_rotated_out_of_the_plane(seed):
+    """structure='tetrahedron' measures along z: tetrahedra turned at random have no height there, and it says so."""
+    import warnings
+
+    from pcvae_sklearn import datasets
+
+    X, _ = datasets.make_tetrahedron(n_particles=100, n_localizations=300, rotation="3d", random_state=seed)
+    with pytest.warns(UserWarning, match=r"structure='tetrahedron'\): \d+ of 100 particles \(first: particle \d+\) "
+                                         r"show no apex on their axis.*register rotated particles"):
+        HeightEstimator(structure="tetrahedron").fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("tetra_default", "tetra_tilt", "tetra_gaussian", "tetra_pick_offset"):
+            X, _ = datasets.make_scenario(name, 100, random_state=seed)
+            HeightEstimator(structure="tetrahedron").fit(X)

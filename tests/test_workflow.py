@@ -184,6 +184,32 @@ def test_cli_run_with_unmix_writes_the_components(tmp_path, capsys):
     assert "independent components (LatentUnmixer) of the active latent dimensions" in (out / "report.html").read_text()
 
 
+def test_what_the_steps_warn_of_joins_the_results_warnings(tmp_path, capsys):
+    """An estimator's doubt raised inside analyse is in result.warnings (so in the report and pcvae run), once."""
+    import warnings
+
+    import pandas as pd
+
+    from pcvae_sklearn.datasets import make_tetrahedron
+
+    X, _ = make_tetrahedron(40, n_localizations=200, rotation="3d", random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), estimate="tetrahedron", n_bins=3,
+                      fuse=False, null=False, n_seeds=1)
+    doubt = [m for m in res.warnings if "show no apex on their axis" in m]
+    assert len(doubt) == 1, res.warnings
+    assert sum("show no apex" in str(w.message) for w in caught) == 1  # warned once, after the run
+    rows = [pd.DataFrame({"particle": i, "x": np.asarray(p.x), "y": np.asarray(p.y), "z": np.asarray(p.z)})
+            for i, p in enumerate(X)]
+    pd.concat(rows).to_csv(tmp_path / "tets.csv", index=False)
+    rc = main(["run", str(tmp_path / "tets.csv"), "--estimate", "tetrahedron", "--n-bins", "3", "--no-fusion",
+               "--no-null", "--stability-seeds", "1", "--epochs", "1", "--latent-dim", "2", "--quiet",
+               "--no-figures", "--out", str(tmp_path / "out")])
+    assert rc == 0
+    assert "show no apex on their axis" in capsys.readouterr().out  # the summary's list of warnings
+
+
 def test_analyse_rejects_height_on_2d(npc):
     X, _ = npc
     with pytest.raises(ValueError, match="needs 3D particles"):

@@ -451,6 +451,20 @@ class HeightEstimator(ParticleEstimator):
 
     def _fit(self, p):
         super()._fit(p)
+        if self.structure == "tetrahedron":
+            self.structure_ = self.structure
+            tilted = np.flatnonzero(_apex_radial_ratio(p) >= _AUTO_RATIO_THRESHOLD)
+            if tilted.size > _AUTO_MINORITY * p.n_particles:
+                warnings.warn(
+                    f"HeightEstimator(structure='tetrahedron'): {tilted.size} of {p.n_particles} particles (first: "
+                    f"{p.name(int(tilted[0]))}) show no apex on their axis (the highest fifth of their localizations "
+                    "lies as wide as the rest), as tetrahedra rotated out of the plane do. The height is measured "
+                    "along z, so for them it measures their orientation, not their structure: register rotated "
+                    "particles into a frame with the apex along z before estimating their height.",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            return None
         if self.structure != "auto":
             self.structure_ = self.structure
             return None
