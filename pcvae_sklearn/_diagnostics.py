@@ -139,7 +139,8 @@ def workflow_warnings(p: Particles, *, vae, n_bins: int, estimate_name: str) -> 
                 f"the particles do not look like rings: a median {100 * frac:.0f}% of each particle's localizations "
                 f"lie within half its median radius of its centre (rings: under {100 * MAX_CENTRAL_FRACTION_OF_RINGS:.0f}%), "
                 "so the ring radius estimate measures their spread, not a radius. For 3D pores or tetrahedra choose "
-                "their estimate (pore, tetrahedron). For other structures (an origami) none of the estimates fits: "
+                "estimate='pore' or 'tetrahedron' (command line: --estimate pore). For other structures (an "
+                "origami) none of the estimates fits: "
                 "read the bins by their super-particles, or pass a measure of your own as the estimate (in Python, "
                 "RadiusEstimator(method='median') gives each particle's median distance from its centre)."
             )

@@ -52,6 +52,7 @@ _FLAGS = {
     "sep=": "--sep",
     "unit=": "--unit",
     "structure=": "--estimate",
+    "estimate=": "--estimate",
 }
 
 

@@ -40,6 +40,8 @@ def test_help_is_plain_text_with_the_real_defaults(capsys):
     "message, expected",
     [
         ("pass pixel_size= (or pixel_size=)", "pass --pixel-size (or --pixel-size)"),
+        ("choose estimate='pore' or 'tetrahedron' (command line: --estimate pore).",
+         "choose --estimate 'pore' or 'tetrahedron'."),
         ("which takes no unit= option (its options: n_dims=, pixel_size=, variable=).",
          "which takes no --unit option (its options: n_dims=, --pixel-size, variable=)."),
         ("lower n_bins to 4 or fewer", "lower --n-bins to 4 or fewer"),
