@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._ragged import Particles
-from .estimate import segment_median
+from .estimate._ring import central_fraction
 
 __all__ = ["check_bins", "workflow_warnings", "central_fraction"]
 
@@ -35,19 +35,6 @@ def check_bins(n_particles: int, n_bins) -> None:
             f"the data hold {n_particles} particle(s), and {n_bins} bins need at least {2 * n_bins} "
             f"(every bin needs 2 particles to fuse): {fix}."
         )
-
-
-def central_fraction(p: Particles) -> np.ndarray:
-    """Per particle, the fraction of localizations within half its median radial (xy) distance of its centroid.
-
-    Near 0 for rings (their centre is empty), 0.125 for a uniformly filled
-    disc and larger for grids and compact shapes.
-    """
-    xy = p.coords[:, :2]
-    d = np.linalg.norm(xy - np.repeat(p.centroids()[:, :2], p.lengths, axis=0), axis=1)
-    median = segment_median(d, p.offsets)
-    inside = d < 0.5 * np.repeat(median, p.lengths)
-    return p.segment_sum(inside.astype(np.float64)) / p.lengths
 
 
 #: the binned axis "tracks the precision" at |Spearman| with each particle's mean precision at least this, with

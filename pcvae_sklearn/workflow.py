@@ -451,7 +451,14 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
         t = time.perf_counter()
         fusion = fuse_bins(p, bins, fuser, n_jobs=n_jobs, random_state=random_state)
         seconds["fuse"] = time.perf_counter() - t
-        sp_est = make_estimator(estimate, p.n_dims).fit_transform(fusion.super_particles)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            sp_est = make_estimator(estimate, p.n_dims).fit_transform(fusion.super_particles)
+        for w in caught:  # what the estimator says of "particles" here, it says of the bins' super-particles
+            message = w.message
+            if issubclass(w.category, UserWarning):
+                message = f"the bins' super-particles (particle k is bin k + 1): {w.message}"
+            warnings.warn_explicit(message, w.category, w.filename, w.lineno)
         rows[f"super_particle_{name}"] = sp_est[:, 0]
         rows[f"super_particle_{name.replace('_nm', '')}_precision_nm"] = sp_est[:, 1]
         rows["n_flagged"] = np.array([int(f.flagged_.sum()) for f in fusion.fusers])

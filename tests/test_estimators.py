@@ -764,9 +764,12 @@ def test_auto_structure_warns_on_particles_rotated_out_of_the_plane(seed):
     X, _ = datasets.make_tetrahedron(n_particles=100, n_localizations=300, rotation="3d", random_state=seed)
     with pytest.warns(UserWarning, match=r"chose 'pore'.*look like a tetrahedron.*rotated out of the plane"):
         HeightEstimator().fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        HeightEstimator(structure="pore").fit(X)  # the user's explicit choice stands: the structure is not doubted
+    assert not any("look like a tetrahedron" in str(w.message) for w in caught)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        HeightEstimator(structure="pore").fit(X)  # the user's explicit choice stands
         for name in ("tetra_tilt", "npc3d_tilt", "npc3d_axial20"):
             X, _ = datasets.make_scenario(name, 100, random_state=seed)
             HeightEstimator().fit(X)
@@ -788,3 +791,24 @@ def test_explicit_tetrahedron_warns_on_particles_rotated_out_of_the_plane(seed):
         for name in ("tetra_default", "tetra_tilt", "tetra_gaussian", "tetra_pick_offset"):
             X, _ = datasets.make_scenario(name, 100, random_state=seed)
             HeightEstimator(structure="tetrahedron").fit(X)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pores_turned_out_of_the_plane_are_named(seed):
+    """A pore's height is its extent along z: pores turned at random have none there, and the estimator says so."""
+    import warnings
+
+    from pcvae_sklearn import datasets
+
+    X, _ = datasets.make_npc_3d(n_particles=150, rotation="3d", random_state=seed)
+    for structure in ("pore", "auto"):
+        with pytest.warns(UserWarning, match=r"structure='pore'\): \d+ of 150 particles \(first: particle \d+\) do not "
+                                             r"look like rings seen along z.*ParticleFuser\(symmetry=8\)"):
+            HeightEstimator(structure=structure).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for name in ("npc3d_default", "npc3d_tilt", "npc3d_axial20", "npc3d_outliers", "npc3d_twist"):
+            X, _ = datasets.make_scenario(name, 150, random_state=seed)
+            HeightEstimator(structure="pore").fit(X)
+        X, _ = datasets.make_npc_3d(n_particles=150, dol=0.35, random_state=seed)  # sparse, but seen along z
+        HeightEstimator().fit(X)

@@ -210,6 +210,19 @@ def test_what_the_steps_warn_of_joins_the_results_warnings(tmp_path, capsys):
     assert "show no apex on their axis" in capsys.readouterr().out  # the summary's list of warnings
 
 
+def test_turned_pores_are_named_once_for_the_data_and_apart_for_the_bins():
+    """The twins repeat the data's doubt and stay quiet; the bins' super-particles are named as such."""
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    X, _ = make_npc_3d(60, rotation="3d", random_state=0)
+    res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), estimate="pore", n_bins=3, n_null=5,
+                  n_seeds=1, random_state=0)
+    turned = [m for m in res.warnings if "do not look like rings seen along z" in m]
+    data = [m for m in turned if not m.startswith("the bins' super-particles")]
+    assert len(data) == 1 and " of 60 particles" in data[0], turned
+    assert all(m.startswith("the bins' super-particles (particle k is bin k + 1): ") for m in turned if m not in data)
+
+
 def test_analyse_rejects_height_on_2d(npc):
     X, _ = npc
     with pytest.raises(ValueError, match="needs 3D particles"):

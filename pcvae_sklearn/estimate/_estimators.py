@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._ragged import Particles, as_particles, precision_sd, range_rows
 from ._segments import segment_mean_std, segment_median, segment_sort, sorted_range_median
-from ._ring import ring_fit
+from ._ring import central_fraction, ring_fit
 from ._two_gaussian import two_gaussian_fit
 
 __all__ = ["ParticleEstimator", "RadiusEstimator", "HeightEstimator"]
@@ -46,6 +46,28 @@ _AUTO_RATIO_THRESHOLD = 0.5
 # there; randomly rotated tetrahedra (called pores) 16-18 %, randomly rotated
 # pores 7 %.
 _AUTO_MINORITY = 0.05
+
+
+#: a pore seen along z leaves the middle of its x-y projection empty; one turned out of the plane does not
+_TURNED_CENTRAL_FRACTION = 0.1
+#: the share of such pores above which HeightEstimator says so
+_TURNED_SHARE = 0.1
+
+
+def _warn_turned_rings(p):
+    """Warn when many pores look turned out of the plane, where their height along z is not their ring distance."""
+    turned = np.flatnonzero(central_fraction(p) > _TURNED_CENTRAL_FRACTION)
+    if turned.size > _TURNED_SHARE * p.n_particles:
+        warnings.warn(
+            f"HeightEstimator(structure='pore'): {turned.size} of {p.n_particles} particles (first: "
+            f"{p.name(int(turned[0]))}) do not look like rings seen along z (more than "
+            f"{100 * _TURNED_CENTRAL_FRACTION:.0f} % of their localizations lie within half their median distance of "
+            "their centre in x-y), as pores turned out of the plane do. Their height along z then measures their "
+            "orientation, not their ring distance: register the pores first, so that their ring axis is z "
+            "(ParticleFuser(symmetry=8).fit_transform(particles) for nuclear pores).",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def _apex_radial_ratio(p: Particles) -> np.ndarray:
@@ -465,8 +487,9 @@ class HeightEstimator(ParticleEstimator):
                     stacklevel=4,
                 )
             return None
-        if self.structure != "auto":
+        if self.structure == "pore":
             self.structure_ = self.structure
+            _warn_turned_rings(p)
             return None
         ratios = _apex_radial_ratio(p)
         ratio = float(np.median(ratios))
@@ -486,6 +509,8 @@ class HeightEstimator(ParticleEstimator):
                 UserWarning,
                 stacklevel=4,
             )
+        if self.structure_ == "pore":
+            _warn_turned_rings(p)
         return None
 
     def _gauss(self, p):

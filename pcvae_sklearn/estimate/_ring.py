@@ -154,3 +154,16 @@ def _reweighted_fits(p: Particles, xy, centres, weights, n_iter):
         floor = 1e-9 * np.maximum(median, 1.0)
         weights = _tukey(residual, np.repeat(np.maximum(mad, floor), lengths))
     return centres, dist, weights, mad
+
+
+def central_fraction(p: Particles) -> np.ndarray:
+    """Per particle, the fraction of localizations within half its median radial (xy) distance of its centroid.
+
+    Near 0 for rings (their centre is empty), 0.125 for a uniformly filled
+    disc and larger for grids and compact shapes.
+    """
+    xy = p.coords[:, :2]
+    d = np.linalg.norm(xy - np.repeat(p.centroids()[:, :2], p.lengths, axis=0), axis=1)
+    median = segment_median(d, p.offsets)
+    inside = d < 0.5 * np.repeat(median, p.lengths)
+    return p.segment_sum(inside.astype(np.float64)) / p.lengths

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
@@ -456,7 +457,9 @@ def _replicates(p: Particles, template, est, n_replicates: int, rng) -> tuple[Pa
         offsets=np.concatenate([[0]] + [t.offsets[1:] + r * p.offsets[-1] for r, t in enumerate(twins)]),
         fields={k: np.concatenate([t.fields[k] for t in twins]) for k in twins[0].fields},
     )
-    E0 = np.asarray(est.fit_transform(union), dtype=np.float64)[:, 0]
+    with warnings.catch_warnings():  # the twins repeat the data's doubts, which the data's own estimate said
+        warnings.simplefilter("ignore", UserWarning)
+        E0 = np.asarray(est.fit_transform(union), dtype=np.float64)[:, 0]
     return union, E0.reshape(n_replicates, p.n_particles)
 
 
