@@ -10,6 +10,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
@@ -27,6 +28,9 @@ from .validate import axis_stability, bin_bootstrap_intervals, per_bin_statistic
 __all__ = ["WorkflowResult", "analyse"]
 
 logger = logging.getLogger(__name__)
+
+#: the library's own files: their warnings join a run's findings
+_PACKAGE = Path(__file__).resolve().parent
 
 #: independent components beside the VAE's axes with ``analyse(unmix="both")``: on simulated 3D pores, 4
 #: found both the radius and the ring distance most reliably (docs/choosing_parameters.md)
@@ -311,10 +315,10 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
                           unmix_components=unmix_components, null=null, n_null=n_null, alpha=alpha,
                           null_fuser=null_fuser, n_bootstrap=n_bootstrap, n_seeds=n_seeds)
     for w in caught:
-        if issubclass(w.category, UserWarning):
+        if issubclass(w.category, UserWarning) and Path(w.filename).resolve().is_relative_to(_PACKAGE):
             if str(w.message) not in result.warnings:  # once, though every seed's fit may say it again
                 result.warnings.append(str(w.message))
-        else:
+        else:  # another library's (torch's, scikit-learn's) warnings pass as they came
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for message in result.warnings:
         warnings.warn(message, UserWarning, stacklevel=2)

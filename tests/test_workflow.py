@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from _helpers import TINY_VAE
-from pcvae_sklearn import LatentDirection, LatentUnmixer, PointCloudVAE, analyse, as_particles
+from pcvae_sklearn import LatentDirection, LatentUnmixer, PointCloudVAE, RadiusEstimator, analyse, as_particles
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
 from scipy.stats import spearmanr
@@ -208,6 +208,24 @@ def test_what_the_steps_warn_of_joins_the_results_warnings(tmp_path, capsys):
                "--no-figures", "--out", str(tmp_path / "out")])
     assert rc == 0
     assert "show no apex on their axis" in capsys.readouterr().out  # the summary's list of warnings
+
+
+class _LoudRadius(RadiusEstimator):
+    """A user's estimator that warns from outside the library."""
+
+    def fit_transform(self, X, y=None):
+        import warnings
+
+        warnings.warn("a warning of the caller's own code", UserWarning)
+        return super().fit_transform(X, y)
+
+
+def test_warnings_from_outside_the_library_pass_as_they_came(npc):
+    X, _ = npc
+    with pytest.warns(UserWarning, match="the caller's own code"):
+        res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), estimate=_LoudRadius(), n_bins=3,
+                      fuse=False, null=False, n_seeds=1)
+    assert not any("the caller's own code" in m for m in res.warnings)
 
 
 def test_turned_pores_are_named_once_for_the_data_and_apart_for_the_bins():
