@@ -365,6 +365,8 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
     t = time.perf_counter()
     E = est.fit_transform(p)
     name = str(est.get_feature_names_out()[0])
+    if getattr(est, "structure", None) == "auto":  # the super-particles and the twins are measured as the data were
+        estimate = clone(est).set_params(structure=est.structure_)
     seconds["estimate_and_bin"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from _helpers import TINY_VAE
-from pcvae_sklearn import LatentDirection, LatentUnmixer, PointCloudVAE, RadiusEstimator, analyse, as_particles
+from pcvae_sklearn import (
+    HeightEstimator,
+    LatentDirection,
+    LatentUnmixer,
+    PointCloudVAE,
+    RadiusEstimator,
+    analyse,
+    as_particles,
+)
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
 from scipy.stats import spearmanr
@@ -228,13 +236,26 @@ def test_warnings_from_outside_the_library_pass_as_they_came(npc):
     assert not any("the caller's own code" in m for m in res.warnings)
 
 
+class _RecordingHeight(HeightEstimator):
+    """HeightEstimator that records the structure of every fit."""
+
+    structures = []
+
+    def fit_transform(self, X, y=None):
+        type(self).structures.append(self.structure)
+        return super().fit_transform(X, y)
+
+
 def test_turned_pores_are_named_once_for_the_data_and_apart_for_the_bins():
-    """The twins repeat the data's doubt and stay quiet; the bins' super-particles are named as such."""
+    """The twins repeat the data's doubt and stay quiet; the bins' super-particles are named as such; both are
+    measured with the structure that "auto" chose on the data."""
     from pcvae_sklearn.datasets import make_npc_3d
 
     X, _ = make_npc_3d(60, rotation="3d", random_state=0)
-    res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), estimate="pore", n_bins=3, n_null=5,
-                  n_seeds=1, random_state=0)
+    _RecordingHeight.structures.clear()
+    res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), estimate=_RecordingHeight(), n_bins=3,
+                  n_null=5, n_seeds=1, random_state=0)
+    assert _RecordingHeight.structures == ["auto", "pore", "pore"]  # the data, the super-particles, the twins
     turned = [m for m in res.warnings if "do not look like rings seen along z" in m]
     data = [m for m in turned if not m.startswith("the bins' super-particles")]
     assert len(data) == 1 and " of 60 particles" in data[0], turned
