@@ -222,11 +222,7 @@ def read_csv_folder(path, *, pattern="*.csv", pixel_size=None, unit=None, n_dims
     pixel_size : float, optional
         nm per pixel, for columns with a ``px`` unit.
     unit : str, optional
-        The unit of the length columns (``x``, ``y``, ``z`` and the
-        precisions) whose header names none: ``"nm"`` (the default),
-        ``"um"``, ``"px"`` (with ``pixel_size``), ... A header's own unit
-        (``x [px]``) wins. For coordinates in another unit (a simulation's
-        units of 100 nm) pass ``unit="px", pixel_size=100``.
+        The unit of columns whose header names none, as in :func:`read_csv`.
     n_dims : {2, 3}, optional
 
     Returns
