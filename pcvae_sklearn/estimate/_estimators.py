@@ -54,6 +54,44 @@ _TURNED_CENTRAL_FRACTION = 0.1
 _TURNED_SHARE = 0.1
 
 
+def _choose_structure(p) -> str:
+    """``structure="auto"``'s choice for the whole data set, with a warning where many particles look otherwise."""
+    ratios = _apex_radial_ratio(p)
+    ratio = float(np.median(ratios))
+    structure = "tetrahedron" if ratio < _AUTO_RATIO_THRESHOLD else "pore"
+    logger.info("HeightEstimator(structure='auto'): median apex radial ratio %.3f -> %r", ratio, structure)
+    other = "tetrahedron" if structure == "pore" else "pore"
+    minority = np.flatnonzero((ratios < _AUTO_RATIO_THRESHOLD) == (other == "tetrahedron"))
+    if minority.size > _AUTO_MINORITY * p.n_particles:
+        warnings.warn(
+            f"HeightEstimator(structure='auto') chose {structure!r} for the data set, but "
+            f"{minority.size} of its {p.n_particles} particles (first: {p.name(int(minority[0]))}) look like a "
+            f"{other} (the highest fifth of their localizations lies "
+            f"{'near their axis' if other == 'tetrahedron' else 'as wide as the rest'}). The particles may be "
+            "rotated out of the plane, where their extent along z is not the structure's height, or the data "
+            "set may mix structures. Pass structure='tetrahedron' or 'pore', and register rotated particles "
+            "before estimating their height.",
+            UserWarning,
+            stacklevel=5,
+        )
+    return structure
+
+
+def _warn_tilted_tetrahedra(p):
+    """Warn when many tetrahedra show no apex on their axis, where their extent along z is not their height."""
+    tilted = np.flatnonzero(_apex_radial_ratio(p) >= _AUTO_RATIO_THRESHOLD)
+    if tilted.size > _AUTO_MINORITY * p.n_particles:
+        warnings.warn(
+            f"HeightEstimator(structure='tetrahedron'): {tilted.size} of {p.n_particles} particles (first: "
+            f"{p.name(int(tilted[0]))}) show no apex on their axis (the highest fifth of their localizations "
+            "lies as wide as the rest), as tetrahedra rotated out of the plane do. The height is measured "
+            "along z, so for them it measures their orientation, not their structure: register rotated "
+            "particles into a frame with the apex along z before estimating their height.",
+            UserWarning,
+            stacklevel=5,
+        )
+
+
 def _warn_turned_rings(p):
     """Warn when many pores look turned out of the plane, where their height along z is not their ring distance."""
     turned = np.flatnonzero(central_fraction(p) > _TURNED_CENTRAL_FRACTION)
@@ -473,43 +511,10 @@ class HeightEstimator(ParticleEstimator):
 
     def _fit(self, p):
         super()._fit(p)
-        if self.structure == "tetrahedron":
-            self.structure_ = self.structure
-            tilted = np.flatnonzero(_apex_radial_ratio(p) >= _AUTO_RATIO_THRESHOLD)
-            if tilted.size > _AUTO_MINORITY * p.n_particles:
-                warnings.warn(
-                    f"HeightEstimator(structure='tetrahedron'): {tilted.size} of {p.n_particles} particles (first: "
-                    f"{p.name(int(tilted[0]))}) show no apex on their axis (the highest fifth of their localizations "
-                    "lies as wide as the rest), as tetrahedra rotated out of the plane do. The height is measured "
-                    "along z, so for them it measures their orientation, not their structure: register rotated "
-                    "particles into a frame with the apex along z before estimating their height.",
-                    UserWarning,
-                    stacklevel=4,
-                )
-            return None
-        if self.structure == "pore":
-            self.structure_ = self.structure
-            _warn_turned_rings(p)
-            return None
-        ratios = _apex_radial_ratio(p)
-        ratio = float(np.median(ratios))
-        self.structure_ = "tetrahedron" if ratio < _AUTO_RATIO_THRESHOLD else "pore"
-        logger.info("HeightEstimator(structure='auto'): median apex radial ratio %.3f -> %r", ratio, self.structure_)
-        other = "tetrahedron" if self.structure_ == "pore" else "pore"
-        minority = np.flatnonzero((ratios < _AUTO_RATIO_THRESHOLD) == (other == "tetrahedron"))
-        if minority.size > _AUTO_MINORITY * p.n_particles:
-            warnings.warn(
-                f"HeightEstimator(structure='auto') chose {self.structure_!r} for the data set, but "
-                f"{minority.size} of its {p.n_particles} particles (first: {p.name(int(minority[0]))}) look like a "
-                f"{other} (the highest fifth of their localizations lies "
-                f"{'near their axis' if other == 'tetrahedron' else 'as wide as the rest'}). The particles may be "
-                "rotated out of the plane, where their extent along z is not the structure's height, or the data "
-                "set may mix structures. Pass structure='tetrahedron' or 'pore', and register rotated particles "
-                "before estimating their height.",
-                UserWarning,
-                stacklevel=4,
-            )
-        if self.structure_ == "pore":
+        self.structure_ = self.structure if self.structure != "auto" else _choose_structure(p)
+        if self.structure == "tetrahedron":  # "auto" that chose it has said so of the particles that look off
+            _warn_tilted_tetrahedra(p)
+        elif self.structure_ == "pore":
             _warn_turned_rings(p)
         return None
 

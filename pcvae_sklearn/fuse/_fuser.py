@@ -784,24 +784,8 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         return p.replace(coords=registered).to_awkward()
 
     def set_output(self, *, transform=None):
-        """Accept a Pipeline's output setting; the particles stay ragged.
-
-        The registered particles are ragged (a list of localizations per
-        particle), not a table, so ``transform`` and ``fit_transform`` return
-        awkward arrays under every setting. ``Pipeline.set_output`` sets every
-        step: with ``transform="pandas"`` the steps after the fuser that make
-        tables (:class:`~pcvae_sklearn.estimate.RadiusEstimator`) return
-        DataFrames.
-
-        Parameters
-        ----------
-        transform : {"default", "pandas", "polars"} or None, default=None
-            Accepted and checked; it changes nothing here.
-
-        Returns
-        -------
-        self : ParticleFuser
-        """
+        """Accept a Pipeline's output setting (checked, and changing nothing): the registered particles are ragged
+        and stay awkward arrays, while table steps after the fuser (``RadiusEstimator``) follow the setting."""
         if transform not in (None, "default", "pandas", "polars"):
             raise ValueError(f"transform must be 'default', 'pandas', 'polars' or None; got {transform!r}.")
         return self
