@@ -341,7 +341,7 @@ def _run(args, particles, truth=None, source="", reading=None):
 
     write_report(out / "report.html", res, figures=figures, settings=settings, note=note,
                  truth_summary=_truth_summary(res, truth), warnings=cautions)
-    _print_summary(res, truth, time.perf_counter() - t0, out, cautions, estimate=args.estimate)
+    _print_summary(res, truth, time.perf_counter() - t0, out, cautions)
     if note:
         print(f"Note: {note}")
     return 0
@@ -478,14 +478,12 @@ def _fixed_table(frame) -> str:
     return frame.to_string(index=False, float_format="{:.3f}".format)
 
 
-def _print_summary(res, truth, seconds, out, cautions=(), estimate=None):
+def _print_summary(res, truth, seconds, out, cautions=()):
     from scipy.stats import spearmanr
 
     from .estimate._names import quantity_name
 
-    quantity = quantity_name(res.estimate_name)
-    if estimate == "pore":  # HeightEstimator's height of a pore: the distance between its two rings
-        quantity = "ring distance (height)"
+    quantity = quantity_name(res.estimate_name, res.estimator)
     rho = res.correlations["spearman_rho"].to_numpy()
     print(f"Correlation of every latent dimension with the per-particle {quantity} estimate:")
     print(_fixed_table(res.correlations[["latent", "estimate", "pearson_r", "spearman_rho"]]))

@@ -56,6 +56,10 @@ class WorkflowResult:
         Per-particle estimate and its precision (nm).
     estimate_name : str
         ``"radius_nm"`` or ``"height_nm"``.
+    estimator : RadiusEstimator or HeightEstimator
+        The fitted estimator behind ``estimates``; a ``HeightEstimator``'s
+        ``structure_`` says which height it measured ("pore": the distance
+        between the two rings).
     correlations : pandas.DataFrame
         Pearson and Spearman of every latent dimension with the estimate.
     dimension : int
@@ -156,6 +160,7 @@ class WorkflowResult:
     dimension_given: bool = False
     choice_agreement: float = None
     direction: object = None
+    estimator: object = None
 
     @property
     def feature_names(self) -> np.ndarray:
@@ -528,6 +533,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
         dimension_given=dimension is not None,
         choice_agreement=agreement,
         direction=direction,
+        estimator=est,
     )
 
 

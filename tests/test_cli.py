@@ -291,7 +291,8 @@ def test_a_terminated_run_leaves_no_folder(tmp_path):
     assert not out.exists()
 
 
-def test_a_pore_run_names_the_ring_distance_and_prints_fixed_point(tmp_path, capsys):
+@pytest.mark.parametrize("estimate", ["pore", "height"])  # "height": structure="auto", which chooses "pore"
+def test_a_pore_run_names_the_ring_distance_and_prints_fixed_point(tmp_path, capsys, estimate):
     from pcvae_sklearn.datasets import make_npc_3d
 
     X, _ = make_npc_3d(24, random_state=0)
@@ -299,11 +300,12 @@ def test_a_pore_run_names_the_ring_distance_and_prints_fixed_point(tmp_path, cap
             for i, p in enumerate(X)]
     path = tmp_path / "pores.csv"
     pd.concat(rows).to_csv(path, index=False)
-    rc = main(["run", str(path), "--estimate", "pore", "--n-bins", "3", "--no-fusion", "--no-null",
+    rc = main(["run", str(path), "--estimate", estimate, "--n-bins", "3", "--no-fusion", "--no-null",
                "--particle-column", "particle", "--out", str(tmp_path / "out"), *FAST])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "per-particle ring distance (height) estimate" in captured.out
+    assert "height_nm (ring distance)" in (tmp_path / "out" / "report.html").read_text()
     assert "e-0" not in captured.out.split("Binned along")[0]  # no column in scientific notation
 
 

@@ -11,9 +11,15 @@ __all__ = ["ESTIMATES", "make_estimator"]
 ESTIMATES = ("auto", "radius", "height", "tetrahedron", "pore")
 
 
-def quantity_name(feature):
-    """An estimate's column as a reader says it: ``"radius_nm"`` -> ``"radius"``."""
-    return feature.replace("_nm", "").replace("_", " ")
+def quantity_name(feature, estimator=None):
+    """An estimate's column as a reader says it: ``"radius_nm"`` -> ``"radius"``.
+
+    A pore's height (``estimator.structure_ == "pore"``) is the distance between its two rings, and says so.
+    """
+    name = feature.replace("_nm", "").replace("_", " ")
+    if name == "height" and getattr(estimator, "structure_", None) == "pore":
+        return "ring distance (height)"
+    return name
 
 
 def make_estimator(estimate="auto", n_dims=2):

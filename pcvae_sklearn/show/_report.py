@@ -75,6 +75,15 @@ def _table(df, precision=3) -> str:
                       float_format=lambda v: f"{v:.{precision}g}" if abs(v) < 1e-3 and v else f"{v:.{precision}f}")
 
 
+def _estimate_label(result) -> str:
+    """The estimate's column, with what a pore's height measures: ``"height_nm (ring distance)"``."""
+    from ..estimate._names import quantity_name
+
+    name = result.estimate_name
+    said = quantity_name(name, getattr(result, "estimator", None))
+    return f"{name} (ring distance)" if said.startswith("ring distance") else name
+
+
 def _axes_kind(result) -> str:
     unmixer = getattr(result, "latent_unmixer", None)
     if unmixer is None:
@@ -147,7 +156,7 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
         "particles": len(result.latents),
         "latent dimensions": result.latents.shape[1] - (getattr(result, "direction", None) is not None),
         "latent axes": _axes_kind(result),
-        "estimate": result.estimate_name,
+        "estimate": _estimate_label(result),
         "bins along": _bins_along(result, names),
     }
     reading = settings.get("reading")
