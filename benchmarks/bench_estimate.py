@@ -2,7 +2,7 @@
 with ``--accuracy``, the radius estimators' bias, spread and Spearman on simulated pores;
 with ``--ring-distance``, the pore's two height estimators (the paper's median split and the
 two-Gaussian fit) on the 3D pore scenarios and, where ``../shared`` has them, the real Nup107 pores;
-with ``--turned``, the ring distance of pores turned at random in 3D, as read and after
+with ``--turned``, the ring distance and radius of pores turned at random in 3D, as read and after
 ``ParticleFuser(symmetry=8).fit_transform``, against pores seen along z.
 
 Run:  OMP_NUM_THREADS=1 python3 benchmarks/bench_estimate.py [--quick]
@@ -131,7 +131,8 @@ def ring_distance():
 
 
 def turned(seeds=(0, 1, 2), n_particles=100):
-    """|Spearman| of the ring distance with the truth for pores turned out of the plane, and whether it warns."""
+    """|Spearman| of the ring distance and the radius with the truth for pores turned out of the plane, and whether
+    each estimator warns."""
     import warnings
 
     from scipy.stats import spearmanr
@@ -140,13 +141,17 @@ def turned(seeds=(0, 1, 2), n_particles=100):
     from pcvae_sklearn.datasets import make_npc_3d
 
     def measured(X, truth):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            height = HeightEstimator(structure="pore").fit_transform(X)[:, 0]
-        warned = any("do not look like rings seen along z" in str(w.message) for w in caught)
-        return f"{abs(spearmanr(height, truth['height'])[0]):.3f} ({'warns' if warned else 'quiet'})"
+        said = []
+        for estimator, name in ((HeightEstimator(structure="pore"), "height"), (RadiusEstimator(), "radius")):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                value = estimator.fit_transform(X)[:, 0]
+            warned = any("do not look like rings seen along z" in str(w.message) for w in caught)
+            said.append(f"{abs(spearmanr(value, truth[name])[0]):.3f} ({'warns' if warned else 'quiet'})")
+        return " / ".join(said)
 
-    print(f"{n_particles} pores, |Spearman| of the ring distance with the truth (and the estimator's warning)")
+    print(f"{n_particles} pores, |Spearman| of the ring distance / the radius with the truth (and the estimator's "
+          "warning)")
     for seed in seeds:
         X, truth = make_npc_3d(n_particles, rotation="3d", random_state=seed)
         t0 = time.perf_counter()

@@ -805,10 +805,16 @@ def test_pores_turned_out_of_the_plane_are_named(seed):
         with pytest.warns(UserWarning, match=r"structure='pore'\): \d+ of 150 particles \(first: particle \d+\) do not "
                                              r"look like rings seen along z.*ParticleFuser\(symmetry=8\)"):
             HeightEstimator(structure=structure).fit(X)
+    with pytest.warns(UserWarning, match=r"RadiusEstimator: \d+ of 150 particles .*Their radius in x-y then measures"):
+        RadiusEstimator().fit_transform(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for name in ("npc3d_default", "npc3d_tilt", "npc3d_axial20", "npc3d_outliers", "npc3d_twist"):
             X, _ = datasets.make_scenario(name, 150, random_state=seed)
             HeightEstimator(structure="pore").fit(X)
+            RadiusEstimator().fit(X)
         X, _ = datasets.make_npc_3d(n_particles=150, dol=0.35, random_state=seed)  # sparse, but seen along z
         HeightEstimator().fit(X)
+        RadiusEstimator().fit(X)
+        X, _ = datasets.make_npc_2d(n_particles=150, random_state=seed)  # 2D: nothing to turn
+        RadiusEstimator().fit(X)

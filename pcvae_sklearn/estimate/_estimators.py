@@ -92,16 +92,16 @@ def _warn_tilted_tetrahedra(p):
         )
 
 
-def _warn_turned_rings(p):
-    """Warn when many pores look turned out of the plane, where their height along z is not their ring distance."""
+def _warn_turned_rings(p, estimator, measured):
+    """Warn when many pores look turned out of the plane, where ``measured`` does not measure their structure."""
     turned = np.flatnonzero(central_fraction(p) > _TURNED_CENTRAL_FRACTION)
     if turned.size > _TURNED_SHARE * p.n_particles:
         warnings.warn(
-            f"HeightEstimator(structure='pore'): {turned.size} of {p.n_particles} particles (first: "
+            f"{estimator}: {turned.size} of {p.n_particles} particles (first: "
             f"{p.name(int(turned[0]))}) do not look like rings seen along z (more than "
             f"{100 * _TURNED_CENTRAL_FRACTION:.0f} % of their localizations lie within half their median distance of "
-            "their centre in x-y), as pores turned out of the plane do. Their height along z then measures their "
-            "orientation, not their ring distance: register the pores first, so that their ring axis is z "
+            f"their centre in x-y), as pores turned out of the plane do. {measured} then measures their "
+            "orientation, not their structure: register the pores first, so that their ring axis is z "
             "(ParticleFuser(symmetry=8).fit_transform(particles) for nuclear pores).",
             UserWarning,
             stacklevel=5,
@@ -324,6 +324,13 @@ class RadiusEstimator(ParticleEstimator):
     start off the ring, and the second start can cut a ring that is only
     partly labelled.
 
+    **3D particles** are measured in x-y, as pores seen along z. ``fit``
+    warns when more than 10 % of them do not look so (more than 10 % of a
+    particle's localizations within half its median distance of its centre
+    in x-y), as pores turned out of the plane do: their radius in x-y then
+    measures their orientation. Register them first
+    (``ParticleFuser(symmetry=8).fit_transform`` for nuclear pores).
+
     **Precision** (column 1) is ``FWHM / sqrt(n)`` with ``FWHM = 2 sqrt(2 ln 2)``
     times the (weighted) standard deviation of the radial distances and ``n``
     the (weighted) number of localizations: a localization-level precision,
@@ -353,6 +360,11 @@ class RadiusEstimator(ParticleEstimator):
     def __init__(self, *, method="ring", use_precision=True):
         self.method = method
         self.use_precision = use_precision
+
+    def _fit(self, p):
+        super()._fit(p)
+        if p.n_dims == 3:
+            _warn_turned_rings(p, "RadiusEstimator", "Their radius in x-y")
 
     def _estimate(self, p: Particles, cache=None) -> np.ndarray:
         if self.method == "ring":
@@ -515,7 +527,7 @@ class HeightEstimator(ParticleEstimator):
         if self.structure == "tetrahedron":  # "auto" that chose it has said so of the particles that look off
             _warn_tilted_tetrahedra(p)
         elif self.structure_ == "pore":
-            _warn_turned_rings(p)
+            _warn_turned_rings(p, "HeightEstimator(structure='pore')", "Their height along z (the ring distance)")
         return None
 
     def _gauss(self, p):
