@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the tests' helpers
 
 from pcvae_sklearn.datasets import make_npc_2d, make_npc_3d  # noqa: E402
-from pcvae_sklearn._ragged import _from_awkward  # noqa: E402
+from pcvae_sklearn._input import _from_awkward  # noqa: E402
 from pcvae_sklearn.fuse import ParticleFuser, pose_reproducibility  # noqa: E402
 from pcvae_sklearn.fuse._anisotropic import OwnFrameVariances  # noqa: E402
 from pcvae_sklearn.fuse._em import EMState, _register_each  # noqa: E402

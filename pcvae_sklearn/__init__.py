@@ -21,7 +21,8 @@ Sci. Rep. (2025).
 """
 
 from . import cluster, datasets, io, show, validate
-from ._ragged import Particles, as_particles
+from ._input import as_particles
+from ._ragged import Particles
 from ._version import __version__
 from .bin import LatentBinner, LatentDirection, bin_along_axis
 from .cluster import choose_n_clusters, fuse_clusters

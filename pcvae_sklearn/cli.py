@@ -215,7 +215,7 @@ def _say(args, msg):
 def _check_before_fit(args, particles):
     """Everything that can be checked before the (long) fit; raises ValueError."""
     from ._diagnostics import check_bins
-    from ._ragged import as_particles
+    from ._input import as_particles
 
     p = as_particles(particles, min_particles=2, what="the particles")
     check_bins(p.n_particles, args.n_bins)

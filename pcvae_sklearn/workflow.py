@@ -18,7 +18,8 @@ from sklearn import config_context
 from sklearn.base import clone
 
 from ._diagnostics import check_bins, precision_caveat, workflow_warnings
-from ._ragged import Particles, as_particles, precision_sd
+from ._input import as_particles
+from ._ragged import Particles, precision_sd
 from .bin import LatentDirection, bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import latent_correlation_table, make_estimator

@@ -10,7 +10,7 @@ import pytest
 from _helpers import SHARED_DATA, TINY_VAE
 from pcvae_sklearn import PointCloudVAE
 from pcvae_sklearn._diagnostics import MAX_CENTRAL_FRACTION_OF_RINGS, central_fraction, check_bins, workflow_warnings
-from pcvae_sklearn._ragged import as_particles
+from pcvae_sklearn._input import as_particles
 from pcvae_sklearn.cli import for_command_line, main
 from pcvae_sklearn.datasets import make_npc_2d
 

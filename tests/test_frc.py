@@ -124,7 +124,7 @@ def test_registration_score_flags_a_particle_that_is_not_the_structure(seed):
 
 
 def test_undetermined_rotations_naive():
-    from pcvae_sklearn._ragged import as_particles
+    from pcvae_sklearn._input import as_particles
     from pcvae_sklearn.fuse._fuser import undetermined_rotations
 
     rng = np.random.default_rng(0)

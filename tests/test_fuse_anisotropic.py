@@ -353,7 +353,7 @@ def test_axial_excess_stays_zero_with_precision_fields_and_in_2d():
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_axial_excess_never_lowers_the_likelihood(seed):
-    from pcvae_sklearn._ragged import as_particles
+    from pcvae_sklearn._input import as_particles
     from pcvae_sklearn.fuse._steps import _estimate_axial_excess
 
     X, truth = _pores(seed, z_ratio=3.0, n=15)

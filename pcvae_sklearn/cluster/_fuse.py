@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._ragged import as_particles, check_particle_labels
+from .._input import as_particles
+from .._ragged import check_particle_labels
 from ..estimate import make_estimator
 from ..fuse import BinFusion, fuse_bins
 

@@ -13,7 +13,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, as_particles
+from .._input import as_particles
+from .._ragged import Particles
 from ._batching import (
     LOCALIZATION_BUDGET,
     PARTICLE_BUDGET,

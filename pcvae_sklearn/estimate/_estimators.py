@@ -17,7 +17,8 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, as_particles, precision_sd, range_rows
+from .._input import as_particles
+from .._ragged import Particles, precision_sd, range_rows
 from ._segments import segment_mean_std, segment_median, segment_sort, sorted_range_median
 from ._ring import central_fraction, ring_fit
 from ._two_gaussian import two_gaussian_fit

@@ -7,7 +7,8 @@ from numbers import Real
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .._ragged import Particles, as_particles
+from .._input import as_particles
+from .._ragged import Particles
 from ._segments import segment_sort
 
 __all__ = ["subsample_localizations"]

@@ -8,7 +8,8 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._ragged import Particles, apply_transforms, as_particles, check_particle_labels
+from .._input import as_particles
+from .._ragged import Particles, apply_transforms, check_particle_labels
 from ._fuser import ParticleFuser
 
 __all__ = ["BinFusion", "fuse_bins"]

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._ragged import as_particles
+from .._input import as_particles
 
 __all__ = ["FRCResult", "fourier_ring_correlation", "frc_resolution", "render_histogram"]
 

@@ -12,7 +12,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, apply_transforms, as_particles, precision_sd
+from .._input import as_particles
+from .._ragged import Particles, apply_transforms, precision_sd
 from ._anisotropic import OwnFrameVariances
 from ._em import CommonFrameVariances, EMState, particle_loglik, run_em
 from ._orientations import orientation_grid

@@ -12,7 +12,8 @@ from scipy.spatial.transform import Rotation
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._ragged import Particles, apply_transforms, as_particles, precision_sd
+from .._input import as_particles
+from .._ragged import Particles, apply_transforms, precision_sd
 from ..datasets._common import rotations_2d, rotations_z
 from ._symmetry import _mismatch, detect_symmetry
 

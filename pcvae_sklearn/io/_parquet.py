@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._ragged import as_particles
+from .._input import as_particles
 from ._common import PARTICLE_ID, describe, existing_path, require
 
 

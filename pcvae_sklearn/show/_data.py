@@ -11,8 +11,9 @@ import logging
 import numpy as np
 from sklearn.base import clone
 
+from .._input import as_particles
 from .._latents import check_latents as _check_latents
-from .._ragged import Particles, as_particles
+from .._ragged import Particles
 from ..bin import LatentBinner
 from ..estimate import latent_correlation_table, make_estimator, subsample_localizations
 

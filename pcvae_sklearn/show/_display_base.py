@@ -57,7 +57,7 @@ def _encode_and_bin(vae, X, estimate, dimension, n_bins):
 
     Returns (particles, latents, estimates (n, 2), estimate name, dimension, bins 1..n_bins).
     """
-    from .._ragged import as_particles
+    from .._input import as_particles
     from ._data import estimate_particles
 
     p = as_particles(X, min_particles=2 * n_bins)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._ragged import as_particles
+from .._input import as_particles
 from ._data import check_latents, estimate_particles, sample_ratio_correlations
 from ._display_base import (
     _encode_and_bin,

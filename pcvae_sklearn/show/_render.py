@@ -26,7 +26,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.special import erf
 
-from .._ragged import Particles, as_particles
+from .._input import as_particles
+from .._ragged import Particles
 
 __all__ = [
     "Rendering",

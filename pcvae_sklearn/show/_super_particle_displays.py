@@ -6,7 +6,7 @@ import textwrap
 
 import numpy as np
 
-from .._ragged import as_particles
+from .._input import as_particles
 from ._data import estimate_particles, latent_orientation, super_particle_grid
 from ._render import render_projections
 from ._display_base import (

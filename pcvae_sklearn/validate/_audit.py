@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import spearmanr
 
+from .._input import as_particles
 from .._latents import check_latents
-from .._ragged import as_particles
 
 __all__ = ["confound_audit", "principal_axis_angles", "circular_linear_correlation"]
 

@@ -11,8 +11,9 @@ from scipy.stats import spearmanr
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
+from .._input import as_particles
 from .._latents import check_latents
-from .._ragged import Particles, as_particles
+from .._ragged import Particles
 from ..estimate import make_estimator
 from ..fuse import ParticleFuser
 from ._twins import _fit_template, _simulate_twins

@@ -10,7 +10,8 @@ from scipy.stats import rankdata
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._ragged import as_particles, precision_sd, segment_sum
+from .._input import as_particles
+from .._ragged import precision_sd, segment_sum
 
 __all__ = ["AxisStability", "axis_stability", "match_axes"]
 

@@ -12,7 +12,8 @@ from scipy.stats import t as student_t
 from sklearn.base import clone
 from sklearn.utils import check_random_state
 
-from .._ragged import Particles, as_particles
+from .._input import as_particles
+from .._ragged import Particles
 from ..bin import bin_along_axis
 from ..estimate import make_estimator
 from ..estimate._names import quantity_name
