@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ from pcvae_sklearn.fuse._em import (
     update_sigma2,
     weighted_procrustes,
 )
-from pcvae_sklearn.fuse._fuser import _mixture_terms
+from pcvae_sklearn.fuse._fuser import _mixture_terms, _registered
 from pcvae_sklearn.fuse._steps import _polish, _search_rows
 from pcvae_sklearn.fuse._orientations import (
     ShiftScorer,
@@ -387,9 +388,20 @@ def test_fuser_3d_full_rotations(seed):
 
     # isotropic, good precision: the regime where full-rotation registration is well posed
     X, truth = make_npc_3d(60, radius=50.0, height=50.0, rotation="3d", z_ratio=1.0, precision=4.0, random_state=seed)
-    fuser = ParticleFuser(n_restarts=2, random_state=seed).fit(X)
+    fuser = ParticleFuser(n_restarts=2, random_state=seed)
+    # registered, the pores' precision fields (lateral, axial) no longer lie along x-y and z, and the fuser says so
+    turned = r"turned \d+ of 60 particles \(first: particle \d+\) more than 20 degrees out of the plane.*'precision_z'"
+    with pytest.warns(UserWarning, match=turned) as caught:
+        fuser.fit_transform(X)
+        fuser.transform(X)
+    assert [w.filename for w in caught if "out of the plane" in str(w.message)] == [__file__] * 2
     err = errors_3d(fuser.rotations_, truth["rotation"], dihedral_3d(8))
     assert np.mean(err < 5) >= 0.9, np.sort(err)[-8:]
+    p = as_particles(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _registered(p, np.broadcast_to(np.eye(3), (60, 3, 3)), np.zeros((60, 3)))  # not turned
+        _registered(p.replace(fields={}), fuser.rotations_, fuser.translations_)  # no precision fields
 
 
 def test_orientation_search_rescues_wrong_starts():

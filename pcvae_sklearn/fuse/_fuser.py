@@ -114,6 +114,27 @@ def _lateral_only(p: Particles, use_precision: bool) -> bool:
     return bool(use_precision and p.n_dims == 3 and "precision" in p.fields and "precision_z" not in p.fields)
 
 
+#: a particle turned more than this out of the plane (degrees) mixes its axial error into x-y noticeably
+_TURNED_DEGREES = 20.0
+
+
+def _registered(p: Particles, rotations, translations):
+    """The particles turned and shifted as registered, as an awkward array; says where their precision fields,
+    which stay as read, no longer lie along the registered axes."""
+    if p.n_dims == 3 and "precision" in p.fields:
+        turned = np.flatnonzero(np.abs(rotations[:, 2, 2]) < np.cos(np.radians(_TURNED_DEGREES)))
+        if turned.size > 0.1 * p.n_particles:
+            warnings.warn(
+                f"ParticleFuser turned {turned.size} of {p.n_particles} particles (first: {p.name(int(turned[0]))}) "
+                f"more than {_TURNED_DEGREES:.0f} degrees out of the plane. Their precision fields are carried as "
+                "read, 'precision' for x-y and 'precision_z' for z of the original frame: in the registered frame "
+                "their axial error lies partly along x and y, which whatever reads these fields next does not know.",
+                UserWarning,
+                stacklevel=4,  # the caller of transform or fit_transform, which scikit-learn's set_output wraps
+            )
+    return p.replace(coords=apply_transforms(p.coords, rotations, translations, p.lengths)).to_awkward()
+
+
 def _optical_axis_alignment(rotations: np.ndarray) -> np.ndarray:
     """The smallest rotation turning the particles' mean registered optical axis onto ``e_z``.
 
@@ -756,13 +777,15 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         -------
         awkward.Array
             ``n * var * {x, y[, z], <fields>}``: the registered particles in
-            the fitted frame, every other field carried along unchanged.
+            the fitted frame, every other field carried along unchanged. A
+            3D particle's ``precision`` and ``precision_z`` stay those of
+            its original x-y and z: where more than a tenth of the particles
+            turn more than 20 degrees out of the plane, a ``UserWarning``
+            says so.
         """
         check_is_fitted(self, "centres_")
         p = as_particles(X, n_dims=self.n_dims_)
-        rotations, translations = self._register(p)
-        registered = apply_transforms(p.coords, rotations, translations, p.lengths)
-        return p.replace(coords=registered).to_awkward()
+        return _registered(p, *self._register(p))
 
     def fit_transform(self, X, y=None):
         """Fit, then return the fitted particles registered (not re-registered).
@@ -777,12 +800,11 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
         -------
         awkward.Array
             ``n * var * {x, y[, z], <fields>}``, registered with
-            ``rotations_`` and ``translations_``.
+            ``rotations_`` and ``translations_``; fields as in
+            :meth:`transform`.
         """
         self.fit(X)
-        p = as_particles(X)
-        registered = apply_transforms(p.coords, self.rotations_, self.translations_, p.lengths)
-        return p.replace(coords=registered).to_awkward()
+        return _registered(as_particles(X), self.rotations_, self.translations_)
 
     def set_output(self, *, transform=None):
         """Accept a Pipeline's output setting (checked, and changing nothing): the registered particles are ragged
