@@ -63,6 +63,9 @@ UNMIX = {"no": False, "yes": True, "both": "both"}
 def for_command_line(message: str) -> str:
     """A library message with its Python keywords (``n_bins``, ``pixel_size=``, ...) as this command's flags."""
     message = re.sub(r" \(command line: [^)]*\)", "", message)  # the flag is what the message now names itself
+    message = re.sub(r"ParticleFuser\(symmetry=(\d+)\)\.fit_transform\(particles\)", r"--register --symmetry \1", message)
+    message = re.sub(r"HeightEstimator\(structure='(\w+)'\)",
+                     lambda m: f"--estimate {'height' if m[1] == 'auto' else m[1]}", message)
     for name, flag in _FLAGS.items():
         keyword = re.escape(name if name.endswith("=") else name + "=")
         message = re.sub(rf"\b{keyword}(?=[\s,.;:)]|$)", flag, message)  # named alone: "takes no unit= option"
@@ -108,6 +111,11 @@ def _add_model_options(ap):
                    help="impose an N-fold rotational symmetry on every fused super-particle, the null's template "
                         "included (8 for nuclear pores; ParticleFuser(symmetry=N) with the multiple of N at or above "
                         "32 centres); default none")
+    g.add_argument("--register", action="store_true",
+                   help="first register every particle onto one fused model of them all (ParticleFuser; with 3D "
+                        "particles --symmetry is needed, whose axis becomes z), for particles turned out of the "
+                        "plane, whose radius in x-y and height along z measure their orientation; the analysis then "
+                        "runs on the registered particles")
     g.add_argument("--no-null", action="store_true",
                    help="skip the matched homogeneous null (all particles fused once, homogeneous twins encoded by "
                         "the fitted model and binned the same way); without it the per-bin trend has no verdict")
@@ -224,6 +232,10 @@ def _check_before_fit(args, particles):
     if args.symmetry is not None and args.symmetry < 2:
         raise ValueError(f"--symmetry must be 2 or more (the order of the structure's rotational symmetry); got "
                          f"{args.symmetry}. Leave it out for none.")
+    if args.register and p.n_dims == 3 and args.symmetry is None:
+        raise ValueError("--register needs --symmetry with 3D particles (8 for nuclear pores): only an imposed "
+                         "symmetry turns the fused model so that the structure's axis is z, where the radius and "
+                         "height are measured.")
     args.sample_ratios = _sample_ratios(args.sample_ratios) if isinstance(args.sample_ratios, str) else args.sample_ratios
     return p
 
@@ -237,6 +249,20 @@ def _fuser(args, **params):
         return ParticleFuser(**params)
     n, default = args.symmetry, ParticleFuser().n_components
     return ParticleFuser(n_components=n * -(-default // n), symmetry=n, **params)
+
+
+def _registered(args, p):
+    """``--register``: every particle turned and shifted onto one fused model of them all, fields kept; and what
+    the fuser warned of."""
+    t = time.perf_counter()
+    _say(args, f"pcvae: registering the {p.n_particles} particles onto one fused model (--register)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registered = _fuser(args, random_state=args.seed).fit_transform(p.to_awkward())
+    _say(args, f"pcvae: registered in {time.perf_counter() - t:.0f} s")
+    said = dict.fromkeys(f"the registration (--register): {w.message}" for w in caught
+                         if issubclass(w.category, UserWarning))
+    return registered, list(said)
 
 
 def _null_fuser(args, n_dims):
@@ -253,6 +279,9 @@ def _run(args, particles, truth=None, source="", reading=None):
     out: Path = args.out
     p = _check_before_fit(args, particles)
     out.mkdir(parents=True, exist_ok=True)
+    registration = []
+    if args.register:
+        particles, registration = _registered(args, p)
     vae = _vae(args)
     _say(args, f"pcvae: {p.n_particles} particles ({p.n_dims}D, {p.lengths.min()}-{p.lengths.max()} localizations each) from {source}")
     _say(args, f"pcvae: fitting {vae!r}, then binning" + ("" if args.no_fusion else f" and fusing {args.n_bins} bins (the longest step)"))
@@ -276,6 +305,7 @@ def _run(args, particles, truth=None, source="", reading=None):
             n_null=args.n_null,
             n_seeds=args.stability_seeds,
         )
+    res.warnings[:0] = registration
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
     cautions = [_with_pixel_size(for_command_line(w), getattr(args, "pixel_size", None)) for w in res.warnings]
     for message in cautions:
@@ -318,6 +348,7 @@ def _run(args, particles, truth=None, source="", reading=None):
         "unmix_components": args.unmix_components,
         "unmixer": None if unmixer is None else "unmixer.npz",
         "symmetry": args.symmetry,
+        "register": args.register,
         "dimension": res.dimension,
         "orientation": res.orientation,
         "null": res.heterogeneity if res.heterogeneity is not None else "skipped (--no-null)",

@@ -434,7 +434,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             abs(spearmanr(Z[:, n_encoded], clone(direction).fit_transform(other, E[:, 0])[:, 0])[0])
             for other in stability.latents[1:]))
         if agreement < stability.threshold:
-            found.append(f"the fit with another seed predicts the {quantity_name(name)} along a different latent "
+            found.append(f"the fit with another seed predicts the {quantity_name(name, est)} along a different latent "
                          f"direction (|Spearman| {agreement:.2f} with {names[n_encoded]}): the axis does not come "
                          "back; treat its trend as unconfirmed")
     elif stability is not None and dimension is None:  # would another seed's fit, choosing the same way, agree?
@@ -492,7 +492,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             heterogeneity["reproducibility"] = heterogeneity["choice_agreement"] = agreement
             if agreement < stability.threshold:
                 heterogeneity["verdict"] += (
-                    f"; but the fit with another seed predicts the {quantity_name(name)} along a different latent "
+                    f"; but the fit with another seed predicts the {quantity_name(name, est)} along a different latent "
                     f"direction (|Spearman| {agreement:.2f}), so the axis is unconfirmed")
         elif stability is not None and axis.dimension < n_encoded:
             reproducibility = float(stability.reproducibility[axis.dimension])

@@ -162,6 +162,8 @@ def write_report(path, result, *, figures=None, settings=None, note="", truth_su
     reading = settings.get("reading")
     if reading:
         summary["read with"] = ", ".join(f"{k.replace('pixel_size', 'pixel size (nm)')} {v}" for k, v in reading.items())
+    if settings.get("register"):
+        summary["registered first"] = "every particle onto one fused model of them all (--register)"
     col = [c for c in result.bin_table.columns if c.startswith("super_particle_") and "precision" not in c]
     if col:
         rho = spearmanr(result.bin_table["bin"], result.bin_table[col[0]])[0]
