@@ -116,10 +116,11 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         known to 20 nm along z then counts along z as much as one known to
         8 nm counts laterally; ``s`` is raised to ``precision_floor_``. It
         needs the ``precision`` field and, for 3D particles, ``precision_z``,
-        finite and above 0 nm. "auto" weighs when the data carry them and
-        uses the Euclidean distance when they do not (and warns when some
-        are not finite or 0); True raises a ValueError without them; False
-        is the paper's Euclidean distance.
+        finite and at least 0 nm (0 counts as the floor). "auto" weighs when
+        the data carry them and uses the Euclidean distance when they do
+        not (and warns when some are not finite or below 0, or when the
+        median is 0 nm, which leaves no floor); True raises a ValueError
+        without them; False is the paper's Euclidean distance.
         No precision is ever assumed: ``reference_precision_`` is None when
         the fit was Euclidean. ``reconstruction_error`` and ``score`` use
         the distance the model was trained with.
