@@ -30,9 +30,10 @@ logger = logging.getLogger(__name__)
 #: FWHM of a Gaussian in units of its standard deviation, 2 sqrt(2 ln 2).
 FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
-# "auto" structure: the localizations in the top fifth of a particle's z lie
-# on its axis for a tetrahedron (the apex sits above the base's centroid) and
-# on a ring as wide as the whole particle for a pore. The ratio of their median
+# "auto" structure: the localizations in the top (or, apex down, the bottom)
+# fifth of a particle's z lie on its axis for a tetrahedron (the apex sits
+# above the base's centroid) and on a ring as wide as the whole particle for a
+# pore. The ratio of their median
 # radial (xy) distance to that of all localizations is ~0.1 for tetrahedra of
 # 30-95 nm height and ~1.0 for pores of 20-70 nm ring distance (simulators,
 # 1250 and 300 localizations); the threshold lies half-way. (The weight of
@@ -44,8 +45,8 @@ _AUTO_RATIO_THRESHOLD = 0.5
 # "auto" warns when more than this share of the particles falls on the other
 # side of the threshold than the structure chosen. Upright and tilted
 # simulations of the scenario family and the real Nup107 pores have none
-# there; randomly rotated tetrahedra (called pores) 16-18 %, randomly rotated
-# pores 7 %.
+# there, Wang et al.'s simulated pores 0.5 %; randomly rotated tetrahedra
+# (called pores) 33 %, randomly rotated pores 10 %.
 _AUTO_MINORITY = 0.05
 
 
@@ -67,7 +68,7 @@ def _choose_structure(p) -> str:
         warnings.warn(
             f"HeightEstimator(structure='auto') chose {structure!r} for the data set, but "
             f"{minority.size} of its {p.n_particles} particles (first: {p.name(int(minority[0]))}) look like a "
-            f"{other} (the highest fifth of their localizations lies "
+            f"{other} (the highest or the lowest fifth of their localizations lies "
             f"{'near their axis' if other == 'tetrahedron' else 'as wide as the rest'}). The particles may be "
             "rotated out of the plane, where their extent along z is not the structure's height, or the data "
             "set may mix structures. Pass structure='tetrahedron' or 'pore', and register rotated particles "
@@ -84,8 +85,8 @@ def _warn_tilted_tetrahedra(p):
     if tilted.size > _AUTO_MINORITY * p.n_particles:
         warnings.warn(
             f"HeightEstimator(structure='tetrahedron'): {tilted.size} of {p.n_particles} particles (first: "
-            f"{p.name(int(tilted[0]))}) show no apex on their axis (the highest fifth of their localizations "
-            "lies as wide as the rest), as tetrahedra rotated out of the plane do. The height is measured "
+            f"{p.name(int(tilted[0]))}) show no apex on their axis (neither the highest nor the lowest fifth of "
+            "their localizations lies nearer their axis than the rest), as tetrahedra rotated out of the plane do. The height is measured "
             "along z, so for them it measures their orientation, not their structure: register rotated "
             "particles into a frame with the apex along z before estimating their height.",
             UserWarning,
@@ -110,16 +111,20 @@ def _warn_turned_rings(p, estimator, measured):
 
 
 def _apex_radial_ratio(p: Particles) -> np.ndarray:
-    """Per particle: median xy distance from the centroid of its top-fifth-in-z localizations over that of all."""
+    """Per particle: median xy distance from the centroid of its highest or its lowest fifth of localizations in z,
+    whichever lies nearer the axis, over that of all (an apex may point down: z's sign is the instrument's)."""
     centred = p.coords - np.repeat(p.centroids(), p.lengths, axis=0)
     radial = np.hypot(centred[:, 0], centred[:, 1])
     lengths = p.lengths
     _, order = segment_sort(centred[:, 2], p.offsets, return_order=True)
-    n_top = np.maximum(1, np.floor(_AUTO_TOP_FRACTION * lengths).astype(np.int64))
-    rows, top_offsets = range_rows(p.offsets[:-1] + lengths - n_top, n_top)
-    top = segment_median(radial[order][rows], top_offsets)
+    n_end = np.maximum(1, np.floor(_AUTO_TOP_FRACTION * lengths).astype(np.int64))
+    sorted_radial = radial[order]
+    ends = []
+    for start in (p.offsets[1:] - n_end, p.offsets[:-1]):  # the highest fifth, the lowest
+        rows, end_offsets = range_rows(start, n_end)
+        ends.append(segment_median(sorted_radial[rows], end_offsets))
     every = segment_median(radial, p.offsets)
-    return top / np.where(every > 0, every, np.inf)
+    return np.minimum(*ends) / np.where(every > 0, every, np.inf)
 
 
 class ParticleEstimator(TransformerMixin, BaseEstimator):
@@ -409,7 +414,9 @@ class HeightEstimator(ParticleEstimator):
         ``method="auto"`` uses. ``"auto"`` decides in ``fit``, for the whole data
         set at once, from where the highest localizations lie: for every
         particle, the median xy distance from its centroid of the top fifth of
-        its localizations in z, over that of all its localizations. A
+        its localizations in z, over that of all its localizations (or of the
+        bottom fifth where that ratio is smaller: whether an apex points to
+        +z or -z depends on the instrument's sign of z). A
         tetrahedron's apex sits on its axis (ratio ~0.1), a pore's upper ring
         is as wide as the lower one (~1.0); if the median ratio over particles
         is below 0.5 it is ``"tetrahedron"``, otherwise ``"pore"``. It warns
