@@ -10,6 +10,7 @@ with its XML header line, a folder of ``file{i}.csv``.
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import awkward as ak
 import numpy as np
@@ -786,3 +787,22 @@ def test_missing_optional_dependency_says_how_to_install(tmp_path, monkeypatch, 
     monkeypatch.setitem(__import__("sys").modules, module, None)
     with pytest.raises(ImportError, match=r"pip install pcvae-sklearn\[io\]"):
         call(tmp_path)
+
+
+def test_a_z_that_is_the_same_everywhere_is_read_as_2d(tmp_path):
+    """2D exports that write z = 0 for every localization give 2D particles, with a warning naming the file."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"particle": np.repeat([0, 1, 2], 20), "x": rng.normal(size=60), "y": rng.normal(size=60)})
+    path = tmp_path / "flat.csv"
+    frame.assign(z=0.0).to_csv(path, index=False)
+    with pytest.warns(UserWarning, match=r"flat\.csv.*column 'z' holds 0 at every localization.*read as 2D"):
+        flat = read_csv(path)
+    assert flat.fields[:2] == ["x", "y"] and "z" not in flat.fields
+    kept = read_csv(path, n_dims=3)
+    assert "z" in kept.fields
+    with pytest.warns(UserWarning, match=r"column 'z' holds 5 at every localization"):
+        assert "z" not in read_dataframe(frame.assign(z=5.0)).fields
+    varying = frame.assign(z=np.r_[np.zeros(40), rng.normal(size=20)])  # one particle with depth: 3D
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "z" in read_dataframe(varying).fields

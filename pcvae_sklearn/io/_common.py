@@ -321,6 +321,15 @@ def build_particles(source, columns: dict, particle_id, *, n_dims: int | None = 
     for c in ("x", "y"):
         if c not in columns:
             raise ValueError(f"{describe(source)}: no {c!r} coordinate column; found columns {sorted(columns)}.")
+    z = columns.get("z")
+    if n_dims is None and z is not None and z.size and np.isfinite(z).all() and np.ptp(z) == 0:
+        warnings.warn(
+            f"{describe(source)}: column 'z' holds {z[0]:g} at every localization, which is no third dimension; "
+            "the particles are read as 2D (in Python, n_dims=3 keeps z).",
+            UserWarning,
+            stacklevel=4,
+        )
+        n_dims = 2
     if n_dims == 2:
         columns = {k: v for k, v in columns.items() if k != "z"}
     elif n_dims == 3 and "z" not in columns:

@@ -104,7 +104,8 @@ def read_csv(path, *, particle_column=None, picks=None, pick_radius=None, pixel_
         Column separator.
     n_dims : {2, 3}, optional
         Force 2D (drop z) or require 3D. By default 3D when there is a z
-        column.
+        column whose values differ (a z that is the same everywhere, as 2D
+        exports write it, is dropped with a warning).
 
     Returns
     -------

@@ -126,7 +126,8 @@ def read_picasso(path, *, pixel_size=None, particle_column="group", picks=None, 
     pick_radius : float or array-like, optional
         Pick radius in nm.
     n_dims : {2, 3}, optional
-        Force 2D or require 3D; by default 3D when the file has ``z``.
+        Force 2D or require 3D; by default 3D when the file has ``z`` and
+        its values differ.
 
     Returns
     -------
