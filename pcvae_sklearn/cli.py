@@ -63,7 +63,8 @@ UNMIX = {"no": False, "yes": True, "both": "both"}
 def for_command_line(message: str) -> str:
     """A library message with its Python keywords (``n_bins``, ``pixel_size=``, ...) as this command's flags."""
     message = re.sub(r" \(command line: [^)]*\)", "", message)  # the flag is what the message now names itself
-    message = re.sub(r"ParticleFuser\(symmetry=(\d+)\)\.fit_transform\(particles\)", r"--register --symmetry \1", message)
+    message = re.sub(r"ParticleFuser\(symmetry=(\d+)\)\.fit_transform\(particles\)", r"--register --symmetry \1",
+                     message)
     message = re.sub(r"HeightEstimator\(structure='(\w+)'\)",
                      lambda m: f"--estimate {'height' if m[1] == 'auto' else m[1]}", message)
     for name, flag in _FLAGS.items():

@@ -86,9 +86,10 @@ def _warn_tilted_tetrahedra(p):
         warnings.warn(
             f"HeightEstimator(structure='tetrahedron'): {tilted.size} of {p.n_particles} particles (first: "
             f"{p.name(int(tilted[0]))}) show no apex on their axis (neither the highest nor the lowest fifth of "
-            "their localizations lies nearer their axis than the rest), as tetrahedra rotated out of the plane do. The height is measured "
-            "along z, so for them it measures their orientation, not their structure: register rotated "
-            "particles into a frame with the apex along z before estimating their height.",
+            "their localizations lies nearer their axis than the rest), as tetrahedra rotated out of the plane "
+            "do. The height is measured along z, so for them it measures their orientation, not their "
+            "structure: register rotated particles into a frame with the apex along z before estimating their "
+            "height.",
             UserWarning,
             stacklevel=5,
         )
