@@ -257,6 +257,7 @@ def test_turned_pores_are_named_once_for_the_data_and_apart_for_the_bins():
                   n_null=5, n_seeds=1, random_state=0)
     assert _RecordingHeight.structures == ["auto", "pore", "pore"]  # the data, the super-particles, the twins
     assert isinstance(res.estimator, _RecordingHeight) and res.estimator.structure_ == "pore"
+    assert "ring distance (height)" in res.heterogeneity["verdict"]  # what a pore's height is, named as such
     turned = [m for m in res.warnings if "do not look like rings seen along z" in m]
     data = [m for m in turned if not m.startswith("the bins' super-particles")]
     assert len(data) == 1 and " of 60 particles" in data[0], turned

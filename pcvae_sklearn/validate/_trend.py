@@ -422,7 +422,7 @@ def trend_null_test(X, latents, estimates, *, encoder, estimate="radius", dimens
     detected = bool(p_value < alpha)
     name = names[axis.dimension]
     feature = str(est.get_feature_names_out()[0])
-    quantity = quantity_name(feature)
+    quantity = quantity_name(feature, est)  # a pore's height: its ring distance
     if detected:
         verdict = (f"{quantity} varies along {name} beyond what labelling and noise produce "
                    f"(p = {_format_p(p_value, alpha)})")
