@@ -22,7 +22,7 @@ from ._input import as_particles
 from ._ragged import Particles, precision_sd
 from .bin import LatentDirection, bin_along_axis
 from .encode import LatentUnmixer, PointCloudVAE
-from .estimate import latent_correlation_table, make_estimator
+from .estimate import OutOfPlaneWarning, latent_correlation_table, make_estimator
 from .estimate._names import quantity_name
 from .validate import axis_stability, bin_bootstrap_intervals, per_bin_statistic, trend_null_test
 
@@ -107,7 +107,8 @@ class WorkflowResult:
         epoch, particles that are not rings for a radius, ...), and what
         its steps warned of (an estimator's doubt about the structure, a
         field left out, ...); each once, also issued as a
-        :class:`UserWarning` when the run ends.
+        :class:`UserWarning` (of the class it was raised with) when the run
+        ends.
     heterogeneity : dict or None
         The null's verdict (None with ``null=False``): ``detected`` (bool),
         ``p_value``, ``dimension``, ``verdict`` (one line), and ``rise``,
@@ -119,7 +120,9 @@ class WorkflowResult:
         matches in the other seeds, or for the latent direction with the
         other seeds' own directions (None with ``n_seeds=1``); below 0.9 the
         verdict says the axis is unconfirmed. And ``choice_agreement``, as
-        the attribute of that name.
+        the attribute of that name. A detected trend's verdict also says
+        where the estimator warned that many particles look turned out of
+        the plane (:class:`~pcvae_sklearn.estimate.OutOfPlaneWarning`).
     null : TrendNullResult or None
         The null's full result (the twins' curves and rises).
     stability : AxisStability or None
@@ -320,14 +323,16 @@ def analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=T
                           n_jobs=n_jobs, random_state=random_state, axis=axis, unmix=unmix,
                           unmix_components=unmix_components, null=null, n_null=n_null, alpha=alpha,
                           null_fuser=null_fuser, n_bootstrap=n_bootstrap, n_seeds=n_seeds)
+    category = {}  # each message's own class (OutOfPlaneWarning, ...), kept when it is issued again
     for w in caught:
         if issubclass(w.category, UserWarning) and Path(w.filename).resolve().is_relative_to(_PACKAGE):
             if str(w.message) not in result.warnings:  # once, though every seed's fit may say it again
                 result.warnings.append(str(w.message))
+                category[str(w.message)] = w.category
         else:  # another library's (torch's, scikit-learn's) warnings pass as they came
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     for message in result.warnings:
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(message, category.get(message, UserWarning), stacklevel=2)
     return result
 
 
@@ -369,7 +374,12 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
     precision_sd(p, "; the encoder, the estimate and the null all use the precision field: correct those values, or "
                     "drop the field to analyse without precisions.")
     t = time.perf_counter()
-    E = est.fit_transform(p)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        E = est.fit_transform(p)
+    for w in said:  # passed on as they came; analyse gathers them with the rest
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    out_of_plane = any(issubclass(w.category, OutOfPlaneWarning) for w in said)
     name = str(est.get_feature_names_out()[0])
     if getattr(est, "structure", None) == "auto":  # the super-particles and the twins are measured as the data were
         estimate = clone(est).set_params(structure=est.structure_)
@@ -511,6 +521,10 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
         if caveat is not None:
             heterogeneity["verdict"] += "; but " + caveat
             found.append(caveat)
+        if out_of_plane and heterogeneity.get("detected"):
+            heterogeneity["verdict"] += (
+                f"; but many particles look turned out of the plane, where the {quantity_name(name, est)} measures "
+                "their orientation as much as their structure (see the warning): register them first")
         seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)
     found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name) + found

@@ -1,6 +1,7 @@
 """The workflow (fit, bin, fuse, estimate) and the ``pcvae`` command line, on small data."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from pcvae_sklearn import (
 )
 from pcvae_sklearn.cli import main
 from pcvae_sklearn.datasets import make_npc_2d
+from pcvae_sklearn.estimate import OutOfPlaneWarning
 from scipy.stats import spearmanr
 from sklearn.base import BaseEstimator, TransformerMixin
 
@@ -234,6 +236,29 @@ def test_warnings_from_outside_the_library_pass_as_they_came(npc):
         res = analyse(X, vae=PointCloudVAE(**TINY_VAE, random_state=0), estimate=_LoudRadius(), n_bins=3,
                       fuse=False, null=False, n_seeds=1)
     assert not any("the caller's own code" in m for m in res.warnings)
+
+
+class _TurnedRadius(RadiusEstimator):
+    """A radius estimator that says the particles look turned out of the plane."""
+
+    def _fit(self, p):
+        super()._fit(p)
+        warnings.warn("many particles look turned out of the plane", OutOfPlaneWarning, stacklevel=2)
+
+
+def test_a_trend_on_particles_turned_out_of_the_plane_is_qualified():
+    """A detected trend whose estimate measured the particles' orientation as well says so in its verdict."""
+    X, _ = make_npc_2d(150, random_state=3)
+    kw = dict(vae=PointCloudVAE(**TINY_VAE, random_state=0), n_bins=3, fuse=False, n_null=5, n_seeds=1,
+              random_state=0)
+    plain = analyse(X, **kw)
+    with pytest.warns(OutOfPlaneWarning):
+        turned = analyse(X, estimate=_TurnedRadius(), **kw)
+    assert plain.heterogeneity["detected"] and turned.heterogeneity["detected"]
+    assert "turned out of the plane" not in plain.heterogeneity["verdict"]
+    assert turned.heterogeneity["verdict"] == (
+        plain.heterogeneity["verdict"] + "; but many particles look turned out of the plane, where the radius "
+        "measures their orientation as much as their structure (see the warning): register them first")
 
 
 class _RecordingHeight(HeightEstimator):

@@ -9,6 +9,8 @@
   estimate.
 - :func:`latent_correlation_table`, :func:`best_latent_dimension`: Pearson and
   Spearman of every latent dimension against estimates.
+- :class:`OutOfPlaneWarning`: many 3D particles look turned out of the plane,
+  where their estimate measures their orientation.
 - :func:`make_estimator`: an estimator from its name (``"radius"``, ``"height"``, ...).
 - :func:`subsample_localizations`: keep a random fraction of localizations
   (robustness experiment).
@@ -17,7 +19,7 @@ The estimates and correlations are those of Haghparast, Zhang et al.,
 Sci. Rep. (2025); the full reference is in :mod:`pcvae_sklearn`.
 """
 
-from ._estimators import HeightEstimator, ParticleEstimator, RadiusEstimator
+from ._estimators import HeightEstimator, OutOfPlaneWarning, ParticleEstimator, RadiusEstimator
 from ._names import ESTIMATES, make_estimator
 from ._scorers import best_latent_dimension, latent_correlation_scorer, latent_correlation_table
 from ._segments import segment_median
@@ -29,6 +31,7 @@ __all__ = [
     "make_estimator",
     "ESTIMATES",
     "ParticleEstimator",
+    "OutOfPlaneWarning",
     "latent_correlation_scorer",
     "latent_correlation_table",
     "best_latent_dimension",

@@ -23,7 +23,7 @@ from ._segments import segment_mean_std, segment_median, segment_sort, sorted_ra
 from ._ring import central_fraction, ring_fit
 from ._two_gaussian import two_gaussian_fit
 
-__all__ = ["ParticleEstimator", "RadiusEstimator", "HeightEstimator"]
+__all__ = ["ParticleEstimator", "RadiusEstimator", "HeightEstimator", "OutOfPlaneWarning"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,18 @@ _AUTO_MINORITY = 0.05
 _TURNED_CENTRAL_FRACTION = 0.1
 #: the share of such pores above which HeightEstimator says so
 _TURNED_SHARE = 0.1
+
+
+class OutOfPlaneWarning(UserWarning):
+    """Many 3D particles look turned out of the plane: their estimate measures their orientation.
+
+    A pore's height and radius and a tetrahedron's height are measured along
+    z and in x-y, for particles seen along their axis. ``RadiusEstimator``
+    and ``HeightEstimator`` issue this warning in ``fit`` when many particles
+    look otherwise; :func:`pcvae_sklearn.analyse` then qualifies a detected
+    trend in its verdict. Register the particles first so that their axis is
+    z (``ParticleFuser(symmetry=8).fit_transform`` for nuclear pores).
+    """
 
 
 def _choose_structure(p) -> str:
@@ -90,7 +102,7 @@ def _warn_tilted_tetrahedra(p):
             "do. The height is measured along z, so for them it measures their orientation, not their "
             "structure: register rotated particles into a frame with the apex along z before estimating their "
             "height.",
-            UserWarning,
+            OutOfPlaneWarning,
             stacklevel=5,
         )
 
@@ -106,7 +118,7 @@ def _warn_turned_rings(p, estimator, measured):
             f"their centre in x-y), as pores turned out of the plane do. {measured} then measures their "
             "orientation, not their structure: register the pores first, so that their ring axis is z "
             "(ParticleFuser(symmetry=8).fit_transform(particles) for nuclear pores).",
-            UserWarning,
+            OutOfPlaneWarning,
             stacklevel=5,
         )
 
