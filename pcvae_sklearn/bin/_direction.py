@@ -47,15 +47,16 @@ class LatentDirection(TransformerMixin, BaseEstimator):
 
     Attributes
     ----------
-    coef_ : ndarray of shape (n_features_in_,)
+    coef_ : ndarray of shape (n_features,)
         Weights of the raw latent columns: ``transform(Z) = Z @ coef_ + intercept_``.
     intercept_ : float
-    mean_, scale_ : ndarray of shape (n_features_in_,)
+    mean_, scale_ : ndarray of shape (n_features,)
         The standardisation the ridge penalty was applied in.
     score_ : float
         Pearson's r between the cross-fitted projection and the estimate
         (set by ``fit_transform``; NaN after ``fit`` alone).
     n_features_in_ : int
+        Number of latent columns seen in fit (``n_features``).
 
     Examples
     --------
