@@ -38,7 +38,7 @@ from pcvae_sklearn import as_particles  # noqa: E402
 from pcvae_sklearn.datasets import make_npc_3d  # noqa: E402
 from pcvae_sklearn.fuse import ParticleFuser  # noqa: E402
 from pcvae_sklearn.fuse._em import EMState, _register_each  # noqa: E402
-from pcvae_sklearn.fuse._fuser import _em_variances, _loc_variance  # noqa: E402
+from pcvae_sklearn.fuse._frames import _em_variances, _loc_variance  # noqa: E402
 from pcvae_sklearn.fuse._steps import _excess_variances  # noqa: E402
 
 

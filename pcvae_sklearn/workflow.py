@@ -381,6 +381,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out_of_plane = any(issubclass(w.category, OutOfPlaneWarning) for w in said)
     name = str(est.get_feature_names_out()[0])
+    quantity = quantity_name(name, est)  # as a reader says it: a pore's height is its ring distance
     if getattr(est, "structure", None) == "auto":  # the super-particles and the twins are measured as the data were
         estimate = clone(est).set_params(structure=est.structure_)
     seconds["estimate_and_bin"] = time.perf_counter() - t
@@ -444,7 +445,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             abs(spearmanr(Z[:, n_encoded], clone(direction).fit_transform(other, E[:, 0])[:, 0])[0])
             for other in stability.latents[1:]))
         if agreement < stability.threshold:
-            found.append(f"the fit with another seed predicts the {quantity_name(name, est)} along a different latent "
+            found.append(f"the fit with another seed predicts the {quantity} along a different latent "
                          f"direction (|Spearman| {agreement:.2f} with {names[n_encoded]}): the axis does not come "
                          "back; treat its trend as unconfirmed")
     elif stability is not None and dimension is None:  # would another seed's fit, choosing the same way, agree?
@@ -502,7 +503,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             heterogeneity["reproducibility"] = heterogeneity["choice_agreement"] = agreement
             if agreement < stability.threshold:
                 heterogeneity["verdict"] += (
-                    f"; but the fit with another seed predicts the {quantity_name(name, est)} along a different latent "
+                    f"; but the fit with another seed predicts the {quantity} along a different latent "
                     f"direction (|Spearman| {agreement:.2f}), so the axis is unconfirmed")
         elif stability is not None and axis.dimension < n_encoded:
             reproducibility = float(stability.reproducibility[axis.dimension])
@@ -523,7 +524,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             found.append(caveat)
         if out_of_plane and heterogeneity.get("detected"):
             heterogeneity["verdict"] += (
-                f"; but many particles look turned out of the plane, where the {quantity_name(name, est)} measures "
+                f"; but many particles look turned out of the plane, where the {quantity} measures "
                 "their orientation as much as their structure (see the warning): register them first")
         seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)

@@ -292,7 +292,7 @@ def test_own_frame_variances_are_for_3d_localizations():
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_optical_axis_alignment_turns_the_mean_axis_onto_z(seed):
-    from pcvae_sklearn.fuse._fuser import _optical_axis_alignment
+    from pcvae_sklearn.fuse._frames import _optical_axis_alignment
 
     rng = np.random.default_rng(seed)
     tilt = Rotation.from_rotvec(rng.normal(scale=0.4, size=3)).as_matrix()

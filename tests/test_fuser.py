@@ -27,7 +27,8 @@ from pcvae_sklearn.fuse._em import (
     update_sigma2,
     weighted_procrustes,
 )
-from pcvae_sklearn.fuse._fuser import _mixture_terms, _registered
+from pcvae_sklearn.fuse._frames import _registered
+from pcvae_sklearn.fuse._fuser import _mixture_terms
 from pcvae_sklearn.fuse._steps import _polish, _search_rows
 from pcvae_sklearn.fuse._orientations import (
     ShiftScorer,
@@ -591,7 +592,7 @@ def test_particle_loglik_sums_to_the_em_objective(seed):
 def test_polish_moves_planted_wrong_orientations_back(seed):
     """Register pores, turn a few particles 60-120 degrees off, polish: they come back, and nothing gets less likely."""
     from pcvae_sklearn.datasets import make_npc_3d
-    from pcvae_sklearn.fuse._fuser import _em_variances, _loc_variance
+    from pcvae_sklearn.fuse._frames import _em_variances, _loc_variance
 
     X, truth = make_npc_3d(40, radius=50.0, height=50.0, rotation="3d", z_ratio=1.0, precision=4.0, random_state=seed)
     p = as_particles(X)

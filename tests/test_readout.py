@@ -14,6 +14,7 @@ import torch
 from _encode_reference import exact_rotation_average
 from _helpers import TINY_VAE, ragged_rings
 from pcvae_sklearn import PointCloudVAE
+from pcvae_sklearn.encode._batching import model_coordinates
 from pcvae_sklearn.encode._fast_encode import FoldedEncoder
 from pcvae_sklearn.encode._readout import READOUT_RIDGE, fit_rotation_readout, pooled_at_angles
 
@@ -30,7 +31,7 @@ def fitted(rings):
 
 def _packed(vae, particles):
     p = vae._check_particles(particles, fitting=False)
-    return vae._normalised(p), p.lengths
+    return model_coordinates(p, vae.scale_), p.lengths
 
 
 def _rotate(a, angle):

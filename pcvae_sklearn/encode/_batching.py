@@ -1,6 +1,8 @@
-"""Vectorised batch assembly from the packed form (no per-particle Python loop)."""
+"""Vectorised batch assembly from the packed form, in the network's units (no per-particle Python loop)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -8,6 +10,7 @@ import torch
 from .._ragged import gather_rows, subsample_rows  # shared with Particles.take and the fuser
 
 __all__ = [
+    "model_coordinates",
     "gather_rows",
     "subsample_rows",
     "rotate_about_z",
@@ -78,3 +81,29 @@ def rotate_tensor_about_z(points, angle: float):
     out[:, 0] = c * x - s * y
     out[:, 1] = s * x + c * y
     return out
+
+
+def model_coordinates(p, scale: float) -> np.ndarray:
+    """Every particle centred on its centroid and divided by the dataset scale ``scale`` (float32): the network's
+    units, checked (a localization too far out is an error naming it; data far off the scale are warned of)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        coords = (p.centred().coords / scale).astype(np.float32)
+    finite = np.isfinite(coords).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        i, _ = p.locate(row)
+        raise ValueError(
+            f"{p.name(i)} has a localization too far from its centre to encode ({p.coords[row].tolist()} nm; "
+            f"the model's scale is {scale:.3g} nm); check the coordinates' units (nm expected)."
+        )
+    # the fitted data have an RMS radius of 1 in these units (scale): far from it, latents are extrapolations
+    rms = float(np.sqrt(np.mean((coords.astype(np.float64) ** 2).sum(axis=1)))) if len(coords) else 1.0
+    if rms > 0 and not 0.1 <= rms <= 10.0:  # (no spread at all says nothing of the units)
+        warnings.warn(
+            f"these particles' RMS radius is {rms * scale:.3g} nm, {rms:.3g} times the scale of the data "
+            f"the model was fitted on ({scale:.3g} nm): check their units (nm expected). Latents of "
+            "particles far outside the fitted scale are extrapolations.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return coords

@@ -19,6 +19,7 @@ from ._batching import (
     LOCALIZATION_BUDGET,
     PARTICLE_BUDGET,
     chunk_by_budget,
+    model_coordinates,
     packed_to_device,
     rotate_about_z,
     rotate_tensor_about_z,
@@ -116,11 +117,10 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         known to 20 nm along z then counts along z as much as one known to
         8 nm counts laterally; ``s`` is raised to ``precision_floor_``. It
         needs the ``precision`` field and, for 3D particles, ``precision_z``,
-        finite and at least 0 nm (0 counts as the floor). "auto" weighs when
-        the data carry them and uses the Euclidean distance when they do
-        not (and warns when some are not finite or below 0, or when the
-        median is 0 nm, which leaves no floor); True raises a ValueError
-        without them; False is the paper's Euclidean distance.
+        finite and at least 0 nm. "auto" weighs when the data carry them and
+        uses the Euclidean distance when they do not (and warns when some
+        are not finite or below 0, or their median is 0 nm); True raises a
+        ValueError without them; False is the paper's Euclidean distance.
         No precision is ever assumed: ``reference_precision_`` is None when
         the fit was Euclidean. ``reconstruction_error`` and ``score`` use
         the distance the model was trained with.
@@ -476,30 +476,6 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             self._outliers = float(outliers.mean())
         return p.take_rows(~outliers) if outliers.any() else p
 
-    def _normalised(self, p: Particles) -> np.ndarray:
-        """Centre every particle on its centroid, divide by the dataset scale (float32)."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            coords = (p.centred().coords / self.scale_).astype(np.float32)
-        finite = np.isfinite(coords).all(axis=1)
-        if not finite.all():
-            row = int(np.flatnonzero(~finite)[0])
-            i, _ = p.locate(row)
-            raise ValueError(
-                f"{p.name(i)} has a localization too far from its centre to encode ({p.coords[row].tolist()} nm; "
-                f"the model's scale is {self.scale_:.3g} nm); check the coordinates' units (nm expected)."
-            )
-        # the fitted data have an RMS radius of 1 in these units (scale_): far from it, latents are extrapolations
-        rms = float(np.sqrt(np.mean((coords.astype(np.float64) ** 2).sum(axis=1)))) if len(coords) else 1.0
-        if rms > 0 and not 0.1 <= rms <= 10.0:  # (no spread at all says nothing of the units)
-            warnings.warn(
-                f"these particles' RMS radius is {rms * self.scale_:.3g} nm, {rms:.3g} times the scale of the data "
-                f"the model was fitted on ({self.scale_:.3g} nm): check their units (nm expected). Latents of "
-                "particles far outside the fitted scale are extrapolations.",
-                UserWarning,
-                stacklevel=4,
-            )
-        return coords
-
     # ------------------------------------------------------------ fitting
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -622,12 +598,10 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         return lambda pooled: torch.addmm(bias, pooled, weight)
 
     def _encode_chunks(self, p: Particles, angle: float = 0.0):
-        """Yield (start, stop, points, seg, lens) chunks of the normalised particles.
-
-        ``angle`` rotates every particle about the optical axis first.
-        """
+        """Yield (start, stop, points, seg, lens) chunks of the particles in the network's units, turned by ``angle``
+        about the optical axis first."""
         device = next(self.module_.parameters()).device
-        coords = self._normalised(p)
+        coords = model_coordinates(p, self.scale_)
         if angle:
             coords = rotate_about_z(coords, p.lengths, np.full(p.n_particles, angle)).astype(np.float32)
         for start, stop in chunk_by_budget(p.lengths, PARTICLE_BUDGET, LOCALIZATION_BUDGET):
