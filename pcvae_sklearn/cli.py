@@ -76,7 +76,7 @@ def for_command_line(message: str) -> str:
     return message
 
 
-def _add_model_options(ap):
+def _add_model_options(ap, estimates=("radius", "height", "tetrahedron", "pore")):
     from .encode import PointCloudVAE
 
     d = PointCloudVAE().get_params()
@@ -91,8 +91,9 @@ def _add_model_options(ap):
     g.add_argument("--n-bins", type=int, default=20,
                    help="bins along the chosen latent dimension (default 20); every bin needs at least 2 particles "
                         "and about 10 for steady per-bin figures")
-    g.add_argument("--estimate", "--estimator", dest="estimate", default="radius", choices=["radius", "height", "tetrahedron", "pore"],
-                   help="model-based estimate (default radius)")
+    g.add_argument("--estimate", "--estimator", dest="estimate", default="radius", choices=list(estimates),
+                   help="model-based estimate (default radius)" if len(estimates) > 1
+                   else "model-based estimate: radius, the one the demo's 2D pores allow")
     g.add_argument("--axis", default="direction", choices=["direction", "single"],
                    help="what the bins follow: 'direction' (the default), the latent direction that predicts the "
                         "estimate (LatentDirection, cross-fitted; the column latent_<estimate> of latents.csv), which "
@@ -146,7 +147,7 @@ def _parser():
                           description="Simulate 2D nuclear pores whose radius varies (40-60 nm) and run the whole workflow.")
     demo.add_argument("--n-particles", type=int, default=600,
                       help="simulated particles (default 600: the whole workflow in about a minute on 2 cores)")
-    _add_model_options(demo)
+    _add_model_options(demo, estimates=("radius",))
     run = sub.add_parser("run", help="run the workflow on a localization file",
                          description="Run the whole workflow on picked localizations read from FILE.")
     run.add_argument("input", type=Path, metavar="FILE", help="localization file or folder")

@@ -17,6 +17,20 @@ from pcvae_sklearn.datasets import make_npc_2d
 FAST = ["--epochs", "1", "--latent-dim", "2", "--quiet", "--no-figures"]
 
 
+def test_demo_offers_only_the_estimate_its_2d_pores_allow(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "{radius}" in text and "tetrahedron" not in text
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--out", str(tmp_path / "o"), "--estimate", "height"])
+    assert exc.value.code == 2 and not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--help"])
+    assert "{radius,height,tetrahedron,pore}" in capsys.readouterr().out
+
+
 def test_help_is_plain_text_with_the_real_defaults(capsys):
     for argv in (["--help"], ["run", "--help"], ["demo", "--help"]):
         with pytest.raises(SystemExit) as exc:
