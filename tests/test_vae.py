@@ -537,3 +537,18 @@ def test_transform_warns_for_particles_far_outside_the_fitted_scale():
     for factor, said in ((1e3, r"1(\.\d+)?e\+03 times"), (1e-3, r"0\.001\d* times")):
         with pytest.warns(UserWarning, match=said + " the scale of the data the model was fitted on"):
             vae.transform([a * factor for a in X])
+
+
+def test_partial_fit_warns_for_particles_far_outside_the_fitted_scale():
+    """Training goes on in the fit's units: a batch in other units is warned of, at the caller's line."""
+    import warnings
+
+    X, _ = ragged_rings(16, seed=0)
+    vae = PointCloudVAE(**TINY_VAE, random_state=0).fit(X)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vae.partial_fit([a * 3.0 for a in X])
+        vae.partial_fit([a * 1e3 for a in X])
+    scale = [w for w in caught if "RMS radius" in str(w.message)]
+    assert len(scale) == 1 and "1e+03 times the scale" in str(scale[0].message)
+    assert scale[0].filename == __file__

@@ -83,9 +83,10 @@ def rotate_tensor_about_z(points, angle: float):
     return out
 
 
-def model_coordinates(p, scale: float) -> np.ndarray:
+def model_coordinates(p, scale: float, stacklevel: int = 4) -> np.ndarray:
     """Every particle centred on its centroid and divided by the dataset scale ``scale`` (float32): the network's
-    units, checked (a localization too far out is an error naming it; data far off the scale are warned of)."""
+    units, checked (a localization too far out is an error naming it; data far off the scale are warned of, at
+    ``stacklevel``)."""
     with np.errstate(over="ignore", invalid="ignore"):
         coords = (p.centred().coords / scale).astype(np.float32)
     finite = np.isfinite(coords).all(axis=1)
@@ -104,6 +105,6 @@ def model_coordinates(p, scale: float) -> np.ndarray:
             f"the model was fitted on ({scale:.3g} nm): check their units (nm expected). Latents of "
             "particles far outside the fitted scale are extrapolations.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
     return coords

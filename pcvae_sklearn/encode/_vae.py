@@ -508,7 +508,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
             onto a model of another network.
         """
         p = self._check_particles(X, fitting=True)
-        run, centred = self._start(p, resume=bool(self.warm_start), from_file=True)
+        run = self._start(p, resume=bool(self.warm_start), from_file=True)
         missing = int(self.n_epochs) - len(run.history)
         if missing <= 0:
             warnings.warn(
@@ -517,7 +517,7 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
                 UserWarning,
                 stacklevel=3,
             )
-        self._train_and_commit(run, p, centred, missing, use_validation=True, keep_training_state=bool(self.warm_start))
+        self._train_and_commit(run, p, missing, use_validation=True, keep_training_state=bool(self.warm_start))
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -544,30 +544,25 @@ class PointCloudVAE(TransformerMixin, BaseEstimator):
         self : PointCloudVAE
         """
         p = self._check_particles(X, fitting=True, continuing=True)
-        run, centred = self._start(p, resume=True, from_file=bool(self.warm_start))
-        self._train_and_commit(run, p, centred, 1, use_validation=False, keep_training_state=True)
+        run = self._start(p, resume=True, from_file=bool(self.warm_start))
+        self._train_and_commit(run, p, 1, use_validation=False, keep_training_state=True)
         return self
 
     def _start(self, p: Particles, *, resume: bool, from_file: bool):
-        """The run to train (a resumed one, or a new one) and the particles centred on their centroids."""
+        """The run to train: a resumed one, or a new one."""
         module_config = self._module_config(p.n_dims)  # validates the architecture first
         device = checked_device(self.device)
-        centred = p.centred().coords
         run = resumed_run(self, p, module_config, device, from_file=from_file) if resume else None
         if run is None:
-            run = new_run(self, p, centred, module_config, device)
+            run = new_run(self, p, p.centred().coords, module_config, device)
         run.outlier_fraction = self._outliers
-        return run, centred
+        return run
 
-    def _train_and_commit(self, run, p: Particles, centred: np.ndarray, n_epochs: int, *, use_validation: bool,
+    def _train_and_commit(self, run, p: Particles, n_epochs: int, *, use_validation: bool,
                           keep_training_state: bool) -> None:
         """Train, distil the rotation read-out, write the last checkpoint, and make the run the fitted state."""
         train_idx, val_idx = split(self, run, p.n_particles, use_validation=use_validation)
-        coords = (centred / run.scale).astype(np.float32)
-        if not np.isfinite(coords).all():
-            raise ValueError(
-                "coordinates divided by the dataset scale overflow float32; check the coordinates' units (nm expected)."
-            )
+        coords = model_coordinates(p, run.scale, stacklevel=5)  # called by fit and partial_fit, as wrapped
         if run.history:  # training goes on: with the distance the model was trained with
             weights = (None if run.reference_precision is None else precision_weights(
                 p, self.precision_weighted, (run.reference_precision, run.precision_floor), required=True)[0])
