@@ -10,6 +10,7 @@ a Python loop over particles.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from numbers import Number
 
 import numpy as np
 
@@ -408,18 +409,22 @@ def check_particle_labels(labels, n_particles: int) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_particles,)
-        Object arrays of integers become int64, other object arrays str.
+        Object arrays and lists of integers become int64, of other numbers
+        float64, of booleans bool; where any label is text, all are str.
 
     Raises
     ------
     TypeError
-        For ``None`` and labels that are neither numbers nor strings.
+        For ``None``, labels that are neither numbers nor strings, and a
+        number and a string that read alike (``1`` and ``"1"``); the message
+        names the particle.
     ValueError
         For the wrong shape or length, or NaN / inf labels.
     """
     if labels is None:
         raise TypeError("labels is None; pass one bin label per particle (e.g. LatentBinner().fit_transform(Z)[:, j]).")
-    labels = np.asarray(labels)
+    # a list stays objects: numpy would turn [1, "1"] into text without a word
+    labels = np.asarray(labels, dtype=object if isinstance(labels, (list, tuple)) else None)
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
@@ -429,11 +434,25 @@ def check_particle_labels(labels, n_particles: int) -> np.ndarray:
         )
     if len(labels) != n_particles:
         raise ValueError(f"labels has {len(labels)} entries but X holds {n_particles} particles; give one label per particle.")
+    if labels.dtype == object:
+        text = [isinstance(v, str) for v in labels]
+        for i, v in enumerate(labels):
+            if not (text[i] or isinstance(v, np.bool_) or (isinstance(v, Number) and not isinstance(v, complex))):
+                raise TypeError(f"the label of particle {i} is {v!r}; labels must be numbers or strings.")
+        if any(text):
+            as_text = labels.astype(str)
+            first = {}
+            for i, (v, t) in enumerate(zip(labels, as_text)):  # a mix is read as text: 1 and "1" must not merge
+                j = first.setdefault(t, i)
+                if text[j] != text[i]:
+                    raise TypeError(f"particle {j} has the label {labels[j]!r} and particle {i} the label {v!r}, "
+                                    "which read alike as text; give every particle a label of one kind.")
+            labels = as_text
+        elif all(isinstance(v, (bool, np.bool_)) for v in labels):
+            labels = labels.astype(bool)
+        else:
+            integral = all(isinstance(v, (int, np.integer)) for v in labels)
+            labels = labels.astype(np.int64 if integral else np.float64)
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
         raise ValueError("labels contains NaN or inf; every particle needs a bin label.")
-    if labels.dtype == object:
-        try:
-            labels = labels.astype(np.int64) if all(isinstance(v, (int, np.integer)) for v in labels) else labels.astype(str)
-        except (TypeError, ValueError):
-            raise TypeError("labels must be numbers or strings.") from None
     return labels

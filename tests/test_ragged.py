@@ -428,6 +428,24 @@ def test_check_particle_labels():
         check_particle_labels([0, 1], 3)
     with pytest.raises(ValueError, match="NaN or inf"):
         check_particle_labels([0.0, np.nan], 2)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        check_particle_labels(np.array([0.0, np.nan], dtype=object), 2)
+
+
+def test_check_particle_labels_never_turns_a_label_into_another():
+    """numpy reads [1, "1"] as two equal strings and None as 'None': both would merge or invent bins."""
+    with pytest.raises(TypeError, match="label of particle 1 is None"):
+        check_particle_labels([0, None, 1], 3)
+    with pytest.raises(TypeError, match="label of particle 0 is None"):
+        check_particle_labels([None] * 3, 3)
+    with pytest.raises(TypeError, match=r"particle 0 has the label 1 and particle 2 the label '1'"):
+        check_particle_labels([1, 2, "1"], 3)
+    with pytest.raises(TypeError, match=r"label of particle 1 is \[1\]"):
+        check_particle_labels(np.array([0, [1], 2], dtype=object), 3)
+    np.testing.assert_array_equal(check_particle_labels([1, "a", 2], 3), ["1", "a", "2"])
+    np.testing.assert_array_equal(check_particle_labels((True, False), 2), [True, False])
+    assert check_particle_labels([1, 2.5], 2).dtype == np.float64
+    assert check_particle_labels([np.int32(1), 2], 2).dtype == np.int64
 
 
 def test_column_counts_and_ragged_localizations_name_the_particle():

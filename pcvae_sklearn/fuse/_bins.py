@@ -34,7 +34,8 @@ class BinFusion:
     super_particles : awkward.Array
         ``n_bins * var * {x, y[, z], <fields>, particle}``: the super-particle
         of every bin (in ``labels`` order), all in one common frame; field
-        ``particle`` is the index of the input particle of each localization.
+        ``particle`` is the index of the input particle of each localization
+        (where the input has a field of that name, its values are kept).
     rotations : ndarray of shape (n_particles, d, d)
     translations : ndarray of shape (n_particles, d)
         For every input particle: ``X_i @ rotations[i].T + translations[i]``

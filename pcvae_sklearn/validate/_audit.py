@@ -7,6 +7,7 @@ from scipy.stats import spearmanr
 
 from .._input import as_particles
 from .._latents import check_latents
+from .._ragged import precision_sd
 
 __all__ = ["confound_audit", "principal_axis_angles", "circular_linear_correlation"]
 
@@ -206,7 +207,9 @@ def confound_audit(X, latents, *, angles=None, angle_symmetry=1, extra=None, thr
         raise ValueError(f"threshold must be in [0, 1]; got {threshold!r}.")
     nuisances = {"n_localizations": p.lengths.astype(np.float64)}
     if "precision" in p.fields:
-        nuisances["mean_precision"] = p.segment_sum(np.asarray(p.fields["precision"], dtype=np.float64)) / p.lengths
+        lateral = precision_sd(p, "; the audit correlates the latents with each particle's mean precision: correct "
+                                  "those values, or drop the field.")[:, 0]
+        nuisances["mean_precision"] = p.segment_sum(lateral) / p.lengths
     for key, value in (extra or {}).items():
         v = np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float64)
         if v.shape != (n,) or not np.isfinite(v).all():

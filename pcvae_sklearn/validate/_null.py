@@ -13,7 +13,7 @@ from sklearn.utils import check_random_state
 
 from .._input import as_particles
 from .._latents import check_latents
-from .._ragged import Particles
+from .._ragged import Particles, precision_sd
 from ..estimate import make_estimator
 from ..fuse import ParticleFuser
 from ._twins import _fit_template, _simulate_twins
@@ -29,6 +29,9 @@ _BLOCK = 4_000_000
 
 
 def _simulate_null(p: Particles, fuser, rng) -> tuple[Particles, ParticleFuser]:
+    # the twins read the precision field whatever the fuser's use_precision: say so before the template's fit
+    precision_sd(p, "; the null's twins are drawn with the precision field: correct those values, or drop the "
+                    "field to draw them without precisions.")
     fuser = _fit_template(p, fuser, rng)
     return _simulate_twins(p, fuser, rng), fuser
 
