@@ -453,7 +453,9 @@ def test_homogeneous_null_names_a_bad_precision():
     X, _ = make_npc_2d(10, random_state=0)
     p = ak.to_list(X)
     p[4][2]["precision"] = -1.0
-    with pytest.raises(ValueError, match="particle 4 has a negative or non-finite precision"):
+    # the twins read the precision whatever the fuser does: the message says so, not "use_precision=False"
+    with pytest.raises(ValueError, match="particle 4 has a negative or non-finite precision at localization 2; the "
+                                         "null's twins are drawn with the precision field"):
         make_homogeneous_null(ak.Array(p), fuser=ParticleFuser(n_restarts=1, use_precision=False), random_state=0)
 
 
@@ -533,6 +535,14 @@ def test_confound_audit_bad_input():
         confound_audit(X, Z, angles=np.zeros(3))
     with pytest.raises(ValueError, match="extra\\['photons'\\] must be 120"):
         confound_audit(X, Z, extra={"photons": np.zeros(5)})
+    lengths = [len(a) for a in X]
+    coords = np.concatenate(X)
+    precision = np.full(len(coords), 5.0)
+    for bad in (np.nan, -1.0):  # one bad value would make the whole mean_precision row NaN, and unflagged
+        precision[lengths[0] + 3] = bad
+        particles = ak.unflatten(ak.zip({"x": coords[:, 0], "y": coords[:, 1], "precision": precision}), lengths)
+        with pytest.raises(ValueError, match="particle 1 has a negative or non-finite precision at localization 3"):
+            confound_audit(particles, Z)
     with pytest.raises(ValueError, match="threshold"):
         confound_audit(X, Z, threshold=2.0)
     with pytest.raises(ValueError, match="particle 1 is empty"):
