@@ -10,6 +10,7 @@ Nothing the user passed is modified: coordinates are always copied.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 
@@ -117,6 +118,8 @@ def _as_float_coords(a, i):
         raise TypeError(f"particle {i} has complex coordinates; coordinates must be real numbers in nm.")
     if arr.dtype.kind == "b":
         raise TypeError(f"particle {i} has boolean values; coordinates must be numbers in nm.")
+    if arr.ndim != 2 and arr.size == 0:  # [] has no columns to check; (0, d) is named with the others below
+        raise ValueError(f"particle {i} is empty (shape {arr.shape}): it has no localizations.")
     if arr.ndim != 2:
         raise ValueError(
             f"particle {i} has shape {arr.shape}; every particle must be a 2-D array of shape (n_i, 2) or (n_i, 3), "
@@ -403,6 +406,14 @@ def as_particles(X, *, min_particles: int = 1, n_dims: int | None = None, what: 
         raise TypeError(
             f"{what} has type {_type_name(X)}; expected an awkward array, a list of (n_i, 2) or (n_i, 3) arrays, "
             "or an object ndarray of such arrays."
+        )
+    if "precision_z" in p.fields and "precision" not in p.fields and not isinstance(X, Particles):
+        warnings.warn(
+            f"{what} has an axial precision ('precision_z') but no lateral one ('precision'): the axial precision "
+            "is read only beside a lateral one, so no precision is used and none is assumed. Add the lateral "
+            "precision as 'precision'.",
+            UserWarning,
+            stacklevel=3,
         )
     if p.n_particles < min_particles:
         raise ValueError(f"{what} holds {p.n_particles} particle(s); at least {min_particles} are needed.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 
 import awkward as ak
 import numpy as np
@@ -359,6 +360,23 @@ def test_ring_fit_without_precision_assumes_none():
     assert plain == off
     assert abs(with_field[0, 0] - 50.0) < abs(plain - 50.0)
     assert abs(plain - 50.0 - 36.0 / 100.0) < 0.25  # biased up by s**2 / (2 R)
+
+
+def test_an_axial_precision_alone_is_named_not_read():
+    """A file with precision_z but no lateral precision: nothing reads it, and every estimator says so."""
+    from pcvae_sklearn.datasets import make_npc_3d
+
+    X, _ = make_npc_3d(12, random_state=0)
+    axial_only = ak.zip({"x": X.x, "y": X.y, "z": X.z, "precision_z": X.precision_z})
+    plain = ak.zip({"x": X.x, "y": X.y, "z": X.z})
+    for est in (RadiusEstimator(), HeightEstimator(structure="pore")):
+        with pytest.warns(UserWarning, match="'precision_z'.* but no lateral one .* no precision is used"):
+            got = est.fit_transform(axial_only)
+        np.testing.assert_array_equal(got, clone(est).fit_transform(plain))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # with both fields, or none, nothing to say
+        RadiusEstimator().fit_transform(X)
+        RadiusEstimator().fit_transform(plain)
 
 
 def test_ring_fit_names_a_precision_too_large_for_the_ring():

@@ -279,6 +279,7 @@ BAD_INPUT = [
     (sp.csr_matrix(np.ones((4, 2))), TypeError, "sparse"),
     ([sp.csr_matrix(np.ones((4, 2))), np.ones((3, 2))], TypeError, "particle 0 is a scipy sparse"),
     ([np.ones((3, 2)), np.zeros((0, 2))], ValueError, "particle 1 is empty"),
+    ([np.ones((3, 2)), []], ValueError, r"particle 1 is empty \(shape \(0,\)\)"),
     ([np.ones((3, 2)), np.array([[0.0, np.nan]])], ValueError, "particle 1 has a non-finite"),
     ([np.ones((3, 2)), np.array([[0.0, np.inf]])], ValueError, "particle 1 has a non-finite"),
     ([np.ones((3, 2)), np.ones((3, 3))], ValueError, "particle 1 is 3D but particle 0 is 2D"),
