@@ -182,6 +182,10 @@ def test_scorer_nan_safe_and_picklable():
     only_constant = RingLatents(n_latent=2, constant_dim=True, noise=0).fit(X)
     only_constant.transform = lambda X: np.ones((len(X), 2))
     assert scorer(only_constant, X) == 0.0
+    # an estimate that does not vary, or too few particles: no correlation is defined, whatever the model
+    same = [X[0]] * 5
+    assert np.isnan(scorer(model, same))
+    assert np.isnan(scorer(model, X[:2])) and np.isfinite(scorer(model, X[:3]))
     again = pickle.loads(pickle.dumps(scorer))
     assert again(model, X) == s
     assert "RadiusEstimator" in repr(scorer)

@@ -148,6 +148,8 @@ class _LatentCorrelationScorer:
                 f"the latents have {latents.shape[0]} rows but the estimate has {estimate.shape[0]}; "
                 "the estimator must give one latent vector per particle."
             )
+        if latents.shape[0] < 3 or np.ptp(estimate) == 0:
+            return float("nan")  # no correlation is defined: the data's doing, not the model's
         r = _correlations(latents, estimate, self.method)[:, 0]
         return float(np.max(np.abs(np.nan_to_num(r, nan=0.0)))) if r.size else 0.0
 
@@ -179,7 +181,11 @@ def latent_correlation_scorer(estimator, *, method="spearman", column=0):
         :class:`~sklearn.pipeline.Pipeline`, ``X`` goes through the steps up
         to and including the last ``PointCloudVAE`` (the whole pipeline if it
         holds none). A latent dimension that is constant on ``X`` counts as
-        correlation 0. Picklable, so ``n_jobs`` works.
+        correlation 0. The score is NaN where no correlation is defined
+        whatever the model: an estimate that is the same for every particle
+        of ``X``, or fewer than 3 particles (``GridSearchCV`` then warns of
+        non-finite scores and ranks them last). Picklable, so ``n_jobs``
+        works.
 
     See Also
     --------
