@@ -220,7 +220,7 @@ def test_two_gaussian_fit_needs_two_values():
 @pytest.mark.parametrize("method", ["mean", "median"])
 def test_radius_matches_naive_loop(seed, n_dims, method):
     rng = np.random.default_rng(seed)
-    X = [ring(rng, rng.uniform(30, 70), int(rng.integers(2, 80)), centre=rng.normal(0, 500, 2), n_dims=n_dims)
+    X = [ring(rng, rng.uniform(30, 70), int(rng.integers(4, 80)), centre=rng.normal(0, 500, 2), n_dims=n_dims)
          for _ in range(25)]
     out = RadiusEstimator(method=method).fit_transform(X)
     np.testing.assert_allclose(out, naive_radius(X, method), rtol=1e-10, atol=1e-10)
@@ -274,7 +274,7 @@ def naive_circle_fits(xy, centre, w, n_iter):
 @pytest.mark.parametrize("precise", [False, True])
 def test_ring_fit_matches_naive_loop(seed, n_dims, precise):
     rng = np.random.default_rng(seed)
-    X = [ring(rng, rng.uniform(30, 70), int(rng.integers(3, 80)), centre=rng.normal(0, 500, 2), n_dims=n_dims)
+    X = [ring(rng, rng.uniform(30, 70), int(rng.integers(4, 80)), centre=rng.normal(0, 500, 2), n_dims=n_dims)
          for _ in range(25)]
     X[0] = np.r_[X[0], X[0][:1] + 400.0]  # an outlier gets weight 0
     sds = [rng.uniform(2, 10, len(x)) for x in X]
@@ -360,6 +360,27 @@ def test_ring_fit_without_precision_assumes_none():
     assert plain == off
     assert abs(with_field[0, 0] - 50.0) < abs(plain - 50.0)
     assert abs(plain - 50.0 - 36.0 / 100.0) < 0.25  # biased up by s**2 / (2 R)
+
+
+def test_too_few_localizations_for_a_precision_are_refused():
+    """Through 3 points passes one ring exactly (2 points sit equally far from their centroid; each half of a
+    pore of 3 holds 1): the spread, and so the precision, would be 0 nm."""
+    rng = np.random.default_rng(0)
+    ring_of = lambda n: ring(rng, 50.0, n, noise=3.0)
+    cases = [(RadiusEstimator(), 4, "a ring passes exactly through 3 points"),
+             (RadiusEstimator(method="mean"), 3, "2 points lie equally far"),
+             (RadiusEstimator(method="median"), 3, "2 points lie equally far")]
+    for est, fewest, why in cases:
+        X = [ring_of(40), ring_of(fewest - 1), ring_of(fewest - 1)]
+        with pytest.raises(ValueError, match=rf"particle 1 has {fewest - 1} localization\(s\) \(and 1 more\); a "
+                                             rf"radius estimate needs at least {fewest}: {why}"):
+            est.fit_transform(X)
+        out = est.fit_transform([ring_of(40), ring_of(fewest)])
+        assert (out[:, 1] > 0).all()
+    for structure in ("pore", "tetrahedron"):
+        with pytest.raises(ValueError, match="particle 0 has 3 localization.*needs at least 4: each of the two"):
+            HeightEstimator(structure=structure).fit_transform([rng.normal(0, 20, (3, 3)), rng.normal(0, 20, (9, 3))])
+    assert (HeightEstimator(structure="pore").fit_transform([rng.normal(0, 20, (4, 3))])[:, 1] > 0).all()
 
 
 def test_an_axial_precision_alone_is_named_not_read():
@@ -449,7 +470,7 @@ def test_radius_of_one_super_particle():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_pore_height_matches_naive_loop(seed):
     rng = np.random.default_rng(seed)
-    X = [pore(rng, 50, rng.uniform(30, 70), int(rng.integers(2, 60))) for _ in range(25)]
+    X = [pore(rng, 50, rng.uniform(30, 70), int(rng.integers(4, 60))) for _ in range(25)]
     out = HeightEstimator(structure="pore").fit_transform(X)
     np.testing.assert_allclose(out, naive_pore_height(X), rtol=1e-10, atol=1e-10)
 

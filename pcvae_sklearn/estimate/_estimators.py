@@ -145,8 +145,8 @@ class ParticleEstimator(TransformerMixin, BaseEstimator):
 
     :class:`RadiusEstimator` and :class:`HeightEstimator` derive from it. It
     holds what they share: the input boundary (particles in any supported
-    form, checked once, with at least ``_min_localizations`` localizations
-    each), the fitted state (``n_features_in_``: 2 or 3), the output
+    form, checked once, with at least the localizations ``_minimum()``
+    gives each), the fitted state (``n_features_in_``: 2 or 3), the output
     feature names and the tags. A subclass sets ``_quantity`` (the name of
     its output, e.g. ``"radius"``) and implements ``_estimate(p, cache=None)``,
     which returns an ``(n_particles, 2)`` array of the estimate and its
@@ -173,15 +173,20 @@ class ParticleEstimator(TransformerMixin, BaseEstimator):
                 f"{self.n_features_in_}D particles."
             )
         self._check_particles(p)
-        short = np.flatnonzero(p.lengths < self._min_localizations)
+        fewest, why = self._minimum()
+        short = np.flatnonzero(p.lengths < fewest)
         if short.size:
             i = int(short[0])
             more = f" (and {short.size - 1} more)" if short.size > 1 else ""
             raise ValueError(
                 f"{p.name(i)} has {int(p.lengths[i])} localization(s){more}; a {self._quantity} estimate "
-                f"needs at least {self._min_localizations}."
+                f"needs at least {fewest}{why}."
             )
         return p
+
+    def _minimum(self) -> tuple[int, str]:
+        """The fewest localizations a particle needs, and why (for the message)."""
+        return self._min_localizations, ""
 
     def _check_particles(self, p: Particles):
         pass
@@ -380,6 +385,11 @@ class RadiusEstimator(ParticleEstimator):
         self.method = method
         self.use_precision = use_precision
 
+    def _minimum(self):
+        if self.method == "ring":  # (a precision of 0 nm would say the radius is exact)
+            return 4, ": a ring passes exactly through 3 points, which leaves no spread for a precision"
+        return 3, ": 2 points lie equally far from their centroid, which leaves no spread for a precision"
+
     def _fit(self, p):
         super()._fit(p)
         if p.n_dims == 3:
@@ -541,6 +551,9 @@ class HeightEstimator(ParticleEstimator):
             raise ValueError(
                 f"HeightEstimator needs 3D particles (x, y, z); X holds {p.n_dims}D particles, which have no height."
             )
+
+    def _minimum(self):
+        return 4, ": each of the two halves (or Gaussians) needs 2 for a spread, and so a precision"
 
     def _fit(self, p):
         super()._fit(p)
