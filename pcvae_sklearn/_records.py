@@ -59,14 +59,19 @@ def _missing_as_nan(col, missing, name, offsets, first_particle=0):
         return None
     if values.dtype.kind not in "iuf":
         return None
+    _warn_missing(name, missing, offsets, first_particle)
+    return values.astype(np.float64)
+
+
+def _warn_missing(name, missing, offsets, first_particle=0) -> None:
+    """Say that a numeric field's missing (None) values are kept as NaN."""
     i, j = locate(offsets, int(np.flatnonzero(missing)[0]))
     warnings.warn(
         f"field {name!r} is missing (None) at {int(missing.sum())} localization(s), the first in particle "
         f"{first_particle + i} at localization {j}; they are kept as NaN.",
         UserWarning,
-        stacklevel=4,
+        stacklevel=5,
     )
-    return values.astype(np.float64)
 
 
 def warn_left_out(names) -> None:
@@ -128,6 +133,11 @@ def record_fields(a, i) -> tuple[dict, list]:
                     left_out.append(str(c))
             else:
                 left_out.append(str(c))
+            nullable = values.dtype == object or not isinstance(a[c].dtype, np.dtype)  # Int64, Float64, objects
+            if nullable and c != PARTICLE_ID and str(c) in fields:  # their None / NA became NaN: say so
+                missing = a[c].isna().to_numpy()
+                if missing.any():
+                    _warn_missing(str(c), missing, np.array([0, len(a)]), first_particle=i)
     elif isinstance(a, np.ndarray) and a.dtype.names is not None:
         for c in a.dtype.names:
             if c in _COORD_NAMES:

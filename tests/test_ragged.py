@@ -1,5 +1,7 @@
 """The input boundary: every accepted form gives the same Particles; bad input gives clear errors."""
 
+import warnings
+
 import awkward as ak
 import numpy as np
 import pytest
@@ -112,6 +114,23 @@ def test_missing_field_values_are_kept_as_nan_and_named(as_list):
                       "particle 1 at localization 1; they are kept as NaN"):
         p = as_particles(list(X) if as_list else X)
     np.testing.assert_array_equal(p.fields["precision"], [1.0, 2.0, 3.0, np.nan])
+
+
+@pytest.mark.parametrize("column", ["nullable", "object"])
+def test_missing_dataframe_values_are_kept_as_nan_and_named(column):
+    """A gap in a DataFrame's Int64 or object column becomes NaN, said as in an awkward array; a float NaN is data."""
+    pd = pytest.importorskip("pandas")
+    gap = pd.array([1, None], dtype="Int64") if column == "nullable" else np.array([1.0, None], dtype=object)
+    full = pd.DataFrame({"x": [1.0, 2.0], "y": [2.0, 1.0], "frame": pd.array([3, 4], dtype="Int64")})
+    X = [full, pd.DataFrame({"x": [1.0, 2.0], "y": [2.0, 1.0], "frame": gap})]
+    with pytest.warns(UserWarning, match="'frame' is missing \\(None\\) at 1 localization\\(s\\), the first in "
+                      "particle 1 at localization 1; they are kept as NaN"):
+        p = as_particles(X)
+    np.testing.assert_array_equal(p.fields["frame"], [3.0, 4.0, 1.0, np.nan])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        as_particles([full, full])
+        as_particles([pd.DataFrame({"x": [1.0, 2.0], "y": [2.0, 1.0], "frame": [1.0, np.nan]})])
 
 
 @pytest.mark.parametrize("name", ["X", "Z"])
