@@ -614,6 +614,20 @@ def test_single_csv_and_dataframe(tmp_path, seed):
     assert_parquet_round_trip(p2, tmp_path, "strings.parquet")
 
 
+def test_two_columns_of_one_quantity_are_named():
+    """'x [nm]' and 'x [px]' (or 'x' and 'X') both read as x: the first is used, the other kept and named."""
+    df = pd.DataFrame({"x [nm]": [1.0, 2.0, 3.0], "y [nm]": [1.0, 2.0, 4.0], "x [px]": [0.1, 0.2, 0.3],
+                       "group": [0, 0, 0]})
+    with pytest.warns(UserWarning, match=r"column\(s\) 'x \[px\]' \(read as 'x_2'; 'x \[nm\]' was read first\) "
+                                         "name a quantity that an earlier column already gives"):
+        p = read_dataframe(df, pixel_size=100.0)
+    np.testing.assert_array_equal(ak.flatten(p.x).to_numpy(), [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(ak.flatten(p.x_2).to_numpy(), [10.0, 20.0, 30.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_dataframe(df.drop(columns="x [px]"))
+
+
 def test_dataframe_errors():
     df = pd.DataFrame({"x": [0.0, 1.0, np.nan], "y": [0.0, 1.0, 2.0], "group": [1, 1, 2]})
     with pytest.raises(ValueError, match="not finite at 1 localization"):

@@ -109,6 +109,8 @@ def particles_from_table(
         pidx = None
 
     columns: dict[str, np.ndarray] = {}
+    header_of: dict[str, str] = {}
+    renamed = []
     in_pixels = 0
     not_numbers = []
     for i, header in enumerate(headers):
@@ -144,16 +146,27 @@ def particles_from_table(
         if key == "frame" and values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
             values = values.astype(np.int64)
         if key in columns:  # two columns map to one name: keep both, the later one under its own name
+            first = header_of[key]
             key = sanitise(name)
             base, k = key, 2
             while key in columns:
                 key, k = f"{base}_{k}", k + 1
+            renamed.append(f"{header!r} (read as {key!r}; {first!r} was read first)")
         columns[key] = values
+        header_of[key] = header
 
     if not_numbers:
         warnings.warn(
             f"{describe(source)}: column(s) {', '.join(not_numbers)} hold values that are not numbers and are left "
             "out of the particles; the file is unchanged.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if renamed:
+        warnings.warn(
+            f"{describe(source)}: column(s) {', '.join(renamed)} name a quantity that an earlier column already "
+            "gives; the earlier one is used, and the later travels as a field under the name shown. Rename or drop "
+            "the column you do not mean.",
             UserWarning,
             stacklevel=3,
         )
