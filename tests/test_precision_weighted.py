@@ -89,6 +89,17 @@ def test_missing_precisions_are_never_assumed():
                                       PointCloudVAE(**TINY_VAE, random_state=0, precision_weighted=False).fit(X).transform(X))
 
 
+def test_a_weighted_model_names_the_refit_for_particles_without_precision():
+    """A model fitted with precision weights cannot drop them: setting the flag alone would change nothing."""
+    rings2, _ = ragged_rings(12, seed=0)
+    weighted = PointCloudVAE(**TINY_VAE, random_state=0).fit(with_precisions(rings2, lambda i, n: np.full(n, 5.0)))
+    assert weighted.reference_precision_ is not None
+    for call in (weighted.score, weighted.partial_fit):
+        with pytest.raises(ValueError, match="fitted with precision weights.*no 'precision' field.*fit the model "
+                                             "again with precision_weighted=False"):
+            call(rings2)
+
+
 @pytest.mark.parametrize("bad", [np.nan, -1.0, np.inf])
 def test_bad_precisions_name_the_particle(bad):
     rings, _ = ragged_rings(12, seed=1)

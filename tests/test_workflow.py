@@ -414,6 +414,16 @@ def test_analyse_rejects_bad_precisions_before_the_fit(npc, bad):
         analyse(X, vae=_NotToBeFitted(), random_state=0)
 
 
+def test_analyse_names_identical_particles_before_the_fit():
+    """Copies of one particle hold no variation; the fit would only end in an unmixer's puzzling error."""
+    one = np.random.default_rng(0).normal(0, 30, (40, 2))
+    with pytest.raises(ValueError, match="all 12 particles are the same localizations"):
+        analyse([one] * 12, vae=_NotToBeFitted(), n_bins=3, random_state=0)
+    with pytest.raises(AssertionError, match="fitted before"):  # one localization moved: data to analyse
+        analyse([one] * 11 + [one + np.r_[[[1.0, 0.0]], np.zeros((39, 2))]], vae=_NotToBeFitted(), n_bins=3,
+                random_state=0)
+
+
 def test_analyse_rejects_a_particle_the_estimate_cannot_use_before_the_fit(npc):
     import awkward as ak
 

@@ -56,7 +56,8 @@ def precision_weights(p: Particles, setting, fitted: tuple | None = None, *, req
             f"{why} needs every localization's precision, but X has no {' or '.join(repr(m) for m in missing)} "
             f"field (it has {sorted(p.fields) or 'no fields'}); no precision is assumed. Add the field"
             + (" (for 3D data, the axial precision as 'precision_z')" if p.n_dims == 3 else "")
-            + ", or set precision_weighted=False."
+            + (", or fit the model again with precision_weighted=False." if required
+               else ", or set precision_weighted=False.")
         )
     axes = [p.fields["precision"]] * 2 + ([p.fields["precision_z"]] if p.n_dims == 3 else [])
     sd = np.column_stack(axes).astype(np.float64)

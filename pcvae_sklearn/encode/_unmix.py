@@ -205,7 +205,8 @@ class LatentUnmixer(TransformerMixin, BaseEstimator):
         Z = validate_data(self, Z, dtype=np.float64, ensure_min_samples=2)
         var = Z.var(axis=0)
         if not var.max() > 0:
-            raise ValueError("every latent dimension has the same value for all particles; there is nothing to unmix.")
+            raise ValueError("every latent dimension has the same value for all particles (identical particles, or a "
+                             "model that encodes them all alike); there is nothing to unmix.")
         if self.n_components is None:
             active = var >= self.activity_threshold * var.max()
             k = int(active.sum())
