@@ -323,6 +323,21 @@ def test_transform_registers_new_particles(seed):
     assert "precision" in ft.fields
 
 
+def test_fit_transform_says_what_the_input_loses_once():
+    """The input is converted once: a text field left out is named once, not by fit and again by the return."""
+    import pandas as pd
+
+    from pcvae_sklearn.datasets import make_npc_2d
+
+    X, _ = make_npc_2d(10, random_state=0)
+    frames = [pd.DataFrame({"x": np.asarray(a.x), "y": np.asarray(a.y), "label": ["a"] * len(a)}) for a in X]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = ParticleFuser(n_restarts=1, random_state=0).fit_transform(frames)
+    said = [w for w in caught if "'label'" in str(w.message)]
+    assert len(said) == 1 and out.fields == ["x", "y"]
+
+
 def test_pipeline_with_pandas_output_keeps_particles_ragged():
     """Pipeline.set_output sets every step: the fuser accepts it, and only the table at the end is a DataFrame."""
     import awkward as ak

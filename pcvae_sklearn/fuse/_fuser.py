@@ -714,8 +714,9 @@ class ParticleFuser(TransformerMixin, BaseEstimator):
             ``rotations_`` and ``translations_``; fields as in
             :meth:`transform`.
         """
-        self.fit(X)
-        return _registered(as_particles(X), self.rotations_, self.translations_)
+        p = as_particles(X)  # converted once: its warnings are said once
+        self.fit(p)
+        return _registered(p, self.rotations_, self.translations_)
 
     def set_output(self, *, transform=None):
         """Accept a Pipeline's output setting (checked, and changing nothing): the registered particles are ragged
