@@ -368,7 +368,8 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
         raise ValueError(f"n_seeds must be an integer of at least 1; got {n_seeds!r}.")
     seconds = {}
     p: Particles = as_particles(X, min_particles=2, what="particles")
-    if (p.lengths == p.lengths[0]).all() and (p.coords.reshape(p.n_particles, -1) == p.coords[:p.lengths[0]].ravel()).all():
+    first = p.coords[: p.lengths[0]].ravel()
+    if (p.lengths == p.lengths[0]).all() and (p.coords.reshape(p.n_particles, -1) == first).all():
         raise ValueError(f"all {p.n_particles} particles are the same localizations: there is no variation to find.")
     check_bins(p.n_particles, n_bins)
     est = make_estimator(estimate, p.n_dims)
