@@ -315,6 +315,8 @@ def _run(args, particles, truth=None, source="", reading=None):
     import pandas as pd
 
     latents = pd.DataFrame(res.latents, columns=res.feature_names)
+    if p.ids is not None:  # the row is the particle's place in the file's order; this is the file's own id
+        latents.insert(0, "particle_id", p.ids)
     latents[res.estimate_name] = res.estimates[:, 0]
     latents[res.estimate_name.replace("_nm", "_precision_nm")] = res.estimates[:, 1]
     latents["bin"] = res.bins
@@ -330,7 +332,10 @@ def _run(args, particles, truth=None, source="", reading=None):
     if unmixer is not None:  # the ic* columns of latents.csv: LatentUnmixer.load(...).transform(the VAE's latents)
         unmixer.save(out / "unmixer.npz")
     if res.fusion is not None:
-        res.fusion.to_dataframe().to_parquet(out / "super_particles.parquet", index=False)
+        table = res.fusion.to_dataframe()
+        if p.ids is not None:
+            table["particle_id"] = p.ids[table["particle"].to_numpy()]
+        table.to_parquet(out / "super_particles.parquet", index=False)
     settings = {
         "command": " ".join(sys.argv),
         "source": str(source),

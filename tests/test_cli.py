@@ -141,6 +141,29 @@ def test_out_that_is_a_file_and_an_unused_pixel_size_are_named(tmp_path, capsys)
     assert "no column is in camera pixels" in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
+def test_outputs_carry_the_files_own_particle_ids(tmp_path, capsys):
+    """Rows are numbered in the reader's order; the file's ids (here not 0..n-1, rows shuffled) sit beside them."""
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(np.arange(1000, 1000 + 7 * 12, 7))
+    sizes = {pid: 30 + k for k, pid in enumerate(ids)}  # every particle its own size, to follow it
+    rows = []
+    for pid in ids:
+        angles = rng.uniform(0, 2 * np.pi, sizes[pid])
+        rows.append(pd.DataFrame({"x": 50 * np.cos(angles), "y": 50 * np.sin(angles), "group": pid}))
+    pd.concat(rows).sample(frac=1.0, random_state=0).to_csv(tmp_path / "locs.csv", index=False)
+    out = tmp_path / "o"
+    rc = main(["run", str(tmp_path / "locs.csv"), "--n-bins", "2", "--no-null", "--stability-seeds", "1",
+               "--out", str(out), *FAST])
+    assert rc == 0, capsys.readouterr().err
+    latents = pd.read_csv(out / "latents.csv")
+    assert sorted(latents["particle_id"]) == sorted(ids)
+    fused = pd.read_parquet(out / "super_particles.parquet")
+    counts = fused.groupby("particle_id").size()
+    assert {int(k): int(v) for k, v in counts.items()} == {int(k): v for k, v in sizes.items()}
+    per_row = fused.groupby("particle")["particle_id"].first()
+    np.testing.assert_array_equal(per_row.loc[latents["particle"]].to_numpy(), latents["particle_id"].to_numpy())
+
+
 def test_semicolon_separated_csv_is_read_with_sep(tmp_path, capsys):
     rng = np.random.default_rng(0)
     path = tmp_path / "locs.csv"
