@@ -85,7 +85,7 @@ def _add_model_options(ap, estimates=("radius", "height", "tetrahedron", "pore")
     g.add_argument("--beta", type=float, default=None, help=f"KL weight (default {d['beta']:g})")
     g.add_argument("--epochs", type=int, default=None, help=f"training epochs (default {d['n_epochs']})")
     g.add_argument("--learning-rate", type=float, default=None, help=f"Adam learning rate (default {d['learning_rate']:g})")
-    g.add_argument("--device", default="cpu", help="cpu or cuda")
+    g.add_argument("--device", default="cpu", help="cpu, or cuda (cuda:0, ...) for an NVIDIA GPU")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g = ap.add_argument_group("analysis")
     g.add_argument("--n-bins", type=int, default=20,

@@ -218,6 +218,13 @@ def test_load_on_missing_gpu_is_a_clear_error(fitted, tmp_path):
         PointCloudVAE.load(tmp_path / "m.pt", device="cuda")
 
 
+@pytest.mark.parametrize("device, said", [("gpu", "not a device torch knows"), ("cuda:x", "not a device torch knows"),
+                                          ("mps", "runs on 'cpu' or 'cuda', not 'mps'")])
+def test_an_unknown_device_is_a_clear_error(rings, device, said):
+    with pytest.raises(ValueError, match=said):
+        PointCloudVAE(n_epochs=1, device=device).fit(rings)
+
+
 @pytest.mark.parametrize("dump", ["pickle", "joblib", "save"])
 def test_round_trips_keep_latents(fitted, rings, dump, tmp_path):
     before = fitted.transform(rings)

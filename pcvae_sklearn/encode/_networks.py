@@ -207,10 +207,17 @@ class PCVAEModule(nn.Module):
 
 
 def checked_device(device) -> torch.device:
-    """``torch.device(device)``; a clear ValueError for a CUDA device on a machine where torch sees no GPU."""
-    target = torch.device(device)
+    """``torch.device(device)``; a clear ValueError for a name torch does not know, for a CUDA device on a machine
+    where torch sees no GPU, and for a device type other than CPU and CUDA."""
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device={device!r} is not a device torch knows; use 'cpu', or 'cuda' (or 'cuda:0') for an "
+                         "NVIDIA GPU.") from None
     if target.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA GPU on this machine; use device='cpu'.")
+    if target.type not in ("cpu", "cuda"):  # others (Apple's mps: no float64) are not tested here
+        raise ValueError(f"device={device!r}: this library runs on 'cpu' or 'cuda', not {target.type!r}.")
     return target
 
 
