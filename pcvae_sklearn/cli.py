@@ -205,16 +205,17 @@ def _among(res) -> str:
 
 def _second_choice(res) -> str:
     """What the check's other fits bin when they choose the same way, as a sentence (empty without the check)."""
+    from .validate._stability import against
+
     if res.choice_agreement is None:
         return ""
+    rho, threshold = res.choice_agreement, res.stability.threshold
+    said = f"(|Spearman| {against(rho, threshold)})"
     if res.binned_direction:
-        return (f" The fit with another seed gives its own direction, which orders the particles like this one "
-                f"(|Spearman| {res.choice_agreement:.2f})" + ("." if res.choice_agreement >= res.stability.threshold
-                                                              else f": below {res.stability.threshold:g}, so the axis "
-                                                                   "is unconfirmed."))
-    return (f" The fit with another seed, choosing the same way, bins an axis that orders the particles like it "
-            f"(|Spearman| {res.choice_agreement:.2f})" + ("." if res.choice_agreement >= res.stability.threshold
-                                                          else f": below {res.stability.threshold:g}, so the choice is unconfirmed."))
+        return (" The fit with another seed gives its own direction, which orders the particles like this one "
+                + said + ("." if rho >= threshold else f": below {threshold:g}, so the axis is unconfirmed."))
+    return (" The fit with another seed, choosing the same way, bins an axis that orders the particles like it "
+            + said + ("." if rho >= threshold else f": below {threshold:g}, so the choice is unconfirmed."))
 
 
 def _say(args, msg):

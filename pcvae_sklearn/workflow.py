@@ -25,6 +25,7 @@ from .encode import LatentUnmixer, PointCloudVAE
 from .estimate import OutOfPlaneWarning, latent_correlation_table, make_estimator
 from .estimate._names import quantity_name
 from .validate import axis_stability, bin_bootstrap_intervals, per_bin_statistic, trend_null_test
+from .validate._stability import against
 
 __all__ = ["WorkflowResult", "analyse"]
 
@@ -448,15 +449,15 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             abs(spearmanr(Z[:, n_encoded], clone(direction).fit_transform(other, E[:, 0])[:, 0])[0])
             for other in stability.latents[1:]))
         if agreement < stability.threshold:
-            found.append(f"the fit with another seed predicts the {quantity} along a different latent "
-                         f"direction (|Spearman| {agreement:.2f} with {names[n_encoded]}): the axis does not come "
-                         "back; treat its trend as unconfirmed")
+            found.append(f"the fit with another seed predicts the {quantity} along a different latent direction "
+                         f"(|Spearman| {against(agreement, stability.threshold)} with {names[n_encoded]}): the axis "
+                         "does not come back; treat its trend as unconfirmed")
     elif stability is not None and dimension is None:  # would another seed's fit, choosing the same way, agree?
         agreement = float(stability.choice_agreement(axis.dimension, name, candidates).min())
         if candidates is not None and agreement < stability.threshold:
             found.append(f"the fit with another seed, choosing the same way, bins along a different axis (|Spearman| "
-                         f"{agreement:.2f} with {names[axis.dimension]}): the choice of axis does not come back; treat "
-                         "its trend as unconfirmed")
+                         f"{against(agreement, stability.threshold)} with {names[axis.dimension]}): the choice of "
+                         "axis does not come back; treat its trend as unconfirmed")
     seconds["estimate_and_bin"] += time.perf_counter() - t
 
     counts = np.bincount(bins, minlength=n_bins + 1)[1:]
@@ -507,7 +508,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             if agreement < stability.threshold:
                 heterogeneity["verdict"] += (
                     f"; but the fit with another seed predicts the {quantity} along a different latent "
-                    f"direction (|Spearman| {agreement:.2f}), so the axis is unconfirmed")
+                    f"direction (|Spearman| {against(agreement, stability.threshold)}), so the axis is unconfirmed")
         elif stability is not None and axis.dimension < n_encoded:
             reproducibility = float(stability.reproducibility[axis.dimension])
             heterogeneity["reproducibility"] = reproducibility
@@ -515,11 +516,13 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
             if reproducibility < stability.threshold:
                 heterogeneity["verdict"] += (
                     f"; but {names[axis.dimension]} did not come back with another seed (|Spearman| "
-                    f"{reproducibility:.2f} < {stability.threshold:g}), so the axis is unconfirmed")
+                    f"{against(reproducibility, stability.threshold)} < {stability.threshold:g}), so the axis is "
+                    "unconfirmed")
             elif agreement is not None and agreement < stability.threshold:
                 heterogeneity["verdict"] += (
-                    f"; but the fit with another seed bins along a different axis (|Spearman| {agreement:.2f} with "
-                    f"{names[axis.dimension]}), so the axis is unconfirmed")
+                    f"; but the fit with another seed bins along a different axis (|Spearman| "
+                    f"{against(agreement, stability.threshold)} with {names[axis.dimension]}), so the axis is "
+                    "unconfirmed")
         caveat = (precision_caveat(p, Z[:, axis.dimension], str(names[axis.dimension]), alpha)
                   if heterogeneity.get("detected") else None)
         if caveat is not None:

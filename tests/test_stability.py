@@ -85,7 +85,7 @@ def test_stability_reports_what_each_axis_tracks():
     np.testing.assert_allclose(result.tracks["radius"][:, 1], -1.0)  # signs align every seed to the reference
     np.testing.assert_allclose(result.tracks["n_localizations"][:, 2], 1.0)
     lines = result.describe()
-    assert "tracks radius (Spearman -1.00)" in lines[1] and "tracks n_localizations" in lines[2]
+    assert "tracks radius (Spearman -1.00, mean over the seeds)" in lines[1] and "tracks n_localizations" in lines[2]
     frame = result.to_frame()
     assert list(frame["latent"]) == ["pcvae0", "pcvae1", "pcvae2"] and "spearman_radius" in frame
 
@@ -225,3 +225,11 @@ def test_choice_agreement_sees_a_choice_that_moves_to_another_axis():
         result.choice_agreement(2, "e")
     with pytest.raises(ValueError, match="axes in 0..1"):
         result.choice_agreement(0, "e", candidates=[])
+
+
+def test_numbers_beside_a_threshold_never_round_across_it():
+    """0.8998 printed as 0.90 beside 'below 0.9' (or 'not reproducible') reads as a contradiction."""
+    from pcvae_sklearn.validate._stability import against
+
+    assert against(0.8998, 0.9) == "0.8998" and against(0.9, 0.9) == "0.90" and against(0.9004, 0.9) == "0.90"
+    assert against(0.87, 0.9) == "0.87" and against(0.8951, 0.9) == "0.8951" and against(0.95, 0.9) == "0.95"

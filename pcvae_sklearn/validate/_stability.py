@@ -19,6 +19,12 @@ __all__ = ["AxisStability", "axis_stability", "match_axes"]
 REPRODUCIBLE = 0.9
 
 
+def against(value: float, threshold: float) -> str:
+    """``value`` with 2 decimals, or 4 where 2 would round it across ``threshold`` (0.8998 is not "0.90 < 0.9")."""
+    short = f"{value:.2f}"
+    return short if (float(short) >= threshold) == (value >= threshold) else f"{value:.4f}"
+
+
 def _ranks(Z: np.ndarray) -> np.ndarray:
     """Column ranks, centred and scaled so that their inner products over n are Spearman correlations."""
     R = rankdata(Z, axis=0)
@@ -166,9 +172,10 @@ class AxisStability:
         for j, name in enumerate(self.feature_names):
             mean = {q: float(np.mean(v[:, j])) for q, v in self.tracks.items()}
             best = max(mean, key=lambda q: abs(mean[q])) if mean else None
-            what = f"; tracks {best} (Spearman {mean[best]:+.2f})" if best is not None else ""
+            what = f"; tracks {best} (Spearman {mean[best]:+.2f}, mean over the seeds)" if best is not None else ""
             verdict = "reproducible" if self.reproducible[j] else "not reproducible"
-            lines.append(f"{name}: {verdict} across {len(self.seeds)} seeds (min |rho| {self.reproducibility[j]:.2f}){what}")
+            rho = against(self.reproducibility[j], self.threshold)
+            lines.append(f"{name}: {verdict} across {len(self.seeds)} seeds (min |rho| {rho}){what}")
         return lines
 
     def to_frame(self):
