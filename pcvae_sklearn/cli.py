@@ -51,6 +51,8 @@ _FLAGS = {
     "device=": "--device",
     "sep=": "--sep",
     "unit=": "--unit",
+    "n_dims=": "--n-dims",
+    "variable=": "--variable",
     "structure=": "--estimate",
     "estimate=": "--estimate",
 }
@@ -165,6 +167,12 @@ def _parser():
     g.add_argument("--picks", type=Path, default=None, metavar="CSV",
                    help="a file of pick centres, one 'x,y' pair in nm per line, for unpicked localizations")
     g.add_argument("--pick-radius", type=float, default=None, metavar="NM", help="radius of every pick, nm (with --picks)")
+    g.add_argument("--n-dims", type=int, default=None, choices=[2, 3],
+                   help="read the particles as 2D (x, y) or 3D (x, y, z); by default 3D where the file has a z that "
+                        "varies (a z that holds one value everywhere is read as 2D, with a warning)")
+    g.add_argument("--variable", default=None, metavar="NAME",
+                   help="the cell of a MATLAB file (TU Delft fusion format) that holds the particles, where it holds "
+                        "several")
     _add_model_options(run)
     return ap
 
@@ -313,6 +321,9 @@ def _run(args, particles, truth=None, source="", reading=None):
     cautions = [_with_pixel_size(for_command_line(w), getattr(args, "pixel_size", None)) for w in res.warnings]
     for message in cautions:
         print(f"pcvae: warning: {message}", file=sys.stderr, flush=True)
+    read = [f"reading the file: {w}" for w in (reading or {}).pop("warnings", [])]  # printed when read
+    res.warnings[:0] = read
+    cautions[:0] = [for_command_line(w) for w in read]
     import pandas as pd
 
     latents = pd.DataFrame(res.latents, columns=res.feature_names)
@@ -567,10 +578,10 @@ def _print_summary(res, truth, seconds, out, cautions=()):
 
 
 def _read(args):
-    """(particles, what was used to read them) from ``pcvae run``'s options."""
+    """(particles, what was used to read them and what the reader warned of) from ``pcvae run``'s options."""
     from .io import picasso_pixel_size, read_particles, sniff_format
 
-    options = {}
+    options, reading = {}, {}
     if args.pixel_size is not None:
         if not args.pixel_size > 0:
             raise ValueError(f"--pixel-size must be positive (nm per camera pixel); got {args.pixel_size}.")
@@ -588,16 +599,26 @@ def _read(args):
             raise ValueError(f"--picks {args.picks}: expected 2 columns (x, y in nm); found {options['picks'].shape[1]}.")
     if args.pick_radius is not None:
         options["pick_radius"] = args.pick_radius
+    if args.n_dims is not None:
+        options["n_dims"] = args.n_dims
+    if args.variable is not None:
+        options["variable"] = args.variable
     fmt = args.format
     if args.sep is not None:
         if args.format not in (None, "csv"):
             raise ValueError(f"--sep is for CSV files; the {args.format!r} reader does not take it.")
         options["sep"] = args.sep.encode().decode("unicode_escape")  # "\t" typed on the command line is a tab
         fmt = "csv"
-    particles = read_particles(args.input, format=fmt, **options)
+    with warnings.catch_warnings(record=True) as caught:  # said now, in the flags' words: a later error may need them
+        warnings.simplefilter("always")
+        particles = read_particles(args.input, format=fmt, **options)
+    said = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+    for message in said:
+        print(f"pcvae: warning: {for_command_line(message)}", file=sys.stderr, flush=True)
+    reading["warnings"] = said
     fmt = fmt or sniff_format(args.input)
-    reading = {"format": fmt if args.format or args.sep else f"{fmt} (detected)",
-               **{k: v for k, v in options.items() if k != "picks"}}
+    reading.update({"format": fmt if args.format or args.sep else f"{fmt} (detected)",
+                    **{k: v for k, v in options.items() if k != "picks"}})
     if fmt == "picasso" and args.pixel_size is None:
         reading["pixel_size"] = f"{picasso_pixel_size(Path(args.input)):g} (from the Picasso YAML sidecar)"
     if args.picks is not None:

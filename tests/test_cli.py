@@ -164,6 +164,44 @@ def test_outputs_carry_the_files_own_particle_ids(tmp_path, capsys):
     np.testing.assert_array_equal(per_row.loc[latents["particle"]].to_numpy(), latents["particle_id"].to_numpy())
 
 
+def test_the_readers_options_and_warnings_on_the_command_line(tmp_path, capsys):
+    """A reader's warning is said at once in the flags' words and kept in the report; --n-dims and --variable
+    reach the reader."""
+    import scipy.io
+
+    rng = np.random.default_rng(0)
+    rings = []
+    for i in range(8):
+        angles = rng.uniform(0, 2 * np.pi, 40)
+        rings.append(np.c_[50 * np.cos(angles), 50 * np.sin(angles), np.zeros(40)])
+    table = pd.concat([pd.DataFrame({"x": r[:, 0], "y": r[:, 1], "z": r[:, 2], "particle": i})
+                       for i, r in enumerate(rings)])
+    table.to_csv(tmp_path / "flat.csv", index=False)
+    quick = ["--n-bins", "2", "--no-null", "--no-fusion", "--stability-seeds", "1", *FAST]
+    assert main(["run", str(tmp_path / "flat.csv"), "--estimate", "height", "--out", str(tmp_path / "h"), *quick]) == 2
+    err = capsys.readouterr().err
+    assert "read as 2D (--n-dims 3 keeps z)" in err and "--estimate height needs 3D particles" in err
+    assert main(["run", str(tmp_path / "flat.csv"), "--out", str(tmp_path / "o"), *quick]) == 0
+    capsys.readouterr()
+    settings = json.loads((tmp_path / "o" / "settings.json").read_text())
+    assert any(w.startswith("reading the file:") and "--n-dims 3" in w for w in settings["warnings"])
+    assert "reading the file:" in (tmp_path / "o" / "report.html").read_text()
+    assert main(["run", str(tmp_path / "flat.csv"), "--n-dims", "3", "--out", str(tmp_path / "o3"), *quick]) == 0
+    assert "read as 2D" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "o3" / "settings.json").read_text())["reading"]["n_dims"] == 3
+    # a MATLAB file with two cells: the error names --variable, which chooses one
+    cells = np.empty((1, 8), dtype=object)
+    for i, r in enumerate(rings):
+        cells[0, i] = r[:, :2].T.copy()
+    other = np.empty((1, 8), dtype=object)
+    for i in range(8):
+        other[0, i] = np.eye(2)
+    scipy.io.savemat(tmp_path / "two.mat", {"A": cells, "B": other})
+    assert main(["run", str(tmp_path / "two.mat"), "--out", str(tmp_path / "m"), *quick]) == 2
+    assert "--variable <name> to choose one" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "two.mat"), "--variable", "A", "--out", str(tmp_path / "m"), *quick]) == 0
+
+
 def test_semicolon_separated_csv_is_read_with_sep(tmp_path, capsys):
     rng = np.random.default_rng(0)
     path = tmp_path / "locs.csv"

@@ -325,7 +325,7 @@ def build_particles(source, columns: dict, particle_id, *, n_dims: int | None = 
     if n_dims is None and z is not None and z.size and np.isfinite(z).all() and np.ptp(z) == 0:
         warnings.warn(
             f"{describe(source)}: column 'z' holds {z[0]:g} at every localization, which is no third dimension; "
-            "the particles are read as 2D (in Python, n_dims=3 keeps z).",
+            "the particles are read as 2D (n_dims=3 keeps z).",
             UserWarning,
             stacklevel=4,
         )
