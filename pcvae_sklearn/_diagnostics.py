@@ -111,7 +111,9 @@ def workflow_warnings(p: Particles, *, vae, n_bins: int, estimate_name: str) -> 
         out.append(
             f"the particles' median RMS radius is {spread:.3g} nm, below any structure localization microscopy "
             "resolves: are the coordinates in camera pixels or micrometres? Everything here expects nm, and every "
-            "figure in nm is then wrong (read_particles converts camera pixels with pixel_size=...)."
+            "figure in nm is then wrong. read_particles converts them: columns named with their unit ('x [px]') "
+            "with pixel_size=<nm per pixel>, and columns without one with unit='px' and pixel_size=<nm per pixel>, "
+            "or unit='um'."
         )
     elif spread > MAX_SPREAD_NM:
         out.append(
@@ -125,9 +127,10 @@ def workflow_warnings(p: Particles, *, vae, n_bins: int, estimate_name: str) -> 
             out.append(
                 f"the particles do not look like rings: a median {100 * frac:.0f}% of each particle's localizations "
                 f"lie within half its median radius of its centre (rings: under {100 * MAX_CENTRAL_FRACTION_OF_RINGS:.0f}%), "
-                "so the ring radius estimate measures their spread, not a radius. For 3D pores or tetrahedra choose "
-                "estimate='pore' or 'tetrahedron' (command line: --estimate pore). For other structures (an "
-                "origami) none of the estimates fits: "
+                "so the ring radius estimate measures their spread, not a radius. "
+                + ("For 3D pores or tetrahedra choose estimate='pore' or 'tetrahedron' (command line: --estimate "
+                   "pore). " if p.n_dims == 3 else "")
+                + "For other structures (an origami) none of the estimates fits: "
                 "read the bins by their super-particles, or pass a measure of your own as the estimate (in Python, "
                 "RadiusEstimator(method='median') gives each particle's median distance from its centre)."
             )

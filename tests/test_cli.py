@@ -57,7 +57,7 @@ def test_help_is_plain_text_with_the_real_defaults(capsys):
         ("choose estimate='pore' or 'tetrahedron' (command line: --estimate pore).",
          "choose --estimate 'pore' or 'tetrahedron'."),
         ("which takes no unit= option (its options: n_dims=, pixel_size=, variable=).",
-         "which takes no --unit option (its options: n_dims=, --pixel-size, variable=)."),
+         "which takes no --unit option (its options: --n-dims, --pixel-size, --variable)."),
         ("lower n_bins to 4 or fewer", "lower --n-bins to 4 or fewer"),
         ("pass particle_column=<name>, or picks=<centres> and pick_radius=<nm>.",
          "pass --particle-column <name>, or --picks <centres> and --pick-radius <nm>."),
@@ -274,6 +274,11 @@ def test_warnings_for_a_small_odd_run():
     assert "computed on 9 particles" in text
     assert "jumped from 1.6 in epoch 1 to 38 in epoch 2" in text
     assert "do not look like rings" in text
+    assert "--estimate pore" not in for_command_line(text)  # 2D particles: no 3D estimate to offer
+    blobs = as_particles([np.random.default_rng(i).normal(0, 30, (60, 3)) for i in range(9)])
+    rings = next(w for w in workflow_warnings(blobs, vae=Diverged(), n_bins=3, estimate_name="radius_nm")
+                 if "do not look like rings" in w)
+    assert "choose --estimate 'pore' or 'tetrahedron'" in for_command_line(rings)
     calm = workflow_warnings(as_particles(make_npc_2d(200, random_state=0)[0]), vae=PointCloudVAE(), n_bins=20,
                              estimate_name="radius_nm")
     assert calm == []
@@ -287,7 +292,8 @@ def test_coordinates_that_look_like_pixels_are_reported():
     assert any("median RMS radius is 0.4" in w and "camera pixels" in w for w in found), found
     assert not any("camera pixels" in w for w in workflow_warnings(p, vae=PointCloudVAE(), n_bins=4,
                                                                    estimate_name="radius_nm"))
-    assert "--pixel-size" in for_command_line(next(w for w in found if "camera pixels" in w))
+    units = for_command_line(next(w for w in found if "camera pixels" in w))
+    assert "--pixel-size <nm per pixel>" in units and "--unit 'px' and --pixel-size" in units  # unitless columns
     # nm multiplied by a pixel size: far too large, also said
     scaled = p.replace(coords=p.coords * 130.0)
     big = workflow_warnings(scaled, vae=PointCloudVAE(), n_bins=4, estimate_name="radius_nm")
