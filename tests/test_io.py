@@ -681,6 +681,10 @@ def test_dispatch_errors(tmp_path):
     weird.write_text("hello world\nthis is not localization data\n")
     with pytest.raises(ValueError, match=r"cannot tell the format of file .*notes\.txt.*format="):
         read_particles(weird)
+    asdf = tmp_path / "npc.asdf"  # Locan's format: no reader here, so no format= to offer
+    asdf.write_text("#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n%YAML 1.1\n")
+    with pytest.raises(ValueError, match=r"npc\.asdf' is an ASDF file, which none of the readers .* reads: export"):
+        read_particles(asdf)
     fake = tmp_path / "fake.hdf5"
     fake.write_text("x,y\n1,2\n")
     with pytest.raises(ValueError, match=r"fake\.hdf5.*not a valid HDF5"):

@@ -103,6 +103,12 @@ def sniff_format(path) -> str:
                 f"cannot tell the format of {describe(path)}: its columns look separated by {name}. Read it with "
                 f"format='csv', sep={sep!r} (command line: --sep {sep!r}). (Its first line is {first[:80]!r}.)"
             )
+    if first.startswith("#ASDF") or suffix in (".asdf", ".xlsx", ".xls", ".json", ".npy", ".npz", ".zip"):
+        raise ValueError(
+            f"{describe(path)} is {'an ASDF' if first.startswith('#ASDF') else 'a ' + repr(suffix)} file, which none "
+            f"of the readers ({', '.join(FORMATS)}) reads: export the localizations as a CSV with columns x, y[, z] "
+            "in nm and a particle id, or load them yourself and pass a DataFrame (read_dataframe)."
+        )
     raise ValueError(
         f"cannot tell the format of {describe(path)}; pass format= one of {', '.join(FORMATS)}. "
         f"(Its first line is {first[:80]!r}.)"
