@@ -276,6 +276,20 @@ def _registered(args, p):
     return registered, list(said)
 
 
+def _after_registering(res) -> None:
+    """With ``--register`` the estimators' remedy, registering, was taken already: where they still find the
+    particles turned, their warnings and the verdict say that it did not put them upright."""
+    def advises_registering(message):
+        return "register rotated particles" in message or "ParticleFuser(symmetry=" in message
+
+    res.warnings = [w + " These particles were registered first (--register), and that did not put them upright: "
+                    "check --symmetry, or read the bins by their super-particles." if advises_registering(w) else w
+                    for w in res.warnings]
+    ending = ": register them first"
+    if res.heterogeneity is not None and res.heterogeneity["verdict"].endswith(ending):
+        res.heterogeneity["verdict"] = res.heterogeneity["verdict"][: -len(ending)] + ", even after --register"
+
+
 def _null_fuser(args, n_dims):
     """The fuser of the null's template with ``--symmetry``: analyse's default template fuser, the symmetry imposed."""
     from .validate._trend import TEMPLATE_MAX_ITER, TEMPLATE_RESTARTS
@@ -316,6 +330,8 @@ def _run(args, particles, truth=None, source="", reading=None):
             n_null=args.n_null,
             n_seeds=args.stability_seeds,
         )
+    if args.register:
+        _after_registering(res)
     res.warnings[:0] = registration
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
     cautions = [_with_pixel_size(for_command_line(w), getattr(args, "pixel_size", None)) for w in res.warnings]

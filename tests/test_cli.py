@@ -390,6 +390,24 @@ def test_a_pore_run_names_the_ring_distance_and_prints_fixed_point(tmp_path, cap
     assert "e-0" not in captured.out.split("Binned along")[0]  # no column in scientific notation
 
 
+def test_after_register_the_remedy_is_not_offered_again():
+    from types import SimpleNamespace
+
+    from pcvae_sklearn.cli import _after_registering
+
+    res = SimpleNamespace(
+        warnings=["HeightEstimator(structure='tetrahedron'): 9 of 10 particles ... register rotated particles into a "
+                  "frame with the apex along z before estimating their height.", "12 particles in 2 bins"],
+        heterogeneity={"verdict": "height varies ...; but many particles look turned out of the plane, where the "
+                                  "height measures their orientation as much as their structure (see the warning): "
+                                  "register them first"})
+    _after_registering(res)
+    assert res.warnings[0].endswith("registered first (--register), and that did not put them upright: check "
+                                    "--symmetry, or read the bins by their super-particles.")
+    assert res.warnings[1] == "12 particles in 2 bins"
+    assert res.heterogeneity["verdict"].endswith("(see the warning), even after --register")
+
+
 def test_register_puts_turned_pores_upright_before_the_analysis(tmp_path, capsys):
     """--register: the pores turned out of the plane are registered first, and the ring distance follows the truth."""
     from scipy.stats import spearmanr
