@@ -276,6 +276,21 @@ def _registered(args, p):
     return registered, list(said)
 
 
+def _precision_read(p) -> str:
+    """Which precision fields the run reads, in words (the data's own, or none: nothing is assumed)."""
+    if "precision" not in p.fields:
+        axial = " ('precision_z' alone is not read)" if "precision_z" in p.fields else ""
+        return (f"none in the data{axial}; none is assumed: the fusion and the null estimate the spread from the "
+                "localizations")
+    lateral = np.asarray(p.fields["precision"], dtype=np.float64)
+    said = f"'precision' read (median {np.nanmedian(lateral):.3g} nm)"
+    if p.n_dims == 2:
+        return said
+    if "precision_z" in p.fields:
+        return said[:-1] + f", 'precision_z' median {np.nanmedian(p.fields['precision_z']):.3g} nm)"
+    return said + "; no 'precision_z': the axial precision is not assumed, the fusion estimates it"
+
+
 def _after_registering(res) -> None:
     """With ``--register`` the estimators' remedy, registering, was taken already: where they still find the
     particles turned, their warnings and the verdict say that it did not put them upright."""
@@ -309,6 +324,8 @@ def _run(args, particles, truth=None, source="", reading=None):
         particles, registration = _registered(args, p)
     vae = _vae(args)
     _say(args, f"pcvae: {p.n_particles} particles ({p.n_dims}D, {p.lengths.min()}-{p.lengths.max()} localizations each) from {source}")
+    reading = {**(reading or {}), "precision": _precision_read(p)}
+    _say(args, f"pcvae: precision: {reading['precision']}")
     _say(args, f"pcvae: fitting {vae!r}, then binning" + ("" if args.no_fusion else f" and fusing {args.n_bins} bins (the longest step)"))
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True):  # analyse's warnings are in res.warnings, printed once below

@@ -185,6 +185,7 @@ def test_the_readers_options_and_warnings_on_the_command_line(tmp_path, capsys):
     capsys.readouterr()
     settings = json.loads((tmp_path / "o" / "settings.json").read_text())
     assert any(w.startswith("reading the file:") and "--n-dims 3" in w for w in settings["warnings"])
+    assert settings["reading"]["precision"].startswith("none in the data; none is assumed")
     assert "reading the file:" in (tmp_path / "o" / "report.html").read_text()
     assert main(["run", str(tmp_path / "flat.csv"), "--n-dims", "3", "--out", str(tmp_path / "o3"), *quick]) == 0
     assert "read as 2D" not in capsys.readouterr().err
@@ -334,6 +335,7 @@ def test_demo_outputs_one_numbering_a_readable_table_and_its_warnings(tmp_path, 
     assert "Warnings" in report and "0.000<" not in report
     settings = json.loads((out / "settings.json").read_text())
     assert settings["warnings"] and settings["reading"]
+    assert settings["reading"]["precision"].startswith("'precision' read (median ")  # the simulation's own
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "picasso").is_dir(), reason=f"{SHARED_DATA} is absent (a fresh clone has no ../shared)")
