@@ -409,9 +409,9 @@ def as_particles(X, *, min_particles: int = 1, n_dims: int | None = None, what: 
         )
     if "precision_z" in p.fields and "precision" not in p.fields and not isinstance(X, Particles):
         warnings.warn(
-            f"{what} has an axial precision ('precision_z') but no lateral one ('precision'): the axial precision "
-            "is read only beside a lateral one, so no precision is used and none is assumed. Add the lateral "
-            "precision as 'precision'.",
+            "the particles carry an axial precision ('precision_z') but no lateral one ('precision'): the axial "
+            "precision is read only beside a lateral one, so no precision is used and none is assumed. Add the "
+            "lateral precision as 'precision'.",
             UserWarning,
             stacklevel=3,
         )

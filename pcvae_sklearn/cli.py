@@ -317,7 +317,10 @@ def _run(args, particles, truth=None, source="", reading=None):
     from .workflow import analyse
 
     out: Path = args.out
-    p = _check_before_fit(args, particles)
+    with warnings.catch_warnings(record=True) as caught:  # what converting the input says joins the run's warnings
+        warnings.simplefilter("always")
+        p = _check_before_fit(args, particles)
+    converting = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
     out.mkdir(parents=True, exist_ok=True)
     registration = []
     if args.register:
@@ -349,7 +352,7 @@ def _run(args, particles, truth=None, source="", reading=None):
         )
     if args.register:
         _after_registering(res)
-    res.warnings[:0] = registration
+    res.warnings[:0] = [w for w in converting if w not in res.warnings] + registration
     _say(args, "pcvae: " + ", ".join(f"{k} {v:.0f} s" for k, v in res.seconds.items()))
     cautions = [_with_pixel_size(for_command_line(w), getattr(args, "pixel_size", None)) for w in res.warnings]
     for message in cautions:

@@ -1,6 +1,7 @@
 """The ``pcvae`` command line as a newcomer meets it: help, flags, small and odd inputs, outputs."""
 
 import json
+import warnings
 import sys
 
 import numpy as np
@@ -201,6 +202,21 @@ def test_the_readers_options_and_warnings_on_the_command_line(tmp_path, capsys):
     assert main(["run", str(tmp_path / "two.mat"), "--out", str(tmp_path / "m"), *quick]) == 2
     assert "--variable <name> to choose one" in capsys.readouterr().err
     assert main(["run", str(tmp_path / "two.mat"), "--variable", "A", "--out", str(tmp_path / "m"), *quick]) == 0
+
+
+def test_what_converting_the_input_says_is_said_once_in_the_run(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    table = pd.concat([pd.DataFrame({"x": rng.normal(0, 50, 40), "y": rng.normal(0, 50, 40), "z": rng.normal(0, 20, 40),
+                                     "precision_z": 10.0, "particle": i}) for i in range(8)])
+    table.to_csv(tmp_path / "axial.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing escapes as a raw Python warning
+        rc = main(["run", str(tmp_path / "axial.csv"), "--n-bins", "2", "--no-null", "--no-fusion", "--stability-seeds",
+                   "1", "--out", str(tmp_path / "o"), *FAST])
+    assert rc == 0
+    said = "the particles carry an axial precision ('precision_z') but no lateral one"
+    assert capsys.readouterr().err.count(said) == 1
+    assert sum(said in w for w in json.loads((tmp_path / "o" / "settings.json").read_text())["warnings"]) == 1
 
 
 def test_semicolon_separated_csv_is_read_with_sep(tmp_path, capsys):
