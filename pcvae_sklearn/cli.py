@@ -381,7 +381,7 @@ def _run(args, particles, truth=None, source="", reading=None):
         unmixer.save(out / "unmixer.npz")
     if res.fusion is not None:
         table = res.fusion.to_dataframe()
-        if p.ids is not None:
+        if p.ids is not None and "particle" not in p.fields:  # (a field of the data's own name keeps its values)
             table["particle_id"] = p.ids[table["particle"].to_numpy()]
         table.to_parquet(out / "super_particles.parquet", index=False)
     settings = {

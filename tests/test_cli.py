@@ -163,6 +163,12 @@ def test_outputs_carry_the_files_own_particle_ids(tmp_path, capsys):
     assert {int(k): int(v) for k, v in counts.items()} == {int(k): v for k, v in sizes.items()}
     per_row = fused.groupby("particle")["particle_id"].first()
     np.testing.assert_array_equal(per_row.loc[latents["particle"]].to_numpy(), latents["particle_id"].to_numpy())
+    # a column of the data's own named 'particle' travels as a field and keeps its values; no ids are mapped onto it
+    pd.read_csv(tmp_path / "locs.csv").assign(particle=lambda t: t["group"] + 5).to_csv(tmp_path / "own.csv", index=False)
+    rc = main(["run", str(tmp_path / "own.csv"), "--particle-column", "group", "--n-bins", "2", "--no-null",
+               "--stability-seeds", "1", "--out", str(tmp_path / "own"), *FAST])
+    assert rc == 0, capsys.readouterr().err
+    assert set(pd.read_parquet(tmp_path / "own" / "super_particles.parquet")["particle"]) == {int(i) + 5 for i in ids}
 
 
 def test_the_readers_options_and_warnings_on_the_command_line(tmp_path, capsys):
