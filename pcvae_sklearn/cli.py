@@ -267,13 +267,17 @@ def _registered(args, p):
     the fuser warned of."""
     t = time.perf_counter()
     _say(args, f"pcvae: registering the {p.n_particles} particles onto one fused model (--register)")
+    registered, said = _with_warnings(lambda: _fuser(args, random_state=args.seed).fit_transform(p.to_awkward()))
+    _say(args, f"pcvae: registered in {time.perf_counter() - t:.0f} s")
+    return registered, [f"the registration (--register): {w}" for w in said]
+
+
+def _with_warnings(step):
+    """``step()``'s result and the messages of the UserWarnings it issued, each once, in order."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        registered = _fuser(args, random_state=args.seed).fit_transform(p.to_awkward())
-    _say(args, f"pcvae: registered in {time.perf_counter() - t:.0f} s")
-    said = dict.fromkeys(f"the registration (--register): {w.message}" for w in caught
-                         if issubclass(w.category, UserWarning))
-    return registered, list(said)
+        result = step()
+    return result, list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
 
 
 def _precision_read(p) -> str:
@@ -282,27 +286,27 @@ def _precision_read(p) -> str:
         axial = " ('precision_z' alone is not read)" if "precision_z" in p.fields else ""
         return (f"none in the data{axial}; none is assumed: the fusion and the null estimate the spread from the "
                 "localizations")
-    lateral = np.asarray(p.fields["precision"], dtype=np.float64)
-    said = f"'precision' read (median {np.nanmedian(lateral):.3g} nm)"
+    medians = f"median {np.nanmedian(p.fields['precision']):.3g} nm"
     if p.n_dims == 2:
-        return said
+        return f"'precision' read ({medians})"
     if "precision_z" in p.fields:
-        return said[:-1] + f", 'precision_z' median {np.nanmedian(p.fields['precision_z']):.3g} nm)"
-    return said + "; no 'precision_z': the axial precision is not assumed, the fusion estimates it"
+        return f"'precision' read ({medians}, 'precision_z' median {np.nanmedian(p.fields['precision_z']):.3g} nm)"
+    return f"'precision' read ({medians}); no 'precision_z': the axial precision is not assumed, the fusion estimates it"
 
 
 def _after_registering(res) -> None:
     """With ``--register`` the estimators' remedy, registering, was taken already: where they still find the
     particles turned, their warnings and the verdict say that it did not put them upright."""
+    from .workflow import REGISTER_FIRST
+
     def advises_registering(message):
         return "register rotated particles" in message or "ParticleFuser(symmetry=" in message
 
     res.warnings = [w + " These particles were registered first (--register), and that did not put them upright: "
                     "check --symmetry, or read the bins by their super-particles." if advises_registering(w) else w
                     for w in res.warnings]
-    ending = ": register them first"
-    if res.heterogeneity is not None and res.heterogeneity["verdict"].endswith(ending):
-        res.heterogeneity["verdict"] = res.heterogeneity["verdict"][: -len(ending)] + ", even after --register"
+    if res.heterogeneity is not None and res.heterogeneity["verdict"].endswith(REGISTER_FIRST):
+        res.heterogeneity["verdict"] = res.heterogeneity["verdict"][: -len(REGISTER_FIRST)] + ", even after --register"
 
 
 def _null_fuser(args, n_dims):
@@ -317,10 +321,8 @@ def _run(args, particles, truth=None, source="", reading=None):
     from .workflow import analyse
 
     out: Path = args.out
-    with warnings.catch_warnings(record=True) as caught:  # what converting the input says joins the run's warnings
-        warnings.simplefilter("always")
-        p = _check_before_fit(args, particles)
-    converting = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
+    # what converting the input says joins the run's warnings
+    p, converting = _with_warnings(lambda: _check_before_fit(args, particles))
     out.mkdir(parents=True, exist_ok=True)
     registration = []
     if args.register:
@@ -645,11 +647,8 @@ def _read(args):
             raise ValueError(f"--sep is for CSV files; the {args.format!r} reader does not take it.")
         options["sep"] = args.sep.encode().decode("unicode_escape")  # "\t" typed on the command line is a tab
         fmt = "csv"
-    with warnings.catch_warnings(record=True) as caught:  # said now, in the flags' words: a later error may need them
-        warnings.simplefilter("always")
-        particles = read_particles(args.input, format=fmt, **options)
-    said = list(dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, UserWarning)))
-    for message in said:
+    particles, said = _with_warnings(lambda: read_particles(args.input, format=fmt, **options))
+    for message in said:  # said now, in the flags' words: a later error may need them
         print(f"pcvae: warning: {for_command_line(message)}", file=sys.stderr, flush=True)
     reading["warnings"] = said
     fmt = fmt or sniff_format(args.input)

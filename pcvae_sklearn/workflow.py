@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 #: the library's own files: their warnings join a run's findings
 _PACKAGE = Path(__file__).resolve().parent
 
+#: how a detected trend's verdict ends where many particles look turned out of the plane (the remedy it names)
+REGISTER_FIRST = ": register them first"
+
 #: independent components beside the VAE's axes with ``analyse(unmix="both")``: on simulated 3D pores, 4
 #: found both the radius and the ring distance most reliably (docs/choosing_parameters.md)
 BOTH_COMPONENTS = 4
@@ -531,7 +534,7 @@ def _analyse(X, *, vae=None, estimate="radius", n_bins=20, dimension=None, fuse=
         if out_of_plane and heterogeneity.get("detected"):
             heterogeneity["verdict"] += (
                 f"; but many particles look turned out of the plane, where the {quantity} measures "
-                "their orientation as much as their structure (see the warning): register them first")
+                f"their orientation as much as their structure (see the warning){REGISTER_FIRST}")
         seconds["null"] = time.perf_counter() - t
     bin_table = pd.DataFrame(rows)
     found = workflow_warnings(p, vae=vae, n_bins=n_bins, estimate_name=name) + found
